@@ -1,0 +1,307 @@
+//! The command line: options (flags or environment), one function per subcommand, and human or JSON output.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::pg::PgTarget;
+use crate::snapshot::{snapshot, SnapshotOptions, SnapshotReport};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::source::{Selection, Source};
+use crate::sqlite::journal_mode;
+use crate::stream::StopWhen;
+
+/// Keep a PostgreSQL database equal to a live SQLite file, and prove it.
+#[derive(Debug, Parser)]
+#[command(name = "lite2pg", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand understands, before or after its name.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// The SQLite database file (never created if missing).
+    #[arg(long, env = "LITE2PG_SQLITE", global = true, value_name = "PATH")]
+    pub sqlite: Option<PathBuf>,
+    /// PostgreSQL URL, e.g. postgres://user@host:5432/db (also read from POSTGRES_DATABASE_URL).
+    #[arg(long, env = "LITE2PG_POSTGRES", hide_env_values = true, global = true, value_name = "URL")]
+    pub postgres: Option<String>,
+    /// PostgreSQL schema for the copied tables.
+    #[arg(long, env = "LITE2PG_SCHEMA", global = true, default_value = "public")]
+    pub schema: String,
+    /// Only these tables (comma-separated).
+    #[arg(long, global = true, value_delimiter = ',', value_name = "TABLES")]
+    pub tables: Vec<String>,
+    /// Leave these tables out (comma-separated).
+    #[arg(long, global = true, value_delimiter = ',', value_name = "TABLES")]
+    pub exclude: Vec<String>,
+    /// Name of this source in lite2pg.sources (stored in the SQLite file; default: made at first init).
+    #[arg(long, env = "LITE2PG_SOURCE_ID", global = true)]
+    pub source_id: Option<String>,
+    /// Print machine-readable JSON on stdout instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the PostgreSQL tables and copy every row (installs change capture first).
+    Snapshot(SnapshotArgs),
+    /// Install change capture in the SQLite file (no PostgreSQL needed).
+    Init,
+    /// Snapshot if needed, then apply every committed change until SIGINT/SIGTERM.
+    Run(RunArgs),
+    /// Remove change capture from the SQLite file; the application's tables are untouched.
+    Uninstall,
+}
+
+/// Options of `snapshot`.
+#[derive(Debug, Clone, Args)]
+pub struct SnapshotArgs {
+    /// Drop and re-create tables that already exist in PostgreSQL.
+    #[arg(long)]
+    pub replace: bool,
+    /// Parallel copy connections.
+    #[arg(long, default_value_t = default_jobs())]
+    pub jobs: usize,
+}
+
+/// Options of `run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Apply everything committed before it started, then exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Parallel copy connections for the initial snapshot.
+    #[arg(long, default_value_t = default_jobs())]
+    pub jobs: usize,
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 8)
+}
+
+impl CommonArgs {
+    fn sqlite(&self) -> Result<PathBuf> {
+        self.sqlite.clone().ok_or_else(|| {
+            Error::new(ErrorKind::Usage, "no SQLite file given").with_hint("pass --sqlite PATH or set LITE2PG_SQLITE")
+        })
+    }
+
+    fn postgres(&self) -> Result<PgTarget> {
+        let url = self.postgres.clone().or_else(|| std::env::var("POSTGRES_DATABASE_URL").ok()).ok_or_else(|| {
+            Error::new(ErrorKind::Usage, "no PostgreSQL URL given")
+                .with_hint("pass --postgres URL or set LITE2PG_POSTGRES (or POSTGRES_DATABASE_URL)")
+        })?;
+        PgTarget::parse(&url)
+    }
+
+    fn selection(&self) -> Selection {
+        Selection { include: self.tables.clone(), exclude: self.exclude.clone() }
+    }
+
+    fn snapshot_options(&self, replace: bool, jobs: usize) -> Result<SnapshotOptions> {
+        Ok(SnapshotOptions {
+            sqlite: self.sqlite()?,
+            target: self.postgres()?,
+            schema: self.schema.clone(),
+            selection: self.selection(),
+            replace,
+            jobs,
+            progress: !self.json && std::io::stderr().is_terminal(),
+            source_id: self.source_id.clone(),
+        })
+    }
+}
+
+/// Runs the parsed command line and returns the process exit code: 0 success, 1 failure, 2 usage error.
+pub fn main_with(cli: Cli) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the tokio runtime starts");
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(if err.kind() == ErrorKind::Usage { 2 } else { 1 })
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let common = &cli.common;
+    match &cli.command {
+        Command::Snapshot(args) => {
+            let report = snapshot(&common.snapshot_options(args.replace, args.jobs)?).await?;
+            print_snapshot(&report, common.json);
+            Ok(clean_exit(&report))
+        }
+        Command::Init => init(common),
+        Command::Uninstall => uninstall(common),
+        Command::Run(args) => run(common, args).await,
+    }
+}
+
+fn init(common: &CommonArgs) -> Result<ExitCode> {
+    let source = Source::prepare(&common.sqlite()?, &common.selection(), common.source_id.as_deref())?;
+    let journal_mode = journal_mode(&source.conn)?;
+    if common.json {
+        let tables: Vec<&str> = source.capture.tables.iter().map(|t| t.name.as_str()).collect();
+        let out = serde_json::json!({"source_id": source.capture.source_id, "tables": tables, "journal_mode": journal_mode});
+        println!("{out}");
+    } else {
+        println!(
+            "capture installed on {} table(s) in {} (source id {})",
+            source.capture.tables.len(),
+            source.path.display(),
+            source.capture.source_id
+        );
+    }
+    if !journal_mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(
+            "the SQLite file uses journal mode {journal_mode}: while lite2pg reads, the application's writers wait; \
+             WAL mode lets them go on (sqlite3 {} 'PRAGMA journal_mode=WAL')",
+            source.path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn uninstall(common: &CommonArgs) -> Result<ExitCode> {
+    let path = common.sqlite()?;
+    let mut conn = crate::sqlite::open(&path, crate::sqlite::Access::ReadWrite)?;
+    let had_capture = crate::sqlite::capture::uninstall(&mut conn)?;
+    match had_capture {
+        true => println!("capture removed from {}; the application's tables are untouched", path.display()),
+        false => println!("{} had no lite2pg capture installed; nothing changed", path.display()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(common: &CommonArgs, args: &RunArgs) -> Result<ExitCode> {
+    let options = common.snapshot_options(false, args.jobs)?;
+    let stop = if args.once {
+        StopWhen::CaughtUp
+    } else {
+        let notify = Arc::new(Notify::new());
+        tokio::spawn(forward_signals(notify.clone()));
+        StopWhen::Signal(notify)
+    };
+    let json = common.json;
+    let summary = crate::stream::run(&options, stop, |report| {
+        if !json {
+            print_snapshot(report, false);
+        }
+    })
+    .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary).expect("summaries serialize"));
+    } else {
+        println!(
+            "source {} at seq {}: {} batch(es), {} upserts, {} deletes, {} rejects",
+            summary.source_id, summary.applied_seq, summary.batches, summary.upserts, summary.deletes, summary.rejects
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Turns SIGINT and SIGTERM into a stop request.
+async fn forward_signals(notify: Arc<Notify>) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM can be watched");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("stopping: finishing the current batch");
+    notify.notify_one();
+}
+
+/// Exit 1 when values were rejected: the copy is not complete.
+fn clean_exit(report: &SnapshotReport) -> ExitCode {
+    if report.rejects() == 0 {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!(
+        "warning: {} row(s) hold values PostgreSQL cannot hold; they are listed in lite2pg.rejects, not copied",
+        report.rejects()
+    );
+    ExitCode::from(1)
+}
+
+/// Prints a snapshot's mapping, notes and summary.
+pub fn print_snapshot(report: &SnapshotReport, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report).expect("reports serialize"));
+        return;
+    }
+    let mapping: Vec<Vec<String>> = report
+        .mapping
+        .iter()
+        .map(|m| vec![m.table.clone(), m.column.clone(), m.declared_type.clone(), m.stored.clone(), m.pg_type.clone()])
+        .collect();
+    println!("Type mapping:");
+    print_table(&["table", "column", "declared", "stored", "postgres"], &mapping);
+    if !report.notes.is_empty() {
+        println!("\nNotes:");
+        for note in &report.notes {
+            println!("  - {note}");
+        }
+    }
+    let mut rows: Vec<Vec<String>> = report
+        .tables
+        .iter()
+        .map(|t| vec![t.table.clone(), t.rows.to_string(), human_bytes(t.bytes), format!("{:.2}", t.seconds), t.rejects.to_string()])
+        .collect();
+    let (rows_total, bytes_total) = report.tables.iter().fold((0, 0), |(r, b), t| (r + t.rows, b + t.bytes));
+    rows.push(vec![
+        "total".into(),
+        rows_total.to_string(),
+        human_bytes(bytes_total),
+        format!("{:.2}", report.seconds),
+        report.rejects().to_string(),
+    ]);
+    println!("\nCopied into schema {} (source {}, position {}):", report.schema, report.source_id, report.snapshot_seq);
+    print_table(&["table", "rows", "bytes", "seconds", "rejects"], &rows);
+}
+
+/// Prints rows under headers, columns padded to their widest cell.
+pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("  {}", padded.join("  ").trim_end());
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}

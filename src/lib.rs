@@ -1,0 +1,20 @@
+//! lite2pg keeps a PostgreSQL database equal to a live SQLite file, and proves it.
+//!
+//! The pipeline, one module per step: [`sqlite`] opens the file, reads its schema, installs change capture and
+//! reads changes; [`schema`] and [`types`] decide how each table and value is held in PostgreSQL; [`pg`]
+//! connects, creates tables, copies and applies; [`snapshot`] copies everything once; [`stream`] applies changes
+//! as they are committed; [`cli`] is the command line.
+
+pub mod cli;
+pub mod error;
+pub mod ident;
+pub mod pg;
+pub mod progress;
+pub mod schema;
+pub mod snapshot;
+pub mod stream;
+pub mod source;
+pub mod sqlite;
+pub mod types;
+
+pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,149 @@
+//! Applying change batches to PostgreSQL: each table's changed keys arrive as one binary COPY into a session
+//! temp table (present rows with their values, gone keys flagged), then three set-based statements merge them.
+//!
+//! Contract: everything for one batch runs in the caller's transaction, together with the position update, so a
+//! batch is applied whole or not at all. Merging is idempotent: re-applying a batch leaves the same rows.
+
+use tokio_postgres::{Client, GenericClient};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::ident::{qualified, quote};
+use crate::schema::TablePlan;
+use crate::types::PgType;
+
+/// Extra column of the temp tables: true for keys whose row is gone.
+pub const GONE_COLUMN: &str = "__lite2pg_gone";
+
+/// The statements that merge one table's temp table into the target.
+#[derive(Debug, Clone)]
+pub struct TableMerge {
+    pub temp_table: String,
+    create_temp: String,
+    pub copy_in: String,
+    delete_gone: String,
+    /// One per unique constraint: deletes rows an `INSERT OR REPLACE` displaced in SQLite without a trigger.
+    delete_displaced: Vec<String>,
+    upsert: String,
+    clear_rejects: String,
+}
+
+impl TableMerge {
+    /// Builds the statements for `plan` in `schema`, given the target's unique column sets besides the key.
+    pub fn new(schema: &str, table_id: i64, plan: &TablePlan, unique_sets: &[Vec<String>]) -> TableMerge {
+        let target = qualified(schema, &plan.name);
+        let temp_table = format!("_lite2pg_apply_{table_id}");
+        let columns = plan.pg_column_list();
+        let keys: Vec<String> = plan.key_columns().map(|c| quote(&c.name)).collect();
+        let key_match = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect::<Vec<_>>().join(" AND ");
+        let key_tuple = |alias: &str| format!("({})", keys.iter().map(|k| format!("{alias}.{k}")).collect::<Vec<_>>().join(", "));
+        let gone = quote(GONE_COLUMN);
+        let updates: Vec<String> = plan
+            .columns
+            .iter()
+            .filter(|c| !keys.contains(&quote(&c.name)))
+            .map(|c| format!("{0} = EXCLUDED.{0}", quote(&c.name)))
+            .collect();
+        let on_conflict = if updates.is_empty() { "DO NOTHING".to_string() } else { format!("DO UPDATE SET {}", updates.join(", ")) };
+        let key_json = format!("jsonb_build_array({})", keys.iter().map(|k| format!("s.{k}")).collect::<Vec<_>>().join(", "));
+        TableMerge {
+            create_temp: format!(
+                "CREATE TEMP TABLE IF NOT EXISTS {0} ON COMMIT DELETE ROWS AS SELECT {columns}, NULL::boolean AS {gone} FROM {target} WITH NO DATA",
+                quote(&temp_table)
+            ),
+            copy_in: format!("COPY {} ({columns}, {gone}) FROM STDIN (FORMAT binary)", quote(&temp_table)),
+            delete_gone: format!("DELETE FROM {target} AS t USING {} AS s WHERE s.{gone} AND {key_match}", quote(&temp_table)),
+            delete_displaced: unique_sets
+                .iter()
+                .map(|set| {
+                    let same = set.iter().map(|c| format!("t.{0} = s.{0}", quote(c))).collect::<Vec<_>>().join(" AND ");
+                    format!(
+                        "DELETE FROM {target} AS t USING {} AS s WHERE NOT s.{gone} AND {same} AND {} IS DISTINCT FROM {}",
+                        quote(&temp_table),
+                        key_tuple("t"),
+                        key_tuple("s")
+                    )
+                })
+                .collect(),
+            upsert: format!(
+                "INSERT INTO {target} ({columns}) SELECT {columns} FROM {} WHERE NOT {gone} ON CONFLICT ({}) {on_conflict}",
+                quote(&temp_table),
+                keys.join(", ")
+            ),
+            clear_rejects: format!(
+                "DELETE FROM lite2pg.rejects AS r USING {} AS s WHERE r.source_id = $1 AND r.table_name = $2 AND r.key = {key_json}",
+                quote(&temp_table)
+            ),
+            temp_table,
+        }
+    }
+
+    /// Creates the session's temp table; run once per connection, outside any batch transaction, so that a
+    /// rolled-back batch cannot take it away.
+    pub async fn create_temp_table(&self, client: &Client) -> Result<()> {
+        client.batch_execute(&self.create_temp).await?;
+        Ok(())
+    }
+
+    /// Merges what was copied into the temp table, inside the caller's open transaction: deletes gone keys and
+    /// rows displaced on a unique key, upserts present rows, and clears rejects of rows that now fit.
+    pub async fn merge(&self, client: &Client, source_id: &str, table: &str, clear_rejects: bool) -> Result<()> {
+        client.execute(self.delete_gone.as_str(), &[]).await?;
+        for statement in &self.delete_displaced {
+            client.execute(statement.as_str(), &[]).await?;
+        }
+        client.execute(self.upsert.as_str(), &[]).await?;
+        if clear_rejects {
+            client.execute(self.clear_rejects.as_str(), &[&source_id, &table]).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A PostgreSQL table's columns and types as they are now, or `None` when the table does not exist.
+pub async fn table_columns(client: &impl GenericClient, schema: &str, table: &str) -> Result<Option<Vec<(String, String)>>> {
+    let relation = qualified(schema, table);
+    let rows = client
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+             WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            &[&relation],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect()))
+}
+
+/// The PostgreSQL types of `names` in a table lite2pg created, in order.
+pub fn pg_types_for(table: &str, names: &[String], columns: &[(String, String)]) -> Result<Vec<PgType>> {
+    names
+        .iter()
+        .map(|name| {
+            let (_, type_name) = columns.iter().find(|(c, _)| c == name).ok_or_else(|| {
+                Error::new(ErrorKind::Schema, format!("column {name:?} of table {table:?} is missing in PostgreSQL"))
+                    .with_hint("re-create the table with `lite2pg snapshot --replace`")
+            })?;
+            PgType::from_format_type(type_name).ok_or_else(|| {
+                Error::new(ErrorKind::Schema, format!("column {name:?} of table {table:?} has type {type_name} in PostgreSQL, which lite2pg does not write"))
+                    .with_hint("change it back or re-create the table with `lite2pg snapshot --replace`")
+            })
+        })
+        .collect()
+}
+
+/// Column sets of the target's unique constraints and plain unique indexes, other than the primary key.
+pub async fn unique_sets(client: &impl GenericClient, schema: &str, table: &str) -> Result<Vec<Vec<String>>> {
+    let rows = client
+        .query(
+            "SELECT array_agg(a.attname::text ORDER BY k.ord) FROM pg_index i
+             CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+             WHERE i.indrelid = to_regclass($1) AND i.indisunique AND NOT i.indisprimary
+               AND i.indexprs IS NULL AND i.indpred IS NULL
+             GROUP BY i.indexrelid",
+            &[&qualified(schema, table)],
+        )
+        .await?;
+    Ok(rows.into_iter().map(|r| r.get(0)).collect())
+}

@@ -1,0 +1,184 @@
+//! The PostgreSQL side: connecting (with errors that say where and why), lite2pg's own state schema, DDL,
+//! binary COPY and applying change batches.
+
+pub mod apply;
+pub mod copy;
+pub mod state;
+
+use std::time::Duration;
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// A PostgreSQL target: connection settings plus a printable description that never holds the password.
+#[derive(Clone)]
+pub struct PgTarget {
+    config: Config,
+    shown: String,
+}
+
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl PgTarget {
+    /// Parses a `postgres://` URL or a `key=value` connection string. A password missing from it is taken from
+    /// `PGPASSWORD`, as libpq does.
+    pub fn parse(url: &str) -> Result<PgTarget> {
+        let mut config: Config = url.parse().map_err(|err| {
+            Error::new(ErrorKind::Usage, format!("cannot parse the PostgreSQL URL {}: {err}", redact_url(url)))
+                .with_hint("expected postgres://user[:password]@host[:port]/database")
+        })?;
+        if config.get_password().is_none() {
+            if let Ok(password) = std::env::var("PGPASSWORD") {
+                config.password(password);
+            }
+        }
+        if config.get_user().is_none() {
+            config.user(std::env::var("PGUSER").as_deref().unwrap_or("postgres"));
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        config.application_name("lite2pg");
+        let shown = describe(&config);
+        Ok(PgTarget { config, shown })
+    }
+
+    /// `user@host:port/dbname`, for messages.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// The database name.
+    pub fn dbname(&self) -> &str {
+        self.config.get_dbname().or(self.config.get_user()).unwrap_or("postgres")
+    }
+
+    /// The same server with another database, for tests and tools that create databases.
+    pub fn with_dbname(&self, dbname: &str) -> PgTarget {
+        let mut config = self.config.clone();
+        config.dbname(dbname);
+        PgTarget { shown: describe(&config), config }
+    }
+
+    /// Opens a connection and drives it on the runtime.
+    pub async fn connect(&self) -> Result<Client> {
+        let (client, connection) = self.config.connect(NoTls).await.map_err(|err| connect_error(self, err))?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "postgres connection ended");
+            }
+        });
+        Ok(client)
+    }
+}
+
+fn describe(config: &Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("postgres");
+    let dbname = config.get_dbname().unwrap_or(user);
+    format!("{user}@{host}:{port}/{dbname}")
+}
+
+/// Replaces the password in a URL with `***`, for anything printed.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else { return url.to_string() };
+    let rest = &url[scheme_end + 3..];
+    let Some(at) = rest.rfind('@') else { return url.to_string() };
+    match rest[..at].find(':') {
+        Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &rest[..colon], &rest[at..]),
+        None => url.to_string(),
+    }
+}
+
+fn connect_error(target: &PgTarget, err: tokio_postgres::Error) -> Error {
+    let address = target.shown.split('@').nth(1).unwrap_or(&target.shown).split('/').next().unwrap_or_default().to_string();
+    if let Some(db) = err.as_db_error() {
+        let code = db.code().clone();
+        let user = target.config.get_user().unwrap_or("postgres");
+        let (kind, hint) = if code == SqlState::INVALID_PASSWORD || code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
+            (ErrorKind::PgAuth, "check the user and password (in the URL, PGPASSWORD or ~/.pgpass)".to_string())
+        } else if code == SqlState::INVALID_CATALOG_NAME {
+            (ErrorKind::Usage, format!("create it first: createdb -h … {}", target.dbname()))
+        } else if code.code().starts_with("57P") || code.code().starts_with("53") {
+            (ErrorKind::PgConnect, "the server is starting, stopping or full; lite2pg retries".to_string())
+        } else {
+            (ErrorKind::PgQuery, "see the PostgreSQL server log".to_string())
+        };
+        return Error::new(kind, format!("PostgreSQL at {address} refused user {user}: {}", db.message())).with_hint(hint);
+    }
+    let cause = io_cause(&err).unwrap_or_else(|| err.to_string());
+    Error::new(ErrorKind::PgConnect, format!("cannot reach PostgreSQL at {address} ({cause})"))
+        .with_hint("is the server running and the address right?")
+}
+
+fn io_cause(err: &tokio_postgres::Error) -> Option<String> {
+    let mut source = std::error::Error::source(err);
+    while let Some(inner) = source {
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            return Some(match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+                _ => io.to_string(),
+            });
+        }
+        source = inner.source();
+    }
+    if err.to_string().contains("timeout") {
+        return Some("timed out".to_string());
+    }
+    None
+}
+
+/// Turns a statement error into a kind: what retrying can fix, what needs a person.
+pub fn classify(err: tokio_postgres::Error) -> Error {
+    let Some(db) = err.as_db_error() else {
+        let kind = if err.is_closed() || io_cause(&err).is_some() { ErrorKind::PgConnect } else { ErrorKind::PgQuery };
+        let message = format!("PostgreSQL: {err}");
+        return Error::new(kind, message).with_source(err);
+    };
+    let code = db.code().code();
+    let kind = match code {
+        c if c.starts_with("08") || c.starts_with("57P") => ErrorKind::PgConnect,
+        "40001" | "40P01" | "55P03" => ErrorKind::PgTransient,
+        c if c.starts_with("53") => ErrorKind::PgTransient,
+        "42501" => ErrorKind::PgPermission,
+        c if c.starts_with("28") => ErrorKind::PgAuth,
+        _ => ErrorKind::PgQuery,
+    };
+    let mut message = format!("PostgreSQL: {} ({code})", db.message());
+    if let Some(detail) = db.detail() {
+        message.push_str(": ");
+        message.push_str(detail);
+    }
+    let error = Error::new(kind, message);
+    let error = match kind {
+        ErrorKind::PgPermission => error.with_hint("grant lite2pg's user the privilege named above (see docs)"),
+        _ => error,
+    };
+    error.with_source(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_shown() {
+        assert_eq!(redact_url("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");
+        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
+        let target = PgTarget::parse("postgres://app:s3cret@db:5433/x").unwrap();
+        assert_eq!(target.shown(), "app@db:5433/x");
+        assert!(!format!("{target:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,203 @@
+//! lite2pg's own schema in PostgreSQL: which sources exist, how far each is applied, which tables lite2pg
+//! created, and which values it could not hold (`rejects`).
+//!
+//! Contract: `applied_seq` only moves forward, and only in the same transaction that applied the changes up to
+//! it, so PostgreSQL's data and position can never disagree.
+
+use tokio_postgres::{Client, GenericClient};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::types::SqlValue;
+
+/// The schema holding lite2pg's state.
+pub const STATE_SCHEMA: &str = "lite2pg";
+
+const STATE_DDL: &str = "
+CREATE SCHEMA IF NOT EXISTS lite2pg;
+CREATE TABLE IF NOT EXISTS lite2pg.sources (
+    source_id text PRIMARY KEY,
+    database_id text NOT NULL,
+    sqlite_path text NOT NULL,
+    target_schema text NOT NULL,
+    snapshot_seq bigint,
+    snapshot_started_at timestamptz,
+    snapshot_finished_at timestamptz,
+    applied_seq bigint NOT NULL DEFAULT 0,
+    last_applied_at timestamptz,
+    last_error text,
+    promoted boolean NOT NULL DEFAULT false
+);
+CREATE TABLE IF NOT EXISTS lite2pg.tables (
+    source_id text NOT NULL REFERENCES lite2pg.sources ON DELETE CASCADE,
+    table_name text NOT NULL,
+    target_schema text NOT NULL,
+    key_columns jsonb NOT NULL,
+    rows_copied bigint,
+    bytes_copied bigint,
+    copied_at timestamptz,
+    PRIMARY KEY (source_id, table_name)
+);
+CREATE TABLE IF NOT EXISTS lite2pg.rejects (
+    source_id text NOT NULL,
+    table_name text NOT NULL,
+    key jsonb NOT NULL,
+    column_name text NOT NULL,
+    reason text NOT NULL,
+    raw bytea,
+    storage_class text NOT NULL,
+    rejected_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (source_id, table_name, key)
+);
+";
+
+/// Arbitrary constant that serializes lite2pg's state DDL between processes.
+const STATE_DDL_LOCK: i64 = 0x6c69_7465_3270_6700;
+
+/// Creates lite2pg's schema and tables if they are missing; safe when several processes start at once.
+pub async fn ensure_state_schema(client: &mut Client) -> Result<()> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&STATE_DDL_LOCK]).await?;
+    tx.batch_execute(STATE_DDL).await.map_err(|err| {
+        Error::from(err).context("cannot create lite2pg's state schema").with_hint("lite2pg's user needs CREATE on the database")
+    })?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A source's row in `lite2pg.sources`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRow {
+    pub source_id: String,
+    pub database_id: String,
+    pub target_schema: String,
+    /// Set once a snapshot finished.
+    pub snapshot_seq: Option<i64>,
+    pub applied_seq: i64,
+    pub promoted: bool,
+}
+
+/// Reads a source's row, if any.
+pub async fn source(client: &impl GenericClient, source_id: &str) -> Result<Option<SourceRow>> {
+    let row = client
+        .query_opt(
+            "SELECT source_id, database_id, target_schema, snapshot_seq, applied_seq, promoted FROM lite2pg.sources WHERE source_id = $1",
+            &[&source_id],
+        )
+        .await?;
+    Ok(row.map(|r| SourceRow {
+        source_id: r.get(0),
+        database_id: r.get(1),
+        target_schema: r.get(2),
+        snapshot_seq: r.get(3),
+        applied_seq: r.get(4),
+        promoted: r.get(5),
+    }))
+}
+
+/// Which source (if any) created `schema.table`.
+pub async fn table_owner(client: &impl GenericClient, schema: &str, table: &str) -> Result<Option<String>> {
+    let row = client
+        .query_opt("SELECT source_id FROM lite2pg.tables WHERE target_schema = $1 AND table_name = $2", &[&schema, &table])
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Whether `schema.table` exists in PostgreSQL.
+pub async fn table_exists(client: &impl GenericClient, schema: &str, table: &str) -> Result<bool> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2)",
+            &[&schema, &table],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// Moves `applied_seq` from `from` to `to` inside the caller's transaction; fails if another process moved it.
+pub async fn advance(client: &impl GenericClient, source_id: &str, from: i64, to: i64) -> Result<()> {
+    let moved = client
+        .execute(
+            "UPDATE lite2pg.sources SET applied_seq = $3, last_applied_at = now(), last_error = NULL
+             WHERE source_id = $1 AND applied_seq = $2",
+            &[&source_id, &from, &to],
+        )
+        .await?;
+    if moved != 1 {
+        return Err(Error::new(
+            ErrorKind::State,
+            format!("source {source_id} is no longer at position {from}: another lite2pg process applied it"),
+        )
+        .with_hint("run one lite2pg per source"));
+    }
+    Ok(())
+}
+
+/// Records the last error a source met, for `status` (outside any batch transaction).
+pub async fn record_error(client: &impl GenericClient, source_id: &str, error: &str) -> Result<()> {
+    client.execute("UPDATE lite2pg.sources SET last_error = $2 WHERE source_id = $1", &[&source_id, &error]).await?;
+    Ok(())
+}
+
+/// A value PostgreSQL could not hold, with the row's key and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reject {
+    pub table: String,
+    pub key: Vec<SqlValue>,
+    pub column: String,
+    pub reason: String,
+    pub value: SqlValue,
+}
+
+/// Stores rejects, replacing an older reject of the same row.
+pub async fn store_rejects(client: &impl GenericClient, source_id: &str, rejects: &[Reject]) -> Result<()> {
+    let statement = client
+        .prepare(
+            "INSERT INTO lite2pg.rejects (source_id, table_name, key, column_name, reason, raw, storage_class)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (source_id, table_name, key) DO UPDATE SET column_name = excluded.column_name,
+               reason = excluded.reason, raw = excluded.raw, storage_class = excluded.storage_class, rejected_at = now()",
+        )
+        .await?;
+    for reject in rejects {
+        let key = serde_json::Value::Array(reject.key.iter().map(SqlValue::to_json).collect());
+        client
+            .execute(
+                &statement,
+                &[
+                    &source_id,
+                    &reject.table,
+                    &key,
+                    &reject.column,
+                    &reject.reason,
+                    &reject.value.raw_bytes(),
+                    &reject.value.storage_class(),
+                ],
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Takes the session-level advisory lock that makes one process the only writer of a source. Returns an error
+/// naming the holder when another session has it.
+pub async fn lock_source(client: &Client, source_id: &str) -> Result<()> {
+    let row = client
+        .query_one("SELECT pg_try_advisory_lock(hashtextextended('lite2pg:' || $1, 0))", &[&source_id])
+        .await?;
+    if row.get::<_, bool>(0) {
+        return Ok(());
+    }
+    let holder = client
+        .query_opt(
+            "SELECT a.pid, coalesce(host(a.client_addr), 'local socket'), a.backend_start::text
+             FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+             WHERE l.locktype = 'advisory' AND l.granted
+               AND (l.classid::bigint << 32) | l.objid::bigint = hashtextextended('lite2pg:' || $1, 0)",
+            &[&source_id],
+        )
+        .await?
+        .map(|r| format!("PostgreSQL backend pid {} from {} since {}", r.get::<_, i32>(0), r.get::<_, String>(1), r.get::<_, String>(2)))
+        .unwrap_or_else(|| "another session".to_string());
+    Err(Error::new(ErrorKind::Locked, format!("source {source_id} is being synced by another lite2pg ({holder})"))
+        .with_hint("run one lite2pg per source; stop the other one or wait for it"))
+}

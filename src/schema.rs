@@ -1,0 +1,275 @@
+//! The table plan: how one SQLite table becomes one PostgreSQL table — columns and types, the key used to
+//! identify rows, and the DDL for the table, its constraints, indexes and foreign keys.
+
+use crate::ident::{qualified, quote};
+use crate::sqlite::introspect::{Index, Table};
+use crate::types::{choose_pg_type, encode_binary, ColumnStats, PgType, SqlValue};
+
+/// Name of the column added to PostgreSQL tables that have no usable primary key: it holds the SQLite rowid.
+pub const ROWID_COLUMN: &str = "__lite2pg_rowid";
+
+/// One PostgreSQL column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnPlan {
+    pub name: String,
+    pub declared_type: String,
+    pub pg_type: PgType,
+    pub not_null: bool,
+    /// The default as PostgreSQL SQL, when it translates.
+    pub default_sql: Option<String>,
+}
+
+/// How rows of a table are identified, in the change log and in PostgreSQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPlan {
+    /// The declared primary key: indexes into `columns`, in key order.
+    Columns(Vec<usize>),
+    /// The SQLite rowid, kept in PostgreSQL as the last column, `ROWID_COLUMN`.
+    Rowid,
+}
+
+/// Everything needed to create, copy and apply one table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TablePlan {
+    pub name: String,
+    pub columns: Vec<ColumnPlan>,
+    pub key: KeyPlan,
+    /// How the rowid is reached in SQLite (`None` for WITHOUT ROWID).
+    pub rowid_name: Option<&'static str>,
+}
+
+impl TablePlan {
+    /// Chooses every column's type from the stored-value scan (for a new PostgreSQL table).
+    pub fn from_stats(table: &Table, stats: &[ColumnStats], key_columns: &[String]) -> TablePlan {
+        let types: Vec<PgType> = table.columns.iter().zip(stats).map(|(c, s)| choose_pg_type(&c.declared_type, s)).collect();
+        TablePlan::new(table, &types, key_columns)
+    }
+
+    /// Builds the plan for `table` with the given PostgreSQL column types and the key the change log uses
+    /// (`key_columns` empty means the rowid).
+    pub fn new(table: &Table, pg_types: &[PgType], key_columns: &[String]) -> TablePlan {
+        let mut columns: Vec<ColumnPlan> = table
+            .columns
+            .iter()
+            .zip(pg_types)
+            .map(|(column, &pg_type)| {
+                ColumnPlan {
+                    name: column.name.clone(),
+                    declared_type: column.declared_type.clone(),
+                    pg_type,
+                    not_null: column.not_null || (table.without_rowid && table.primary_key.contains(&column.name)),
+                    default_sql: column.default_sql.as_deref().and_then(|sql| translate_default(sql, pg_type)),
+                }
+            })
+            .collect();
+        let key = if key_columns.is_empty() {
+            columns.push(ColumnPlan {
+                name: ROWID_COLUMN.to_string(),
+                declared_type: "rowid".to_string(),
+                pg_type: PgType::BigInt,
+                not_null: true,
+                default_sql: None,
+            });
+            KeyPlan::Rowid
+        } else {
+            KeyPlan::Columns(
+                key_columns
+                    .iter()
+                    .map(|k| columns.iter().position(|c| &c.name == k).expect("key columns come from the table"))
+                    .collect(),
+            )
+        };
+        TablePlan { name: table.name.clone(), columns, key, rowid_name: table.rowid_name() }
+    }
+
+    /// Indexes of the key columns in `columns`, in key order.
+    pub fn key_indexes(&self) -> Vec<usize> {
+        match &self.key {
+            KeyPlan::Columns(indexes) => indexes.clone(),
+            KeyPlan::Rowid => vec![self.columns.len() - 1],
+        }
+    }
+
+    /// The key columns, in key order.
+    pub fn key_columns(&self) -> impl ExactSizeIterator<Item = &ColumnPlan> + '_ {
+        self.key_indexes().into_iter().map(move |i| &self.columns[i])
+    }
+
+    /// The key values of a full row, in key order.
+    pub fn key_of(&self, row: &[SqlValue]) -> Vec<SqlValue> {
+        self.key_indexes().into_iter().map(|i| row[i].clone()).collect()
+    }
+
+    /// The SQLite expressions that read a full row, in PostgreSQL column order, for a table aliased `alias`.
+    pub fn select_list(&self, alias: &str) -> String {
+        self.columns
+            .iter()
+            .map(|c| match (&self.key, c.name.as_str()) {
+                (KeyPlan::Rowid, ROWID_COLUMN) => format!("{alias}.{}", self.rowid_name.expect("rowid tables have a rowid")),
+                _ => format!("{alias}.{}", quote(&c.name)),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The SQLite expressions for the key, in key order, for a table aliased `alias`.
+    pub fn key_select_list(&self, alias: &str) -> Vec<String> {
+        match &self.key {
+            KeyPlan::Rowid => vec![format!("{alias}.{}", self.rowid_name.expect("rowid tables have a rowid"))],
+            KeyPlan::Columns(indexes) => indexes.iter().map(|i| format!("{alias}.{}", quote(&self.columns[*i].name))).collect(),
+        }
+    }
+
+    /// The quoted PostgreSQL column list, for COPY and INSERT.
+    pub fn pg_column_list(&self) -> String {
+        self.columns.iter().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", ")
+    }
+
+    /// The quoted PostgreSQL key column list.
+    pub fn pg_key_list(&self) -> String {
+        self.key_columns().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", ")
+    }
+
+    /// `CREATE TABLE` with columns, NOT NULL, defaults and the primary key.
+    pub fn create_table_sql(&self, schema: &str) -> String {
+        let mut lines: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| {
+                let mut line = format!("{} {}", quote(&c.name), c.pg_type.sql());
+                if c.not_null {
+                    line.push_str(" NOT NULL");
+                }
+                if let Some(default) = &c.default_sql {
+                    line.push_str(" DEFAULT ");
+                    line.push_str(default);
+                }
+                line
+            })
+            .collect();
+        lines.push(format!("PRIMARY KEY ({})", self.pg_key_list()));
+        format!("CREATE TABLE {} (\n  {}\n)", qualified(schema, &self.name), lines.join(",\n  "))
+    }
+}
+
+/// A statement to run after the data is copied, and what to say if PostgreSQL refuses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostDataStatement {
+    pub sql: String,
+    pub what: String,
+}
+
+/// Unique constraints, indexes and foreign keys for `table`, to build after its rows are copied.
+/// `referenced_unique` lists column sets other tables' foreign keys point at (those cannot be deferrable).
+pub fn post_data_statements(schema: &str, table: &Table, plan: &TablePlan, referenced: &[Vec<String>]) -> Vec<PostDataStatement> {
+    let target = qualified(schema, &table.name);
+    let declared_key_kept = matches!(plan.key, KeyPlan::Columns(_));
+    let mut statements = Vec::new();
+    if !declared_key_kept && !table.primary_key.is_empty() {
+        statements.push(unique_constraint(&target, &table.name, &table.primary_key, referenced));
+    }
+    for index in &table.indexes {
+        if index.origin == "pk" {
+            continue;
+        }
+        match (&index.columns, index.unique && !index.partial) {
+            (Some(columns), true) => statements.push(unique_constraint(&target, &table.name, columns, referenced)),
+            (Some(columns), false) if !index.partial => statements.push(PostDataStatement {
+                sql: format!(
+                    "CREATE {}INDEX {} ON {target} ({})",
+                    if index.unique { "UNIQUE " } else { "" },
+                    quote(&index.name),
+                    columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
+                ),
+                what: format!("index {}", index.name),
+            }),
+            _ => statements.extend(expression_index(&target, index)),
+        }
+    }
+    statements
+}
+
+fn unique_constraint(target: &str, table: &str, columns: &[String], referenced: &[Vec<String>]) -> PostDataStatement {
+    let deferral = if referenced.iter().any(|r| r == columns) { "" } else { " DEFERRABLE INITIALLY DEFERRED" };
+    PostDataStatement {
+        sql: format!(
+            "ALTER TABLE {target} ADD UNIQUE ({}){deferral}",
+            columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
+        ),
+        what: format!("unique ({}) on {table}", columns.join(", ")),
+    }
+}
+
+/// Expression and partial indexes: SQLite's own text after `ON table`, tried as is; PostgreSQL may refuse it.
+fn expression_index(target: &str, index: &Index) -> Option<PostDataStatement> {
+    let sql = index.sql.as_deref()?;
+    let open = sql.find('(')?;
+    Some(PostDataStatement {
+        sql: format!("CREATE {}INDEX {} ON {target} {}", if index.unique { "UNIQUE " } else { "" }, quote(&index.name), &sql[open..]),
+        what: format!("index {}", index.name),
+    })
+}
+
+/// Translates a SQLite column default into PostgreSQL SQL, or `None` when it does not translate faithfully.
+/// Literals are re-written, never passed through.
+pub fn translate_default(sqlite_sql: &str, pg_type: PgType) -> Option<String> {
+    let trimmed = sqlite_sql.trim();
+    let upper = trimmed.to_ascii_uppercase();
+    match upper.as_str() {
+        "CURRENT_TIMESTAMP" => return timestamp_default(pg_type, "YYYY-MM-DD HH24:MI:SS"),
+        "CURRENT_DATE" => return timestamp_default(pg_type, "YYYY-MM-DD"),
+        "TRUE" => return literal_default(&SqlValue::Integer(1), pg_type),
+        "FALSE" => return literal_default(&SqlValue::Integer(0), pg_type),
+        _ => {}
+    }
+    if let Some(inner) = trimmed.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
+        return literal_default(&SqlValue::Text(inner.replace("''", "'").into_bytes()), pg_type);
+    }
+    if let Ok(i) = trimmed.parse::<i64>() {
+        return literal_default(&SqlValue::Integer(i), pg_type);
+    }
+    match trimmed.parse::<f64>() {
+        Ok(f) if f.is_finite() => literal_default(&SqlValue::Real(f), pg_type),
+        _ => None,
+    }
+}
+
+fn timestamp_default(pg_type: PgType, text_format: &str) -> Option<String> {
+    match pg_type {
+        PgType::Text => Some(format!("to_char(timezone('UTC', now()), '{text_format}')")),
+        PgType::TimestampSeconds | PgType::TimestampMillis if text_format.len() > 10 => Some("timezone('UTC', now())".into()),
+        PgType::Date => Some("(timezone('UTC', now()))::date".into()),
+        _ => None,
+    }
+}
+
+/// A literal default, only when the value fits the column type; written by lite2pg, not copied from the file.
+fn literal_default(value: &SqlValue, pg_type: PgType) -> Option<String> {
+    encode_binary(value, pg_type, &mut Vec::new()).ok()?;
+    Some(match (value, pg_type) {
+        (SqlValue::Integer(i), PgType::Boolean) => (if *i == 1 { "true" } else { "false" }).to_string(),
+        (SqlValue::Integer(i), _) if pg_type != PgType::Text => i.to_string(),
+        (SqlValue::Real(f), PgType::Double | PgType::Numeric) => crate::types::real_to_plain_decimal(*f),
+        (SqlValue::Text(t), PgType::Text | PgType::TimestampSeconds | PgType::TimestampMillis | PgType::Date) => {
+            format!("'{}'", String::from_utf8_lossy(t).replace('\'', "''"))
+        }
+        (SqlValue::Integer(i), PgType::Text) => format!("'{i}'"),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_translate_only_when_faithful() {
+        assert_eq!(translate_default("'it''s'", PgType::Text).as_deref(), Some("'it''s'"));
+        assert_eq!(translate_default("1", PgType::Boolean).as_deref(), Some("true"));
+        assert_eq!(translate_default("-5", PgType::BigInt).as_deref(), Some("-5"));
+        assert_eq!(translate_default("2.5", PgType::Double).as_deref(), Some("2.5"));
+        assert_eq!(translate_default("'x'", PgType::BigInt), None);
+        assert_eq!(translate_default("(datetime('now'))", PgType::Text), None);
+        assert!(translate_default("CURRENT_TIMESTAMP", PgType::Text).unwrap().starts_with("to_char"));
+    }
+}

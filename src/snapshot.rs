@@ -1,0 +1,538 @@
+//! Snapshot: create the PostgreSQL tables and copy every row with binary COPY, several tables or rowid ranges at
+//! once, then build indexes and foreign keys, then record the position streaming starts from.
+//!
+//! Contract: the position recorded (`snapshot_seq`) is the newest log entry before any row was read, and capture
+//! was installed before that. Every change after it is in the log, and applying is idempotent, so a row copied
+//! while it changed is fixed by the first streamed batch.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::SinkExt;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_postgres::Client;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::ident::{qualified, quote};
+use crate::pg::copy::CopyEncoder;
+use crate::pg::state::{self, Reject};
+use crate::pg::PgTarget;
+use crate::progress::Progress;
+use crate::schema::{post_data_statements, PostDataStatement, TablePlan};
+use crate::source::{Selection, Source};
+use crate::sqlite::capture::newest_seq;
+use crate::sqlite::introspect::Table;
+use crate::sqlite::scan::{column_stats, read_values, rowid_bounds};
+use crate::sqlite::{open, Access};
+use crate::types::{ColumnStats, SqlValue};
+
+/// COPY data is handed to the network in buffers of about this size.
+const CHUNK_BYTES: usize = 1 << 20;
+/// Tables with more rows than this are copied as several rowid ranges in parallel.
+const SPLIT_ROWS: u64 = 200_000;
+
+/// What to snapshot and how.
+#[derive(Debug, Clone)]
+pub struct SnapshotOptions {
+    pub sqlite: PathBuf,
+    pub target: PgTarget,
+    pub schema: String,
+    pub selection: Selection,
+    /// Drop and re-create tables that already exist.
+    pub replace: bool,
+    /// Parallel copy connections.
+    pub jobs: usize,
+    /// Show progress bars (on a terminal).
+    pub progress: bool,
+    /// Overrides the source id stored in the SQLite file.
+    pub source_id: Option<String>,
+}
+
+/// One column's mapping, as printed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ColumnMapping {
+    pub table: String,
+    pub column: String,
+    pub declared_type: String,
+    pub stored: String,
+    pub pg_type: String,
+}
+
+/// What was copied for one table.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TableReport {
+    pub table: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub rejects: u64,
+}
+
+/// The result of a snapshot.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotReport {
+    pub source_id: String,
+    pub schema: String,
+    pub snapshot_seq: i64,
+    pub tables: Vec<TableReport>,
+    pub mapping: Vec<ColumnMapping>,
+    /// Fallbacks taken and things not copied, each a sentence.
+    pub notes: Vec<String>,
+    pub seconds: f64,
+}
+
+impl SnapshotReport {
+    /// Values PostgreSQL could not hold, over all tables.
+    pub fn rejects(&self) -> u64 {
+        self.tables.iter().map(|t| t.rejects).sum()
+    }
+}
+
+/// Runs a snapshot of the whole selection.
+pub async fn snapshot(options: &SnapshotOptions) -> Result<SnapshotReport> {
+    let started = Instant::now();
+    let prepared = {
+        let options = options.clone();
+        tokio::task::spawn_blocking(move || prepare(&options)).await.expect("snapshot preparation does not panic")?
+    };
+    let mut client = options.target.connect().await?;
+    state::ensure_state_schema(&mut client).await?;
+    state::lock_source(&client, &prepared.source_id).await?;
+    check_targets(&client, options, &prepared).await?;
+    create_tables(&mut client, options, &prepared).await?;
+    let progress = Progress::new(options.progress);
+    let copied = copy_all(options, &prepared, &progress).await?;
+    progress.finish();
+    let mut notes = prepared.notes.clone();
+    notes.extend(build_post_data(&client, options, &prepared).await?);
+    let tables = finish(&mut client, options, &prepared, copied).await?;
+    Ok(SnapshotReport {
+        source_id: prepared.source_id,
+        schema: options.schema.clone(),
+        snapshot_seq: prepared.snapshot_seq,
+        tables,
+        mapping: prepared.mapping,
+        notes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Everything read from SQLite before PostgreSQL is touched.
+struct Prepared {
+    source_id: String,
+    database_id: String,
+    sqlite_path: String,
+    plans: Vec<TablePlan>,
+    tables: Vec<Table>,
+    row_counts: Vec<u64>,
+    mapping: Vec<ColumnMapping>,
+    notes: Vec<String>,
+    snapshot_seq: i64,
+}
+
+fn prepare(options: &SnapshotOptions) -> Result<Prepared> {
+    let source = Source::prepare(&options.sqlite, &options.selection, options.source_id.as_deref())?;
+    let snapshot_seq = newest_seq(&source.conn)?;
+    let mut prepared = Prepared {
+        source_id: source.capture.source_id.clone(),
+        database_id: source.capture.database_id.clone(),
+        sqlite_path: source.display_path(),
+        plans: Vec::new(),
+        tables: Vec::new(),
+        row_counts: Vec::new(),
+        mapping: Vec::new(),
+        notes: source.schema.skipped.iter().map(|s| format!("{} {:?} is not copied", s.kind, s.name)).collect(),
+        snapshot_seq,
+    };
+    for (table, captured) in source.captured_tables() {
+        let stats = column_stats(&source.conn, table)?;
+        let plan = TablePlan::from_stats(table, &stats, &captured.key_columns);
+        if captured.key_columns.is_empty() && !table.primary_key.is_empty() {
+            prepared.notes.push(format!(
+                "table {:?}: primary key ({}) holds NULLs, so rows are keyed by rowid and the key becomes a unique constraint",
+                table.name,
+                table.primary_key.join(", ")
+            ));
+        }
+        prepared.mapping.extend(table.columns.iter().zip(&stats).zip(&plan.columns).map(|((column, stats), planned)| {
+            ColumnMapping {
+                table: table.name.clone(),
+                column: column.name.clone(),
+                declared_type: column.declared_type.clone(),
+                stored: describe_stats(stats),
+                pg_type: planned.pg_type.sql().to_string(),
+            }
+        }));
+        let rows: u64 = source.conn.query_row(&format!("SELECT count(*) FROM {}", quote(&table.name)), [], |r| r.get::<_, i64>(0))? as u64;
+        prepared.row_counts.push(rows);
+        prepared.plans.push(plan);
+        prepared.tables.push(table.clone());
+    }
+    Ok(prepared)
+}
+
+fn describe_stats(stats: &ColumnStats) -> String {
+    let parts: Vec<String> = [("integer", stats.integers), ("real", stats.reals), ("text", stats.texts), ("blob", stats.blobs)]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(class, n)| format!("{n} {class}"))
+        .collect();
+    if parts.is_empty() {
+        "only NULL".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Refuses to touch tables that exist, unless `--replace` or they belong to an unfinished snapshot of this source.
+async fn check_targets(client: &Client, options: &SnapshotOptions, prepared: &Prepared) -> Result<()> {
+    let existing_source = state::source(client, &prepared.source_id).await?;
+    let unfinished_same_source = existing_source
+        .as_ref()
+        .is_some_and(|s| s.snapshot_seq.is_none() && s.database_id == prepared.database_id);
+    if let Some(source) = &existing_source {
+        if source.snapshot_seq.is_some() && !options.replace {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!("source {} was already copied into PostgreSQL (applied up to seq {})", source.source_id, source.applied_seq),
+            )
+            .with_hint("use `lite2pg run` to keep it in sync, or `snapshot --replace` to copy it again from scratch"));
+        }
+    }
+    let mut blocked = Vec::new();
+    for plan in &prepared.plans {
+        if !state::table_exists(client, &options.schema, &plan.name).await? {
+            continue;
+        }
+        let owner = state::table_owner(client, &options.schema, &plan.name).await?;
+        let ours_unfinished = unfinished_same_source && owner.as_deref() == Some(prepared.source_id.as_str());
+        if !options.replace && !ours_unfinished {
+            let whose = match owner {
+                Some(owner) => format!("created by lite2pg for source {owner}"),
+                None => "not created by lite2pg".to_string(),
+            };
+            blocked.push(format!("{} ({whose})", qualified(&options.schema, &plan.name)));
+        }
+    }
+    if blocked.is_empty() {
+        return Ok(());
+    }
+    Err(Error::new(ErrorKind::Usage, format!("PostgreSQL already has {}", blocked.join(", ")))
+        .with_hint("nothing was changed; pass --replace to drop and re-create these tables, or choose another --schema"))
+}
+
+async fn create_tables(client: &mut Client, options: &SnapshotOptions, prepared: &Prepared) -> Result<()> {
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote(&options.schema)))
+        .await
+        .map_err(|err| Error::from(err).context(format!("cannot create schema {}", quote(&options.schema))))?;
+    tx.execute(
+        "INSERT INTO lite2pg.sources (source_id, database_id, sqlite_path, target_schema, snapshot_started_at)
+         VALUES ($1, $2, $3, $4, now())
+         ON CONFLICT (source_id) DO UPDATE SET database_id = excluded.database_id, sqlite_path = excluded.sqlite_path,
+           target_schema = excluded.target_schema, snapshot_started_at = now(), snapshot_seq = NULL,
+           snapshot_finished_at = NULL, applied_seq = 0, last_error = NULL",
+        &[&prepared.source_id, &prepared.database_id, &prepared.sqlite_path, &options.schema],
+    )
+    .await?;
+    tx.execute("DELETE FROM lite2pg.tables WHERE source_id = $1", &[&prepared.source_id]).await?;
+    tx.execute("DELETE FROM lite2pg.rejects WHERE source_id = $1", &[&prepared.source_id]).await?;
+    for plan in &prepared.plans {
+        tx.batch_execute(&format!("DROP TABLE IF EXISTS {} CASCADE", qualified(&options.schema, &plan.name))).await?;
+        tx.batch_execute(&plan.create_table_sql(&options.schema))
+            .await
+            .map_err(|err| Error::from(err).context(format!("cannot create table {}", qualified(&options.schema, &plan.name))))?;
+        let key: serde_json::Value = plan.key_columns().map(|c| c.name.clone()).collect::<Vec<_>>().into();
+        tx.execute(
+            "INSERT INTO lite2pg.tables (source_id, table_name, target_schema, key_columns) VALUES ($1, $2, $3, $4)",
+            &[&prepared.source_id, &plan.name, &options.schema, &key],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// One unit of copy work: a table, or a rowid range of one.
+#[derive(Debug, Clone, Copy)]
+struct CopyItem {
+    table: usize,
+    rowids: Option<(i64, i64)>,
+}
+
+/// Per-table totals gathered by the workers.
+#[derive(Debug, Default)]
+struct Copied {
+    rows: u64,
+    bytes: u64,
+    rejects: Vec<Reject>,
+    seconds: f64,
+}
+
+async fn copy_all(options: &SnapshotOptions, prepared: &Prepared, progress: &Progress) -> Result<HashMap<usize, Copied>> {
+    let items = plan_items(options, prepared)?;
+    let queue = Arc::new(Mutex::new(VecDeque::from(items)));
+    let plans = Arc::new(prepared.plans.clone());
+    let bars: Arc<Vec<_>> = Arc::new(prepared.plans.iter().zip(&prepared.row_counts).map(|(p, n)| progress.table_bar(&p.name, *n)).collect());
+    let workers = options.jobs.max(1).min(queue.lock().expect("fresh lock").len().max(1));
+    let mut handles = Vec::new();
+    for _ in 0..workers {
+        let client = options.target.connect().await?;
+        let (queue, plans, bars) = (queue.clone(), plans.clone(), bars.clone());
+        let (path, schema) = (options.sqlite.clone(), options.schema.clone());
+        handles.push(tokio::spawn(async move {
+            let mut done: Vec<(usize, Copied)> = Vec::new();
+            loop {
+                let next = queue.lock().expect("queue lock is never poisoned").pop_front();
+                let Some(item) = next else { return Ok::<_, Error>(done) };
+                let started = Instant::now();
+                let mut copied = copy_item(&client, &path, &schema, &plans[item.table], item.rowids, &bars[item.table]).await?;
+                copied.seconds = started.elapsed().as_secs_f64();
+                done.push((item.table, copied));
+            }
+        }));
+    }
+    let mut totals: HashMap<usize, Copied> = HashMap::new();
+    let mut first_error = None;
+    for handle in handles {
+        match handle.await.expect("copy workers do not panic") {
+            Ok(done) => {
+                for (table, copied) in done {
+                    let total = totals.entry(table).or_default();
+                    total.rows += copied.rows;
+                    total.bytes += copied.bytes;
+                    total.seconds = total.seconds.max(copied.seconds);
+                    total.rejects.extend(copied.rejects);
+                }
+            }
+            Err(err) => first_error = first_error.or(Some(err)),
+        }
+    }
+    for bar in bars.iter() {
+        bar.finish();
+    }
+    match first_error {
+        Some(err) => Err(err),
+        None => Ok(totals),
+    }
+}
+
+/// Splits big rowid tables into ranges so both cores (and several connections) work on them.
+fn plan_items(options: &SnapshotOptions, prepared: &Prepared) -> Result<Vec<CopyItem>> {
+    let conn = open(&options.sqlite, Access::ReadOnly)?;
+    let mut items = Vec::new();
+    for (index, plan) in prepared.plans.iter().enumerate() {
+        let rows = prepared.row_counts[index];
+        let parts = (options.jobs.max(1) as u64 * 2).min(rows / SPLIT_ROWS.max(1)).max(1);
+        let bounds = match plan.rowid_name {
+            Some(rowid) if parts > 1 => rowid_bounds(&conn, &plan.name, rowid)?,
+            _ => None,
+        };
+        match bounds {
+            Some((low, high)) => {
+                let step = ((high as i128 - low as i128) / parts as i128 + 1) as i64;
+                let mut start = low;
+                while start <= high {
+                    let end = start.saturating_add(step - 1).min(high);
+                    items.push(CopyItem { table: index, rowids: Some((start, end)) });
+                    if end == high {
+                        break;
+                    }
+                    start = end + 1;
+                }
+            }
+            None => items.push(CopyItem { table: index, rowids: None }),
+        }
+    }
+    // Biggest first, so the last worker does not start a big table alone.
+    items.sort_by_key(|item| std::cmp::Reverse(prepared.row_counts[item.table] / if item.rowids.is_some() { 2 } else { 1 }));
+    Ok(items)
+}
+
+/// A chunk of COPY data and how many rows it holds.
+struct Chunk {
+    data: Vec<u8>,
+    rows: u64,
+}
+
+async fn copy_item(
+    client: &Client,
+    path: &std::path::Path,
+    schema: &str,
+    plan: &TablePlan,
+    rowids: Option<(i64, i64)>,
+    bar: &crate::progress::TableBar,
+) -> Result<Copied> {
+    let (sender, mut receiver) = mpsc::channel::<Chunk>(4);
+    let reader = {
+        let (path, plan) = (path.to_path_buf(), plan.clone());
+        tokio::task::spawn_blocking(move || read_rows(&path, &plan, rowids, sender))
+    };
+    let copy_sql = format!("COPY {} ({}) FROM STDIN (FORMAT binary)", qualified(schema, &plan.name), plan.pg_column_list());
+    let sink = client.copy_in::<_, Bytes>(copy_sql.as_str()).await?;
+    futures_util::pin_mut!(sink);
+    let mut copied = Copied::default();
+    while let Some(chunk) = receiver.recv().await {
+        copied.bytes += chunk.data.len() as u64;
+        bar.advance(chunk.rows);
+        sink.send(Bytes::from(chunk.data)).await.map_err(|err| Error::from(err).context(format!("COPY into {}", plan.name)))?;
+    }
+    let (rows, rejects) = reader.await.expect("row readers do not panic")?;
+    sink.as_mut().finish().await.map_err(|err| Error::from(err).context(format!("COPY into {}", plan.name)))?;
+    copied.rows = rows;
+    copied.rejects = rejects;
+    Ok(copied)
+}
+
+/// Reads a table (or a rowid range of it) and sends it as binary COPY chunks. Rows holding a value PostgreSQL
+/// cannot hold are left out and returned as rejects.
+fn read_rows(path: &std::path::Path, plan: &TablePlan, rowids: Option<(i64, i64)>, sender: mpsc::Sender<Chunk>) -> Result<(u64, Vec<Reject>)> {
+    let conn = open(path, Access::ReadOnly)?;
+    let range = match (rowids, plan.rowid_name) {
+        (Some(_), Some(rowid)) => format!(" WHERE t.{rowid} BETWEEN ?1 AND ?2"),
+        _ => String::new(),
+    };
+    let sql = format!("SELECT {} FROM {} AS t{range}", plan.select_list("t"), quote(&plan.name));
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = match rowids {
+        Some((low, high)) if !range.is_empty() => stmt.query([low, high])?,
+        _ => stmt.query([])?,
+    };
+    let mut encoder = CopyEncoder::default();
+    let (mut values, mut rejects, mut chunk_rows) = (Vec::<SqlValue>::new(), Vec::new(), 0u64);
+    let closed = || Error::new(ErrorKind::PgConnect, "the COPY to PostgreSQL stopped early");
+    while let Some(row) = rows.next()? {
+        read_values(row, 0, plan.columns.len(), &mut values)?;
+        match encoder.push_table_row(plan, &values) {
+            Ok(()) => chunk_rows += 1,
+            Err((column, misfit)) => rejects.push(Reject {
+                table: plan.name.clone(),
+                key: plan.key_of(&values),
+                column: plan.columns[column].name.clone(),
+                reason: misfit.reason,
+                value: values[column].clone(),
+            }),
+        }
+        if encoder.len() >= CHUNK_BYTES {
+            sender.blocking_send(Chunk { data: encoder.take(), rows: chunk_rows }).map_err(|_| closed())?;
+            chunk_rows = 0;
+        }
+    }
+    let total = encoder.rows();
+    sender.blocking_send(Chunk { data: encoder.finish(), rows: chunk_rows }).map_err(|_| closed())?;
+    Ok((total, rejects))
+}
+
+/// Builds unique constraints, indexes and foreign keys; what PostgreSQL refuses becomes a note, not a failure.
+async fn build_post_data(client: &Client, options: &SnapshotOptions, prepared: &Prepared) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    let referenced = referenced_columns(&prepared.tables);
+    for (table, plan) in prepared.tables.iter().zip(&prepared.plans) {
+        let parent_refs: Vec<Vec<String>> = referenced.iter().filter(|(t, _)| t == &table.name).map(|(_, c)| c.clone()).collect();
+        for statement in post_data_statements(&options.schema, table, plan, &parent_refs) {
+            if let Err(err) = client.batch_execute(&statement.sql).await {
+                notes.push(format!("{} not created: {}", statement.what, Error::from(err)));
+            }
+        }
+        for (n, key) in table.foreign_keys.iter().enumerate() {
+            notes.extend(add_foreign_key(client, options, prepared, table, n, key).await?);
+        }
+    }
+    Ok(notes)
+}
+
+/// `(parent table, parent columns)` for every foreign key, with the parent's primary key filled in.
+fn referenced_columns(tables: &[Table]) -> Vec<(String, Vec<String>)> {
+    tables
+        .iter()
+        .flat_map(|t| &t.foreign_keys)
+        .filter_map(|fk| {
+            let parent = tables.iter().find(|t| t.name == fk.parent_table)?;
+            let columns = if fk.parent_columns.is_empty() { parent.primary_key.clone() } else { fk.parent_columns.clone() };
+            Some((parent.name.clone(), columns))
+        })
+        .collect()
+}
+
+/// Adds one foreign key, deferrable and without actions (SQLite's cascades arrive as their own changes).
+/// Existing violations keep it NOT VALID.
+async fn add_foreign_key(
+    client: &Client,
+    options: &SnapshotOptions,
+    prepared: &Prepared,
+    table: &Table,
+    n: usize,
+    key: &crate::sqlite::introspect::ForeignKey,
+) -> Result<Option<String>> {
+    let what = format!("foreign key {}({}) -> {}", table.name, key.columns.join(", "), key.parent_table);
+    let Some(parent) = prepared.tables.iter().find(|t| t.name == key.parent_table) else {
+        return Ok(Some(format!("{what} not created: the parent table is not copied")));
+    };
+    let parent_columns = if key.parent_columns.is_empty() { parent.primary_key.clone() } else { key.parent_columns.clone() };
+    let name = constraint_name(&table.name, n);
+    let list = |cols: &[String]| cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+    let target = qualified(&options.schema, &table.name);
+    let add = PostDataStatement {
+        sql: format!(
+            "ALTER TABLE {target} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) DEFERRABLE INITIALLY DEFERRED NOT VALID",
+            quote(&name),
+            list(&key.columns),
+            qualified(&options.schema, &parent.name),
+            list(&parent_columns)
+        ),
+        what: what.clone(),
+    };
+    if let Err(err) = client.batch_execute(&add.sql).await {
+        return Ok(Some(format!("{what} not created: {}", Error::from(err))));
+    }
+    let validate = format!("ALTER TABLE {target} VALIDATE CONSTRAINT {}", quote(&name));
+    Ok(client
+        .batch_execute(&validate)
+        .await
+        .err()
+        .map(|_| format!("{what} kept NOT VALID: existing rows break it (SQLite does not enforce foreign keys unless asked)")))
+}
+
+/// A constraint name within PostgreSQL's 63 bytes.
+fn constraint_name(table: &str, n: usize) -> String {
+    let suffix = format!("_fk{n}");
+    let mut base = table.to_string();
+    while base.len() + suffix.len() > crate::ident::PG_MAX_IDENTIFIER_BYTES {
+        base.pop();
+    }
+    base + &suffix
+}
+
+/// Stores rejects and per-table figures and sets the position streaming starts from, in one transaction.
+async fn finish(client: &mut Client, options: &SnapshotOptions, prepared: &Prepared, mut copied: HashMap<usize, Copied>) -> Result<Vec<TableReport>> {
+    let tx = client.transaction().await?;
+    let mut reports = Vec::new();
+    for (index, plan) in prepared.plans.iter().enumerate() {
+        let copied = copied.remove(&index).unwrap_or_default();
+        state::store_rejects(&tx, &prepared.source_id, &copied.rejects).await?;
+        tx.execute(
+            "UPDATE lite2pg.tables SET rows_copied = $3, bytes_copied = $4, copied_at = now() WHERE source_id = $1 AND table_name = $2",
+            &[&prepared.source_id, &plan.name, &(copied.rows as i64), &(copied.bytes as i64)],
+        )
+        .await?;
+        reports.push(TableReport {
+            table: plan.name.clone(),
+            rows: copied.rows,
+            bytes: copied.bytes,
+            seconds: copied.seconds,
+            rejects: copied.rejects.len() as u64,
+        });
+    }
+    tx.execute(
+        "UPDATE lite2pg.sources SET snapshot_seq = $2, applied_seq = $2, snapshot_finished_at = now() WHERE source_id = $1",
+        &[&prepared.source_id, &prepared.snapshot_seq],
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::debug!(schema = %options.schema, "snapshot recorded");
+    Ok(reports)
+}

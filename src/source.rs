@@ -1,0 +1,75 @@
+//! The source: one SQLite file, the tables chosen from it, and its capture state — opened, checked and made
+//! ready the same way by every command.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::ident::check_pg_identifier;
+use crate::sqlite::capture::{self, CaptureState};
+use crate::sqlite::introspect::{read_schema, SourceSchema, Table};
+use crate::sqlite::{open, Access};
+
+/// Which tables to replicate: all by default, or only `include`, minus `exclude`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+}
+
+impl Selection {
+    /// The chosen tables; names that match no table are an error listing the tables there are.
+    pub fn apply<'s>(&self, schema: &'s SourceSchema) -> Result<Vec<&'s Table>> {
+        for name in self.include.iter().chain(&self.exclude) {
+            if schema.table(name).is_none() {
+                let known: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
+                return Err(Error::new(ErrorKind::Usage, format!("no table named {name:?} in the SQLite file"))
+                    .with_hint(format!("tables there: {}", known.join(", "))));
+            }
+        }
+        Ok(schema
+            .tables
+            .iter()
+            .filter(|t| self.include.is_empty() || self.include.contains(&t.name))
+            .filter(|t| !self.exclude.contains(&t.name))
+            .collect())
+    }
+}
+
+/// An opened source with capture installed on its chosen tables.
+#[derive(Debug)]
+pub struct Source {
+    pub path: PathBuf,
+    pub conn: Connection,
+    pub schema: SourceSchema,
+    pub capture: CaptureState,
+}
+
+impl Source {
+    /// Opens the file, reads its schema, checks that PostgreSQL can hold every name, and installs (or upgrades)
+    /// capture on the chosen tables.
+    pub fn prepare(path: &Path, selection: &Selection, source_id: Option<&str>) -> Result<Source> {
+        let mut conn = open(path, Access::ReadWrite)?;
+        let schema = read_schema(&conn)?;
+        let tables = selection.apply(&schema)?;
+        for table in &tables {
+            check_pg_identifier("table", &table.name)?;
+            for column in &table.columns {
+                check_pg_identifier(&format!("column of table {:?}", table.name), &column.name)?;
+            }
+        }
+        let capture = capture::install(&mut conn, &tables, source_id)?;
+        Ok(Source { path: path.to_path_buf(), conn, schema, capture })
+    }
+
+    /// The chosen tables with their registry entries, in name order.
+    pub fn captured_tables(&self) -> Vec<(&Table, &capture::CapturedTable)> {
+        self.schema.tables.iter().filter_map(|t| self.capture.table(&t.name).map(|c| (t, c))).collect()
+    }
+
+    /// The absolute path, as recorded in PostgreSQL.
+    pub fn display_path(&self) -> String {
+        std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone()).display().to_string()
+    }
+}

@@ -1,0 +1,295 @@
+//! Change capture inside the SQLite file: a durable change log written by triggers in the application's own
+//! transactions, a registry of captured tables, and the file's identity.
+//!
+//! Contract: after `install` returns, every committed INSERT, UPDATE or DELETE on a captured table appends the
+//! changed keys (old and new key when an UPDATE changes it) to `_lite2pg_changes` in the same transaction, so a
+//! rolled-back change leaves nothing and a committed one cannot lose its entry. Sequence numbers grow in commit
+//! order because SQLite has one writer at a time. The log never gives up its newest row (see `prune`), so
+//! sequence numbers are never reused.
+//!
+//! The trigger SQL is plain SQL-92-style trigger syntax that SQLite 3.31 already runs: no JSON, no RETURNING.
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::ident::quote;
+use crate::sqlite::introspect::{Table, OWN_PREFIX};
+use crate::sqlite::scan::primary_key_has_nulls;
+
+/// Version of the objects lite2pg installs; a newer lite2pg upgrades older files in place.
+pub const FORMAT_VERSION: i64 = 1;
+
+/// The change log.
+pub const CHANGES_TABLE: &str = "_lite2pg_changes";
+const META_TABLE: &str = "_lite2pg_meta";
+const TABLES_TABLE: &str = "_lite2pg_tables";
+
+/// Rows deleted per write transaction when pruning, so the application's writers never wait long.
+const PRUNE_CHUNK: i64 = 5000;
+
+/// A captured table as registered in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapturedTable {
+    pub id: i64,
+    pub name: String,
+    /// Key columns in key order; empty means the rowid.
+    pub key_columns: Vec<String>,
+}
+
+/// The file's identity and what it captures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureState {
+    /// Random id made at first install: tells this database from any other.
+    pub database_id: String,
+    /// Name of this source in PostgreSQL's `lite2pg.sources`.
+    pub source_id: String,
+    pub tables: Vec<CapturedTable>,
+}
+
+impl CaptureState {
+    /// The registry entry for `name`.
+    pub fn table(&self, name: &str) -> Option<&CapturedTable> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+}
+
+/// Installs or upgrades capture for `tables` (and removes it from any other table), in one write transaction.
+/// Idempotent: running it again with the same tables changes nothing but the triggers' text.
+pub fn install(conn: &mut Connection, tables: &[&Table], source_id: Option<&str>) -> Result<CaptureState> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS {TABLES_TABLE} (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, key_columns TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS {CHANGES_TABLE} (seq INTEGER PRIMARY KEY, tbl INTEGER NOT NULL, k0);"
+    ))?;
+    check_format_version(&tx)?;
+    tx.execute(&format!("INSERT OR REPLACE INTO {META_TABLE} VALUES ('format_version', ?1)"), [FORMAT_VERSION.to_string()])?;
+    let database_id = random_id()?;
+    tx.execute(&format!("INSERT OR IGNORE INTO {META_TABLE} VALUES ('database_id', ?1)"), [&database_id])?;
+    if let Some(source_id) = source_id {
+        tx.execute(&format!("INSERT OR REPLACE INTO {META_TABLE} VALUES ('source_id', ?1)"), [source_id])?;
+    }
+    tx.execute(&format!("INSERT OR IGNORE INTO {META_TABLE} VALUES ('source_id', 'sqlite-' || ?1)"), [&database_id[..12]])?;
+    drop_triggers(&tx)?;
+    for table in tables {
+        let key_columns = register(&tx, table)?;
+        ensure_key_slots(&tx, key_columns.len().max(1))?;
+        let id: i64 = tx.query_row(&format!("SELECT id FROM {TABLES_TABLE} WHERE name = ?1"), [&table.name], |r| r.get(0))?;
+        for sql in trigger_sql(id, table, &key_columns) {
+            tx.execute_batch(&sql)?;
+        }
+    }
+    let state = read_state(&tx)?.expect("installed above");
+    tx.commit()?;
+    Ok(CaptureState { tables: state.tables.into_iter().filter(|t| tables.iter().any(|s| s.name == t.name)).collect(), ..state })
+}
+
+fn check_format_version(conn: &Connection) -> Result<()> {
+    let installed: Option<String> =
+        conn.query_row(&format!("SELECT value FROM {META_TABLE} WHERE key = 'format_version'"), [], |r| r.get(0)).optional()?;
+    match installed.and_then(|v| v.parse::<i64>().ok()) {
+        Some(version) if version > FORMAT_VERSION => Err(Error::new(
+            ErrorKind::State,
+            format!("the SQLite file's capture was installed by a newer lite2pg (format {version}, this one knows {FORMAT_VERSION})"),
+        )
+        .with_hint("upgrade lite2pg")),
+        _ => Ok(()),
+    }
+}
+
+/// Registers a table and returns its key columns; a table keeps the key it was registered with.
+fn register(conn: &Connection, table: &Table) -> Result<Vec<String>> {
+    let registered: Option<String> =
+        conn.query_row(&format!("SELECT key_columns FROM {TABLES_TABLE} WHERE name = ?1"), [&table.name], |r| r.get(0)).optional()?;
+    if let Some(key) = registered.and_then(|json| serde_json::from_str::<Vec<String>>(&json).ok()) {
+        if key.iter().all(|k| table.columns.iter().any(|c| &c.name == k)) {
+            return Ok(key);
+        }
+    }
+    let key = if primary_key_has_nulls(conn, table)? { Vec::new() } else { table.primary_key.clone() };
+    conn.execute(
+        &format!("INSERT INTO {TABLES_TABLE} (name, key_columns) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET key_columns = excluded.key_columns"),
+        rusqlite::params![table.name, serde_json::to_string(&key).expect("strings serialize")],
+    )?;
+    Ok(key)
+}
+
+/// Adds `k1`, `k2`, … to the log until it has `width` key columns.
+fn ensure_key_slots(conn: &Connection, width: usize) -> Result<()> {
+    let existing: usize = conn.query_row(
+        &format!("SELECT count(*) FROM pragma_table_info('{CHANGES_TABLE}') WHERE name GLOB 'k[0-9]*'"),
+        [],
+        |r| r.get::<_, i64>(0),
+    )? as usize;
+    for slot in existing..width {
+        conn.execute_batch(&format!("ALTER TABLE {CHANGES_TABLE} ADD COLUMN k{slot}"))?;
+    }
+    Ok(())
+}
+
+/// The three capture triggers of a table. `key_columns` empty means the rowid is the key.
+pub fn trigger_sql(id: i64, table: &Table, key_columns: &[String]) -> [String; 3] {
+    let key: Vec<String> = if key_columns.is_empty() {
+        vec![table.rowid_name().expect("tables keyed by rowid have one").to_string()]
+    } else {
+        key_columns.iter().map(|c| quote(c)).collect()
+    };
+    let slots: String = (0..key.len()).map(|i| format!(", k{i}")).collect();
+    let values = |row: &str| key.iter().map(|k| format!(", {row}.{k}")).collect::<String>();
+    let changed = key.iter().map(|k| format!("OLD.{k} IS NOT NEW.{k} COLLATE BINARY")).collect::<Vec<_>>().join(" OR ");
+    let target = quote(&table.name);
+    let log = format!("INSERT INTO {CHANGES_TABLE} (tbl{slots})");
+    [
+        format!("CREATE TRIGGER \"{OWN_PREFIX}{id}_insert\" AFTER INSERT ON {target} BEGIN {log} VALUES ({id}{}); END", values("NEW")),
+        format!(
+            "CREATE TRIGGER \"{OWN_PREFIX}{id}_update\" AFTER UPDATE ON {target} BEGIN {log} VALUES ({id}{}); {log} SELECT {id}{} WHERE {changed}; END",
+            values("NEW"),
+            values("OLD")
+        ),
+        format!("CREATE TRIGGER \"{OWN_PREFIX}{id}_delete\" AFTER DELETE ON {target} BEGIN {log} VALUES ({id}{}); END", values("OLD")),
+    ]
+}
+
+fn drop_triggers(conn: &Connection) -> Result<()> {
+    let names: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE '\\_lite2pg\\_%' ESCAPE '\\'")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for name in names {
+        conn.execute_batch(&format!("DROP TRIGGER IF EXISTS {}", quote(&name)))?;
+    }
+    Ok(())
+}
+
+/// Reads the capture state, or `None` when capture was never installed.
+pub fn read_state(conn: &Connection) -> Result<Option<CaptureState>> {
+    let installed: bool =
+        conn.query_row("SELECT count(*) = 3 FROM sqlite_master WHERE type = 'table' AND name IN (?1, ?2, ?3)", [META_TABLE, TABLES_TABLE, CHANGES_TABLE], |r| r.get(0))?;
+    if !installed {
+        return Ok(None);
+    }
+    let meta = |key: &str| -> Result<String> {
+        Ok(conn.query_row(&format!("SELECT value FROM {META_TABLE} WHERE key = ?1"), [key], |r| r.get(0))?)
+    };
+    let mut stmt = conn.prepare(&format!("SELECT id, name, key_columns FROM {TABLES_TABLE} ORDER BY id"))?;
+    let tables = stmt
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?
+        .map(|row| {
+            let (id, name, key_json) = row?;
+            let key_columns = serde_json::from_str(&key_json).map_err(|err| {
+                Error::new(ErrorKind::State, format!("capture registry entry for table {name:?} is damaged: {err}"))
+                    .with_hint("run `lite2pg init` again to rebuild it")
+            })?;
+            Ok(CapturedTable { id, name, key_columns })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(CaptureState { database_id: meta("database_id")?, source_id: meta("source_id")?, tables }))
+}
+
+/// Removes every lite2pg object from the file; the application's tables and rows are untouched.
+pub fn uninstall(conn: &mut Connection) -> Result<bool> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let had_capture = read_state(&tx)?.is_some();
+    drop_triggers(&tx)?;
+    tx.execute_batch(&format!(
+        "DROP TABLE IF EXISTS {CHANGES_TABLE}; DROP TABLE IF EXISTS {TABLES_TABLE}; DROP TABLE IF EXISTS {META_TABLE};"
+    ))?;
+    tx.commit()?;
+    Ok(had_capture)
+}
+
+/// The newest sequence number in the log (0 when it is empty).
+pub fn newest_seq(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row(&format!("SELECT coalesce(max(seq), 0) FROM {CHANGES_TABLE}"), [], |r| r.get(0))?)
+}
+
+/// Number of log entries after `applied`.
+pub fn pending_changes(conn: &Connection, applied: i64) -> Result<i64> {
+    Ok(conn.query_row(&format!("SELECT count(*) FROM {CHANGES_TABLE} WHERE seq > ?1"), [applied], |r| r.get(0))?)
+}
+
+/// Deletes log entries below `applied_seq` in short write transactions. The entry at `applied_seq` itself stays,
+/// so the log's largest seq never falls and SQLite never hands out a used seq again.
+pub fn prune(conn: &Connection, applied_seq: i64) -> Result<u64> {
+    let mut deleted = 0u64;
+    loop {
+        let n = conn.execute(
+            &format!(
+                "DELETE FROM {CHANGES_TABLE} WHERE seq < ?1 AND seq < (SELECT min(seq) FROM {CHANGES_TABLE}) + ?2"
+            ),
+            [applied_seq, PRUNE_CHUNK],
+        )?;
+        deleted += n as u64;
+        if n == 0 {
+            return Ok(deleted);
+        }
+    }
+}
+
+fn random_id() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes)
+        .map_err(|err| Error::new(ErrorKind::Sqlite, format!("cannot make a random database id: {err}")))?;
+    Ok(crate::types::hex(&bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::introspect::read_schema;
+
+    fn setup(sql: &str) -> Result<(Connection, CaptureState)> {
+        let mut conn = Connection::open_in_memory()?;
+        conn.execute_batch(sql)?;
+        let schema = read_schema(&conn)?;
+        let tables: Vec<&Table> = schema.tables.iter().collect();
+        let state = install(&mut conn, &tables, None)?;
+        Ok((conn, state))
+    }
+
+    fn log(conn: &Connection) -> Result<Vec<(i64, String)>> {
+        let mut stmt = conn.prepare(&format!("SELECT tbl, quote(k0) || iif(k1 IS NULL, '', ',' || quote(k1)) FROM {CHANGES_TABLE} ORDER BY seq"))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    #[test]
+    fn logs_keys_of_every_change_and_nothing_rolled_back() -> Result<()> {
+        let (conn, state) = setup("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); CREATE TABLE c(a, b, PRIMARY KEY (a, b)) WITHOUT ROWID;")?;
+        let (t, c) = (state.table("t").unwrap().id, state.table("c").unwrap().id);
+        conn.execute_batch(
+            "INSERT INTO t VALUES (1, 'a'); UPDATE t SET v = 'b'; UPDATE t SET id = 2; DELETE FROM t;
+             INSERT INTO c VALUES ('x', x'00');
+             BEGIN; INSERT INTO t VALUES (9, 'gone'); ROLLBACK;",
+        )?;
+        assert_eq!(
+            log(&conn)?,
+            [(t, "1".into()), (t, "1".into()), (t, "2".into()), (t, "1".into()), (t, "2".into()), (c, "'x',X'00'".into())]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn install_is_idempotent_and_uninstall_leaves_data() -> Result<()> {
+        let (mut conn, first) = setup("CREATE TABLE t(x); INSERT INTO t VALUES (1);")?;
+        let schema = read_schema(&conn)?;
+        let tables: Vec<&Table> = schema.tables.iter().collect();
+        let second = install(&mut conn, &tables, None)?;
+        assert_eq!(first, second);
+        assert_eq!(first.table("t").unwrap().key_columns, Vec::<String>::new());
+        assert!(uninstall(&mut conn)?);
+        assert_eq!(read_state(&conn)?, None);
+        assert_eq!(conn.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))?, 1);
+        Ok(())
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_entry() -> Result<()> {
+        let (conn, _) = setup("CREATE TABLE t(id INTEGER PRIMARY KEY);")?;
+        conn.execute_batch("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12000) INSERT INTO t SELECT i FROM n;")?;
+        assert_eq!(prune(&conn, 12000)?, 11999);
+        conn.execute("INSERT INTO t VALUES (0)", [])?;
+        assert_eq!(newest_seq(&conn)?, 12001);
+        Ok(())
+    }
+}

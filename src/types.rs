@@ -1,0 +1,525 @@
+//! The type mapping: which PostgreSQL type holds a SQLite column's values exactly, and how each SQLite value is
+//! written in PostgreSQL's binary format for that type (or why it cannot be).
+
+use std::fmt;
+
+/// A SQLite value as stored, in one of SQLite's five storage classes. Text is kept as raw bytes because SQLite
+/// does not check that text is valid UTF-8.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(Vec<u8>),
+    Blob(Vec<u8>),
+}
+
+impl SqlValue {
+    /// Copies a borrowed rusqlite value.
+    pub fn from_ref(value: rusqlite::types::ValueRef<'_>) -> Self {
+        use rusqlite::types::ValueRef;
+        match value {
+            ValueRef::Null => SqlValue::Null,
+            ValueRef::Integer(i) => SqlValue::Integer(i),
+            ValueRef::Real(f) => SqlValue::Real(f),
+            ValueRef::Text(t) => SqlValue::Text(t.to_vec()),
+            ValueRef::Blob(b) => SqlValue::Blob(b.to_vec()),
+        }
+    }
+
+    /// SQLite's name for the storage class, as `typeof()` returns it.
+    pub fn storage_class(&self) -> &'static str {
+        match self {
+            SqlValue::Null => "null",
+            SqlValue::Integer(_) => "integer",
+            SqlValue::Real(_) => "real",
+            SqlValue::Text(_) => "text",
+            SqlValue::Blob(_) => "blob",
+        }
+    }
+
+    /// The value as JSON, for reject records and key lists: numbers stay numbers, blobs become `\x…` hex.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            SqlValue::Null => serde_json::Value::Null,
+            SqlValue::Integer(i) => (*i).into(),
+            SqlValue::Real(f) => serde_json::Number::from_f64(*f)
+                .map(serde_json::Value::Number)
+                .unwrap_or_else(|| real_to_text(*f).into()),
+            SqlValue::Text(t) => String::from_utf8_lossy(t).into_owned().into(),
+            SqlValue::Blob(b) => format!("\\x{}", hex(b)).into(),
+        }
+    }
+
+    /// The raw bytes of the value, as kept in `lite2pg.rejects.raw`.
+    pub fn raw_bytes(&self) -> Vec<u8> {
+        match self {
+            SqlValue::Null => Vec::new(),
+            SqlValue::Integer(i) => i.to_string().into_bytes(),
+            SqlValue::Real(f) => real_to_text(*f).into_bytes(),
+            SqlValue::Text(b) | SqlValue::Blob(b) => b.clone(),
+        }
+    }
+}
+
+/// Lowercase hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// SQLite's column affinity, from the declared type by the rules of "Datatypes In SQLite" section 3.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Affinity {
+    Integer,
+    Text,
+    Blob,
+    Real,
+    Numeric,
+}
+
+impl Affinity {
+    /// Applies SQLite's five rules, in their order.
+    pub fn of_declared(declared: &str) -> Affinity {
+        let upper = declared.to_ascii_uppercase();
+        if upper.contains("INT") {
+            Affinity::Integer
+        } else if upper.contains("CHAR") || upper.contains("CLOB") || upper.contains("TEXT") {
+            Affinity::Text
+        } else if upper.contains("BLOB") || upper.trim().is_empty() {
+            Affinity::Blob
+        } else if upper.contains("REAL") || upper.contains("FLOA") || upper.contains("DOUB") {
+            Affinity::Real
+        } else {
+            Affinity::Numeric
+        }
+    }
+}
+
+/// The PostgreSQL types lite2pg creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PgType {
+    Boolean,
+    BigInt,
+    Double,
+    /// Integers and non-integral reals together; reals keep at least one fraction digit so they read back as reals.
+    Numeric,
+    Text,
+    Bytea,
+    /// `timestamp(0)`: every value was `YYYY-MM-DD HH:MM:SS`.
+    TimestampSeconds,
+    /// `timestamp(3)`: every value was `YYYY-MM-DD HH:MM:SS.SSS`.
+    TimestampMillis,
+    /// `date`: every value was `YYYY-MM-DD`.
+    Date,
+}
+
+impl PgType {
+    /// The type as written in DDL.
+    pub fn sql(self) -> &'static str {
+        match self {
+            PgType::Boolean => "boolean",
+            PgType::BigInt => "bigint",
+            PgType::Double => "double precision",
+            PgType::Numeric => "numeric",
+            PgType::Text => "text",
+            PgType::Bytea => "bytea",
+            PgType::TimestampSeconds => "timestamp(0) without time zone",
+            PgType::TimestampMillis => "timestamp(3) without time zone",
+            PgType::Date => "date",
+        }
+    }
+
+    /// Reads back a type from PostgreSQL's `format_type()`, for tables lite2pg created earlier.
+    pub fn from_format_type(name: &str) -> Option<PgType> {
+        Some(match name {
+            "boolean" => PgType::Boolean,
+            "bigint" => PgType::BigInt,
+            "double precision" => PgType::Double,
+            "numeric" => PgType::Numeric,
+            "text" => PgType::Text,
+            "bytea" => PgType::Bytea,
+            "timestamp(0) without time zone" => PgType::TimestampSeconds,
+            "timestamp(3) without time zone" => PgType::TimestampMillis,
+            "date" => PgType::Date,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for PgType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.sql())
+    }
+}
+
+/// What one scan of a column found stored in it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ColumnStats {
+    pub integers: u64,
+    pub reals: u64,
+    pub texts: u64,
+    pub blobs: u64,
+    /// Integers other than 0 and 1.
+    pub non_boolean_integers: u64,
+    /// Reals that numeric cannot hold with their sign: infinities and -0.0.
+    pub special_reals: u64,
+    /// Texts in SQLite's `YYYY-MM-DD HH:MM:SS` form that are valid dates.
+    pub timestamp_seconds_texts: u64,
+    /// Texts in SQLite's `YYYY-MM-DD HH:MM:SS.SSS` form that are valid dates.
+    pub timestamp_millis_texts: u64,
+    /// Texts in `YYYY-MM-DD` form that are valid dates.
+    pub date_texts: u64,
+}
+
+/// Words in a declared type that announce dates or times.
+fn declares_time(declared: &str) -> bool {
+    let upper = declared.to_ascii_uppercase();
+    upper.contains("DATE") || upper.contains("TIME")
+}
+
+fn declares_boolean(declared: &str) -> bool {
+    let upper = declared.trim().to_ascii_uppercase();
+    upper == "BOOL" || upper == "BOOLEAN"
+}
+
+/// Chooses the PostgreSQL type for a column from its declared type and what is actually stored in it, so that
+/// every stored value fits exactly.
+pub fn choose_pg_type(declared: &str, stats: &ColumnStats) -> PgType {
+    let numbers = stats.integers + stats.reals;
+    if stats.blobs > 0 {
+        return PgType::Bytea;
+    }
+    if stats.texts > 0 {
+        return if numbers > 0 { PgType::Text } else { choose_text_type(declared, stats) };
+    }
+    if stats.integers > 0 && stats.reals > 0 {
+        return if stats.special_reals > 0 { PgType::Text } else { PgType::Numeric };
+    }
+    if stats.reals > 0 {
+        return PgType::Double;
+    }
+    if stats.integers > 0 {
+        return if declares_boolean(declared) && stats.non_boolean_integers == 0 {
+            PgType::Boolean
+        } else {
+            PgType::BigInt
+        };
+    }
+    choose_empty_type(declared)
+}
+
+fn choose_text_type(declared: &str, stats: &ColumnStats) -> PgType {
+    if !declares_time(declared) {
+        return PgType::Text;
+    }
+    if stats.timestamp_seconds_texts == stats.texts {
+        PgType::TimestampSeconds
+    } else if stats.timestamp_millis_texts == stats.texts {
+        PgType::TimestampMillis
+    } else if stats.date_texts == stats.texts {
+        PgType::Date
+    } else {
+        PgType::Text
+    }
+}
+
+/// A column holding only NULLs: the declared type is all we know.
+fn choose_empty_type(declared: &str) -> PgType {
+    if declares_boolean(declared) {
+        return PgType::Boolean;
+    }
+    if declares_time(declared) {
+        return PgType::Text;
+    }
+    match Affinity::of_declared(declared) {
+        Affinity::Integer => PgType::BigInt,
+        Affinity::Text => PgType::Text,
+        Affinity::Blob => PgType::Bytea,
+        Affinity::Real => PgType::Double,
+        Affinity::Numeric => PgType::Numeric,
+    }
+}
+
+/// Why a value cannot be held by its PostgreSQL column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Misfit {
+    pub reason: String,
+}
+
+impl Misfit {
+    fn new(reason: impl Into<String>) -> Self {
+        Misfit { reason: reason.into() }
+    }
+}
+
+/// A real in its shortest round-trip decimal form, as used where numbers are stored as text.
+pub fn real_to_text(f: f64) -> String {
+    if f.is_infinite() {
+        return if f > 0.0 { "Inf".into() } else { "-Inf".into() };
+    }
+    format!("{f:?}")
+}
+
+/// Appends `value` to `out` in PostgreSQL's binary format for `pg_type`, without the length prefix.
+/// `SqlValue::Null` is handled by the caller (it has no body).
+pub fn encode_binary(value: &SqlValue, pg_type: PgType, out: &mut Vec<u8>) -> Result<(), Misfit> {
+    match (pg_type, value) {
+        (_, SqlValue::Null) => unreachable!("NULL is written as a length of -1 by the caller"),
+        (PgType::BigInt, SqlValue::Integer(i)) => out.extend_from_slice(&i.to_be_bytes()),
+        (PgType::Boolean, SqlValue::Integer(i @ (0 | 1))) => out.push(*i as u8),
+        (PgType::Double, SqlValue::Real(f)) => out.extend_from_slice(&f.to_bits().to_be_bytes()),
+        (PgType::Numeric, SqlValue::Integer(i)) => encode_numeric(&i.to_string(), out),
+        (PgType::Numeric, SqlValue::Real(f)) => encode_real_as_numeric(*f, out)?,
+        (PgType::Text, SqlValue::Text(t)) => out.extend_from_slice(check_pg_text(t)?),
+        (PgType::Text, SqlValue::Integer(i)) => out.extend_from_slice(i.to_string().as_bytes()),
+        (PgType::Text, SqlValue::Real(f)) => out.extend_from_slice(real_to_text(*f).as_bytes()),
+        (PgType::Bytea, SqlValue::Blob(b) | SqlValue::Text(b)) => out.extend_from_slice(b),
+        (PgType::Bytea, SqlValue::Integer(i)) => out.extend_from_slice(i.to_string().as_bytes()),
+        (PgType::Bytea, SqlValue::Real(f)) => out.extend_from_slice(real_to_text(*f).as_bytes()),
+        (PgType::TimestampSeconds | PgType::TimestampMillis, SqlValue::Text(t)) => {
+            let micros = parse_timestamp(t, pg_type == PgType::TimestampMillis)
+                .ok_or_else(|| Misfit::new(format!("text is not a {} value", pg_type.sql())))?;
+            out.extend_from_slice(&micros.to_be_bytes());
+        }
+        (PgType::Date, SqlValue::Text(t)) => {
+            let days = parse_date(t).ok_or_else(|| Misfit::new("text is not a date value (YYYY-MM-DD)"))?;
+            out.extend_from_slice(&(days as i32).to_be_bytes());
+        }
+        (_, value) => {
+            return Err(Misfit::new(format!("a {} value does not fit a {} column", value.storage_class(), pg_type.sql())))
+        }
+    }
+    Ok(())
+}
+
+/// PostgreSQL text must be valid UTF-8 without NUL characters.
+fn check_pg_text(bytes: &[u8]) -> Result<&[u8], Misfit> {
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(Misfit::new("text is not valid UTF-8, which PostgreSQL text cannot hold"));
+    }
+    if bytes.contains(&0) {
+        return Err(Misfit::new("text contains a NUL character, which PostgreSQL text cannot hold"));
+    }
+    Ok(bytes)
+}
+
+fn encode_real_as_numeric(f: f64, out: &mut Vec<u8>) -> Result<(), Misfit> {
+    if !f.is_finite() || (f == 0.0 && f.is_sign_negative()) {
+        return Err(Misfit::new(format!("real {} cannot be held by numeric", real_to_text(f))));
+    }
+    encode_numeric(&real_to_plain_decimal(f), out);
+    Ok(())
+}
+
+/// Writes a finite real as a plain decimal (no exponent) with at least one fraction digit, so that PostgreSQL
+/// keeps a display scale of at least 1 and the value reads back as a real rather than an integer.
+pub fn real_to_plain_decimal(f: f64) -> String {
+    let sci = format!("{:e}", f.abs());
+    let (mantissa, exponent) = sci.split_once('e').expect("LowerExp always writes an exponent");
+    let exponent: i64 = exponent.parse().expect("LowerExp writes a decimal exponent");
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let point = exponent + 1;
+    let (int_part, frac_part) = if point <= 0 {
+        ("0".to_string(), format!("{}{}", "0".repeat((-point) as usize), digits))
+    } else if point as usize >= digits.len() {
+        (format!("{}{}", digits, "0".repeat(point as usize - digits.len())), String::new())
+    } else {
+        (digits[..point as usize].to_string(), digits[point as usize..].to_string())
+    };
+    let frac_part = if frac_part.is_empty() { "0".to_string() } else { frac_part };
+    let sign = if f < 0.0 { "-" } else { "" };
+    format!("{sign}{int_part}.{frac_part}")
+}
+
+/// Writes a decimal string (`-?digits(.digits)?`) in PostgreSQL's binary numeric format: base-10000 digits with
+/// a weight, a sign and the display scale.
+pub fn encode_numeric(decimal: &str, out: &mut Vec<u8>) {
+    let (negative, unsigned) = match decimal.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, decimal),
+    };
+    let (int_digits, frac_digits) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    let int_digits = int_digits.trim_start_matches('0');
+    let scale = frac_digits.len();
+    let int_pad = (4 - int_digits.len() % 4) % 4;
+    let frac_pad = (4 - frac_digits.len() % 4) % 4;
+    let all: Vec<u8> = std::iter::repeat(b'0')
+        .take(int_pad)
+        .chain(int_digits.bytes())
+        .chain(frac_digits.bytes())
+        .chain(std::iter::repeat(b'0').take(frac_pad))
+        .collect();
+    let mut groups: Vec<i16> = all
+        .chunks(4)
+        .map(|chunk| chunk.iter().fold(0i16, |acc, d| acc * 10 + i16::from(d - b'0')))
+        .collect();
+    let mut weight = ((int_pad + int_digits.len()) / 4) as i16 - 1;
+    while groups.first() == Some(&0) {
+        groups.remove(0);
+        weight -= 1;
+    }
+    while groups.last() == Some(&0) {
+        groups.pop();
+    }
+    if groups.is_empty() {
+        weight = 0;
+    }
+    let sign: u16 = if negative && !groups.is_empty() { 0x4000 } else { 0 };
+    out.extend_from_slice(&(groups.len() as i16).to_be_bytes());
+    out.extend_from_slice(&weight.to_be_bytes());
+    out.extend_from_slice(&sign.to_be_bytes());
+    out.extend_from_slice(&(scale as u16).to_be_bytes());
+    for group in groups {
+        out.extend_from_slice(&group.to_be_bytes());
+    }
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+/// Days between 1970-01-01 and PostgreSQL's epoch, 2000-01-01.
+const PG_EPOCH_DAYS: i64 = 10957;
+
+fn digits(bytes: &[u8]) -> Option<i64> {
+    if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(bytes.iter().fold(0, |acc, d| acc * 10 + i64::from(d - b'0')))
+}
+
+/// Parses `YYYY-MM-DD` into days since 2000-01-01; refuses dates that do not exist and year 0.
+pub fn parse_date(text: &[u8]) -> Option<i64> {
+    if text.len() != 10 || text[4] != b'-' || text[7] != b'-' {
+        return None;
+    }
+    let (year, month, day) = (digits(&text[0..4])?, digits(&text[5..7])?, digits(&text[8..10])?);
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if year == 0 || !(1..=12).contains(&month) || day < 1 || day > month_days[(month - 1) as usize] {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) - PG_EPOCH_DAYS)
+}
+
+/// Parses SQLite's `YYYY-MM-DD HH:MM:SS` (or with `.SSS` when `millis`) into microseconds since 2000-01-01.
+pub fn parse_timestamp(text: &[u8], millis: bool) -> Option<i64> {
+    let expected_len = if millis { 23 } else { 19 };
+    if text.len() != expected_len || text[10] != b' ' || text[13] != b':' || text[16] != b':' {
+        return None;
+    }
+    let days = parse_date(&text[..10])?;
+    let (hour, minute, second) = (digits(&text[11..13])?, digits(&text[14..16])?, digits(&text[17..19])?);
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let fraction_ms = if millis {
+        if text[19] != b'.' {
+            return None;
+        }
+        digits(&text[20..23])?
+    } else {
+        0
+    };
+    Some(((days * 86_400 + hour * 3600 + minute * 60 + second) * 1000 + fraction_ms) * 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats() -> ColumnStats {
+        ColumnStats::default()
+    }
+
+    #[test]
+    fn affinity_follows_sqlite_rules_in_order() {
+        assert_eq!(Affinity::of_declared("INTEGER_OR_TEXT"), Affinity::Integer);
+        assert_eq!(Affinity::of_declared("VARCHAR(20)"), Affinity::Text);
+        assert_eq!(Affinity::of_declared("CHARINT"), Affinity::Integer);
+        assert_eq!(Affinity::of_declared(""), Affinity::Blob);
+        assert_eq!(Affinity::of_declared("DOUBLE PRECISION"), Affinity::Real);
+        assert_eq!(Affinity::of_declared("FLOATING POINT"), Affinity::Integer);
+        assert_eq!(Affinity::of_declared("MONEY"), Affinity::Numeric);
+        assert_eq!(Affinity::of_declared("STRING"), Affinity::Numeric);
+    }
+
+    #[test]
+    fn mapping_follows_stored_values() {
+        let ints = ColumnStats { integers: 3, ..stats() };
+        assert_eq!(choose_pg_type("INTEGER", &ints), PgType::BigInt);
+        assert_eq!(choose_pg_type("BOOLEAN", &ints), PgType::Boolean);
+        let not_bool = ColumnStats { non_boolean_integers: 1, ..ints };
+        assert_eq!(choose_pg_type("BOOLEAN", &not_bool), PgType::BigInt);
+        assert_eq!(choose_pg_type("REAL", &ColumnStats { reals: 1, ..stats() }), PgType::Double);
+        assert_eq!(choose_pg_type("INT", &ColumnStats { integers: 1, reals: 1, ..stats() }), PgType::Numeric);
+        let specials = ColumnStats { integers: 1, reals: 1, special_reals: 1, ..stats() };
+        assert_eq!(choose_pg_type("INT", &specials), PgType::Text);
+        assert_eq!(choose_pg_type("INTEGER_OR_TEXT", &ColumnStats { integers: 1, texts: 1, ..stats() }), PgType::Text);
+        assert_eq!(choose_pg_type("TEXT", &ColumnStats { texts: 1, blobs: 1, ..stats() }), PgType::Bytea);
+        let times = ColumnStats { texts: 2, timestamp_seconds_texts: 2, ..stats() };
+        assert_eq!(choose_pg_type("DATETIME", &times), PgType::TimestampSeconds);
+        assert_eq!(choose_pg_type("TEXT", &times), PgType::Text);
+        let mixed_times = ColumnStats { texts: 2, timestamp_seconds_texts: 1, timestamp_millis_texts: 1, ..stats() };
+        assert_eq!(choose_pg_type("DATETIME", &mixed_times), PgType::Text);
+        assert_eq!(choose_pg_type("MONEY", &stats()), PgType::Numeric);
+        assert_eq!(choose_pg_type("REAL", &stats()), PgType::Double);
+        assert_eq!(choose_pg_type("", &stats()), PgType::Bytea);
+    }
+
+    #[test]
+    fn reals_become_plain_decimals_with_a_fraction() {
+        assert_eq!(real_to_plain_decimal(0.1), "0.1");
+        assert_eq!(real_to_plain_decimal(3.0), "3.0");
+        assert_eq!(real_to_plain_decimal(-1.5e-7), "-0.00000015");
+        assert_eq!(real_to_plain_decimal(1e20), "100000000000000000000.0");
+        assert_eq!(real_to_plain_decimal(123.456), "123.456");
+        assert_eq!(real_to_plain_decimal(5e-324), format!("0.{}5", "0".repeat(323)));
+    }
+
+    #[test]
+    fn numeric_binary_layout() {
+        let mut out = Vec::new();
+        encode_numeric("12345.678", &mut out);
+        // ndigits 3, weight 1, sign 0, dscale 3, digits 1 2345 6780
+        assert_eq!(out, [0, 3, 0, 1, 0, 0, 0, 3, 0, 1, 0x09, 0x29, 0x1a, 0x7c]);
+        out.clear();
+        encode_numeric("-0.0001", &mut out);
+        assert_eq!(out, [0, 1, 0xff, 0xff, 0x40, 0, 0, 4, 0, 1]);
+        out.clear();
+        encode_numeric("0", &mut out);
+        assert_eq!(out, [0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn timestamps_parse_only_real_dates() {
+        assert_eq!(parse_timestamp(b"2000-01-01 00:00:01", false), Some(1_000_000));
+        assert_eq!(parse_timestamp(b"2000-01-01 00:00:00.250", true), Some(250_000));
+        assert_eq!(parse_timestamp(b"2023-02-29 00:00:00", false), None);
+        assert_eq!(parse_timestamp(b"2024-02-29 00:00:00", false).is_some(), true);
+        assert_eq!(parse_timestamp(b"0000-01-01 00:00:00", false), None);
+        assert_eq!(parse_date(b"1999-12-31"), Some(-1));
+    }
+
+    #[test]
+    fn values_that_do_not_fit_say_why() {
+        let mut out = Vec::new();
+        let nul = encode_binary(&SqlValue::Text(b"a\0b".to_vec()), PgType::Text, &mut out).unwrap_err();
+        assert!(nul.reason.contains("NUL"));
+        let bad = encode_binary(&SqlValue::Text(vec![0xff]), PgType::Text, &mut out).unwrap_err();
+        assert!(bad.reason.contains("UTF-8"));
+        let text_in_int = encode_binary(&SqlValue::Text(b"x".to_vec()), PgType::BigInt, &mut out).unwrap_err();
+        assert_eq!(text_in_int.reason, "a text value does not fit a bigint column");
+    }
+}
