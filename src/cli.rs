@@ -219,7 +219,8 @@ async fn forward_signals(notify: Arc<Notify>) {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM can be watched");
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM can be watched");
         tokio::select! {
             _ = interrupt => {}
             _ = terminate.recv() => {}
@@ -265,7 +266,9 @@ pub fn print_snapshot(report: &SnapshotReport, json: bool) {
     let mut rows: Vec<Vec<String>> = report
         .tables
         .iter()
-        .map(|t| vec![t.table.clone(), t.rows.to_string(), human_bytes(t.bytes), format!("{:.2}", t.seconds), t.rejects.to_string()])
+        .map(|t| {
+            vec![t.table.clone(), t.rows.to_string(), human_bytes(t.bytes), format!("{:.2}", t.seconds), t.rejects.to_string()]
+        })
         .collect();
     let (rows_total, bytes_total) = report.tables.iter().fold((0, 0), |(r, b), t| (r + t.rows, b + t.bytes));
     rows.push(vec![

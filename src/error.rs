@@ -46,9 +46,7 @@ impl ErrorKind {
     /// The single place that decides what retrying can fix.
     pub fn retry_policy(self) -> RetryPolicy {
         match self {
-            ErrorKind::SqliteBusy | ErrorKind::PgConnect | ErrorKind::PgTransient | ErrorKind::Locked => {
-                RetryPolicy::Timed
-            }
+            ErrorKind::SqliteBusy | ErrorKind::PgConnect | ErrorKind::PgTransient | ErrorKind::Locked => RetryPolicy::Timed,
             _ => RetryPolicy::Manual,
         }
     }
@@ -122,9 +120,7 @@ impl From<rusqlite::Error> for Error {
         use rusqlite::ffi::ErrorCode;
         let kind = match err.sqlite_error_code() {
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => ErrorKind::SqliteBusy,
-            Some(ErrorCode::NotADatabase | ErrorCode::CannotOpen | ErrorCode::DatabaseCorrupt) => {
-                ErrorKind::SqliteOpen
-            }
+            Some(ErrorCode::NotADatabase | ErrorCode::CannotOpen | ErrorCode::DatabaseCorrupt) => ErrorKind::SqliteOpen,
             _ => ErrorKind::Sqlite,
         };
         let message = format!("SQLite: {err}");

@@ -12,9 +12,10 @@ pub mod pg;
 pub mod progress;
 pub mod schema;
 pub mod snapshot;
-pub mod stream;
 pub mod source;
 pub mod sqlite;
+pub mod stream;
 pub mod types;
+pub mod verify;
 
 pub use error::{Error, ErrorKind, Result};

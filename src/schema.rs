@@ -52,14 +52,12 @@ impl TablePlan {
             .columns
             .iter()
             .zip(pg_types)
-            .map(|(column, &pg_type)| {
-                ColumnPlan {
-                    name: column.name.clone(),
-                    declared_type: column.declared_type.clone(),
-                    pg_type,
-                    not_null: column.not_null || (table.without_rowid && table.primary_key.contains(&column.name)),
-                    default_sql: column.default_sql.as_deref().and_then(|sql| translate_default(sql, pg_type)),
-                }
+            .map(|(column, &pg_type)| ColumnPlan {
+                name: column.name.clone(),
+                declared_type: column.declared_type.clone(),
+                pg_type,
+                not_null: column.not_null || (table.without_rowid && table.primary_key.contains(&column.name)),
+                default_sql: column.default_sql.as_deref().and_then(|sql| translate_default(sql, pg_type)),
             })
             .collect();
         let key = if key_columns.is_empty() {
@@ -205,7 +203,12 @@ fn expression_index(target: &str, index: &Index) -> Option<PostDataStatement> {
     let sql = index.sql.as_deref()?;
     let open = sql.find('(')?;
     Some(PostDataStatement {
-        sql: format!("CREATE {}INDEX {} ON {target} {}", if index.unique { "UNIQUE " } else { "" }, quote(&index.name), &sql[open..]),
+        sql: format!(
+            "CREATE {}INDEX {} ON {target} {}",
+            if index.unique { "UNIQUE " } else { "" },
+            quote(&index.name),
+            &sql[open..]
+        ),
         what: format!("index {}", index.name),
     })
 }

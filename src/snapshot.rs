@@ -167,7 +167,8 @@ fn prepare(options: &SnapshotOptions) -> Result<Prepared> {
                 pg_type: planned.pg_type.sql().to_string(),
             }
         }));
-        let rows: u64 = source.conn.query_row(&format!("SELECT count(*) FROM {}", quote(&table.name)), [], |r| r.get::<_, i64>(0))? as u64;
+        let rows: u64 =
+            source.conn.query_row(&format!("SELECT count(*) FROM {}", quote(&table.name)), [], |r| r.get::<_, i64>(0))? as u64;
         prepared.row_counts.push(rows);
         prepared.plans.push(plan);
         prepared.tables.push(table.clone());
@@ -191,14 +192,16 @@ fn describe_stats(stats: &ColumnStats) -> String {
 /// Refuses to touch tables that exist, unless `--replace` or they belong to an unfinished snapshot of this source.
 async fn check_targets(client: &Client, options: &SnapshotOptions, prepared: &Prepared) -> Result<()> {
     let existing_source = state::source(client, &prepared.source_id).await?;
-    let unfinished_same_source = existing_source
-        .as_ref()
-        .is_some_and(|s| s.snapshot_seq.is_none() && s.database_id == prepared.database_id);
+    let unfinished_same_source =
+        existing_source.as_ref().is_some_and(|s| s.snapshot_seq.is_none() && s.database_id == prepared.database_id);
     if let Some(source) = &existing_source {
         if source.snapshot_seq.is_some() && !options.replace {
             return Err(Error::new(
                 ErrorKind::Usage,
-                format!("source {} was already copied into PostgreSQL (applied up to seq {})", source.source_id, source.applied_seq),
+                format!(
+                    "source {} was already copied into PostgreSQL (applied up to seq {})",
+                    source.source_id, source.applied_seq
+                ),
             )
             .with_hint("use `lite2pg run` to keep it in sync, or `snapshot --replace` to copy it again from scratch"));
         }
@@ -277,7 +280,8 @@ async fn copy_all(options: &SnapshotOptions, prepared: &Prepared, progress: &Pro
     let items = plan_items(options, prepared)?;
     let queue = Arc::new(Mutex::new(VecDeque::from(items)));
     let plans = Arc::new(prepared.plans.clone());
-    let bars: Arc<Vec<_>> = Arc::new(prepared.plans.iter().zip(&prepared.row_counts).map(|(p, n)| progress.table_bar(&p.name, *n)).collect());
+    let bars: Arc<Vec<_>> =
+        Arc::new(prepared.plans.iter().zip(&prepared.row_counts).map(|(p, n)| progress.table_bar(&p.name, *n)).collect());
     let workers = options.jobs.max(1).min(queue.lock().expect("fresh lock").len().max(1));
     let mut handles = Vec::new();
     for _ in 0..workers {
@@ -288,7 +292,9 @@ async fn copy_all(options: &SnapshotOptions, prepared: &Prepared, progress: &Pro
             let mut done: Vec<(usize, Copied)> = Vec::new();
             loop {
                 let next = queue.lock().expect("queue lock is never poisoned").pop_front();
-                let Some(item) = next else { return Ok::<_, Error>(done) };
+                let Some(item) = next else {
+                    return Ok::<_, Error>(done);
+                };
                 let started = Instant::now();
                 let mut copied = copy_item(&client, &path, &schema, &plans[item.table], item.rowids, &bars[item.table]).await?;
                 copied.seconds = started.elapsed().as_secs_f64();
@@ -390,7 +396,12 @@ async fn copy_item(
 
 /// Reads a table (or a rowid range of it) and sends it as binary COPY chunks. Rows holding a value PostgreSQL
 /// cannot hold are left out and returned as rejects.
-fn read_rows(path: &std::path::Path, plan: &TablePlan, rowids: Option<(i64, i64)>, sender: mpsc::Sender<Chunk>) -> Result<(u64, Vec<Reject>)> {
+fn read_rows(
+    path: &std::path::Path,
+    plan: &TablePlan,
+    rowids: Option<(i64, i64)>,
+    sender: mpsc::Sender<Chunk>,
+) -> Result<(u64, Vec<Reject>)> {
     let conn = open(path, Access::ReadOnly)?;
     let range = match (rowids, plan.rowid_name) {
         (Some(_), Some(rowid)) => format!(" WHERE t.{rowid} BETWEEN ?1 AND ?2"),
@@ -508,7 +519,12 @@ fn constraint_name(table: &str, n: usize) -> String {
 }
 
 /// Stores rejects and per-table figures and sets the position streaming starts from, in one transaction.
-async fn finish(client: &mut Client, options: &SnapshotOptions, prepared: &Prepared, mut copied: HashMap<usize, Copied>) -> Result<Vec<TableReport>> {
+async fn finish(
+    client: &mut Client,
+    options: &SnapshotOptions,
+    prepared: &Prepared,
+    mut copied: HashMap<usize, Copied>,
+) -> Result<Vec<TableReport>> {
     let tx = client.transaction().await?;
     let mut reports = Vec::new();
     for (index, plan) in prepared.plans.iter().enumerate() {

@@ -19,11 +19,11 @@ use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
 use crate::error::{Error, ErrorKind, Result, RetryPolicy};
-use crate::pg::apply::{pg_types_for, table_columns, unique_sets, TableMerge};
+use crate::pg::apply::{existing_plan, unique_sets, TableMerge};
 use crate::pg::copy::CopyEncoder;
 use crate::pg::state::{self, Reject};
 use crate::pg::PgTarget;
-use crate::schema::{TablePlan, ROWID_COLUMN};
+use crate::schema::TablePlan;
 use crate::snapshot::{snapshot, SnapshotOptions, SnapshotReport};
 use crate::source::Source;
 use crate::sqlite::capture::{self, CaptureState};
@@ -173,13 +173,20 @@ impl Stream {
         if row.database_id != self.database_id {
             return Err(Error::new(
                 ErrorKind::State,
-                format!("{} is a different database than the one source {} was copied from", self.sqlite.display(), self.source_id),
+                format!(
+                    "{} is a different database than the one source {} was copied from",
+                    self.sqlite.display(),
+                    self.source_id
+                ),
             )
             .with_hint("if this file replaced the old one on purpose, copy it again with `lite2pg snapshot --replace`"));
         }
         if row.promoted {
-            return Err(Error::new(ErrorKind::State, format!("source {} was promoted: PostgreSQL is now the application's database", self.source_id))
-                .with_hint("nothing more to sync"));
+            return Err(Error::new(
+                ErrorKind::State,
+                format!("source {} was promoted: PostgreSQL is now the application's database", self.source_id),
+            )
+            .with_hint("nothing more to sync"));
         }
         let newest = capture::newest_seq(self.reader.as_ref().expect("reader is home between batches"))?;
         if newest < row.applied_seq {
@@ -208,7 +215,11 @@ impl Stream {
         Ok(())
     }
 
-    async fn build_plans(&self, client: &Client, capture: &CaptureState) -> Result<(HashMap<i64, TablePlan>, HashMap<i64, TableMerge>)> {
+    async fn build_plans(
+        &self,
+        client: &Client,
+        capture: &CaptureState,
+    ) -> Result<(HashMap<i64, TablePlan>, HashMap<i64, TableMerge>)> {
         let schema = crate::sqlite::introspect::read_schema(self.reader.as_ref().expect("reader is home between batches"))?;
         let (mut plans, mut merges) = (HashMap::new(), HashMap::new());
         for captured in &capture.tables {
@@ -216,17 +227,7 @@ impl Stream {
                 Error::new(ErrorKind::Schema, format!("captured table {:?} no longer exists in SQLite", captured.name))
                     .with_hint("run `lite2pg init` to update capture")
             })?;
-            let columns = table_columns(client, &self.schema, &table.name).await?.ok_or_else(|| {
-                Error::new(ErrorKind::Schema, format!("table {:?} is captured but missing in PostgreSQL schema {}", table.name, self.schema))
-                    .with_hint("copy it with `lite2pg snapshot --replace`")
-            })?;
-            let names: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
-            let types = pg_types_for(&table.name, &names, &columns)?;
-            let plan = TablePlan::new(table, &types, &captured.key_columns);
-            if captured.key_columns.is_empty() && !columns.iter().any(|(c, _)| c == ROWID_COLUMN) {
-                return Err(Error::new(ErrorKind::Schema, format!("table {:?} in PostgreSQL lacks the {ROWID_COLUMN} column lite2pg keys it by", table.name))
-                    .with_hint("re-create it with `lite2pg snapshot --replace`"));
-            }
+            let plan = existing_plan(client, &self.schema, table, &captured.key_columns).await?;
             let uniques = unique_sets(client, &self.schema, &table.name).await?;
             merges.insert(captured.id, TableMerge::new(&self.schema, captured.id, &plan, &uniques));
             plans.insert(captured.id, plan);
@@ -323,11 +324,13 @@ impl Stream {
             let capture = {
                 let reader = self.reader.as_ref().expect("reader is home between batches");
                 capture::read_state(reader)?.ok_or_else(|| {
-                    Error::new(ErrorKind::State, "change capture was removed from the SQLite file").with_hint("run `lite2pg init`")
+                    Error::new(ErrorKind::State, "change capture was removed from the SQLite file")
+                        .with_hint("run `lite2pg init`")
                 })?
             };
             let selected: Vec<String> = self.plans.values().map(|p| p.name.clone()).collect();
-            let capture = CaptureState { tables: capture.tables.into_iter().filter(|t| selected.contains(&t.name)).collect(), ..capture };
+            let capture =
+                CaptureState { tables: capture.tables.into_iter().filter(|t| selected.contains(&t.name)).collect(), ..capture };
             self.connect(&capture).await?;
             tracing::info!("connected to PostgreSQL at {}", self.target.shown());
         }
@@ -356,7 +359,9 @@ impl Stream {
             _ if client.is_closed() => {}
             _ => client.batch_execute("ROLLBACK").await?,
         }
-        let Some(stats) = result? else { return Ok(None) };
+        let Some(stats) = result? else {
+            return Ok(None);
+        };
         self.applied_seq = stats.to_seq;
         self.known_rejects |= stats.rejects > 0;
         tracing::info!(
@@ -425,7 +430,9 @@ impl Stream {
 
     /// Prunes when enough was applied or enough time passed.
     async fn maybe_prune(&mut self) -> Result<()> {
-        if self.applied_seq - self.pruned_seq >= PRUNE_ENTRIES || (self.applied_seq > self.pruned_seq && self.last_prune.elapsed() >= PRUNE_EVERY) {
+        if self.applied_seq - self.pruned_seq >= PRUNE_ENTRIES
+            || (self.applied_seq > self.pruned_seq && self.last_prune.elapsed() >= PRUNE_EVERY)
+        {
             self.prune().await?;
         }
         Ok(())
@@ -445,13 +452,21 @@ impl Stream {
 /// is wrong about this data: drop it (loudly) so the copy stays equal and the stream does not stall.
 async fn relax_constraint(client: &Client, err: &tokio_postgres::Error) -> Result<Option<String>> {
     use tokio_postgres::error::SqlState;
-    let Some(db) = err.as_db_error() else { return Ok(None) };
-    let (Some(schema), Some(table), Some(constraint)) = (db.schema(), db.table(), db.constraint()) else { return Ok(None) };
+    let Some(db) = err.as_db_error() else {
+        return Ok(None);
+    };
+    let (Some(schema), Some(table), Some(constraint)) = (db.schema(), db.table(), db.constraint()) else {
+        return Ok(None);
+    };
     if *db.code() != SqlState::FOREIGN_KEY_VIOLATION && *db.code() != SqlState::UNIQUE_VIOLATION {
         return Ok(None);
     }
     client
-        .batch_execute(&format!("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}", crate::ident::qualified(schema, table), crate::ident::quote(constraint)))
+        .batch_execute(&format!(
+            "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+            crate::ident::qualified(schema, table),
+            crate::ident::quote(constraint)
+        ))
         .await?;
     let message = format!(
         "SQLite committed rows that break constraint {constraint:?} on {table:?} ({}); the constraint was dropped in PostgreSQL so the copy stays equal; retrying the batch",
@@ -480,14 +495,24 @@ struct Written {
 }
 
 /// Reads one batch in one SQLite read transaction and sends each changed table's COPY data.
-fn read_batch(conn: &Connection, plans: &HashMap<i64, TablePlan>, applied: i64, sender: &mpsc::Sender<Message>) -> Result<Option<SeqRange>> {
+fn read_batch(
+    conn: &Connection,
+    plans: &HashMap<i64, TablePlan>,
+    applied: i64,
+    sender: &mpsc::Sender<Message>,
+) -> Result<Option<SeqRange>> {
     conn.execute_batch("BEGIN")?;
     let result = read_batch_in_transaction(conn, plans, applied, sender);
     conn.execute_batch("COMMIT")?;
     result
 }
 
-fn read_batch_in_transaction(conn: &Connection, plans: &HashMap<i64, TablePlan>, applied: i64, sender: &mpsc::Sender<Message>) -> Result<Option<SeqRange>> {
+fn read_batch_in_transaction(
+    conn: &Connection,
+    plans: &HashMap<i64, TablePlan>,
+    applied: i64,
+    sender: &mpsc::Sender<Message>,
+) -> Result<Option<SeqRange>> {
     let up_to = capture::newest_seq(conn)?;
     if up_to <= applied {
         return Ok(None);
@@ -505,7 +530,9 @@ fn read_batch_in_transaction(conn: &Connection, plans: &HashMap<i64, TablePlan>,
 /// other columns NULL and `gone = true`. Rows PostgreSQL cannot hold are rejected and removed there.
 fn read_table(conn: &Connection, plan: &TablePlan, id: i64, range: SeqRange, sender: &mpsc::Sender<Message>) -> Result<()> {
     let send = |message: Message| {
-        sender.blocking_send(message).map_err(|_| Error::new(ErrorKind::PgConnect, "the PostgreSQL side of the batch stopped early"))
+        sender
+            .blocking_send(message)
+            .map_err(|_| Error::new(ErrorKind::PgConnect, "the PostgreSQL side of the batch stopped early"))
     };
     let mut encoder = CopyEncoder::default();
     let (mut upserts, mut deletes, mut rejects) = (0u64, 0u64, Vec::new());

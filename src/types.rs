@@ -43,9 +43,9 @@ impl SqlValue {
         match self {
             SqlValue::Null => serde_json::Value::Null,
             SqlValue::Integer(i) => (*i).into(),
-            SqlValue::Real(f) => serde_json::Number::from_f64(*f)
-                .map(serde_json::Value::Number)
-                .unwrap_or_else(|| real_to_text(*f).into()),
+            SqlValue::Real(f) => {
+                serde_json::Number::from_f64(*f).map(serde_json::Value::Number).unwrap_or_else(|| real_to_text(*f).into())
+            }
             SqlValue::Text(t) => String::from_utf8_lossy(t).into_owned().into(),
             SqlValue::Blob(b) => format!("\\x{}", hex(b)).into(),
         }
@@ -203,11 +203,7 @@ pub fn choose_pg_type(declared: &str, stats: &ColumnStats) -> PgType {
         return PgType::Double;
     }
     if stats.integers > 0 {
-        return if declares_boolean(declared) && stats.non_boolean_integers == 0 {
-            PgType::Boolean
-        } else {
-            PgType::BigInt
-        };
+        return if declares_boolean(declared) && stats.non_boolean_integers == 0 { PgType::Boolean } else { PgType::BigInt };
     }
     choose_empty_type(declared)
 }
@@ -353,10 +349,8 @@ pub fn encode_numeric(decimal: &str, out: &mut Vec<u8>) {
         .chain(frac_digits.bytes())
         .chain(std::iter::repeat(b'0').take(frac_pad))
         .collect();
-    let mut groups: Vec<i16> = all
-        .chunks(4)
-        .map(|chunk| chunk.iter().fold(0i16, |acc, d| acc * 10 + i16::from(d - b'0')))
-        .collect();
+    let mut groups: Vec<i16> =
+        all.chunks(4).map(|chunk| chunk.iter().fold(0i16, |acc, d| acc * 10 + i16::from(d - b'0'))).collect();
     let mut weight = ((int_pad + int_digits.len()) / 4) as i16 - 1;
     while groups.first() == Some(&0) {
         groups.remove(0);

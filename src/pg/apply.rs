@@ -8,7 +8,8 @@ use tokio_postgres::{Client, GenericClient};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
-use crate::schema::TablePlan;
+use crate::schema::{TablePlan, ROWID_COLUMN};
+use crate::sqlite::introspect::Table;
 use crate::types::PgType;
 
 /// Extra column of the temp tables: true for keys whose row is gone.
@@ -43,7 +44,8 @@ impl TableMerge {
             .filter(|c| !keys.contains(&quote(&c.name)))
             .map(|c| format!("{0} = EXCLUDED.{0}", quote(&c.name)))
             .collect();
-        let on_conflict = if updates.is_empty() { "DO NOTHING".to_string() } else { format!("DO UPDATE SET {}", updates.join(", ")) };
+        let on_conflict =
+            if updates.is_empty() { "DO NOTHING".to_string() } else { format!("DO UPDATE SET {}", updates.join(", ")) };
         let key_json = format!("jsonb_build_array({})", keys.iter().map(|k| format!("s.{k}")).collect::<Vec<_>>().join(", "));
         TableMerge {
             create_temp: format!(
@@ -115,8 +117,31 @@ pub async fn table_columns(client: &impl GenericClient, schema: &str, table: &st
     Ok(Some(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect()))
 }
 
+/// The plan of a table lite2pg created earlier: SQLite's columns with the PostgreSQL types they have now.
+pub async fn existing_plan(
+    client: &impl GenericClient,
+    schema: &str,
+    table: &Table,
+    key_columns: &[String],
+) -> Result<TablePlan> {
+    let columns = table_columns(client, schema, &table.name).await?.ok_or_else(|| {
+        Error::new(ErrorKind::Schema, format!("table {:?} is captured but missing in PostgreSQL schema {schema}", table.name))
+            .with_hint("copy it with `lite2pg snapshot --replace`")
+    })?;
+    let names: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+    let types = pg_types_for(&table.name, &names, &columns)?;
+    if key_columns.is_empty() && !columns.iter().any(|(c, _)| c == ROWID_COLUMN) {
+        return Err(Error::new(
+            ErrorKind::Schema,
+            format!("table {:?} in PostgreSQL lacks the {ROWID_COLUMN} column lite2pg keys it by", table.name),
+        )
+        .with_hint("re-create it with `lite2pg snapshot --replace`"));
+    }
+    Ok(TablePlan::new(table, &types, key_columns))
+}
+
 /// The PostgreSQL types of `names` in a table lite2pg created, in order.
-pub fn pg_types_for(table: &str, names: &[String], columns: &[(String, String)]) -> Result<Vec<PgType>> {
+fn pg_types_for(table: &str, names: &[String], columns: &[(String, String)]) -> Result<Vec<PgType>> {
     names
         .iter()
         .map(|name| {
@@ -125,8 +150,13 @@ pub fn pg_types_for(table: &str, names: &[String], columns: &[(String, String)])
                     .with_hint("re-create the table with `lite2pg snapshot --replace`")
             })?;
             PgType::from_format_type(type_name).ok_or_else(|| {
-                Error::new(ErrorKind::Schema, format!("column {name:?} of table {table:?} has type {type_name} in PostgreSQL, which lite2pg does not write"))
-                    .with_hint("change it back or re-create the table with `lite2pg snapshot --replace`")
+                Error::new(
+                    ErrorKind::Schema,
+                    format!(
+                        "column {name:?} of table {table:?} has type {type_name} in PostgreSQL, which lite2pg does not write"
+                    ),
+                )
+                .with_hint("change it back or re-create the table with `lite2pg snapshot --replace`")
             })
         })
         .collect()

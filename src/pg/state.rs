@@ -181,9 +181,7 @@ pub async fn store_rejects(client: &impl GenericClient, source_id: &str, rejects
 /// Takes the session-level advisory lock that makes one process the only writer of a source. Returns an error
 /// naming the holder when another session has it.
 pub async fn lock_source(client: &Client, source_id: &str) -> Result<()> {
-    let row = client
-        .query_one("SELECT pg_try_advisory_lock(hashtextextended('lite2pg:' || $1, 0))", &[&source_id])
-        .await?;
+    let row = client.query_one("SELECT pg_try_advisory_lock(hashtextextended('lite2pg:' || $1, 0))", &[&source_id]).await?;
     if row.get::<_, bool>(0) {
         return Ok(());
     }
@@ -196,7 +194,14 @@ pub async fn lock_source(client: &Client, source_id: &str) -> Result<()> {
             &[&source_id],
         )
         .await?
-        .map(|r| format!("PostgreSQL backend pid {} from {} since {}", r.get::<_, i32>(0), r.get::<_, String>(1), r.get::<_, String>(2)))
+        .map(|r| {
+            format!(
+                "PostgreSQL backend pid {} from {} since {}",
+                r.get::<_, i32>(0),
+                r.get::<_, String>(1),
+                r.get::<_, String>(2)
+            )
+        })
         .unwrap_or_else(|| "another session".to_string());
     Err(Error::new(ErrorKind::Locked, format!("source {source_id} is being synced by another lite2pg ({holder})"))
         .with_hint("run one lite2pg per source; stop the other one or wait for it"))

@@ -90,7 +90,9 @@ fn check_format_version(conn: &Connection) -> Result<()> {
     match installed.and_then(|v| v.parse::<i64>().ok()) {
         Some(version) if version > FORMAT_VERSION => Err(Error::new(
             ErrorKind::State,
-            format!("the SQLite file's capture was installed by a newer lite2pg (format {version}, this one knows {FORMAT_VERSION})"),
+            format!(
+                "the SQLite file's capture was installed by a newer lite2pg (format {version}, this one knows {FORMAT_VERSION})"
+            ),
         )
         .with_hint("upgrade lite2pg")),
         _ => Ok(()),
@@ -99,8 +101,9 @@ fn check_format_version(conn: &Connection) -> Result<()> {
 
 /// Registers a table and returns its key columns; a table keeps the key it was registered with.
 fn register(conn: &Connection, table: &Table) -> Result<Vec<String>> {
-    let registered: Option<String> =
-        conn.query_row(&format!("SELECT key_columns FROM {TABLES_TABLE} WHERE name = ?1"), [&table.name], |r| r.get(0)).optional()?;
+    let registered: Option<String> = conn
+        .query_row(&format!("SELECT key_columns FROM {TABLES_TABLE} WHERE name = ?1"), [&table.name], |r| r.get(0))
+        .optional()?;
     if let Some(key) = registered.and_then(|json| serde_json::from_str::<Vec<String>>(&json).ok()) {
         if key.iter().all(|k| table.columns.iter().any(|c| &c.name == k)) {
             return Ok(key);
@@ -163,8 +166,11 @@ fn drop_triggers(conn: &Connection) -> Result<()> {
 
 /// Reads the capture state, or `None` when capture was never installed.
 pub fn read_state(conn: &Connection) -> Result<Option<CaptureState>> {
-    let installed: bool =
-        conn.query_row("SELECT count(*) = 3 FROM sqlite_master WHERE type = 'table' AND name IN (?1, ?2, ?3)", [META_TABLE, TABLES_TABLE, CHANGES_TABLE], |r| r.get(0))?;
+    let installed: bool = conn.query_row(
+        "SELECT count(*) = 3 FROM sqlite_master WHERE type = 'table' AND name IN (?1, ?2, ?3)",
+        [META_TABLE, TABLES_TABLE, CHANGES_TABLE],
+        |r| r.get(0),
+    )?;
     if !installed {
         return Ok(None);
     }
@@ -214,9 +220,7 @@ pub fn prune(conn: &Connection, applied_seq: i64) -> Result<u64> {
     let mut deleted = 0u64;
     loop {
         let n = conn.execute(
-            &format!(
-                "DELETE FROM {CHANGES_TABLE} WHERE seq < ?1 AND seq < (SELECT min(seq) FROM {CHANGES_TABLE}) + ?2"
-            ),
+            &format!("DELETE FROM {CHANGES_TABLE} WHERE seq < ?1 AND seq < (SELECT min(seq) FROM {CHANGES_TABLE}) + ?2"),
             [applied_seq, PRUNE_CHUNK],
         )?;
         deleted += n as u64;
@@ -248,14 +252,17 @@ mod tests {
     }
 
     fn log(conn: &Connection) -> Result<Vec<(i64, String)>> {
-        let mut stmt = conn.prepare(&format!("SELECT tbl, quote(k0) || iif(k1 IS NULL, '', ',' || quote(k1)) FROM {CHANGES_TABLE} ORDER BY seq"))?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT tbl, quote(k0) || iif(k1 IS NULL, '', ',' || quote(k1)) FROM {CHANGES_TABLE} ORDER BY seq"
+        ))?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
         Ok(rows)
     }
 
     #[test]
     fn logs_keys_of_every_change_and_nothing_rolled_back() -> Result<()> {
-        let (conn, state) = setup("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); CREATE TABLE c(a, b, PRIMARY KEY (a, b)) WITHOUT ROWID;")?;
+        let (conn, state) =
+            setup("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); CREATE TABLE c(a, b, PRIMARY KEY (a, b)) WITHOUT ROWID;")?;
         let (t, c) = (state.table("t").unwrap().id, state.table("c").unwrap().id);
         conn.execute_batch(
             "INSERT INTO t VALUES (1, 'a'); UPDATE t SET v = 'b'; UPDATE t SET id = 2; DELETE FROM t;
@@ -286,7 +293,9 @@ mod tests {
     #[test]
     fn prune_keeps_the_newest_entry() -> Result<()> {
         let (conn, _) = setup("CREATE TABLE t(id INTEGER PRIMARY KEY);")?;
-        conn.execute_batch("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12000) INSERT INTO t SELECT i FROM n;")?;
+        conn.execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12000) INSERT INTO t SELECT i FROM n;",
+        )?;
         assert_eq!(prune(&conn, 12000)?, 11999);
         conn.execute("INSERT INTO t VALUES (0)", [])?;
         assert_eq!(newest_seq(&conn)?, 12001);

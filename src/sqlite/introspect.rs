@@ -124,7 +124,8 @@ pub fn read_schema(conn: &Connection) -> Result<SourceSchema> {
 }
 
 fn read_table(conn: &Connection, name: String, without_rowid: bool, strict: bool) -> Result<Table> {
-    let mut stmt = conn.prepare("SELECT name, type, \"notnull\", dflt_value, pk, hidden FROM pragma_table_xinfo(?1) ORDER BY cid")?;
+    let mut stmt =
+        conn.prepare("SELECT name, type, \"notnull\", dflt_value, pk, hidden FROM pragma_table_xinfo(?1) ORDER BY cid")?;
     let mut columns = Vec::new();
     let mut key_positions = Vec::new();
     let rows = stmt.query_map([&name], |row| {

@@ -48,11 +48,10 @@ pub fn open(path: &Path, access: Access) -> Result<Connection> {
 fn check_is_database(conn: &Connection, path: &Path) -> Result<()> {
     match conn.query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get::<_, i64>(0)) {
         Ok(_) => Ok(()),
-        Err(err) if err.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => Err(Error::new(
-            ErrorKind::SqliteOpen,
-            format!("{} is not a SQLite database (or it is encrypted)", path.display()),
-        )
-        .with_hint("check the --sqlite path; encrypted databases must be decrypted first")),
+        Err(err) if err.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => {
+            Err(Error::new(ErrorKind::SqliteOpen, format!("{} is not a SQLite database (or it is encrypted)", path.display()))
+                .with_hint("check the --sqlite path; encrypted databases must be decrypted first"))
+        }
         Err(err) => Err(Error::from(err).context(format!("cannot read SQLite file {}", path.display()))),
     }
 }

@@ -25,7 +25,7 @@ pub fn column_stats(conn: &Connection, table: &Table) -> Result<Vec<ColumnStats>
             format!("total(typeof({c}) = 'integer' AND {c} NOT IN (0, 1))"),
             match Affinity::of_declared(&column.declared_type) {
                 Affinity::Real => "0".to_string(),
-                _ => format!("total(typeof({c}) = 'real' AND abs({c}) > {MAX_DOUBLE})"),
+                _ => format!("total(typeof({c}) = 'real' AND ({c} > {MAX_DOUBLE} OR {c} < -{MAX_DOUBLE}))"),
             },
         ]);
         if declares_time(&column.declared_type) {

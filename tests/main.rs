@@ -1,0 +1,6 @@
+//! Integration tests against a real PostgreSQL and real SQLite files; each test makes its own database.
+
+mod support;
+
+mod snapshot;
+mod stream;
