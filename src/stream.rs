@@ -81,21 +81,50 @@ pub enum StopWhen {
     Signal(Arc<tokio::sync::Notify>),
 }
 
-/// Installs capture (if needed), snapshots (if needed), then streams.
+/// Installs capture (if needed), snapshots (if needed), then streams. PostgreSQL being away at the start is
+/// waited out like any other outage.
 pub async fn run(options: &SnapshotOptions, stop: StopWhen, on_snapshot: impl Fn(&SnapshotReport)) -> Result<RunSummary> {
-    let (source_id, capture, sqlite_path) = {
+    let mut summary = RunSummary::default();
+    let mut failures = 0u32;
+    let mut stream = loop {
+        match start(options, &mut summary, &on_snapshot).await {
+            Ok(stream) => break stream,
+            Err(err) if err.is_retryable() => {
+                failures += 1;
+                let pause = backoff(failures);
+                if failures == 1 || failures % 10 == 0 {
+                    tracing::warn!("{err}; retrying in {:.1}s (attempt {failures})", pause.as_secs_f64());
+                }
+                if stop.wait(pause).await {
+                    return Ok(summary);
+                }
+            }
+            Err(err) => return Err(err),
+        }
+    };
+    let target_seq = match &stop {
+        StopWhen::CaughtUp => Some(stream.newest_seq().await?),
+        StopWhen::Signal(_) => None,
+    };
+    stream.run(&mut summary, target_seq, stop).await?;
+    summary.applied_seq = stream.applied_seq;
+    Ok(summary)
+}
+
+async fn start(options: &SnapshotOptions, summary: &mut RunSummary, on_snapshot: &impl Fn(&SnapshotReport)) -> Result<Stream> {
+    let capture = {
         let options = options.clone();
         tokio::task::spawn_blocking(move || {
             let source = Source::prepare(&options.sqlite, &options.selection, options.source_id.as_deref())?;
-            Ok::<_, Error>((source.capture.source_id.clone(), source.capture.clone(), source.display_path()))
+            Ok::<_, Error>(source.capture.clone())
         })
         .await
         .expect("source preparation does not panic")?
     };
-    let mut summary = RunSummary { source_id: source_id.clone(), ..RunSummary::default() };
+    summary.source_id = capture.source_id.clone();
     let mut client = options.target.connect().await?;
     state::ensure_state_schema(&mut client).await?;
-    let needs_snapshot = match state::source(&client, &source_id).await? {
+    let needs_snapshot = match state::source(&client, &capture.source_id).await? {
         Some(row) => row.snapshot_seq.is_none(),
         None => true,
     };
@@ -109,14 +138,23 @@ pub async fn run(options: &SnapshotOptions, stop: StopWhen, on_snapshot: impl Fn
             seconds: report.seconds,
         });
     }
-    let mut stream = Stream::start(options, &capture, &sqlite_path).await?;
-    let target_seq = match &stop {
-        StopWhen::CaughtUp => Some(stream.newest_seq().await?),
-        StopWhen::Signal(_) => None,
-    };
-    stream.run(&mut summary, target_seq, stop).await?;
-    summary.applied_seq = stream.applied_seq;
-    Ok(summary)
+    Stream::start(options, &capture).await
+}
+
+impl StopWhen {
+    /// Sleeps for `period`; returns true when asked to stop.
+    async fn wait(&self, period: Duration) -> bool {
+        match self {
+            StopWhen::CaughtUp => {
+                tokio::time::sleep(period).await;
+                false
+            }
+            StopWhen::Signal(notify) => tokio::select! {
+                _ = tokio::time::sleep(period) => false,
+                _ = notify.notified() => true,
+            },
+        }
+    }
 }
 
 /// A running stream: the SQLite connections, the PostgreSQL connection and the position.
@@ -138,7 +176,7 @@ struct Stream {
 }
 
 impl Stream {
-    async fn start(options: &SnapshotOptions, capture: &CaptureState, _sqlite_path: &str) -> Result<Stream> {
+    async fn start(options: &SnapshotOptions, capture: &CaptureState) -> Result<Stream> {
         let reader = open(&options.sqlite, Access::ReadOnly)?;
         let pruner = open(&options.sqlite, Access::ReadWrite)?;
         pruner.pragma_update(None, "synchronous", "NORMAL")?;
@@ -250,7 +288,7 @@ impl Stream {
             }
             let version = self.data_version()?;
             if target_seq.is_none() && last_version == Some(version) && failures == 0 {
-                if self.wait(&stop, POLL_INTERVAL).await {
+                if stop.wait(POLL_INTERVAL).await {
                     return Ok(());
                 }
                 continue;
@@ -280,29 +318,16 @@ impl Stream {
                     if err.kind() == ErrorKind::PgConnect {
                         self.client = None;
                     }
-                    if self.wait(&stop, backoff).await {
+                    if stop.wait(backoff).await {
                         return Ok(());
                     }
                 }
                 Err(err) => {
+                    tracing::debug!(kind = ?err.kind(), "stopping: {err}");
                     self.record_error(&err).await;
                     return Err(err);
                 }
             }
-        }
-    }
-
-    /// Sleeps for `period`; returns true when asked to stop.
-    async fn wait(&self, stop: &StopWhen, period: Duration) -> bool {
-        match stop {
-            StopWhen::CaughtUp => {
-                tokio::time::sleep(period).await;
-                false
-            }
-            StopWhen::Signal(notify) => tokio::select! {
-                _ = tokio::time::sleep(period) => false,
-                _ = notify.notified() => true,
-            },
         }
     }
 

@@ -75,8 +75,8 @@ pub fn install(conn: &mut Connection, tables: &[&Table], source_id: Option<&str>
         let key_columns = register(&tx, table)?;
         ensure_key_slots(&tx, key_columns.len().max(1))?;
         let id: i64 = tx.query_row(&format!("SELECT id FROM {TABLES_TABLE} WHERE name = ?1"), [&table.name], |r| r.get(0))?;
-        for sql in trigger_sql(id, table, &key_columns) {
-            tx.execute_batch(&sql)?;
+        for sql in trigger_sql(id, table, &key_columns).iter().chain(&displacement_trigger_sql(id, table, &key_columns)) {
+            tx.execute_batch(sql)?;
         }
     }
     let state = read_state(&tx)?.expect("installed above");
@@ -132,11 +132,7 @@ fn ensure_key_slots(conn: &Connection, width: usize) -> Result<()> {
 
 /// The three capture triggers of a table. `key_columns` empty means the rowid is the key.
 pub fn trigger_sql(id: i64, table: &Table, key_columns: &[String]) -> [String; 3] {
-    let key: Vec<String> = if key_columns.is_empty() {
-        vec![table.rowid_name().expect("tables keyed by rowid have one").to_string()]
-    } else {
-        key_columns.iter().map(|c| quote(c)).collect()
-    };
+    let key = key_expressions(table, key_columns);
     let slots: String = (0..key.len()).map(|i| format!(", k{i}")).collect();
     let values = |row: &str| key.iter().map(|k| format!(", {row}.{k}")).collect::<String>();
     let changed = key.iter().map(|k| format!("OLD.{k} IS NOT NEW.{k} COLLATE BINARY")).collect::<Vec<_>>().join(" OR ");
@@ -151,6 +147,52 @@ pub fn trigger_sql(id: i64, table: &Table, key_columns: &[String]) -> [String; 3
         ),
         format!("CREATE TRIGGER \"{OWN_PREFIX}{id}_delete\" AFTER DELETE ON {target} BEGIN {log} VALUES ({id}{}); END", values("OLD")),
     ]
+}
+
+/// `INSERT OR REPLACE` (and `UPDATE OR REPLACE`) silently delete rows that collide on a UNIQUE constraint
+/// other than the key, without firing their DELETE triggers. These BEFORE triggers log the keys of rows an
+/// insert or update is about to displace. A statement that then fails takes its log rows with it; one that
+/// ignores the conflict leaves a harmless extra entry for a row that still exists.
+pub fn displacement_trigger_sql(id: i64, table: &Table, key_columns: &[String]) -> Vec<String> {
+    let key: Vec<String> = key_expressions(table, key_columns);
+    let key_set: Vec<&str> = key_columns.iter().map(String::as_str).collect();
+    let unique_sets: Vec<&Vec<String>> = table
+        .indexes
+        .iter()
+        .filter(|index| index.unique && !index.partial)
+        .filter_map(|index| index.columns.as_ref())
+        .filter(|columns| columns.iter().map(String::as_str).collect::<Vec<_>>() != key_set)
+        .collect();
+    if unique_sets.is_empty() {
+        return Vec::new();
+    }
+    let slots: String = (0..key.len()).map(|i| format!(", k{i}")).collect();
+    let same_key = key.iter().map(|k| format!("{k} IS NEW.{k}")).collect::<Vec<_>>().join(" AND ");
+    let collides = unique_sets
+        .iter()
+        .map(|set| format!("({})", set.iter().map(|c| format!("{0} = NEW.{0}", quote(c))).collect::<Vec<_>>().join(" AND ")))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let target = quote(&table.name);
+    let body = format!(
+        "BEGIN INSERT INTO {CHANGES_TABLE} (tbl{slots}) SELECT {id}, {} FROM {target} WHERE ({collides}) AND NOT ({same_key}); END",
+        key.join(", ")
+    );
+    ["insert", "update"]
+        .into_iter()
+        .map(|event| {
+            format!("CREATE TRIGGER \"{OWN_PREFIX}{id}_displace_{event}\" BEFORE {} ON {target} {body}", event.to_uppercase())
+        })
+        .collect()
+}
+
+/// The SQL expressions for a table's capture key: its key columns, or a name that reaches the rowid.
+fn key_expressions(table: &Table, key_columns: &[String]) -> Vec<String> {
+    if key_columns.is_empty() {
+        vec![table.rowid_name().expect("tables keyed by rowid have one").to_string()]
+    } else {
+        key_columns.iter().map(|c| quote(c)).collect()
+    }
 }
 
 fn drop_triggers(conn: &Connection) -> Result<()> {
@@ -252,11 +294,20 @@ mod tests {
     }
 
     fn log(conn: &Connection) -> Result<Vec<(i64, String)>> {
-        let mut stmt = conn.prepare(&format!(
-            "SELECT tbl, quote(k0) || iif(k1 IS NULL, '', ',' || quote(k1)) FROM {CHANGES_TABLE} ORDER BY seq"
-        ))?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
-        Ok(rows)
+        let mut stmt = conn.prepare(&format!("SELECT * FROM {CHANGES_TABLE} ORDER BY seq"))?;
+        let width = stmt.column_count();
+        let rows = stmt.query_map([], |r| {
+            let keys: Vec<String> = (2..width)
+                .filter_map(|i| match r.get_ref(i).ok()? {
+                    rusqlite::types::ValueRef::Null => None,
+                    rusqlite::types::ValueRef::Integer(n) => Some(n.to_string()),
+                    rusqlite::types::ValueRef::Text(t) => Some(format!("'{}'", String::from_utf8_lossy(t))),
+                    other => Some(format!("X'{}'", crate::types::hex(other.as_blob().unwrap_or_default()).to_uppercase())),
+                })
+                .collect();
+            Ok((r.get(1)?, keys.join(",")))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     #[test]
@@ -287,6 +338,17 @@ mod tests {
         assert!(uninstall(&mut conn)?);
         assert_eq!(read_state(&conn)?, None);
         assert_eq!(conn.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))?, 1);
+        Ok(())
+    }
+
+    #[test]
+    fn logs_rows_that_insert_or_replace_displaces() -> Result<()> {
+        let (conn, state) = setup("CREATE TABLE u(id INTEGER PRIMARY KEY, email TEXT UNIQUE); INSERT INTO u VALUES (1, 'a');")?;
+        let u = state.table("u").unwrap().id;
+        conn.execute_batch("INSERT OR REPLACE INTO u VALUES (2, 'a'); INSERT OR IGNORE INTO u VALUES (3, NULL);")?;
+        assert_eq!(log(&conn)?, [(u, "1".into()), (u, "2".into()), (u, "3".into())]);
+        assert!(conn.execute("INSERT INTO u VALUES (4, 'a')", []).is_err());
+        assert_eq!(log(&conn)?.len(), 3, "a failed statement leaves no log rows");
         Ok(())
     }
 

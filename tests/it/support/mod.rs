@@ -136,6 +136,7 @@ impl SqliteFile {
     pub fn conn(&self) -> rusqlite::Connection {
         let conn = rusqlite::Connection::open(&self.path).unwrap();
         conn.busy_timeout(std::time::Duration::from_secs(30)).unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
         conn
     }
 

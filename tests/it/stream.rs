@@ -1,0 +1,216 @@
+//! Continuous sync: every statement form, whole transactions, crashes, restarts and concurrent writers.
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use lite2pg::stream::{run, RunSummary, StopWhen};
+
+use crate::support::{lite2pg, SqliteFile, TestDb};
+
+/// `lite2pg run --once` through the library.
+async fn sync_once(db: &TestDb, file: &Path) -> RunSummary {
+    run(&db.options(file), StopWhen::CaughtUp, |_| {}).await.unwrap()
+}
+
+const APP: &str = "
+    CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT UNIQUE NOT NULL, name TEXT, score REAL);
+    CREATE TABLE posts(user_id INTEGER REFERENCES users ON DELETE CASCADE, n INTEGER, body TEXT, PRIMARY KEY (user_id, n)) WITHOUT ROWID;
+    CREATE TABLE tags(label TEXT, weight);
+    CREATE TABLE audit(id INTEGER PRIMARY KEY AUTOINCREMENT, what TEXT);
+    CREATE TRIGGER users_audit AFTER UPDATE ON users BEGIN INSERT INTO audit(what) VALUES ('user ' || NEW.id); END;
+    INSERT INTO users VALUES (1, 'a@x', 'Ann', 1.5), (2, 'b@x', 'Bob', 2.5), (3, 'c@x', 'Cy', NULL);
+    INSERT INTO posts VALUES (1, 1, 'hello'), (1, 2, 'again'), (2, 1, 'bob here');
+    INSERT INTO tags VALUES ('x', 1), ('x', 1), ('y', NULL);";
+
+#[tokio::test]
+async fn every_statement_form_reaches_postgres() {
+    let file = SqliteFile::new(APP);
+    let db = TestDb::new().await;
+    let first = sync_once(&db, &file.path).await;
+    assert!(first.snapshot.is_some());
+    file.exec(
+        "PRAGMA foreign_keys = ON;
+         INSERT INTO users VALUES (4, 'd@x', 'Di', 4.0);
+         UPDATE users SET id = 40 WHERE id = 4;
+         UPDATE users SET name = 'Ann B.' WHERE id = 1;
+         INSERT OR REPLACE INTO users VALUES (5, 'b@x', 'Replaces Bob by email', 0);
+         INSERT OR IGNORE INTO users VALUES (1, 'ignored@x', 'ignored', 0);
+         INSERT INTO users VALUES (3, 'c@x', 'Cy upserted', 3) ON CONFLICT (id) DO UPDATE SET name = excluded.name;
+         DELETE FROM users WHERE id = 1;
+         DELETE FROM tags;
+         INSERT INTO tags VALUES ('z', 2);
+         BEGIN; INSERT INTO users VALUES (99, 'rolled@x', 'never', 0); ROLLBACK;
+         BEGIN; INSERT INTO users VALUES (98, 'kept@x', 'kept', 0); SAVEPOINT s; DELETE FROM users WHERE id = 98;
+                INSERT INTO users VALUES (97, 'sp@x', 'sp', 0); ROLLBACK TO s; RELEASE s; COMMIT;",
+    );
+    let summary = sync_once(&db, &file.path).await;
+    assert!(summary.snapshot.is_none());
+    db.assert_equal(&file.path).await;
+    let users = db.texts("SELECT id || ':' || name FROM users ORDER BY id").await;
+    let users: Vec<String> = users.into_iter().flatten().collect();
+    assert_eq!(users, ["3:Cy upserted", "5:Replaces Bob by email", "40:Di", "98:kept"]);
+    let posts = db.texts("SELECT count(*)::text FROM posts").await;
+    assert_eq!(posts, [Some("0".to_string())], "cascaded deletes of both users' posts arrive");
+    let audit = db.texts("SELECT count(*)::text FROM audit").await;
+    assert_eq!(audit, [Some("3".to_string())], "rows written by the application's own triggers arrive");
+}
+
+#[tokio::test]
+async fn a_batch_ends_where_sqlite_ended() {
+    let file = SqliteFile::new(APP);
+    let db = TestDb::new().await;
+    sync_once(&db, &file.path).await;
+    file.exec(
+        "INSERT INTO users VALUES (10, 'ten@x', 'inserted then deleted', 0); DELETE FROM users WHERE id = 10;
+         DELETE FROM users WHERE id = 2; INSERT INTO users VALUES (2, 'b2@x', 'deleted then re-inserted', 0);
+         UPDATE users SET id = 20 WHERE id = 3; UPDATE users SET id = 3 WHERE id = 1; UPDATE users SET email = 'swap' WHERE id = 3;
+         UPDATE users SET email = 'a@x' WHERE id = 20; UPDATE users SET email = 'c@x' WHERE id = 3;
+         INSERT INTO posts VALUES (20, 1, 'child before parent? order does not matter');",
+    );
+    let summary = sync_once(&db, &file.path).await;
+    assert_eq!(summary.batches, 1);
+    db.assert_equal(&file.path).await;
+}
+
+#[tokio::test]
+async fn init_and_uninstall_leave_the_application_alone() {
+    let file = SqliteFile::new(APP);
+    let path = file.path.to_str().unwrap();
+    for _ in 0..2 {
+        let init = lite2pg().args(["init", "--sqlite", path]).output().unwrap();
+        assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+        assert!(String::from_utf8_lossy(&init.stdout).contains("capture installed on 4 table(s)"));
+    }
+    file.exec("INSERT INTO users VALUES (7, 'g@x', 'G', 0)");
+    let logged: i64 = file.conn().query_row("SELECT count(*) FROM _lite2pg_changes", [], |r| r.get(0)).unwrap();
+    assert_eq!(logged, 1);
+    let uninstall = lite2pg().args(["uninstall", "--sqlite", path]).output().unwrap();
+    assert!(uninstall.status.success());
+    let leftovers: i64 =
+        file.conn().query_row("SELECT count(*) FROM sqlite_master WHERE name LIKE '%lite2pg%'", [], |r| r.get(0)).unwrap();
+    assert_eq!(leftovers, 0);
+    let users: i64 = file.conn().query_row("SELECT count(*) FROM users", [], |r| r.get(0)).unwrap();
+    assert_eq!(users, 4);
+}
+
+/// Newest seq in the SQLite log and the applied position in PostgreSQL.
+async fn positions(db: &TestDb, file: &SqliteFile) -> (i64, Option<i64>) {
+    // -1 until the daemon has installed capture.
+    let newest: i64 = file.conn().query_row("SELECT coalesce(max(seq), 0) FROM _lite2pg_changes", [], |r| r.get(0)).unwrap_or(-1);
+    let applied = match db.target.connect().await {
+        Ok(client) => {
+            client.query_opt("SELECT applied_seq FROM lite2pg.sources", &[]).await.ok().flatten().map(|r| r.get::<_, i64>(0))
+        }
+        Err(_) => None,
+    };
+    (newest, applied)
+}
+
+/// Waits until the daemon has applied everything committed so far.
+async fn wait_caught_up(db: &TestDb, file: &SqliteFile) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (newest, applied) = positions(db, file).await;
+        if applied == Some(newest) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the daemon did not catch up: newest {newest}, applied {applied:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A running `lite2pg run` process, killed if the test ends early.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_daemon(db: &TestDb, file: &SqliteFile) -> Daemon {
+    let log = std::env::var("LITE2PG_TEST_DAEMON_LOG").unwrap_or_else(|_| "warn".to_string());
+    Daemon(
+        lite2pg()
+            .args(["run", "--sqlite", file.path.to_str().unwrap(), "--postgres", &db.url()])
+            .env("LITE2PG_LOG", log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn terminate(daemon: &mut Daemon) -> std::process::ExitStatus {
+    let child = &mut daemon.0;
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the daemon did not stop within 10 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn writer(file: &SqliteFile, seed: u64, transactions: u64) -> Child {
+    let exe = std::env::current_exe().unwrap();
+    let examples = exe.parent().unwrap().parent().unwrap().join("examples").join("writer");
+    Command::new(examples).args([file.path.to_str().unwrap(), &seed.to_string(), &transactions.to_string()]).spawn().unwrap()
+}
+
+#[tokio::test]
+async fn two_writer_processes_and_the_daemon_at_once() {
+    let file = SqliteFile::new(include_str!("../../examples/writer_schema.sql"));
+    let db = TestDb::new().await;
+    let mut daemon = start_daemon(&db, &file);
+    let mut writers = [writer(&file, 11, 400), writer(&file, 23, 400)];
+    for w in &mut writers {
+        assert!(w.wait().unwrap().success());
+    }
+    wait_caught_up(&db, &file).await;
+    let status = terminate(&mut daemon);
+    assert_eq!(status.code(), Some(0), "SIGTERM ends the daemon cleanly");
+    db.assert_equal(&file.path).await;
+}
+
+#[tokio::test]
+async fn killing_the_daemon_loses_nothing_and_doubles_nothing() {
+    let file = SqliteFile::new(include_str!("../../examples/writer_schema.sql"));
+    let db = TestDb::new().await;
+    let mut app = writer(&file, 7, 1500);
+    let mut seed = 0x9e37_79b9_u64;
+    for _ in 0..6 {
+        let mut daemon = start_daemon(&db, &file);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(150 + seed % 400));
+        drop(daemon);
+    }
+    assert!(app.wait().unwrap().success());
+    sync_once(&db, &file.path).await;
+    db.assert_equal(&file.path).await;
+}
+
+#[tokio::test]
+async fn postgres_restarting_mid_stream_is_ridden_out() {
+    let Some(cluster) = crate::support::cluster::PrivateCluster::start_new() else {
+        eprintln!("skipped: no PostgreSQL server binaries to start a private cluster");
+        return;
+    };
+    let db = TestDb::on(&cluster.url("postgres")).await;
+    let file = SqliteFile::new(include_str!("../../examples/writer_schema.sql"));
+    let mut daemon = start_daemon(&db, &file);
+    assert!(writer(&file, 3, 100).wait().unwrap().success());
+    wait_caught_up(&db, &file).await;
+    cluster.stop();
+    assert!(writer(&file, 5, 200).wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon keeps running while PostgreSQL is down");
+    cluster.start();
+    wait_caught_up(&db, &file).await;
+    assert_eq!(terminate(&mut daemon).code(), Some(0));
+    db.assert_equal(&file.path).await;
+}
