@@ -343,11 +343,10 @@ pub fn encode_numeric(decimal: &str, out: &mut Vec<u8>) {
     let scale = frac_digits.len();
     let int_pad = (4 - int_digits.len() % 4) % 4;
     let frac_pad = (4 - frac_digits.len() % 4) % 4;
-    let all: Vec<u8> = std::iter::repeat(b'0')
-        .take(int_pad)
+    let all: Vec<u8> = std::iter::repeat_n(b'0', int_pad)
         .chain(int_digits.bytes())
         .chain(frac_digits.bytes())
-        .chain(std::iter::repeat(b'0').take(frac_pad))
+        .chain(std::iter::repeat_n(b'0', frac_pad))
         .collect();
     let mut groups: Vec<i16> =
         all.chunks(4).map(|chunk| chunk.iter().fold(0i16, |acc, d| acc * 10 + i16::from(d - b'0'))).collect();
@@ -501,7 +500,7 @@ mod tests {
         assert_eq!(parse_timestamp(b"2000-01-01 00:00:01", false), Some(1_000_000));
         assert_eq!(parse_timestamp(b"2000-01-01 00:00:00.250", true), Some(250_000));
         assert_eq!(parse_timestamp(b"2023-02-29 00:00:00", false), None);
-        assert_eq!(parse_timestamp(b"2024-02-29 00:00:00", false).is_some(), true);
+        assert!(parse_timestamp(b"2024-02-29 00:00:00", false).is_some());
         assert_eq!(parse_timestamp(b"0000-01-01 00:00:00", false), None);
         assert_eq!(parse_date(b"1999-12-31"), Some(-1));
     }

@@ -182,7 +182,7 @@ async fn killing_the_daemon_loses_nothing_and_doubles_nothing() {
     let mut app = writer(&file, 7, 1500);
     let mut seed = 0x9e37_79b9_u64;
     for _ in 0..6 {
-        let mut daemon = start_daemon(&db, &file);
+        let daemon = start_daemon(&db, &file);
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;

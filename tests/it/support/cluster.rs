@@ -70,6 +70,8 @@ impl PrivateCluster {
         run(&mut command);
     }
 
+    /// Deliberately not waited on: the watchdog must outlive this process.
+    #[allow(clippy::zombie_processes)]
     fn spawn_watchdog(&self) {
         let script = format!(
             "while kill -0 {pid} 2>/dev/null; do sleep 1; done; kill -QUIT $(head -1 {data}/postmaster.pid) 2>/dev/null; sleep 2; rm -rf {dir}",
