@@ -2,5 +2,6 @@
 
 mod support;
 
+mod random;
 mod snapshot;
 mod stream;

@@ -214,3 +214,22 @@ async fn postgres_restarting_mid_stream_is_ridden_out() {
     assert_eq!(terminate(&mut daemon).code(), Some(0));
     db.assert_equal(&file.path).await;
 }
+
+#[tokio::test]
+async fn a_value_that_stops_fitting_is_rejected_then_cleared_when_it_fits_again() {
+    let file = SqliteFile::new("CREATE TABLE t(id INTEGER PRIMARY KEY, n INTEGER); INSERT INTO t VALUES (1, 1), (2, 2);");
+    let db = TestDb::new().await;
+    sync_once(&db, &file.path).await;
+    file.exec("UPDATE t SET n = 'not a number' WHERE id = 1; UPDATE t SET n = 20 WHERE id = 2;");
+    let summary = sync_once(&db, &file.path).await;
+    assert_eq!(summary.rejects, 1);
+    let rejects = db
+        .texts("SELECT key::text || ' ' || column_name || ' ' || reason || ' ' || convert_from(raw, 'UTF8') FROM lite2pg.rejects")
+        .await;
+    assert_eq!(rejects, [Some("[1] n a text value does not fit a bigint column not a number".to_string())]);
+    assert_eq!(db.texts("SELECT id || ':' || n FROM t ORDER BY id").await, [Some("2:20".to_string())]);
+    file.exec("UPDATE t SET n = 10 WHERE id = 1;");
+    sync_once(&db, &file.path).await;
+    assert_eq!(db.texts("SELECT count(*)::text FROM lite2pg.rejects").await, [Some("0".to_string())]);
+    db.assert_equal(&file.path).await;
+}
