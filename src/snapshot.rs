@@ -26,7 +26,7 @@ use crate::schema::{post_data_statements, PostDataStatement, TablePlan};
 use crate::source::{Selection, Source};
 use crate::sqlite::capture::newest_seq;
 use crate::sqlite::introspect::Table;
-use crate::sqlite::scan::{column_stats, read_values, rowid_bounds};
+use crate::sqlite::scan::{column_stats, read_values, rowid_ranges};
 use crate::sqlite::{open, Access};
 use crate::types::{ColumnStats, SqlValue};
 
@@ -149,7 +149,7 @@ fn prepare(options: &SnapshotOptions) -> Result<Prepared> {
         snapshot_seq,
     };
     for (table, captured) in source.captured_tables() {
-        let stats = column_stats(&source.conn, table)?;
+        let (rows, stats) = scan_table(&options.sqlite, table, options.jobs)?;
         let plan = TablePlan::from_stats(table, &stats, &captured.key_columns);
         if captured.key_columns.is_empty() && !table.primary_key.is_empty() {
             prepared.notes.push(format!(
@@ -167,13 +167,31 @@ fn prepare(options: &SnapshotOptions) -> Result<Prepared> {
                 pg_type: planned.pg_type.sql().to_string(),
             }
         }));
-        let rows: u64 =
-            source.conn.query_row(&format!("SELECT count(*) FROM {}", quote(&table.name)), [], |r| r.get::<_, i64>(0))? as u64;
         prepared.row_counts.push(rows);
         prepared.plans.push(plan);
         prepared.tables.push(table.clone());
     }
     Ok(prepared)
+}
+
+/// Scans what a table stores, in rowid ranges on several threads when it is big.
+fn scan_table(path: &std::path::Path, table: &Table, jobs: usize) -> Result<(u64, Vec<ColumnStats>)> {
+    let conn = open(path, Access::ReadOnly)?;
+    let ranges = rowid_ranges(&conn, table, jobs as u64)?;
+    let parts: Vec<Result<(u64, Vec<ColumnStats>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ranges
+            .into_iter()
+            .map(|range| scope.spawn(move || column_stats(&open(path, Access::ReadOnly)?, table, range)))
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("scans do not panic")).collect()
+    });
+    let mut total = (0, vec![ColumnStats::default(); table.columns.len()]);
+    for part in parts {
+        let (rows, stats) = part?;
+        total.0 += rows;
+        total.1.iter_mut().zip(&stats).for_each(|(sum, part)| sum.merge(part));
+    }
+    Ok(total)
 }
 
 fn describe_stats(stats: &ColumnStats) -> String {
@@ -331,28 +349,9 @@ async fn copy_all(options: &SnapshotOptions, prepared: &Prepared, progress: &Pro
 fn plan_items(options: &SnapshotOptions, prepared: &Prepared) -> Result<Vec<CopyItem>> {
     let conn = open(&options.sqlite, Access::ReadOnly)?;
     let mut items = Vec::new();
-    for (index, plan) in prepared.plans.iter().enumerate() {
-        let rows = prepared.row_counts[index];
-        let parts = (options.jobs.max(1) as u64 * 2).min(rows / SPLIT_ROWS.max(1)).max(1);
-        let bounds = match plan.rowid_name {
-            Some(rowid) if parts > 1 => rowid_bounds(&conn, &plan.name, rowid)?,
-            _ => None,
-        };
-        match bounds {
-            Some((low, high)) => {
-                let step = ((high as i128 - low as i128) / parts as i128 + 1) as i64;
-                let mut start = low;
-                while start <= high {
-                    let end = start.saturating_add(step - 1).min(high);
-                    items.push(CopyItem { table: index, rowids: Some((start, end)) });
-                    if end == high {
-                        break;
-                    }
-                    start = end + 1;
-                }
-            }
-            None => items.push(CopyItem { table: index, rowids: None }),
-        }
+    for (index, table) in prepared.tables.iter().enumerate() {
+        let parts = (options.jobs.max(1) as u64 * 2).min(prepared.row_counts[index] / SPLIT_ROWS).max(1);
+        items.extend(rowid_ranges(&conn, table, parts)?.into_iter().map(|rowids| CopyItem { table: index, rowids }));
     }
     // Biggest first, so the last worker does not start a big table alone.
     items.sort_by_key(|item| std::cmp::Reverse(prepared.row_counts[item.table] / if item.rowids.is_some() { 2 } else { 1 }));

@@ -165,7 +165,7 @@ pub struct ColumnStats {
     pub blobs: u64,
     /// Integers other than 0 and 1.
     pub non_boolean_integers: u64,
-    /// Reals that numeric cannot hold with their sign: infinities and -0.0.
+    /// Reals that numeric cannot hold: infinities and -0.0.
     pub special_reals: u64,
     /// Texts in SQLite's `YYYY-MM-DD HH:MM:SS` form that are valid dates.
     pub timestamp_seconds_texts: u64,
@@ -175,8 +175,49 @@ pub struct ColumnStats {
     pub date_texts: u64,
 }
 
+impl ColumnStats {
+    /// Counts one stored value; `check_time` asks for the date/time shape checks (only for columns that declare
+    /// a date or time type, as only those can become one).
+    pub fn observe(&mut self, value: rusqlite::types::ValueRef<'_>, check_time: bool) {
+        use rusqlite::types::ValueRef;
+        match value {
+            ValueRef::Null => {}
+            ValueRef::Integer(i) => {
+                self.integers += 1;
+                self.non_boolean_integers += u64::from(i != 0 && i != 1);
+            }
+            ValueRef::Real(f) => {
+                self.reals += 1;
+                self.special_reals += u64::from(f.is_infinite() || (f == 0.0 && f.is_sign_negative()));
+            }
+            ValueRef::Text(t) => {
+                self.texts += 1;
+                if check_time {
+                    self.timestamp_seconds_texts += u64::from(parse_timestamp(t, false).is_some());
+                    self.timestamp_millis_texts += u64::from(parse_timestamp(t, true).is_some());
+                    self.date_texts += u64::from(parse_date(t).is_some());
+                }
+            }
+            ValueRef::Blob(_) => self.blobs += 1,
+        }
+    }
+
+    /// Adds the counts of another part of the same column.
+    pub fn merge(&mut self, other: &ColumnStats) {
+        self.integers += other.integers;
+        self.reals += other.reals;
+        self.texts += other.texts;
+        self.blobs += other.blobs;
+        self.non_boolean_integers += other.non_boolean_integers;
+        self.special_reals += other.special_reals;
+        self.timestamp_seconds_texts += other.timestamp_seconds_texts;
+        self.timestamp_millis_texts += other.timestamp_millis_texts;
+        self.date_texts += other.date_texts;
+    }
+}
+
 /// Words in a declared type that announce dates or times.
-fn declares_time(declared: &str) -> bool {
+pub fn declares_time(declared: &str) -> bool {
     let upper = declared.to_ascii_uppercase();
     upper.contains("DATE") || upper.contains("TIME")
 }

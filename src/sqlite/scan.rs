@@ -5,69 +5,34 @@ use rusqlite::Connection;
 use crate::error::Result;
 use crate::ident::quote;
 use crate::sqlite::introspect::Table;
-use crate::types::{Affinity, ColumnStats, SqlValue};
+use crate::types::{declares_time, ColumnStats, SqlValue};
 
-/// Largest finite double: anything above it is an infinity.
-const MAX_DOUBLE: &str = "1.7976931348623157e308";
-
-/// Counts, for every column of `table`, the values of each storage class and the shapes the mapping cares about.
-pub fn column_stats(conn: &Connection, table: &Table) -> Result<Vec<ColumnStats>> {
-    const PER_COLUMN: usize = 9;
-    let mut parts = Vec::with_capacity(table.columns.len() * PER_COLUMN);
-    for column in &table.columns {
-        let c = quote(&column.name);
-        let is_text = format!("typeof({c}) = 'text' AND {c} >= '0001'");
-        parts.extend([
-            format!("count({c})"),
-            format!("total(typeof({c}) = 'integer')"),
-            format!("total(typeof({c}) = 'real')"),
-            format!("total(typeof({c}) = 'blob')"),
-            format!("total(typeof({c}) = 'integer' AND {c} NOT IN (0, 1))"),
-            match Affinity::of_declared(&column.declared_type) {
-                Affinity::Real => "0".to_string(),
-                _ => format!("total(typeof({c}) = 'real' AND ({c} > {MAX_DOUBLE} OR {c} < -{MAX_DOUBLE}))"),
-            },
-        ]);
-        if declares_time(&column.declared_type) {
-            parts.extend([
-                format!("total({is_text} AND datetime({c}) IS {c})"),
-                format!("total({is_text} AND strftime('%Y-%m-%d %H:%M:%f', {c}) IS {c})"),
-                format!("total({is_text} AND date({c}) IS {c})"),
-            ]);
-        } else {
-            parts.extend(["0".to_string(), "0".to_string(), "0".to_string()]);
+/// Counts, for every column of `table` (or of the rows in an inclusive rowid range), the values of each storage
+/// class and the shapes the mapping cares about. One pass, in Rust: SQLite's aggregate functions cost far more.
+pub fn column_stats(conn: &Connection, table: &Table, rowids: Option<(i64, i64)>) -> Result<(u64, Vec<ColumnStats>)> {
+    let columns: Vec<String> = table.columns.iter().map(|c| quote(&c.name)).collect();
+    let checks_time: Vec<bool> = table.columns.iter().map(|c| declares_time(&c.declared_type)).collect();
+    let mut stats = vec![ColumnStats::default(); columns.len()];
+    if columns.is_empty() {
+        return Ok((0, stats));
+    }
+    let range = match (rowids, table.rowid_name()) {
+        (Some(_), Some(rowid)) => format!(" WHERE {rowid} BETWEEN ?1 AND ?2"),
+        _ => String::new(),
+    };
+    let mut stmt = conn.prepare(&format!("SELECT {} FROM {}{range}", columns.join(", "), quote(&table.name)))?;
+    let mut rows = match rowids {
+        Some((low, high)) if !range.is_empty() => stmt.query([low, high])?,
+        _ => stmt.query([])?,
+    };
+    let mut count = 0u64;
+    while let Some(row) = rows.next()? {
+        count += 1;
+        for (i, column) in stats.iter_mut().enumerate() {
+            column.observe(row.get_ref(i)?, checks_time[i]);
         }
     }
-    if parts.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!("SELECT {} FROM {}", parts.join(", "), quote(&table.name));
-    conn.query_row(&sql, [], |row| {
-        (0..table.columns.len())
-            .map(|i| {
-                let at = |k: usize| -> rusqlite::Result<u64> { Ok(row.get::<_, f64>(i * PER_COLUMN + k)? as u64) };
-                let non_null = at(0)?;
-                let (integers, reals, blobs) = (at(1)?, at(2)?, at(3)?);
-                Ok(ColumnStats {
-                    integers,
-                    reals,
-                    blobs,
-                    texts: non_null - integers - reals - blobs,
-                    non_boolean_integers: at(4)?,
-                    special_reals: at(5)?,
-                    timestamp_seconds_texts: at(6)?,
-                    timestamp_millis_texts: at(7)?,
-                    date_texts: at(8)?,
-                })
-            })
-            .collect()
-    })
-    .map_err(Into::into)
-}
-
-fn declares_time(declared: &str) -> bool {
-    let upper = declared.to_ascii_uppercase();
-    upper.contains("DATE") || upper.contains("TIME")
+    Ok((count, stats))
 }
 
 /// Whether any row holds NULL in a declared primary-key column (legal in rowid tables).
@@ -80,11 +45,24 @@ pub fn primary_key_has_nulls(conn: &Connection, table: &Table) -> Result<bool> {
     Ok(conn.query_row(&sql, [], |row| row.get(0))?)
 }
 
-/// The smallest and largest rowid, or `None` for an empty table.
-pub fn rowid_bounds(conn: &Connection, table: &str, rowid_name: &str) -> Result<Option<(i64, i64)>> {
-    let sql = format!("SELECT min({rowid_name}), max({rowid_name}) FROM {}", quote(table));
+/// Splits a table into at most `parts` inclusive rowid ranges of similar width, or one `None` (the whole
+/// table) for WITHOUT ROWID tables, empty tables and `parts <= 1`.
+pub fn rowid_ranges(conn: &Connection, table: &Table, parts: u64) -> Result<Vec<Option<(i64, i64)>>> {
+    let Some(rowid) = table.rowid_name().filter(|_| parts > 1) else { return Ok(vec![None]) };
+    let sql = format!("SELECT min({rowid}), max({rowid}) FROM {}", quote(&table.name));
     let (low, high): (Option<i64>, Option<i64>) = conn.query_row(&sql, [], |row| Ok((row.get(0)?, row.get(1)?)))?;
-    Ok(low.zip(high))
+    let Some((low, high)) = low.zip(high) else { return Ok(vec![None]) };
+    let step = ((i128::from(high) - i128::from(low)) / i128::from(parts) + 1) as i64;
+    let mut ranges = Vec::new();
+    let mut start = low;
+    loop {
+        let end = start.saturating_add(step - 1).min(high);
+        ranges.push(Some((start, end)));
+        if end == high {
+            return Ok(ranges);
+        }
+        start = end + 1;
+    }
 }
 
 /// Copies the values of one result row into `out`, starting at column `from`.
