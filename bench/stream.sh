@@ -6,8 +6,7 @@
 source "$(dirname "$0")/lib.sh"
 build
 SCHEMA="CREATE TABLE t(id INTEGER PRIMARY KEY, a INTEGER, b TEXT, c REAL);"
-BULK="WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500000)
-      INSERT INTO t SELECT i, i * 7, 'row ' || i, i / 3.0 FROM n;"
+BULK="WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500000) INSERT INTO t SELECT i, i * 7, 'row ' || i, i / 3.0 FROM n;"
 for i in $(seq 1 5000); do echo "INSERT INTO t(a, b, c) VALUES ($i, 'row $i', $i.5);"; done > "$WORK/single.sql"
 
 # $1 = with capture (yes/no), $2 = synchronous, $3 = workload file or SQL; prints seconds (median of 3)
