@@ -419,7 +419,7 @@ impl Stream {
                     sink.take().expect("every table sends data before its end").as_mut().finish().await?;
                     let table = &self.plans[&id].name;
                     self.merges[&id]
-                        .merge(client, &self.source_id, table, self.known_rejects)
+                        .merge(client, &self.source_id, table, upserts + deletes, self.known_rejects)
                         .await
                         .map_err(|err| err.context(format!("applying changes to {table:?}")))?;
                     written.tables += 1;

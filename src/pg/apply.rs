@@ -12,6 +12,9 @@ use crate::schema::{TablePlan, ROWID_COLUMN};
 use crate::sqlite::introspect::Table;
 use crate::types::PgType;
 
+/// Batches of a table with at least this many keys get planner statistics on their temp table.
+const ANALYZE_ROWS: u64 = 10_000;
+
 /// Extra column of the temp tables: true for keys whose row is gone.
 pub const GONE_COLUMN: &str = "__lite2pg_gone";
 
@@ -88,7 +91,11 @@ impl TableMerge {
 
     /// Merges what was copied into the temp table, inside the caller's open transaction: deletes gone keys and
     /// rows displaced on a unique key, upserts present rows, and clears rejects of rows that now fit.
-    pub async fn merge(&self, client: &Client, source_id: &str, table: &str, clear_rejects: bool) -> Result<()> {
+    pub async fn merge(&self, client: &Client, source_id: &str, table: &str, rows: u64, clear_rejects: bool) -> Result<()> {
+        if rows >= ANALYZE_ROWS {
+            // Without statistics the planner takes the fresh temp table for a tiny one and picks nested loops.
+            client.batch_execute(&format!("ANALYZE {}", quote(&self.temp_table))).await?;
+        }
         client.execute(self.delete_gone.as_str(), &[]).await?;
         for statement in &self.delete_displaced {
             client.execute(statement.as_str(), &[]).await?;

@@ -261,14 +261,11 @@ pub fn pending_changes(conn: &Connection, applied: i64) -> Result<i64> {
 pub fn prune(conn: &Connection, applied_seq: i64) -> Result<u64> {
     let mut deleted = 0u64;
     loop {
-        let n = conn.execute(
-            &format!("DELETE FROM {CHANGES_TABLE} WHERE seq < ?1 AND seq < (SELECT min(seq) FROM {CHANGES_TABLE}) + ?2"),
-            [applied_seq, PRUNE_CHUNK],
-        )?;
-        deleted += n as u64;
-        if n == 0 {
-            return Ok(deleted);
-        }
+        // The bound is computed first so each DELETE is a short range scan, not a scan of the whole backlog.
+        let oldest: Option<i64> = conn.query_row(&format!("SELECT min(seq) FROM {CHANGES_TABLE}"), [], |r| r.get(0))?;
+        let Some(oldest) = oldest.filter(|oldest| *oldest < applied_seq) else { return Ok(deleted) };
+        let below = applied_seq.min(oldest.saturating_add(PRUNE_CHUNK));
+        deleted += conn.execute(&format!("DELETE FROM {CHANGES_TABLE} WHERE seq < ?1"), [below])? as u64;
     }
 }
 
