@@ -14,7 +14,7 @@ path = os.path.join(tempfile.mkdtemp(), "app.db")
 db = sqlite3.connect(path, isolation_level=None)
 db.executescript("PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);")
 daemon = subprocess.Popen([os.path.join(root, "target/release/lite2pg"), "run", "--sqlite", path, "--postgres", url],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                          stdout=subprocess.DEVNULL, stderr=open(os.environ.get("LATENCY_DAEMON_LOG", os.devnull), "w"))
 pg = psycopg2.connect(url); pg.autocommit = True
 while True:
     try:
