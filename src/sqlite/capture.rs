@@ -251,11 +251,6 @@ pub fn newest_seq(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row(&format!("SELECT coalesce(max(seq), 0) FROM {CHANGES_TABLE}"), [], |r| r.get(0))?)
 }
 
-/// Number of log entries after `applied`.
-pub fn pending_changes(conn: &Connection, applied: i64) -> Result<i64> {
-    Ok(conn.query_row(&format!("SELECT count(*) FROM {CHANGES_TABLE} WHERE seq > ?1"), [applied], |r| r.get(0))?)
-}
-
 /// Deletes log entries below `applied_seq` in short write transactions. The entry at `applied_seq` itself stays,
 /// so the log's largest seq never falls and SQLite never hands out a used seq again.
 pub fn prune(conn: &Connection, applied_seq: i64) -> Result<u64> {
