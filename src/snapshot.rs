@@ -18,7 +18,7 @@ use tokio_postgres::Client;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
-use crate::pg::copy::CopyEncoder;
+use crate::pg::copy::{CopyEncoder, CHUNK_BYTES};
 use crate::pg::state::{self, Reject};
 use crate::pg::PgTarget;
 use crate::progress::Progress;
@@ -26,12 +26,10 @@ use crate::schema::{post_data_statements, PostDataStatement, TablePlan};
 use crate::source::{Selection, Source};
 use crate::sqlite::capture::newest_seq;
 use crate::sqlite::introspect::Table;
-use crate::sqlite::scan::{column_stats, read_values, rowid_ranges};
+use crate::sqlite::scan::{column_stats, read_values, rowid_filter, rowid_ranges};
 use crate::sqlite::{open, Access};
 use crate::types::{ColumnStats, SqlValue};
 
-/// COPY data is handed to the network in buffers of about this size.
-const CHUNK_BYTES: usize = 1 << 20;
 /// Tables with more rows than this are copied as several rowid ranges in parallel.
 const SPLIT_ROWS: u64 = 200_000;
 
@@ -402,16 +400,10 @@ fn read_rows(
     sender: mpsc::Sender<Chunk>,
 ) -> Result<(u64, Vec<Reject>)> {
     let conn = open(path, Access::ReadOnly)?;
-    let range = match (rowids, plan.rowid_name) {
-        (Some(_), Some(rowid)) => format!(" WHERE t.{rowid} BETWEEN ?1 AND ?2"),
-        _ => String::new(),
-    };
+    let (range, bounds) = rowid_filter(plan.rowid_name, rowids);
     let sql = format!("SELECT {} FROM {} AS t{range}", plan.select_list("t"), quote(&plan.name));
     let mut stmt = conn.prepare(&sql)?;
-    let mut rows = match rowids {
-        Some((low, high)) if !range.is_empty() => stmt.query([low, high])?,
-        _ => stmt.query([])?,
-    };
+    let mut rows = stmt.query(rusqlite::params_from_iter(bounds))?;
     let mut encoder = CopyEncoder::default();
     let (mut values, mut rejects, mut chunk_rows) = (Vec::<SqlValue>::new(), Vec::new(), 0u64);
     let closed = || Error::new(ErrorKind::PgConnect, "the COPY to PostgreSQL stopped early");

@@ -20,7 +20,7 @@ use tokio_postgres::Client;
 
 use crate::error::{Error, ErrorKind, Result, RetryPolicy};
 use crate::pg::apply::{existing_plan, unique_sets, TableMerge};
-use crate::pg::copy::CopyEncoder;
+use crate::pg::copy::{CopyEncoder, CHUNK_BYTES};
 use crate::pg::state::{self, Reject};
 use crate::pg::PgTarget;
 use crate::schema::TablePlan;
@@ -35,8 +35,6 @@ use crate::types::SqlValue;
 const POLL_INTERVAL: Duration = Duration::from_millis(5);
 /// Longest wait between retries after a failure.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// COPY data is handed to the network in buffers of about this size.
-const CHUNK_BYTES: usize = 1 << 20;
 /// Prune the log once this many entries are applied, or `PRUNE_EVERY` passed.
 const PRUNE_ENTRIES: i64 = 10_000;
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
@@ -161,8 +159,8 @@ impl StopWhen {
 struct Stream {
     target: PgTarget,
     schema: String,
-    source_id: String,
-    database_id: String,
+    /// The file's identity and the captured tables this stream applies.
+    capture: CaptureState,
     sqlite: PathBuf,
     reader: Option<Connection>,
     pruner: Connection,
@@ -183,8 +181,7 @@ impl Stream {
         let mut stream = Stream {
             target: options.target.clone(),
             schema: options.schema.clone(),
-            source_id: capture.source_id.clone(),
-            database_id: capture.database_id.clone(),
+            capture: capture.clone(),
             sqlite: options.sqlite.clone(),
             reader: Some(reader),
             pruner,
@@ -196,25 +193,25 @@ impl Stream {
             last_prune: Instant::now(),
             known_rejects: false,
         };
-        stream.connect(capture).await?;
+        stream.connect().await?;
         Ok(stream)
     }
 
     /// Connects, takes the source lock, checks the file against the stored position and builds table plans.
-    async fn connect(&mut self, capture: &CaptureState) -> Result<()> {
+    async fn connect(&mut self) -> Result<()> {
         let client = self.target.connect().await?;
-        state::lock_source(&client, &self.source_id).await?;
-        let row = state::source(&client, &self.source_id).await?.ok_or_else(|| {
-            Error::new(ErrorKind::State, format!("source {} has no row in lite2pg.sources", self.source_id))
+        state::lock_source(&client, &self.capture.source_id).await?;
+        let row = state::source(&client, &self.capture.source_id).await?.ok_or_else(|| {
+            Error::new(ErrorKind::State, format!("source {} has no row in lite2pg.sources", self.capture.source_id))
                 .with_hint("run `lite2pg snapshot` first")
         })?;
-        if row.database_id != self.database_id {
+        if row.database_id != self.capture.database_id {
             return Err(Error::new(
                 ErrorKind::State,
                 format!(
                     "{} is a different database than the one source {} was copied from",
                     self.sqlite.display(),
-                    self.source_id
+                    self.capture.source_id
                 ),
             )
             .with_hint("if this file replaced the old one on purpose, copy it again with `lite2pg snapshot --replace`"));
@@ -222,7 +219,7 @@ impl Stream {
         if row.promoted {
             return Err(Error::new(
                 ErrorKind::State,
-                format!("source {} was promoted: PostgreSQL is now the application's database", self.source_id),
+                format!("source {} was promoted: PostgreSQL is now the application's database", self.capture.source_id),
             )
             .with_hint("nothing more to sync"));
         }
@@ -238,10 +235,10 @@ impl Stream {
             .with_hint("changes after the backup exist only in PostgreSQL; to start over from the file, run `lite2pg snapshot --replace`"));
         }
         let known_rejects = client
-            .query_one("SELECT EXISTS (SELECT 1 FROM lite2pg.rejects WHERE source_id = $1)", &[&self.source_id])
+            .query_one("SELECT EXISTS (SELECT 1 FROM lite2pg.rejects WHERE source_id = $1)", &[&self.capture.source_id])
             .await?
             .get(0);
-        let (plans, merges) = self.build_plans(&client, capture).await?;
+        let (plans, merges) = self.build_plans(&client).await?;
         for merge in merges.values() {
             merge.create_temp_table(&client).await?;
         }
@@ -253,14 +250,10 @@ impl Stream {
         Ok(())
     }
 
-    async fn build_plans(
-        &self,
-        client: &Client,
-        capture: &CaptureState,
-    ) -> Result<(HashMap<i64, TablePlan>, HashMap<i64, TableMerge>)> {
+    async fn build_plans(&self, client: &Client) -> Result<(HashMap<i64, TablePlan>, HashMap<i64, TableMerge>)> {
         let schema = crate::sqlite::introspect::read_schema(self.reader.as_ref().expect("reader is home between batches"))?;
         let (mut plans, mut merges) = (HashMap::new(), HashMap::new());
-        for captured in &capture.tables {
+        for captured in &self.capture.tables {
             let table = schema.table(&captured.name).ok_or_else(|| {
                 Error::new(ErrorKind::Schema, format!("captured table {:?} no longer exists in SQLite", captured.name))
                     .with_hint("run `lite2pg init` to update capture")
@@ -338,7 +331,7 @@ impl Stream {
 
     async fn record_error(&self, err: &Error) {
         if let Some(client) = &self.client {
-            let _ = state::record_error(client, &self.source_id, &err.to_string()).await;
+            let _ = state::record_error(client, &self.capture.source_id, &err.to_string()).await;
         }
     }
 
@@ -346,17 +339,7 @@ impl Stream {
     async fn apply_batch(&mut self) -> Result<Option<BatchStats>> {
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
             self.client = None;
-            let capture = {
-                let reader = self.reader.as_ref().expect("reader is home between batches");
-                capture::read_state(reader)?.ok_or_else(|| {
-                    Error::new(ErrorKind::State, "change capture was removed from the SQLite file")
-                        .with_hint("run `lite2pg init`")
-                })?
-            };
-            let selected: Vec<String> = self.plans.values().map(|p| p.name.clone()).collect();
-            let capture =
-                CaptureState { tables: capture.tables.into_iter().filter(|t| selected.contains(&t.name)).collect(), ..capture };
-            self.connect(&capture).await?;
+            self.connect().await?;
             tracing::info!("connected to PostgreSQL at {}", self.target.shown());
         }
         let started = Instant::now();
@@ -419,7 +402,7 @@ impl Stream {
                     sink.take().expect("every table sends data before its end").as_mut().finish().await?;
                     let table = &self.plans[&id].name;
                     self.merges[&id]
-                        .merge(client, &self.source_id, table, upserts + deletes, self.known_rejects)
+                        .merge(client, &self.capture.source_id, table, upserts + deletes, self.known_rejects)
                         .await
                         .map_err(|err| err.context(format!("applying changes to {table:?}")))?;
                     written.tables += 1;
@@ -435,8 +418,8 @@ impl Stream {
     /// Stores rejects and the new position, then commits.
     async fn finish_batch(&self, range: SeqRange, written: Written) -> Result<BatchStats> {
         let client = self.client.as_ref().expect("connected above");
-        state::store_rejects(client, &self.source_id, &written.rejects).await?;
-        state::advance(client, &self.source_id, range.after, range.up_to).await?;
+        state::store_rejects(client, &self.capture.source_id, &written.rejects).await?;
+        state::advance(client, &self.capture.source_id, range.after, range.up_to).await?;
         if let Err(err) = client.batch_execute("COMMIT").await {
             return Err(match relax_constraint(client, &err).await? {
                 Some(relaxed) => Error::new(ErrorKind::PgTransient, relaxed),

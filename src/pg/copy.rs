@@ -4,6 +4,9 @@
 use crate::schema::TablePlan;
 use crate::types::{encode_binary, Misfit, SqlValue};
 
+/// COPY data is handed to the network in buffers of about this size.
+pub const CHUNK_BYTES: usize = 1 << 20;
+
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 const TRAILER: &[u8] = &(-1i16).to_be_bytes();
 

@@ -16,15 +16,9 @@ pub fn column_stats(conn: &Connection, table: &Table, rowids: Option<(i64, i64)>
     if columns.is_empty() {
         return Ok((0, stats));
     }
-    let range = match (rowids, table.rowid_name()) {
-        (Some(_), Some(rowid)) => format!(" WHERE {rowid} BETWEEN ?1 AND ?2"),
-        _ => String::new(),
-    };
-    let mut stmt = conn.prepare(&format!("SELECT {} FROM {}{range}", columns.join(", "), quote(&table.name)))?;
-    let mut rows = match rowids {
-        Some((low, high)) if !range.is_empty() => stmt.query([low, high])?,
-        _ => stmt.query([])?,
-    };
+    let (range, bounds) = rowid_filter(table.rowid_name(), rowids);
+    let mut stmt = conn.prepare(&format!("SELECT {} FROM {} AS t{range}", columns.join(", "), quote(&table.name)))?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(bounds))?;
     let mut count = 0u64;
     while let Some(row) = rows.next()? {
         count += 1;
@@ -33,6 +27,15 @@ pub fn column_stats(conn: &Connection, table: &Table, rowids: Option<(i64, i64)>
         }
     }
     Ok((count, stats))
+}
+
+/// The `WHERE` clause (on a table aliased `t`) and its parameters that limit a scan to an inclusive rowid range;
+/// nothing for the whole table or a WITHOUT ROWID table.
+pub fn rowid_filter(rowid_name: Option<&str>, rowids: Option<(i64, i64)>) -> (String, Vec<i64>) {
+    match (rowid_name, rowids) {
+        (Some(rowid), Some((low, high))) => (format!(" WHERE t.{rowid} BETWEEN ?1 AND ?2"), vec![low, high]),
+        _ => (String::new(), Vec::new()),
+    }
 }
 
 /// Whether any row holds NULL in a declared primary-key column (legal in rowid tables).
