@@ -7,6 +7,9 @@
 //! order because SQLite has one writer at a time. The log never gives up its newest row (see `prune`), so
 //! sequence numbers are never reused.
 //!
+//! Each entry also records when it was written (`julianday('now')`, fixed for one statement), so the age of the
+//! oldest entry not yet applied is the sync's lag.
+//!
 //! The trigger SQL is plain SQL-92-style trigger syntax that SQLite 3.31 already runs: no JSON, no RETURNING.
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
@@ -17,12 +20,16 @@ use crate::sqlite::introspect::{Table, OWN_PREFIX};
 use crate::sqlite::scan::primary_key_has_nulls;
 
 /// Version of the objects lite2pg installs; a newer lite2pg upgrades older files in place.
-pub const FORMAT_VERSION: i64 = 1;
+pub const FORMAT_VERSION: i64 = 2;
 
 /// The change log.
 pub const CHANGES_TABLE: &str = "_lite2pg_changes";
 const META_TABLE: &str = "_lite2pg_meta";
 const TABLES_TABLE: &str = "_lite2pg_tables";
+/// The log column holding when an entry was written, as a Julian day number.
+const WRITTEN_AT: &str = "written_at";
+/// The Julian day number of 1970-01-01 00:00 UTC.
+const UNIX_EPOCH_JULIAN_DAY: f64 = 2440587.5;
 
 /// Rows deleted per write transaction when pruning, so the application's writers never wait long.
 const PRUNE_CHUNK: i64 = 5000;
@@ -60,9 +67,10 @@ pub fn install(conn: &mut Connection, tables: &[&Table], source_id: Option<&str>
     tx.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL);
          CREATE TABLE IF NOT EXISTS {TABLES_TABLE} (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, key_columns TEXT NOT NULL);
-         CREATE TABLE IF NOT EXISTS {CHANGES_TABLE} (seq INTEGER PRIMARY KEY, tbl INTEGER NOT NULL, k0);"
+         CREATE TABLE IF NOT EXISTS {CHANGES_TABLE} (seq INTEGER PRIMARY KEY, tbl INTEGER NOT NULL, {WRITTEN_AT} REAL, k0);"
     ))?;
     check_format_version(&tx)?;
+    add_written_at(&tx)?;
     tx.execute(&format!("INSERT OR REPLACE INTO {META_TABLE} VALUES ('format_version', ?1)"), [FORMAT_VERSION.to_string()])?;
     let database_id = random_id()?;
     tx.execute(&format!("INSERT OR IGNORE INTO {META_TABLE} VALUES ('database_id', ?1)"), [&database_id])?;
@@ -97,6 +105,19 @@ fn check_format_version(conn: &Connection) -> Result<()> {
         .with_hint("upgrade lite2pg")),
         _ => Ok(()),
     }
+}
+
+/// Format 1 logs had no write time; entries already there keep NULL (their age is unknown).
+fn add_written_at(conn: &Connection) -> Result<()> {
+    let has_column: bool = conn.query_row(
+        &format!("SELECT count(*) > 0 FROM pragma_table_info('{CHANGES_TABLE}') WHERE name = '{WRITTEN_AT}'"),
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_column {
+        conn.execute_batch(&format!("ALTER TABLE {CHANGES_TABLE} ADD COLUMN {WRITTEN_AT} REAL"))?;
+    }
+    Ok(())
 }
 
 /// Registers a table and returns its key columns; a table keeps the key it was registered with.
@@ -137,15 +158,16 @@ pub fn trigger_sql(id: i64, table: &Table, key_columns: &[String]) -> [String; 3
     let values = |row: &str| key.iter().map(|k| format!(", {row}.{k}")).collect::<String>();
     let changed = key.iter().map(|k| format!("OLD.{k} IS NOT NEW.{k} COLLATE BINARY")).collect::<Vec<_>>().join(" OR ");
     let target = quote(&table.name);
-    let log = format!("INSERT INTO {CHANGES_TABLE} (tbl{slots})");
+    let log = format!("INSERT INTO {CHANGES_TABLE} (tbl, {WRITTEN_AT}{slots})");
+    let head = format!("{id}, julianday('now')");
     [
-        format!("CREATE TRIGGER \"{OWN_PREFIX}{id}_insert\" AFTER INSERT ON {target} BEGIN {log} VALUES ({id}{}); END", values("NEW")),
+        format!("CREATE TRIGGER \"{OWN_PREFIX}{id}_insert\" AFTER INSERT ON {target} BEGIN {log} VALUES ({head}{}); END", values("NEW")),
         format!(
-            "CREATE TRIGGER \"{OWN_PREFIX}{id}_update\" AFTER UPDATE ON {target} BEGIN {log} VALUES ({id}{}); {log} SELECT {id}{} WHERE {changed}; END",
+            "CREATE TRIGGER \"{OWN_PREFIX}{id}_update\" AFTER UPDATE ON {target} BEGIN {log} VALUES ({head}{}); {log} SELECT {head}{} WHERE {changed}; END",
             values("NEW"),
             values("OLD")
         ),
-        format!("CREATE TRIGGER \"{OWN_PREFIX}{id}_delete\" AFTER DELETE ON {target} BEGIN {log} VALUES ({id}{}); END", values("OLD")),
+        format!("CREATE TRIGGER \"{OWN_PREFIX}{id}_delete\" AFTER DELETE ON {target} BEGIN {log} VALUES ({head}{}); END", values("OLD")),
     ]
 }
 
@@ -175,7 +197,7 @@ pub fn displacement_trigger_sql(id: i64, table: &Table, key_columns: &[String]) 
         .join(" OR ");
     let target = quote(&table.name);
     let body = format!(
-        "BEGIN INSERT INTO {CHANGES_TABLE} (tbl{slots}) SELECT {id}, {} FROM {target} WHERE ({collides}) AND NOT ({same_key}); END",
+        "BEGIN INSERT INTO {CHANGES_TABLE} (tbl, {WRITTEN_AT}{slots}) SELECT {id}, julianday('now'), {} FROM {target} WHERE ({collides}) AND NOT ({same_key}); END",
         key.join(", ")
     );
     ["insert", "update"]
@@ -251,6 +273,34 @@ pub fn newest_seq(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row(&format!("SELECT coalesce(max(seq), 0) FROM {CHANGES_TABLE}"), [], |r| r.get(0))?)
 }
 
+/// The log entries after a position: how many, and the Unix time the oldest of them was written (`None` when
+/// there are none, or the oldest predates format 2).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pending {
+    pub entries: i64,
+    pub oldest_written_at: Option<f64>,
+}
+
+impl Pending {
+    /// Seconds since the oldest pending entry was written: 0 when nothing is pending.
+    pub fn lag_seconds(&self) -> Option<f64> {
+        if self.entries == 0 {
+            return Some(0.0);
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        self.oldest_written_at.map(|at| (now - at).max(0.0))
+    }
+}
+
+/// The entries after `applied_seq`.
+pub fn pending(conn: &Connection, applied_seq: i64) -> Result<Pending> {
+    let sql = format!(
+        "SELECT count(*), (SELECT ({WRITTEN_AT} - {UNIX_EPOCH_JULIAN_DAY}) * 86400.0 FROM {CHANGES_TABLE} WHERE seq > ?1 ORDER BY seq LIMIT 1)
+         FROM {CHANGES_TABLE} WHERE seq > ?1"
+    );
+    Ok(conn.query_row(&sql, [applied_seq], |r| Ok(Pending { entries: r.get(0)?, oldest_written_at: r.get(1)? }))?)
+}
+
 /// Deletes log entries below `applied_seq` in short write transactions. The entry at `applied_seq` itself stays,
 /// so the log's largest seq never falls and SQLite never hands out a used seq again.
 pub fn prune(conn: &Connection, applied_seq: i64) -> Result<u64> {
@@ -289,7 +339,7 @@ mod tests {
         let mut stmt = conn.prepare(&format!("SELECT * FROM {CHANGES_TABLE} ORDER BY seq"))?;
         let width = stmt.column_count();
         let rows = stmt.query_map([], |r| {
-            let keys: Vec<String> = (2..width)
+            let keys: Vec<String> = (3..width)
                 .filter_map(|i| match r.get_ref(i).ok()? {
                     rusqlite::types::ValueRef::Null => None,
                     rusqlite::types::ValueRef::Integer(n) => Some(n.to_string()),
@@ -353,6 +403,34 @@ mod tests {
         assert_eq!(prune(&conn, 12000)?, 11999);
         conn.execute("INSERT INTO t VALUES (0)", [])?;
         assert_eq!(newest_seq(&conn)?, 12001);
+        Ok(())
+    }
+
+    #[test]
+    fn pending_entries_carry_their_write_time() -> Result<()> {
+        let (conn, _) = setup("CREATE TABLE t(id INTEGER PRIMARY KEY);")?;
+        assert_eq!(pending(&conn, 0)?.lag_seconds(), Some(0.0));
+        conn.execute_batch("INSERT INTO t VALUES (1); INSERT INTO t VALUES (2);")?;
+        let waiting = pending(&conn, 1)?;
+        assert_eq!(waiting.entries, 1);
+        let lag = waiting.lag_seconds().expect("format 2 entries have a write time");
+        assert!((0.0..5.0).contains(&lag), "lag {lag}");
+        Ok(())
+    }
+
+    #[test]
+    fn upgrades_a_format_1_log_in_place() -> Result<()> {
+        let mut conn = Connection::open_in_memory()?;
+        conn.execute_batch(&format!(
+            "CREATE TABLE t(id INTEGER PRIMARY KEY);
+             CREATE TABLE {CHANGES_TABLE} (seq INTEGER PRIMARY KEY, tbl INTEGER NOT NULL, k0);
+             INSERT INTO {CHANGES_TABLE} VALUES (7, 1, 1);"
+        ))?;
+        let schema = read_schema(&conn)?;
+        install(&mut conn, &schema.tables.iter().collect::<Vec<_>>(), None)?;
+        conn.execute("INSERT INTO t VALUES (2)", [])?;
+        assert_eq!(pending(&conn, 0)?.oldest_written_at, None, "the old entry's time is unknown");
+        assert!(pending(&conn, 7)?.oldest_written_at.is_some());
         Ok(())
     }
 }
