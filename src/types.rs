@@ -62,6 +62,19 @@ impl SqlValue {
     }
 }
 
+impl rusqlite::ToSql for SqlValue {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            SqlValue::Null => ValueRef::Null,
+            SqlValue::Integer(i) => ValueRef::Integer(*i),
+            SqlValue::Real(f) => ValueRef::Real(*f),
+            SqlValue::Text(t) => ValueRef::Text(t),
+            SqlValue::Blob(b) => ValueRef::Blob(b),
+        }))
+    }
+}
+
 /// Lowercase hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
@@ -130,6 +143,20 @@ impl PgType {
             PgType::TimestampSeconds => "timestamp(0) without time zone",
             PgType::TimestampMillis => "timestamp(3) without time zone",
             PgType::Date => "date",
+        }
+    }
+
+    /// The function that turns a value of this type into its binary form inside PostgreSQL (what COPY sends).
+    pub fn send_function(self) -> &'static str {
+        match self {
+            PgType::Boolean => "boolsend",
+            PgType::BigInt => "int8send",
+            PgType::Double => "float8send",
+            PgType::Numeric => "numeric_send",
+            PgType::Text => "textsend",
+            PgType::Bytea => "byteasend",
+            PgType::TimestampSeconds | PgType::TimestampMillis => "timestamp_send",
+            PgType::Date => "date_send",
         }
     }
 
@@ -412,6 +439,85 @@ pub fn encode_numeric(decimal: &str, out: &mut Vec<u8>) {
     }
 }
 
+/// Reads a value of `pg_type` in PostgreSQL's binary format back into the SQLite value it was written from
+/// (the inverse of `encode_binary` for every value that fits). Used for keys found only in PostgreSQL.
+pub fn decode_binary(bytes: &[u8], pg_type: PgType) -> Option<SqlValue> {
+    let int = |n: usize| -> Option<i64> {
+        let array: [u8; 8] = [vec![0u8; 8 - n], bytes.get(..n)?.to_vec()].concat().try_into().ok()?;
+        let value = i64::from_be_bytes(array);
+        // Sign-extend narrower integers.
+        Some(if n < 8 { (value << (64 - 8 * n)) >> (64 - 8 * n) } else { value })
+    };
+    Some(match pg_type {
+        PgType::Boolean => SqlValue::Integer(i64::from(*bytes.first()?)),
+        PgType::BigInt => SqlValue::Integer(int(8)?),
+        PgType::Double => SqlValue::Real(f64::from_bits(int(8)? as u64)),
+        PgType::Text => SqlValue::Text(bytes.to_vec()),
+        PgType::Bytea => SqlValue::Blob(bytes.to_vec()),
+        PgType::Numeric => decode_numeric(bytes)?,
+        PgType::Date => SqlValue::Text(format_date(int(4)?).into_bytes()),
+        PgType::TimestampSeconds | PgType::TimestampMillis => {
+            let micros = int(8)?;
+            let (days, of_day) = (micros.div_euclid(86_400_000_000), micros.rem_euclid(86_400_000_000) / 1000);
+            let (hms, millis) = (of_day / 1000, of_day % 1000);
+            let mut text = format!("{} {:02}:{:02}:{:02}", format_date(days), hms / 3600, hms / 60 % 60, hms % 60);
+            if pg_type == PgType::TimestampMillis {
+                text.push_str(&format!(".{millis:03}"));
+            }
+            SqlValue::Text(text.into_bytes())
+        }
+    })
+}
+
+/// A binary numeric as the SQLite value it came from: an integer when it has no display scale, else a real.
+fn decode_numeric(bytes: &[u8]) -> Option<SqlValue> {
+    let word = |i: usize| -> Option<i16> { Some(i16::from_be_bytes(bytes.get(2 * i..2 * i + 2)?.try_into().ok()?)) };
+    let (count, weight, sign, scale) = (word(0)?, word(1)?, word(2)? as u16, word(3)?);
+    let groups: Vec<i16> = (0..count as usize).map(|i| word(4 + i)).collect::<Option<_>>()?;
+    let mut int_part = String::new();
+    let mut frac_part = String::new();
+    for position in 0..=weight.max(0) {
+        let group = groups.get(position as usize).copied().unwrap_or(0);
+        int_part.push_str(&format!("{group:04}"));
+    }
+    for position in (weight + 1).max(0)..count {
+        frac_part.push_str(&format!("{:04}", groups[position as usize]));
+    }
+    if weight < -1 {
+        frac_part.insert_str(0, &"0000".repeat((-weight - 1) as usize));
+    }
+    if weight < 0 {
+        int_part = "0".into();
+    }
+    let int_part = int_part.trim_start_matches('0');
+    let sign = if sign == 0x4000 { "-" } else { "" };
+    let text = format!("{sign}{}.{}", if int_part.is_empty() { "0" } else { int_part }, if frac_part.is_empty() { "0" } else { &frac_part });
+    if scale == 0 {
+        let whole = text.split_once('.').map_or(text.as_str(), |(w, _)| w);
+        return whole.parse().ok().map(SqlValue::Integer);
+    }
+    text.parse().ok().map(SqlValue::Real)
+}
+
+/// `YYYY-MM-DD` of a day counted from 2000-01-01.
+fn format_date(days_since_2000: i64) -> String {
+    let (year, month, day) = civil_from_days(days_since_2000 + PG_EPOCH_DAYS);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// The proleptic Gregorian date of a day counted from 1970-01-01 (inverse of `days_from_civil`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719468;
+    let era = if z >= 0 { z } else { z - 146096 } / 146097;
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
 /// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
@@ -475,6 +581,30 @@ mod tests {
 
     fn stats() -> ColumnStats {
         ColumnStats::default()
+    }
+
+    #[test]
+    fn binary_values_decode_back_to_what_was_encoded() {
+        let cases = [
+            (SqlValue::Integer(-5), PgType::BigInt),
+            (SqlValue::Integer(1), PgType::Boolean),
+            (SqlValue::Real(-0.0), PgType::Double),
+            (SqlValue::Integer(-123456789012), PgType::Numeric),
+            (SqlValue::Integer(0), PgType::Numeric),
+            (SqlValue::Real(1.5), PgType::Numeric),
+            (SqlValue::Real(-0.000125), PgType::Numeric),
+            (SqlValue::Real(12345.0), PgType::Numeric),
+            (SqlValue::Text("é".into()), PgType::Text),
+            (SqlValue::Blob(vec![0, 255]), PgType::Bytea),
+            (SqlValue::Text("1999-12-31".into()), PgType::Date),
+            (SqlValue::Text("2024-02-29 23:59:58".into()), PgType::TimestampSeconds),
+            (SqlValue::Text("1970-01-01 00:00:00.001".into()), PgType::TimestampMillis),
+        ];
+        for (value, pg_type) in cases {
+            let mut bytes = Vec::new();
+            encode_binary(&value, pg_type, &mut bytes).unwrap();
+            assert_eq!(decode_binary(&bytes, pg_type), Some(value.clone()), "{value:?} as {pg_type}");
+        }
     }
 
     #[test]

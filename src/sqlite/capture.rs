@@ -18,6 +18,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::ident::quote;
 use crate::sqlite::introspect::{Table, OWN_PREFIX};
 use crate::sqlite::scan::primary_key_has_nulls;
+use crate::types::SqlValue;
 
 /// Version of the objects lite2pg installs; a newer lite2pg upgrades older files in place.
 pub const FORMAT_VERSION: i64 = 2;
@@ -299,6 +300,24 @@ pub fn pending(conn: &Connection, applied_seq: i64) -> Result<Pending> {
          FROM {CHANGES_TABLE} WHERE seq > ?1"
     );
     Ok(conn.query_row(&sql, [applied_seq], |r| Ok(Pending { entries: r.get(0)?, oldest_written_at: r.get(1)? }))?)
+}
+
+/// Appends an entry for each key of table `table_id`, as if each row had just changed, so the normal apply path
+/// copies those rows again (how `verify --repair` mends differences). Returns the newest seq.
+pub fn log_keys(conn: &mut Connection, table_id: i64, keys: &[Vec<SqlValue>]) -> Result<i64> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for key in keys {
+        let slots: String = (0..key.len()).map(|i| format!(", k{i}")).collect();
+        let params: String = (0..key.len()).map(|i| format!(", ?{}", i + 2)).collect();
+        let sql = format!("INSERT INTO {CHANGES_TABLE} (tbl, {WRITTEN_AT}{slots}) VALUES (?1, julianday('now'){params})");
+        let values: Vec<&dyn rusqlite::ToSql> = std::iter::once(&table_id as &dyn rusqlite::ToSql)
+            .chain(key.iter().map(|v| v as &dyn rusqlite::ToSql))
+            .collect();
+        tx.prepare_cached(&sql)?.execute(values.as_slice())?;
+    }
+    let newest = newest_seq(&tx)?;
+    tx.commit()?;
+    Ok(newest)
 }
 
 /// Deletes log entries below `applied_seq` in short write transactions. The entry at `applied_seq` itself stays,

@@ -73,3 +73,19 @@ pub fn read_changes(
     }
     Ok(())
 }
+
+/// The distinct keys of table `table_id` logged after `applied_seq`: rows with changes PostgreSQL does not have yet.
+pub fn pending_keys(conn: &Connection, plan: &TablePlan, table_id: i64, applied_seq: i64) -> Result<Vec<Vec<SqlValue>>> {
+    let width = plan.key_indexes().len();
+    let slots: Vec<String> = (0..width).map(|i| format!("k{i}")).collect();
+    let sql = format!("SELECT DISTINCT {} FROM {CHANGES_TABLE} WHERE seq > ?1 AND tbl = ?2", slots.join(", "));
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query([applied_seq, table_id])?;
+    let mut keys = Vec::new();
+    while let Some(row) = rows.next()? {
+        let mut key = Vec::with_capacity(width);
+        read_values(row, 0, width, &mut key)?;
+        keys.push(key);
+    }
+    Ok(keys)
+}

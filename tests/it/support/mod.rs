@@ -87,9 +87,9 @@ impl TestDb {
 
     /// Asserts that every captured table equals its PostgreSQL copy, value by value.
     pub async fn assert_equal(&self, sqlite: &Path) {
-        let diffs = lite2pg::verify::verify_source(sqlite, &self.target, "public").await.unwrap();
-        assert!(!diffs.is_empty(), "nothing was compared");
-        for diff in diffs {
+        let report = lite2pg::verify::verify(&self.options(sqlite)).await.unwrap();
+        assert!(!report.tables.is_empty(), "nothing was compared");
+        for diff in report.tables {
             assert!(diff.is_equal(), "table {} differs: {diff:?}", diff.table);
         }
     }
