@@ -64,6 +64,20 @@ pub enum Command {
     Run(RunArgs),
     /// Remove change capture from the SQLite file; the application's tables are untouched.
     Uninstall,
+    /// Compare every replicated table value by value (exit 0 equal, 1 differences).
+    Verify(VerifyArgs),
+    /// Show where the sync stands: position, pending changes, lag, rejects, row counts.
+    Status,
+    /// Check the SQLite file, capture, PostgreSQL and privileges; explain each problem and its fix.
+    Doctor,
+}
+
+/// Options of `verify`.
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// Send the differing rows through the apply path again, then verify once more.
+    #[arg(long)]
+    pub repair: bool,
 }
 
 /// Options of `snapshot`.
@@ -148,7 +162,129 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Init => init(common),
         Command::Uninstall => uninstall(common),
         Command::Run(args) => run(common, args).await,
+        Command::Verify(args) => verify(common, args).await,
+        Command::Status => status(common).await,
+        Command::Doctor => doctor(common).await,
     }
+}
+
+async fn verify(common: &CommonArgs, args: &VerifyArgs) -> Result<ExitCode> {
+    let options = common.snapshot_options(false, default_jobs())?;
+    let mut report = crate::verify::verify(&options).await?;
+    if args.repair && !report.is_equal() {
+        if !common.json {
+            print_verify(&report);
+        }
+        let repaired = crate::verify::repair(&options, &report).await?;
+        tracing::info!("re-applied {repaired} differing row(s); verifying again");
+        report = crate::verify::verify(&options).await?;
+    }
+    match common.json {
+        true => println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize")),
+        false => print_verify(&report),
+    }
+    Ok(if report.is_equal() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn print_verify(report: &crate::verify::VerifyReport) {
+    println!("Compared source {} at position {} in {:.2}s:", report.source_id, report.applied_seq, report.seconds);
+    let rows: Vec<Vec<String>> = report
+        .tables
+        .iter()
+        .map(|t| {
+            let mut result: Vec<String> = [(t.missing, "missing"), (t.extra, "extra"), (t.differing, "differing")]
+                .into_iter()
+                .filter(|(n, _)| *n > 0)
+                .map(|(n, what)| format!("{n} {what}"))
+                .collect();
+            if result.is_empty() {
+                result.push("equal".into());
+            }
+            let known: Vec<String> = [(t.known_rejects, "known reject(s)"), (t.pending, "pending")]
+                .into_iter()
+                .filter(|(n, _)| *n > 0)
+                .map(|(n, what)| format!("{n} {what}"))
+                .collect();
+            if !known.is_empty() {
+                result.push(format!("({})", known.join(", ")));
+            }
+            vec![t.table.clone(), t.sqlite_rows.to_string(), t.postgres_rows.to_string(), result.join(", ")]
+        })
+        .collect();
+    print_table(&["table", "sqlite rows", "postgres rows", "result"], &rows);
+    for table in report.tables.iter().filter(|t| !t.examples.is_empty()) {
+        let examples: Vec<String> = table.examples.iter().map(|e| format!("{:?} {}", e.kind, e.key).to_lowercase()).collect();
+        println!("  {} examples: {}", table.table, examples.join("; "));
+    }
+    let rows: u64 = report.tables.iter().map(|t| t.sqlite_rows).sum();
+    match report.is_equal() {
+        true => println!("EQUAL: {} table(s), {rows} row(s) hold the same values in SQLite and PostgreSQL", report.tables.len()),
+        false => println!(
+            "DIFFERENT: {} row(s) differ; `lite2pg verify --repair` re-applies them from SQLite",
+            report.differences()
+        ),
+    }
+}
+
+async fn status(common: &CommonArgs) -> Result<ExitCode> {
+    let status = crate::status::status(&common.snapshot_options(false, default_jobs())?).await?;
+    if common.json {
+        println!("{}", serde_json::to_string_pretty(&status).expect("statuses serialize"));
+    } else {
+        print_status(&status);
+    }
+    Ok(if status.postgres_error.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn print_status(status: &crate::status::Status) {
+    let or_unknown = |value: Option<String>| value.unwrap_or_else(|| "unknown".into());
+    let lines = [
+        ("source", status.source_id.clone()),
+        ("sqlite", status.sqlite.clone()),
+        ("postgres", match &status.postgres_error {
+            Some(err) => format!("{} (unreachable: {err})", status.postgres),
+            None => status.postgres.clone(),
+        }),
+        ("daemon", status.daemon.clone().map_or("not running".into(), |holder| format!("running ({holder})"))),
+        ("snapshot", if status.snapshot_done { "done".into() } else { "not done".into() }),
+        ("applied seq", format!("{} (newest in SQLite {})", or_unknown(status.applied_seq.map(|s| s.to_string())), status.newest_seq)),
+        ("pending", or_unknown(status.pending_changes.map(|n| format!("{n} change(s)")))),
+        ("lag", or_unknown(status.lag_seconds.map(|s| format!("{s:.1}s")))),
+        ("rejects", or_unknown(status.rejects.map(|n| n.to_string()))),
+        ("last applied", status.last_applied_at.clone().unwrap_or_else(|| "never".into())),
+        ("last error", status.last_error.clone().unwrap_or_else(|| "none".into())),
+    ];
+    for (label, value) in lines {
+        println!("{label:<13}{value}");
+    }
+    let rows: Vec<Vec<String>> = status
+        .tables
+        .iter()
+        .map(|t| vec![t.table.clone(), t.sqlite_rows.to_string(), or_unknown(t.postgres_rows.map(|n| n.to_string()))])
+        .collect();
+    println!();
+    print_table(&["table", "sqlite rows", "postgres rows"], &rows);
+}
+
+async fn doctor(common: &CommonArgs) -> Result<ExitCode> {
+    let findings = crate::doctor::doctor(&common.snapshot_options(false, default_jobs())?).await;
+    let failed = findings.iter().any(|f| f.outcome == crate::doctor::Outcome::Fail);
+    if common.json {
+        println!("{}", serde_json::to_string_pretty(&findings).expect("findings serialize"));
+    } else {
+        for finding in &findings {
+            let mark = match finding.outcome {
+                crate::doctor::Outcome::Pass => "ok  ",
+                crate::doctor::Outcome::Warn => "warn",
+                crate::doctor::Outcome::Fail => "FAIL",
+            };
+            println!("[{mark}] {}: {}", finding.check, finding.detail);
+            if let Some(fix) = &finding.fix {
+                println!("       fix: {fix}");
+            }
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 fn init(common: &CommonArgs) -> Result<ExitCode> {

@@ -88,6 +88,11 @@ impl Error {
         self.kind
     }
 
+    /// What went wrong, without the hint.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// What the user can do about it, if we know.
     pub fn hint(&self) -> Option<&str> {
         self.hint.as_deref()

@@ -6,6 +6,7 @@
 //! as they are committed; [`cli`] is the command line.
 
 pub mod cli;
+pub mod doctor;
 pub mod error;
 pub mod ident;
 pub mod pg;
@@ -13,6 +14,7 @@ pub mod progress;
 pub mod schema;
 pub mod snapshot;
 pub mod source;
+pub mod status;
 pub mod sqlite;
 pub mod stream;
 pub mod types;

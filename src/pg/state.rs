@@ -185,6 +185,13 @@ pub async fn lock_source(client: &Client, source_id: &str) -> Result<()> {
     if row.get::<_, bool>(0) {
         return Ok(());
     }
+    let holder = lock_holder(client, source_id).await?.unwrap_or_else(|| "another session".to_string());
+    Err(Error::new(ErrorKind::Locked, format!("source {source_id} is being synced by another lite2pg ({holder})"))
+        .with_hint("run one lite2pg per source; stop the other one or wait for it"))
+}
+
+/// Describes the session holding a source's lock (a running `lite2pg run`), or `None` when it is free.
+pub async fn lock_holder(client: &impl GenericClient, source_id: &str) -> Result<Option<String>> {
     let holder = client
         .query_opt(
             "SELECT a.pid, coalesce(host(a.client_addr), 'local socket'), a.backend_start::text
@@ -193,16 +200,13 @@ pub async fn lock_source(client: &Client, source_id: &str) -> Result<()> {
                AND (l.classid::bigint << 32) | l.objid::bigint = hashtextextended('lite2pg:' || $1, 0)",
             &[&source_id],
         )
-        .await?
-        .map(|r| {
-            format!(
-                "PostgreSQL backend pid {} from {} since {}",
-                r.get::<_, i32>(0),
-                r.get::<_, String>(1),
-                r.get::<_, String>(2)
-            )
-        })
-        .unwrap_or_else(|| "another session".to_string());
-    Err(Error::new(ErrorKind::Locked, format!("source {source_id} is being synced by another lite2pg ({holder})"))
-        .with_hint("run one lite2pg per source; stop the other one or wait for it"))
+        .await?;
+    Ok(holder.map(|r| {
+        format!("PostgreSQL backend pid {} from {} since {}", r.get::<_, i32>(0), r.get::<_, String>(1), r.get::<_, String>(2))
+    }))
+}
+
+/// Whether lite2pg's state schema exists (it is created by the first snapshot).
+pub async fn state_schema_exists(client: &impl GenericClient) -> Result<bool> {
+    Ok(client.query_one("SELECT to_regclass('lite2pg.sources') IS NOT NULL", &[]).await?.get(0))
 }

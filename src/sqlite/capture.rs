@@ -93,10 +93,36 @@ pub fn install(conn: &mut Connection, tables: &[&Table], source_id: Option<&str>
     Ok(CaptureState { tables: state.tables.into_iter().filter(|t| tables.iter().any(|s| s.name == t.name)).collect(), ..state })
 }
 
-fn check_format_version(conn: &Connection) -> Result<()> {
+/// The capture format installed in the file, if any.
+pub fn installed_version(conn: &Connection) -> Result<Option<i64>> {
     let installed: Option<String> =
         conn.query_row(&format!("SELECT value FROM {META_TABLE} WHERE key = 'format_version'"), [], |r| r.get(0)).optional()?;
-    match installed.and_then(|v| v.parse::<i64>().ok()) {
+    Ok(installed.and_then(|v| v.parse::<i64>().ok()))
+}
+
+/// Captured tables missing any of their three capture triggers (dropped by hand, or by a table rebuild).
+pub fn tables_without_triggers(conn: &Connection, state: &CaptureState) -> Result<Vec<String>> {
+    let mut missing = Vec::new();
+    for table in &state.tables {
+        let triggers: i64 = conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 AND name IN (?2, ?3, ?4)",
+            rusqlite::params![
+                table.name,
+                format!("{OWN_PREFIX}{}_insert", table.id),
+                format!("{OWN_PREFIX}{}_update", table.id),
+                format!("{OWN_PREFIX}{}_delete", table.id)
+            ],
+            |r| r.get(0),
+        )?;
+        if triggers != 3 {
+            missing.push(table.name.clone());
+        }
+    }
+    Ok(missing)
+}
+
+fn check_format_version(conn: &Connection) -> Result<()> {
+    match installed_version(conn)? {
         Some(version) if version > FORMAT_VERSION => Err(Error::new(
             ErrorKind::State,
             format!(

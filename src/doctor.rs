@@ -1,0 +1,261 @@
+//! Doctor: checks everything a sync depends on, one finding per check, each failure with the fix.
+
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use crate::error::Result;
+use crate::pg::apply::existing_plan;
+use crate::pg::state;
+use crate::snapshot::SnapshotOptions;
+use crate::sqlite::capture::{self, CaptureState, FORMAT_VERSION};
+use crate::sqlite::introspect::read_schema;
+use crate::sqlite::{journal_mode, open, Access};
+
+/// Oldest PostgreSQL major version lite2pg runs against (`hashtextextended`, `ON CONFLICT`, deferrable unique).
+pub const MIN_PG_VERSION: i32 = 12;
+/// A change log longer than this while PostgreSQL is reachable means the sync is falling behind.
+const LONG_LOG: i64 = 1_000_000;
+
+/// How a check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Pass,
+    /// Works, but not as well as it could.
+    Warn,
+    Fail,
+}
+
+/// One check's finding.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub check: &'static str,
+    pub outcome: Outcome,
+    pub detail: String,
+    /// What to do about a warning or failure.
+    pub fix: Option<String>,
+}
+
+impl Finding {
+    fn pass(check: &'static str, detail: impl Into<String>) -> Finding {
+        Finding { check, outcome: Outcome::Pass, detail: detail.into(), fix: None }
+    }
+
+    fn warn(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Finding {
+        Finding { check, outcome: Outcome::Warn, detail: detail.into(), fix: Some(fix.into()) }
+    }
+
+    fn fail(check: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Finding {
+        Finding { check, outcome: Outcome::Fail, detail: detail.into(), fix: Some(fix.into()) }
+    }
+
+    fn from_error(check: &'static str, err: &crate::Error) -> Finding {
+        let fix = err.hint().map(str::to_string).unwrap_or_else(|| "see the message".to_string());
+        Finding { check, outcome: Outcome::Fail, detail: err.message().to_string(), fix: Some(fix) }
+    }
+}
+
+/// Runs every check; later checks that need an earlier one's result are skipped when it failed.
+pub async fn doctor(options: &SnapshotOptions) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let capture = sqlite_checks(options, &mut findings);
+    match options.target.connect().await {
+        Ok(client) => {
+            findings.push(Finding::pass("postgres reachable", format!("connected to {}", options.target.shown())));
+            if let Err(err) = postgres_checks(&client, options, capture.as_ref(), &mut findings).await {
+                findings.push(Finding::from_error("postgres checks", &err));
+            }
+        }
+        Err(err) => findings.push(Finding::from_error("postgres reachable", &err)),
+    }
+    findings
+}
+
+/// The SQLite file's checks; returns its capture state when it has one.
+fn sqlite_checks(options: &SnapshotOptions, findings: &mut Vec<Finding>) -> Option<CaptureState> {
+    const FILE: &str = "sqlite file";
+    let conn = match open(&options.sqlite, Access::ReadWrite) {
+        Ok(conn) => conn,
+        Err(err) => {
+            findings.push(Finding::from_error(FILE, &err));
+            return None;
+        }
+    };
+    let shown = options.sqlite.display();
+    match writable(&options.sqlite) {
+        Ok(()) => findings.push(Finding::pass(FILE, format!("{shown} is readable and writable"))),
+        Err(reason) => findings.push(Finding::fail(
+            FILE,
+            format!("{shown}: {reason}"),
+            "lite2pg writes its change log and triggers into the file (and SQLite its -wal/-shm files next to it): \
+             run it as a user who may write the file and its directory",
+        )),
+    }
+    match journal_mode(&conn) {
+        Ok(mode) if mode.eq_ignore_ascii_case("wal") => findings.push(Finding::pass("journal mode", "WAL")),
+        Ok(mode) => findings.push(Finding::warn(
+            "journal mode",
+            format!("{mode}: while lite2pg reads a batch, the application's writers wait"),
+            format!("switch to WAL, where readers and the writer do not block each other: sqlite3 {shown} 'PRAGMA journal_mode=WAL'"),
+        )),
+        Err(err) => findings.push(Finding::from_error("journal mode", &err)),
+    }
+    let capture = capture_check(&conn, options, findings);
+    if capture.is_some() {
+        match capture::pending(&conn, 0) {
+            Ok(log) if log.entries > LONG_LOG => findings.push(Finding::warn(
+                "change log",
+                format!("{} entries in the change log", log.entries),
+                "the log is pruned once PostgreSQL has the changes: start `lite2pg run` (or see why it stopped with `lite2pg status`)",
+            )),
+            Ok(log) => findings.push(Finding::pass("change log", format!("{} entries", log.entries))),
+            Err(err) => findings.push(Finding::from_error("change log", &err)),
+        }
+    }
+    capture
+}
+
+fn writable(path: &std::path::Path) -> std::result::Result<(), String> {
+    let metadata = std::fs::metadata(path).map_err(|err| err.to_string())?;
+    if metadata.permissions().readonly() {
+        return Err("the file is read-only".to_string());
+    }
+    let directory = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let probe = directory.join(format!(".lite2pg-doctor-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|err| format!("cannot create files in {} ({err})", directory.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+fn capture_check(conn: &rusqlite::Connection, options: &SnapshotOptions, findings: &mut Vec<Finding>) -> Option<CaptureState> {
+    const CHECK: &str = "capture";
+    let state = match capture::read_state(conn) {
+        Ok(Some(state)) => state,
+        Ok(None) => {
+            findings.push(Finding::fail(CHECK, "no lite2pg capture in the file", "run `lite2pg run` (or `lite2pg init`)"));
+            return None;
+        }
+        Err(err) => {
+            findings.push(Finding::from_error(CHECK, &err));
+            return None;
+        }
+    };
+    let installed = capture::installed_version(conn).ok().flatten().unwrap_or(0);
+    let missing = capture::tables_without_triggers(conn, &state).unwrap_or_default();
+    let uncaptured = read_schema(conn)
+        .and_then(|schema| {
+            let chosen = options.selection.apply(&schema)?;
+            Ok(chosen.iter().filter(|t| state.table(&t.name).is_none()).map(|t| t.name.clone()).collect::<Vec<_>>())
+        })
+        .unwrap_or_default();
+    if installed != FORMAT_VERSION {
+        findings.push(Finding::fail(
+            CHECK,
+            format!("capture format {installed}, this lite2pg writes {FORMAT_VERSION}"),
+            "run `lite2pg init` (or restart `lite2pg run`) to upgrade it in place",
+        ));
+    } else if !missing.is_empty() {
+        findings.push(Finding::fail(
+            CHECK,
+            format!("triggers missing on {}", missing.join(", ")),
+            "changes to those tables are not captured: run `lite2pg init`, then `lite2pg verify --repair`",
+        ));
+    } else if !uncaptured.is_empty() {
+        findings.push(Finding::warn(
+            CHECK,
+            format!("tables not captured: {}", uncaptured.join(", ")),
+            "add them with `lite2pg snapshot --tables …`, or leave them out with --exclude",
+        ));
+    } else {
+        findings.push(Finding::pass(
+            CHECK,
+            format!("format {installed}, {} table(s), source id {}", state.tables.len(), state.source_id),
+        ));
+    }
+    Some(state)
+}
+
+async fn postgres_checks(
+    client: &Client,
+    options: &SnapshotOptions,
+    capture: Option<&CaptureState>,
+    findings: &mut Vec<Finding>,
+) -> Result<()> {
+    let version: i32 = client.query_one("SELECT current_setting('server_version_num')::int / 10000", &[]).await?.get(0);
+    findings.push(match version >= MIN_PG_VERSION {
+        true => Finding::pass("postgres version", format!("PostgreSQL {version}")),
+        false => Finding::fail(
+            "postgres version",
+            format!("PostgreSQL {version} is too old"),
+            format!("lite2pg needs PostgreSQL {MIN_PG_VERSION} or newer"),
+        ),
+    });
+    let schema = &options.schema;
+    let privileges = client
+        .query_one(
+            "SELECT to_regnamespace($1) IS NOT NULL, has_database_privilege(current_database(), 'CREATE'),
+                    to_regnamespace($1) IS NOT NULL AND has_schema_privilege($1, 'CREATE'),
+                    to_regnamespace('lite2pg') IS NULL OR has_schema_privilege('lite2pg', 'USAGE')",
+            &[schema],
+        )
+        .await?;
+    let (schema_exists, create_db, create_schema, use_state): (bool, bool, bool, bool) =
+        (privileges.get(0), privileges.get(1), privileges.get(2), privileges.get(3));
+    let user = client.query_one("SELECT current_user::text", &[]).await?.get::<_, String>(0);
+    let lacking: Vec<&str> = [
+        (!create_schema && !(create_db && !schema_exists), "CREATE on the target schema"),
+        (!use_state, "USAGE on schema lite2pg"),
+    ]
+    .into_iter()
+    .filter_map(|(lacks, what)| lacks.then_some(what))
+    .collect();
+    findings.push(match lacking.is_empty() {
+        true => Finding::pass("privileges", format!("user {user} may create tables in {schema}")),
+        false => Finding::fail(
+            "privileges",
+            format!("user {user} lacks {}", lacking.join(" and ")),
+            format!("GRANT CREATE, USAGE ON SCHEMA {schema} TO {user}; GRANT USAGE ON SCHEMA lite2pg TO {user} (see docs/operating.md)"),
+        ),
+    });
+    if !state::state_schema_exists(client).await? {
+        findings.push(Finding::fail("lite2pg schema", "schema lite2pg does not exist", "run `lite2pg snapshot` or `lite2pg run`"));
+        return Ok(());
+    }
+    findings.push(Finding::pass("lite2pg schema", "present"));
+    let Some(capture) = capture else { return Ok(()) };
+    tables_check(client, capture, options, findings).await?;
+    findings.push(match state::lock_holder(client, &capture.source_id).await? {
+        Some(holder) => Finding::pass("daemon", format!("`lite2pg run` is syncing this source ({holder})")),
+        None => Finding::pass("daemon", "no `lite2pg run` holds this source; start one to keep syncing"),
+    });
+    Ok(())
+}
+
+/// Each captured table exists in PostgreSQL with the columns and types lite2pg writes.
+async fn tables_check(client: &Client, capture: &CaptureState, options: &SnapshotOptions, findings: &mut Vec<Finding>) -> Result<()> {
+    let Some(row) = state::source(client, &capture.source_id).await? else {
+        findings.push(Finding::fail(
+            "tables",
+            format!("source {} was never copied to this PostgreSQL", capture.source_id),
+            "run `lite2pg snapshot` or `lite2pg run`",
+        ));
+        return Ok(());
+    };
+    let conn = open(&options.sqlite, Access::ReadOnly)?;
+    let schema = read_schema(&conn)?;
+    let mut problems = Vec::new();
+    for captured in &capture.tables {
+        let Some(table) = schema.table(&captured.name) else {
+            problems.push(format!("{:?} is captured but gone from SQLite", captured.name));
+            continue;
+        };
+        if let Err(err) = existing_plan(client, &row.target_schema, table, &captured.key_columns).await {
+            problems.push(err.message().to_string());
+        }
+    }
+    findings.push(match problems.is_empty() {
+        true => Finding::pass("tables", format!("{} table(s) in {} match SQLite", capture.tables.len(), row.target_schema)),
+        false => Finding::fail("tables", problems.join("; "), "re-create them with `lite2pg snapshot --replace`"),
+    });
+    Ok(())
+}

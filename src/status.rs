@@ -1,0 +1,124 @@
+//! Status: where the sync of one source stands, read from the SQLite file and from `lite2pg.sources`, whether or
+//! not a daemon is running. PostgreSQL being unreachable is reported, not fatal: the SQLite side still shows.
+
+use serde::Serialize;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::ident::{qualified, quote};
+use crate::pg::state;
+use crate::snapshot::SnapshotOptions;
+use crate::sqlite::capture::{self, CaptureState};
+use crate::sqlite::{open, Access};
+
+/// One table's row counts on both sides.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableStatus {
+    pub table: String,
+    pub sqlite_rows: i64,
+    /// `None` when PostgreSQL could not be read.
+    pub postgres_rows: Option<i64>,
+}
+
+/// Where a source's sync stands.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub source_id: String,
+    pub sqlite: String,
+    pub postgres: String,
+    /// Why PostgreSQL could not be read, when it could not.
+    pub postgres_error: Option<String>,
+    pub snapshot_done: bool,
+    pub applied_seq: Option<i64>,
+    pub newest_seq: i64,
+    /// Log entries PostgreSQL does not have yet.
+    pub pending_changes: Option<i64>,
+    /// Age of the oldest change not yet in PostgreSQL; 0 when caught up.
+    pub lag_seconds: Option<f64>,
+    pub rejects: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_applied_at: Option<String>,
+    /// Who holds the source's daemon lock, or `None` when no daemon runs.
+    pub daemon: Option<String>,
+    pub tables: Vec<TableStatus>,
+}
+
+/// Reads the status of `options.sqlite`'s source.
+pub async fn status(options: &SnapshotOptions) -> Result<Status> {
+    let conn = open(&options.sqlite, Access::ReadOnly)?;
+    let capture = capture::read_state(&conn)?.ok_or_else(|| {
+        Error::new(ErrorKind::State, format!("{} has no lite2pg capture installed", options.sqlite.display()))
+            .with_hint("start syncing with `lite2pg run` (or install capture only with `lite2pg init`)")
+    })?;
+    conn.execute_batch("BEGIN")?;
+    let mut status = Status {
+        source_id: capture.source_id.clone(),
+        sqlite: options.sqlite.display().to_string(),
+        postgres: options.target.shown().to_string(),
+        postgres_error: None,
+        snapshot_done: false,
+        applied_seq: None,
+        newest_seq: capture::newest_seq(&conn)?,
+        pending_changes: None,
+        lag_seconds: None,
+        rejects: None,
+        last_error: None,
+        last_applied_at: None,
+        daemon: None,
+        tables: sqlite_counts(&conn, &capture)?,
+    };
+    match postgres_status(options, &capture, &mut status).await {
+        Ok(Some(applied_seq)) => {
+            status.applied_seq = Some(applied_seq);
+            let pending = capture::pending(&conn, applied_seq)?;
+            status.pending_changes = Some(pending.entries);
+            status.lag_seconds = pending.lag_seconds();
+        }
+        Ok(None) => {}
+        Err(err) => status.postgres_error = Some(err.to_string()),
+    }
+    conn.execute_batch("COMMIT")?;
+    Ok(status)
+}
+
+fn sqlite_counts(conn: &rusqlite::Connection, capture: &CaptureState) -> Result<Vec<TableStatus>> {
+    capture
+        .tables
+        .iter()
+        .map(|t| {
+            let rows = conn.query_row(&format!("SELECT count(*) FROM {}", quote(&t.name)), [], |r| r.get(0))?;
+            Ok(TableStatus { table: t.name.clone(), sqlite_rows: rows, postgres_rows: None })
+        })
+        .collect()
+}
+
+/// Fills in the PostgreSQL side and returns the applied position (`None` when the source was never copied).
+async fn postgres_status(options: &SnapshotOptions, capture: &CaptureState, status: &mut Status) -> Result<Option<i64>> {
+    let client = options.target.connect().await?;
+    if !state::state_schema_exists(&client).await? {
+        return Ok(None);
+    }
+    status.daemon = state::lock_holder(&client, &capture.source_id).await?;
+    let Some(row) = client
+        .query_opt(
+            "SELECT s.applied_seq, s.snapshot_seq IS NOT NULL, s.last_error, s.last_applied_at::text, s.target_schema,
+                    (SELECT count(*) FROM lite2pg.rejects r WHERE r.source_id = s.source_id)
+             FROM lite2pg.sources s WHERE s.source_id = $1",
+            &[&capture.source_id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    status.snapshot_done = row.get(1);
+    status.last_error = row.get(2);
+    status.last_applied_at = row.get(3);
+    status.rejects = Some(row.get(5));
+    let schema: String = row.get(4);
+    for table in &mut status.tables {
+        if state::table_exists(&client, &schema, &table.table).await? {
+            let count = client.query_one(&format!("SELECT count(*) FROM {}", qualified(&schema, &table.table)), &[]).await?;
+            table.postgres_rows = Some(count.get(0));
+        }
+    }
+    Ok(Some(row.get(0)))
+}
