@@ -7,9 +7,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::metrics::{HealthLimits, Metrics};
 use crate::pg::PgTarget;
 use crate::snapshot::{snapshot, SnapshotOptions, SnapshotReport};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -51,6 +53,19 @@ pub struct CommonArgs {
     /// Print machine-readable JSON on stdout instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Log lines as human text or as JSON objects for log collectors.
+    #[arg(long, env = "LITE2PG_LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter: a level (error, warn, info, debug, trace) or tracing directives; default: RUST_LOG, else info.
+    #[arg(long, env = "LITE2PG_LOG_LEVEL", global = true, value_name = "FILTER")]
+    pub log_level: Option<String>,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The subcommands.
@@ -100,6 +115,15 @@ pub struct RunArgs {
     /// Parallel copy connections for the initial snapshot.
     #[arg(long, default_value_t = default_jobs())]
     pub jobs: usize,
+    /// Serve Prometheus metrics on /metrics and health on /healthz at this address.
+    #[arg(long, env = "LITE2PG_METRICS_ADDR", value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+    /// /healthz answers 503 when the oldest unapplied change is older than this many seconds.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub health_max_lag: u64,
+    /// /healthz answers 503 when batches have failed (e.g. PostgreSQL unreachable) for this many seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub health_max_outage: u64,
 }
 
 fn default_jobs() -> usize {
@@ -219,10 +243,9 @@ fn print_verify(report: &crate::verify::VerifyReport) {
     let rows: u64 = report.tables.iter().map(|t| t.sqlite_rows).sum();
     match report.is_equal() {
         true => println!("EQUAL: {} table(s), {rows} row(s) hold the same values in SQLite and PostgreSQL", report.tables.len()),
-        false => println!(
-            "DIFFERENT: {} row(s) differ; `lite2pg verify --repair` re-applies them from SQLite",
-            report.differences()
-        ),
+        false => {
+            println!("DIFFERENT: {} row(s) differ; `lite2pg verify --repair` re-applies them from SQLite", report.differences())
+        }
     }
 }
 
@@ -241,13 +264,19 @@ fn print_status(status: &crate::status::Status) {
     let lines = [
         ("source", status.source_id.clone()),
         ("sqlite", status.sqlite.clone()),
-        ("postgres", match &status.postgres_error {
-            Some(err) => format!("{} (unreachable: {err})", status.postgres),
-            None => status.postgres.clone(),
-        }),
+        (
+            "postgres",
+            match &status.postgres_error {
+                Some(err) => format!("{} (unreachable: {err})", status.postgres),
+                None => status.postgres.clone(),
+            },
+        ),
         ("daemon", status.daemon.clone().map_or("not running".into(), |holder| format!("running ({holder})"))),
         ("snapshot", if status.snapshot_done { "done".into() } else { "not done".into() }),
-        ("applied seq", format!("{} (newest in SQLite {})", or_unknown(status.applied_seq.map(|s| s.to_string())), status.newest_seq)),
+        (
+            "applied seq",
+            format!("{} (newest in SQLite {})", or_unknown(status.applied_seq.map(|s| s.to_string())), status.newest_seq),
+        ),
         ("pending", or_unknown(status.pending_changes.map(|n| format!("{n} change(s)")))),
         ("lag", or_unknown(status.lag_seconds.map(|s| format!("{s:.1}s")))),
         ("rejects", or_unknown(status.rejects.map(|n| n.to_string()))),
@@ -333,7 +362,15 @@ async fn run(common: &CommonArgs, args: &RunArgs) -> Result<ExitCode> {
         StopWhen::Signal(notify)
     };
     let json = common.json;
-    let summary = crate::stream::run(&options, stop, |report| {
+    let limits = HealthLimits {
+        max_lag: Duration::from_secs(args.health_max_lag),
+        max_outage: Duration::from_secs(args.health_max_outage),
+    };
+    let metrics = Metrics::new(limits);
+    if let Some(addr) = &args.metrics_addr {
+        crate::metrics::serve(addr, metrics.clone()).await?;
+    }
+    let summary = crate::stream::run(&options, stop, metrics, |report| {
         if !json {
             print_snapshot(report, false);
         }

@@ -96,7 +96,9 @@ fn sqlite_checks(options: &SnapshotOptions, findings: &mut Vec<Finding>) -> Opti
         Ok(mode) => findings.push(Finding::warn(
             "journal mode",
             format!("{mode}: while lite2pg reads a batch, the application's writers wait"),
-            format!("switch to WAL, where readers and the writer do not block each other: sqlite3 {shown} 'PRAGMA journal_mode=WAL'"),
+            format!(
+                "switch to WAL, where readers and the writer do not block each other: sqlite3 {shown} 'PRAGMA journal_mode=WAL'"
+            ),
         )),
         Err(err) => findings.push(Finding::from_error("journal mode", &err)),
     }
@@ -202,13 +204,12 @@ async fn postgres_checks(
     let (schema_exists, create_db, create_schema, use_state): (bool, bool, bool, bool) =
         (privileges.get(0), privileges.get(1), privileges.get(2), privileges.get(3));
     let user = client.query_one("SELECT current_user::text", &[]).await?.get::<_, String>(0);
-    let lacking: Vec<&str> = [
-        (!create_schema && !(create_db && !schema_exists), "CREATE on the target schema"),
-        (!use_state, "USAGE on schema lite2pg"),
-    ]
-    .into_iter()
-    .filter_map(|(lacks, what)| lacks.then_some(what))
-    .collect();
+    // A missing target schema is created by lite2pg, which needs CREATE on the database instead.
+    let may_create_tables = create_schema || (create_db && !schema_exists);
+    let lacking: Vec<&str> = [(!may_create_tables, "CREATE on the target schema"), (!use_state, "USAGE on schema lite2pg")]
+        .into_iter()
+        .filter_map(|(lacks, what)| lacks.then_some(what))
+        .collect();
     findings.push(match lacking.is_empty() {
         true => Finding::pass("privileges", format!("user {user} may create tables in {schema}")),
         false => Finding::fail(
@@ -218,7 +219,11 @@ async fn postgres_checks(
         ),
     });
     if !state::state_schema_exists(client).await? {
-        findings.push(Finding::fail("lite2pg schema", "schema lite2pg does not exist", "run `lite2pg snapshot` or `lite2pg run`"));
+        findings.push(Finding::fail(
+            "lite2pg schema",
+            "schema lite2pg does not exist",
+            "run `lite2pg snapshot` or `lite2pg run`",
+        ));
         return Ok(());
     }
     findings.push(Finding::pass("lite2pg schema", "present"));
@@ -232,7 +237,12 @@ async fn postgres_checks(
 }
 
 /// Each captured table exists in PostgreSQL with the columns and types lite2pg writes.
-async fn tables_check(client: &Client, capture: &CaptureState, options: &SnapshotOptions, findings: &mut Vec<Finding>) -> Result<()> {
+async fn tables_check(
+    client: &Client,
+    capture: &CaptureState,
+    options: &SnapshotOptions,
+    findings: &mut Vec<Finding>,
+) -> Result<()> {
     let Some(row) = state::source(client, &capture.source_id).await? else {
         findings.push(Finding::fail(
             "tables",

@@ -1,14 +1,27 @@
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
+use lite2pg::cli::{Cli, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = lite2pg::cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("LITE2PG_LOG").unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn")))
+    let cli = Cli::parse();
+    let filter = cli
+        .common
+        .log_level
+        .as_deref()
+        .map(EnvFilter::new)
+        .or_else(|| EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| EnvFilter::new("info,tokio_postgres=warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    match cli.common.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     lite2pg::cli::main_with(cli)
 }

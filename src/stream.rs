@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
 use crate::error::{Error, ErrorKind, Result, RetryPolicy};
+use crate::metrics::Metrics;
 use crate::pg::apply::{existing_plan, unique_sets, TableMerge};
 use crate::pg::copy::{CopyEncoder, CHUNK_BYTES};
 use crate::pg::state::{self, Reject};
@@ -38,6 +39,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Prune the log once this many entries are applied, or `PRUNE_EVERY` passed.
 const PRUNE_ENTRIES: i64 = 10_000;
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
+/// How often the backlog (pending entries, lag) is measured for metrics.
+const BACKLOG_EVERY: Duration = Duration::from_secs(1);
 
 /// Counts of one applied batch.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -80,14 +83,20 @@ pub enum StopWhen {
 }
 
 /// Installs capture (if needed), snapshots (if needed), then streams. PostgreSQL being away at the start is
-/// waited out like any other outage.
-pub async fn run(options: &SnapshotOptions, stop: StopWhen, on_snapshot: impl Fn(&SnapshotReport)) -> Result<RunSummary> {
+/// waited out like any other outage. Progress and failures are recorded in `metrics`.
+pub async fn run(
+    options: &SnapshotOptions,
+    stop: StopWhen,
+    metrics: Arc<Metrics>,
+    on_snapshot: impl Fn(&SnapshotReport),
+) -> Result<RunSummary> {
     let mut summary = RunSummary::default();
     let mut failures = 0u32;
     let mut stream = loop {
         match start(options, &mut summary, &on_snapshot).await {
             Ok(stream) => break stream,
             Err(err) if err.is_retryable() => {
+                metrics.failed(err.kind());
                 failures += 1;
                 let pause = backoff(failures);
                 if failures == 1 || failures % 10 == 0 {
@@ -97,9 +106,13 @@ pub async fn run(options: &SnapshotOptions, stop: StopWhen, on_snapshot: impl Fn
                     return Ok(summary);
                 }
             }
-            Err(err) => return Err(err),
+            Err(err) => {
+                metrics.failed(err.kind());
+                return Err(err);
+            }
         }
     };
+    stream.metrics = metrics;
     let target_seq = match &stop {
         StopWhen::CaughtUp => Some(stream.newest_seq().await?),
         StopWhen::Signal(_) => None,
@@ -170,7 +183,9 @@ struct Stream {
     applied_seq: i64,
     pruned_seq: i64,
     last_prune: Instant,
+    last_backlog: Option<Instant>,
     known_rejects: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl Stream {
@@ -191,7 +206,9 @@ impl Stream {
             applied_seq: 0,
             pruned_seq: 0,
             last_prune: Instant::now(),
+            last_backlog: None,
             known_rejects: false,
+            metrics: Metrics::new(Default::default()),
         };
         stream.connect().await?;
         Ok(stream)
@@ -279,6 +296,7 @@ impl Stream {
             if target_seq.is_some_and(|target| self.applied_seq >= target) {
                 return self.prune().await;
             }
+            self.measure_backlog()?;
             let version = self.data_version()?;
             if target_seq.is_none() && last_version == Some(version) && failures == 0 {
                 if stop.wait(POLL_INTERVAL).await {
@@ -288,12 +306,16 @@ impl Stream {
             }
             match self.apply_batch().await {
                 Ok(stats) => {
+                    if stats.is_none() {
+                        self.metrics.succeeded();
+                    }
                     if failures > 0 {
                         tracing::info!("sync resumed after {failures} failed attempt(s)");
                     }
                     failures = 0;
                     last_version = Some(version);
                     if let Some(stats) = stats {
+                        self.last_backlog = None;
                         summary.batches += 1;
                         summary.upserts += stats.upserts;
                         summary.deletes += stats.deletes;
@@ -302,6 +324,7 @@ impl Stream {
                     self.maybe_prune().await?;
                 }
                 Err(err) if err.kind().retry_policy() == RetryPolicy::Timed => {
+                    self.metrics.failed(err.kind());
                     failures += 1;
                     let backoff = backoff(failures);
                     tracing::debug!("batch failed: {err}");
@@ -316,12 +339,24 @@ impl Stream {
                     }
                 }
                 Err(err) => {
+                    self.metrics.failed(err.kind());
                     tracing::debug!(kind = ?err.kind(), "stopping: {err}");
                     self.record_error(&err).await;
                     return Err(err);
                 }
             }
         }
+    }
+
+    /// Measures pending entries and lag for metrics, at most once per `BACKLOG_EVERY`.
+    fn measure_backlog(&mut self) -> Result<()> {
+        if self.last_backlog.is_some_and(|at| at.elapsed() < BACKLOG_EVERY) {
+            return Ok(());
+        }
+        let pending = capture::pending(self.reader.as_ref().expect("reader is home between batches"), self.applied_seq)?;
+        self.metrics.backlog(pending.entries, pending.lag_seconds());
+        self.last_backlog = Some(Instant::now());
+        Ok(())
     }
 
     fn data_version(&self) -> Result<i64> {
@@ -357,7 +392,7 @@ impl Stream {
         let (reader, read_result) = read.await.expect("batch readers do not panic");
         self.reader = Some(reader);
         let result = match (read_result, written) {
-            (Ok(Some(range)), Ok(written)) => self.finish_batch(range, written).await.map(Some),
+            (Ok(Some(range)), Ok(written)) => self.finish_batch(range, written, started).await.map(Some),
             (Ok(None), Ok(_)) => Ok(None),
             (Err(err), _) | (_, Err(err)) => Err(err),
         };
@@ -406,6 +441,7 @@ impl Stream {
                         .await
                         .map_err(|err| err.context(format!("applying changes to {table:?}")))?;
                     written.tables += 1;
+                    written.per_table.push((table.clone(), upserts, deletes));
                     written.upserts += upserts;
                     written.deletes += deletes;
                     written.rejects.extend(rejects);
@@ -416,7 +452,7 @@ impl Stream {
     }
 
     /// Stores rejects and the new position, then commits.
-    async fn finish_batch(&self, range: SeqRange, written: Written) -> Result<BatchStats> {
+    async fn finish_batch(&self, range: SeqRange, written: Written, started: Instant) -> Result<BatchStats> {
         let client = self.client.as_ref().expect("connected above");
         state::store_rejects(client, &self.capture.source_id, &written.rejects).await?;
         state::advance(client, &self.capture.source_id, range.after, range.up_to).await?;
@@ -426,6 +462,7 @@ impl Stream {
                 None => err.into(),
             });
         }
+        self.metrics.batch_applied(&written.per_table, written.rejects.len() as u64, started.elapsed());
         Ok(BatchStats {
             from_seq: range.after,
             to_seq: range.up_to,
@@ -497,6 +534,8 @@ enum Message {
 #[derive(Default)]
 struct Written {
     tables: usize,
+    /// Per table: name, upserts, deletes.
+    per_table: Vec<(String, u64, u64)>,
     upserts: u64,
     deletes: u64,
     rejects: Vec<Reject>,

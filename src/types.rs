@@ -491,7 +491,11 @@ fn decode_numeric(bytes: &[u8]) -> Option<SqlValue> {
     }
     let int_part = int_part.trim_start_matches('0');
     let sign = if sign == 0x4000 { "-" } else { "" };
-    let text = format!("{sign}{}.{}", if int_part.is_empty() { "0" } else { int_part }, if frac_part.is_empty() { "0" } else { &frac_part });
+    let text = format!(
+        "{sign}{}.{}",
+        if int_part.is_empty() { "0" } else { int_part },
+        if frac_part.is_empty() { "0" } else { &frac_part }
+    );
     if scale == 0 {
         let whole = text.split_once('.').map_or(text.as_str(), |(w, _)| w);
         return whole.parse().ok().map(SqlValue::Integer);

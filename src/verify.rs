@@ -17,6 +17,7 @@ use tokio_postgres::Client;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
+use crate::metrics::Metrics;
 use crate::pg::apply::existing_plan;
 use crate::pg::state;
 use crate::schema::TablePlan;
@@ -125,10 +126,11 @@ pub async fn verify(options: &SnapshotOptions) -> Result<VerifyReport> {
             .with_hint("run `lite2pg snapshot` (or `lite2pg run`) first")
     })?;
     let snapshot_client = options.target.connect().await?;
-    let row = state::source(&snapshot_client, &capture.source_id).await?.filter(|r| r.snapshot_seq.is_some()).ok_or_else(|| {
-        Error::new(ErrorKind::State, format!("source {} has not been copied to PostgreSQL yet", capture.source_id))
-            .with_hint("run `lite2pg snapshot` (or `lite2pg run`) first")
-    })?;
+    let row =
+        state::source(&snapshot_client, &capture.source_id).await?.filter(|r| r.snapshot_seq.is_some()).ok_or_else(|| {
+            Error::new(ErrorKind::State, format!("source {} has not been copied to PostgreSQL yet", capture.source_id))
+                .with_hint("run `lite2pg snapshot` (or `lite2pg run`) first")
+        })?;
     let plans = plans(&conn, &snapshot_client, options, &capture, &row.target_schema).await?;
     let lock_client = options.target.connect().await?;
     let applied_seq = consistent_point(&conn, &lock_client, &snapshot_client, &capture.source_id).await?;
@@ -291,7 +293,12 @@ impl BucketSum {
 }
 
 /// Calls `each(bucket, key fields, row fields, values)` for every SQLite row, in the open read transaction.
-fn scan_sqlite(conn: &Connection, plan: &TablePlan, buckets: u64, mut each: impl FnMut(u32, &[u8], &[u8], &[SqlValue])) -> Result<()> {
+fn scan_sqlite(
+    conn: &Connection,
+    plan: &TablePlan,
+    buckets: u64,
+    mut each: impl FnMut(u32, &[u8], &[u8], &[SqlValue]),
+) -> Result<()> {
     let mut stmt = conn.prepare(&format!("SELECT {} FROM {} AS t", plan.select_list("t"), quote(&plan.name)))?;
     let mut rows = stmt.query([])?;
     let key_indexes = plan.key_indexes();
@@ -412,7 +419,7 @@ pub async fn repair(options: &SnapshotOptions, report: &VerifyReport) -> Result<
     if logged == 0 {
         return Ok(0);
     }
-    match crate::stream::run(options, crate::stream::StopWhen::CaughtUp, |_| {}).await {
+    match crate::stream::run(options, crate::stream::StopWhen::CaughtUp, Metrics::new(Default::default()), |_| {}).await {
         Ok(_) => Ok(logged),
         Err(err) if err.kind() == ErrorKind::Locked => {
             tracing::info!("a running lite2pg holds source {}; waiting for it to apply the repair", report.source_id);

@@ -336,9 +336,8 @@ pub fn log_keys(conn: &mut Connection, table_id: i64, keys: &[Vec<SqlValue>]) ->
         let slots: String = (0..key.len()).map(|i| format!(", k{i}")).collect();
         let params: String = (0..key.len()).map(|i| format!(", ?{}", i + 2)).collect();
         let sql = format!("INSERT INTO {CHANGES_TABLE} (tbl, {WRITTEN_AT}{slots}) VALUES (?1, julianday('now'){params})");
-        let values: Vec<&dyn rusqlite::ToSql> = std::iter::once(&table_id as &dyn rusqlite::ToSql)
-            .chain(key.iter().map(|v| v as &dyn rusqlite::ToSql))
-            .collect();
+        let values: Vec<&dyn rusqlite::ToSql> =
+            std::iter::once(&table_id as &dyn rusqlite::ToSql).chain(key.iter().map(|v| v as &dyn rusqlite::ToSql)).collect();
         tx.prepare_cached(&sql)?.execute(values.as_slice())?;
     }
     let newest = newest_seq(&tx)?;

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod observe;
 mod random;
 mod snapshot;
 mod stream;

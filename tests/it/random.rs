@@ -65,7 +65,7 @@ proptest! {
             let file = SqliteFile::new(SCHEMA);
             let db = TestDb::new().await;
             let options = db.options(&file.path);
-            let sync = || lite2pg::stream::run(&options, lite2pg::stream::StopWhen::CaughtUp, |_| {});
+            let sync = || lite2pg::stream::run(&options, lite2pg::stream::StopWhen::CaughtUp, lite2pg::metrics::Metrics::new(Default::default()), |_| {});
             sync().await.unwrap();
             let conn = file.conn();
             for step in transactions.iter().flatten() {

@@ -10,7 +10,7 @@ use crate::support::{lite2pg, SqliteFile, TestDb};
 
 /// `lite2pg run --once` through the library.
 async fn sync_once(db: &TestDb, file: &Path) -> RunSummary {
-    run(&db.options(file), StopWhen::CaughtUp, |_| {}).await.unwrap()
+    run(&db.options(file), StopWhen::CaughtUp, lite2pg::metrics::Metrics::new(Default::default()), |_| {}).await.unwrap()
 }
 
 const APP: &str = "
@@ -108,7 +108,7 @@ async fn positions(db: &TestDb, file: &SqliteFile) -> (i64, Option<i64>) {
 }
 
 /// Waits until the daemon has applied everything committed so far.
-async fn wait_caught_up(db: &TestDb, file: &SqliteFile) {
+pub async fn wait_caught_up(db: &TestDb, file: &SqliteFile) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (newest, applied) = positions(db, file).await;
@@ -121,7 +121,7 @@ async fn wait_caught_up(db: &TestDb, file: &SqliteFile) {
 }
 
 /// A running `lite2pg run` process, killed if the test ends early.
-struct Daemon(Child);
+pub struct Daemon(pub Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -130,12 +130,12 @@ impl Drop for Daemon {
     }
 }
 
-fn start_daemon(db: &TestDb, file: &SqliteFile) -> Daemon {
+pub fn start_daemon(db: &TestDb, file: &SqliteFile) -> Daemon {
     let log = std::env::var("LITE2PG_TEST_DAEMON_LOG").unwrap_or_else(|_| "warn".to_string());
     Daemon(
         lite2pg()
             .args(["run", "--sqlite", file.path.to_str().unwrap(), "--postgres", &db.url()])
-            .env("LITE2PG_LOG", log)
+            .env("RUST_LOG", log)
             .spawn()
             .unwrap(),
     )
@@ -154,7 +154,7 @@ fn terminate(daemon: &mut Daemon) -> std::process::ExitStatus {
     }
 }
 
-fn writer(file: &SqliteFile, seed: u64, transactions: u64) -> Child {
+pub fn writer(file: &SqliteFile, seed: u64, transactions: u64) -> Child {
     let exe = std::env::current_exe().unwrap();
     let examples = exe.parent().unwrap().parent().unwrap().join("examples").join("writer");
     Command::new(examples).args([file.path.to_str().unwrap(), &seed.to_string(), &transactions.to_string()]).spawn().unwrap()
