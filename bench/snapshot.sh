@@ -4,19 +4,8 @@
 #   bench/snapshot.sh [ROWS]
 source "$(dirname "$0")/lib.sh"
 ROWS=${1:-1000000}
-DB="$WORK/snapshot-$ROWS.db"
 build
-if [ ! -f "$DB" ]; then
-  sqlite3 "$DB" <<SQL
-PRAGMA journal_mode = WAL;
-CREATE TABLE bench(id INTEGER PRIMARY KEY, account INTEGER NOT NULL, big INTEGER, price REAL, ratio REAL,
-                   name TEXT NOT NULL, note TEXT, payload BLOB, created DATETIME, flag INTEGER);
-WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $ROWS)
-INSERT INTO bench SELECT i, abs(random()) % 100000, random(), (abs(random()) % 1000000) / 100.0, random() / 3.0,
-       'name-' || hex(randomblob(6)), hex(randomblob(30)), randomblob(48), datetime(1600000000 + i, 'unixepoch'), i % 2
-FROM n;
-SQL
-fi
+DB=$(bench_db "$ROWS")
 size=$(du -m "$DB" | cut -f1)
 # Capture is installed by lite2pg snapshot; run it on a copy so every tool reads the same file.
 cp "$DB" "$WORK/lite2pg.db"

@@ -212,9 +212,16 @@ async fn compare_table(conn: &Connection, client: &Client, schema: &str, plan: &
     let rows: i64 = conn.query_row(&format!("SELECT count(*) FROM {}", quote(&plan.name)), [], |r| r.get(0))?;
     let buckets = (rows as u64 / ROWS_PER_BUCKET).clamp(1, MAX_BUCKETS);
     let mut sqlite_sums = vec![BucketSum::default(); buckets as usize];
-    scan_sqlite(conn, plan, buckets, |bucket, _, row, _| sqlite_sums[bucket as usize].add(row))?;
+    let bucket_count = buckets as i64;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&bucket_count];
+    let statement = client.prepare(&sql.bucket_sums).await?;
+    // PostgreSQL hashes its side while this thread scans SQLite: a prepared query is sent on the first poll.
+    let (postgres, scanned) = tokio::join!(biased; client.query(&statement, &params), async {
+        scan_sqlite(conn, plan, buckets, |bucket, _, row, _| sqlite_sums[bucket as usize].add(row))
+    });
+    scanned?;
     let mut postgres_sums = vec![BucketSum::default(); buckets as usize];
-    for row in client.query(sql.bucket_sums.as_str(), &[&(buckets as i64)]).await? {
+    for row in postgres? {
         let sum: String = row.get(2);
         postgres_sums[row.get::<_, i64>(0) as usize] = BucketSum {
             rows: row.get::<_, i64>(1) as u64,
