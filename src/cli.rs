@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::{HealthLimits, Metrics};
+use crate::pg::local::LocalServer;
 use crate::pg::PgTarget;
 use crate::snapshot::{snapshot, SnapshotOptions, SnapshotReport};
 use std::sync::Arc;
@@ -35,7 +36,8 @@ pub struct CommonArgs {
     /// The SQLite database file (never created if missing).
     #[arg(long, env = "LITE2PG_SQLITE", global = true, value_name = "PATH")]
     pub sqlite: Option<PathBuf>,
-    /// PostgreSQL URL, e.g. postgres://user@host:5432/db (also read from POSTGRES_DATABASE_URL).
+    /// PostgreSQL URL, e.g. postgres://user@host:5432/db (also read from POSTGRES_DATABASE_URL). Without one,
+    /// lite2pg starts and uses its own local PostgreSQL (see `lite2pg local`).
     #[arg(long, env = "LITE2PG_POSTGRES", hide_env_values = true, global = true, value_name = "URL")]
     pub postgres: Option<String>,
     /// PostgreSQL schema for the copied tables.
@@ -85,6 +87,32 @@ pub enum Command {
     Status,
     /// Check the SQLite file, capture, PostgreSQL and privileges; explain each problem and its fix.
     Doctor,
+    /// See it work: a sample database written by threads, streamed to PostgreSQL, then verified.
+    Demo(DemoArgs),
+    /// The local PostgreSQL lite2pg runs when no URL is given.
+    Local {
+        #[command(subcommand)]
+        action: LocalAction,
+    },
+}
+
+/// Options of `demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// How long the writers write.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+}
+
+/// What `local` does.
+#[derive(Debug, Clone, Subcommand)]
+pub enum LocalAction {
+    /// Start it (made on first use) and print its URL.
+    Start,
+    /// Stop it.
+    Stop,
+    /// Say whether it runs, and where.
+    Status,
 }
 
 /// Options of `verify`.
@@ -137,12 +165,12 @@ impl CommonArgs {
         })
     }
 
+    /// The given PostgreSQL, or the managed local one when no URL is given anywhere.
     fn postgres(&self) -> Result<PgTarget> {
-        let url = self.postgres.clone().or_else(|| std::env::var("POSTGRES_DATABASE_URL").ok()).ok_or_else(|| {
-            Error::new(ErrorKind::Usage, "no PostgreSQL URL given")
-                .with_hint("pass --postgres URL or set LITE2PG_POSTGRES (or POSTGRES_DATABASE_URL)")
-        })?;
-        PgTarget::parse(&url)
+        match self.postgres.clone().or_else(|| std::env::var("POSTGRES_DATABASE_URL").ok()) {
+            Some(url) => PgTarget::parse(&url),
+            None => PgTarget::parse(&LocalServer::ensure_running()?),
+        }
     }
 
     fn selection(&self) -> Selection {
@@ -189,7 +217,41 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Verify(args) => verify(common, args).await,
         Command::Status => status(common).await,
         Command::Doctor => doctor(common).await,
+        Command::Demo(args) => demo(common, args).await,
+        Command::Local { action } => local(action),
     }
+}
+
+async fn demo(common: &CommonArgs, args: &DemoArgs) -> Result<ExitCode> {
+    let admin = common.postgres()?;
+    let report = crate::demo::demo(&admin, &crate::pg::local::data_dir().join("demo"), args.seconds).await?;
+    println!();
+    print_verify(&report.verify);
+    println!(
+        "\n{} transactions written to {} while lite2pg streamed them.\nLook at the PostgreSQL side: psql {} -c 'SELECT * FROM orders ORDER BY id DESC LIMIT 5'",
+        report.transactions,
+        report.sqlite.display(),
+        report.postgres_url
+    );
+    Ok(if report.verify.is_equal() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn local(action: &LocalAction) -> Result<ExitCode> {
+    match action {
+        LocalAction::Start => println!("{}", LocalServer::ensure_running()?),
+        LocalAction::Stop => match LocalServer::open()?.stop()? {
+            true => println!("local PostgreSQL stopped"),
+            false => println!("local PostgreSQL was not running"),
+        },
+        LocalAction::Status => {
+            let server = LocalServer::open()?;
+            match server.is_running() {
+                true => println!("running: {}", server.url(crate::pg::local::LOCAL_DATABASE)),
+                false => println!("not running (data in {})", crate::pg::local::data_dir().join("postgres").display()),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn verify(common: &CommonArgs, args: &VerifyArgs) -> Result<ExitCode> {

@@ -6,6 +6,7 @@
 //! as they are committed; [`cli`] is the command line.
 
 pub mod cli;
+pub mod demo;
 pub mod doctor;
 pub mod error;
 pub mod ident;

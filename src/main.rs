@@ -2,7 +2,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use lite2pg::cli::{Cli, LogFormat};
+use lite2pg::cli::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -13,7 +13,7 @@ fn main() -> ExitCode {
         .as_deref()
         .map(EnvFilter::new)
         .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info,tokio_postgres=warn"));
+        .unwrap_or_else(|| EnvFilter::new(default_log_filter(&cli.command)));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -24,4 +24,12 @@ fn main() -> ExitCode {
         LogFormat::Json => logs.json().init(),
     }
     lite2pg::cli::main_with(cli)
+}
+
+/// The demo shows live counters instead of a line per batch.
+fn default_log_filter(command: &Command) -> &'static str {
+    match command {
+        Command::Demo(_) => "warn",
+        _ => "info,tokio_postgres=warn",
+    }
 }

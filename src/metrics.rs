@@ -1,7 +1,7 @@
 //! Metrics and health of a running sync: Prometheus counters the stream updates, and a small HTTP endpoint
 //! serving `/metrics` (Prometheus text) and `/healthz` (200, or 503 with the reason).
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,6 +56,8 @@ pub struct Metrics {
     limits: HealthLimits,
     /// Since when batches have been failing, if they are.
     failing_since: Mutex<Option<Instant>>,
+    /// All changes applied, for live counters.
+    applied_total: AtomicU64,
 }
 
 impl Metrics {
@@ -72,6 +74,7 @@ impl Metrics {
             up: Gauge::default(),
             limits,
             failing_since: Mutex::new(None),
+            applied_total: AtomicU64::new(0),
             registry: Registry::default(),
         };
         registry.register(
@@ -101,6 +104,7 @@ impl Metrics {
         for (table, upserts, deletes) in tables {
             self.changes_applied.get_or_create(&TableOp { table: table.clone(), op: "upsert" }).inc_by(*upserts);
             self.changes_applied.get_or_create(&TableOp { table: table.clone(), op: "delete" }).inc_by(*deletes);
+            self.applied_total.fetch_add(upserts + deletes, Ordering::Relaxed);
         }
         self.rejects.inc_by(rejects);
         self.batch_duration.observe(duration.as_secs_f64());
@@ -124,6 +128,11 @@ impl Metrics {
     pub fn backlog(&self, pending: i64, lag_seconds: Option<f64>) {
         self.pending_changes.set(pending);
         self.lag_seconds.set(lag_seconds.unwrap_or(0.0));
+    }
+
+    /// Changes applied so far, pending entries and lag in seconds: for live counters.
+    pub fn progress(&self) -> (u64, i64, f64) {
+        (self.applied_total.load(Ordering::Relaxed), self.pending_changes.get(), self.lag_seconds.get())
     }
 
     /// `Ok(state)` when healthy, `Err(reason)` when not.

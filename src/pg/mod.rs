@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod copy;
+pub mod local;
 pub mod state;
 
 use std::time::Duration;

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod demo;
 mod observe;
 mod random;
 mod snapshot;

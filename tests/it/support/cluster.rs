@@ -3,7 +3,7 @@
 //! ends, however it ends.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,10 +17,10 @@ pub struct PrivateCluster {
 impl PrivateCluster {
     /// Makes and starts a new cluster; `None` when no server binaries are found.
     pub fn start_new() -> Option<PrivateCluster> {
-        let bindir = find_bindir()?;
+        let bindir = lite2pg::pg::local::find_bindir().ok()?;
         let dir = std::env::temp_dir().join(format!("lite2pg-pg-{}-{}", std::process::id(), unique()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let user = is_root().then_some("nobody");
+        let user = lite2pg::pg::local::is_root().then_some("nobody");
         if let Some(user) = user {
             run(Command::new("chown").args(["-R", user]).arg(&dir));
         }
@@ -92,23 +92,6 @@ impl PrivateCluster {
 fn run(command: &mut Command) {
     let output = command.output().unwrap_or_else(|err| panic!("cannot run {command:?}: {err}"));
     assert!(output.status.success(), "{command:?} failed: {}", String::from_utf8_lossy(&output.stderr));
-}
-
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
-}
-
-fn find_bindir() -> Option<PathBuf> {
-    if let Ok(output) = Command::new("pg_config").arg("--bindir").output() {
-        let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-        if dir.join("initdb").exists() {
-            return Some(dir);
-        }
-    }
-    let mut versions: Vec<PathBuf> =
-        std::fs::read_dir("/usr/lib/postgresql").ok()?.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    versions.sort_by_key(|p| p.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<u32>().ok()).unwrap_or(0));
-    versions.into_iter().rev().map(|v| v.join("bin")).find(|bin| Path::new(bin).join("initdb").exists())
 }
 
 fn free_port() -> u16 {
