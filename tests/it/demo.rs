@@ -1,4 +1,5 @@
-//! The first run: `lite2pg demo` with no PostgreSQL URL anywhere starts lite2pg's own local PostgreSQL.
+//! The first run and the examples: `lite2pg demo` with no PostgreSQL URL anywhere (lite2pg starts its own local
+//! PostgreSQL), the Rust library example, and an SQLAlchemy application synced while it writes.
 
 use crate::support::lite2pg;
 
@@ -20,4 +21,44 @@ fn demo_without_a_url_runs_on_the_local_postgres_and_ends_equal() {
     assert!(stdout.contains("psql postgres://postgres@127.0.0.1:"), "{stdout}");
     assert!(String::from_utf8_lossy(&stopped.stdout).contains("local PostgreSQL stopped"));
     assert!(String::from_utf8_lossy(&local(&["local", "status"]).stdout).starts_with("not running"));
+}
+
+fn example_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("examples").join(name)
+}
+
+#[tokio::test]
+async fn the_library_example_copies_applies_and_verifies() {
+    let file = crate::support::SqliteFile::new(
+        "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes VALUES (1, 'hi');",
+    );
+    let db = crate::support::TestDb::new().await;
+    let output = std::process::Command::new(example_binary("library")).arg(&file.path).arg(db.url()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("equal: true (1 tables compared)"), "{stdout}");
+}
+
+#[tokio::test]
+async fn an_sqlalchemy_application_is_synced_while_it_writes() {
+    let python = std::process::Command::new("python3").args(["-c", "import sqlalchemy"]).output();
+    if !python.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: python3 with SQLAlchemy is not installed (pip install sqlalchemy)");
+        return;
+    }
+    let app = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sqlalchemy_app.py");
+    let file = crate::support::SqliteFile::new("");
+    let run_app = |changes: &str| {
+        let output = std::process::Command::new("python3").args([app, file.path.to_str().unwrap(), changes]).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    };
+    run_app("0");
+    let db = crate::support::TestDb::new().await;
+    let _daemon = crate::stream::start_daemon(&db, &file);
+    run_app("400");
+    crate::stream::wait_caught_up(&db, &file).await;
+    db.assert_equal(&file.path).await;
+    let orders = db.texts("SELECT count(*)::text FROM orders").await;
+    assert_ne!(orders, [Some("0".to_string())], "the ORM's orders arrived");
 }
