@@ -89,6 +89,8 @@ pub enum Command {
     Doctor,
     /// See it work: a sample database written by threads, streamed to PostgreSQL, then verified.
     Demo(DemoArgs),
+    /// Measure lite2pg on this machine and PostgreSQL, each measure beside its raw limit.
+    Bench(BenchArgs),
     /// The local PostgreSQL lite2pg runs when no URL is given.
     Local {
         #[command(subcommand)]
@@ -102,6 +104,14 @@ pub struct DemoArgs {
     /// How long the writers write.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+}
+
+/// Options of `bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Rows of the synthetic table (and changes of the catch-up backlog).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: u64,
 }
 
 /// What `local` does.
@@ -218,6 +228,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Status => status(common).await,
         Command::Doctor => doctor(common).await,
         Command::Demo(args) => demo(common, args).await,
+        Command::Bench(args) => bench(common, args).await,
         Command::Local { action } => local(action),
     }
 }
@@ -234,6 +245,51 @@ async fn demo(common: &CommonArgs, args: &DemoArgs) -> Result<ExitCode> {
         report.postgres_url
     );
     Ok(if report.verify.is_equal() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+async fn bench(common: &CommonArgs, args: &BenchArgs) -> Result<ExitCode> {
+    let target = common.postgres()?;
+    let started = std::time::Instant::now();
+    let report = crate::bench::bench(&target, args.rows, |step| {
+        eprintln!("bench [{:>5.1}s] {step}", started.elapsed().as_secs_f64());
+    })
+    .await?;
+    if common.json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "lite2pg {} on {} cores, {:.0} GiB; PostgreSQL {} at {}",
+        env!("CARGO_PKG_VERSION"),
+        report.cores,
+        report.memory_gib,
+        report.postgres_version,
+        target.shown()
+    );
+    let rows: Vec<Vec<String>> = report
+        .measures
+        .iter()
+        .map(|m| {
+            vec![
+                m.measure.clone(),
+                format!("{} {}", figure(m.lite2pg), m.unit),
+                format!("{} {}", figure(m.raw_limit), m.unit),
+                format!("{:.2}x", m.ratio),
+                m.raw_limit_is.to_string(),
+            ]
+        })
+        .collect();
+    print_table(&["measure", "lite2pg", "raw limit", "cost vs raw", "raw limit is"], &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Three significant digits, without exponent.
+fn figure(value: f64) -> String {
+    match value.abs() {
+        v if v >= 100.0 => format!("{value:.0}"),
+        v if v >= 10.0 => format!("{value:.1}"),
+        _ => format!("{value:.2}"),
+    }
 }
 
 fn local(action: &LocalAction) -> Result<ExitCode> {

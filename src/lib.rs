@@ -5,6 +5,7 @@
 //! connects, creates tables, copies and applies; [`snapshot`] copies everything once; [`stream`] applies changes
 //! as they are committed; [`cli`] is the command line.
 
+pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod doctor;

@@ -255,3 +255,27 @@ async fn metrics_and_health_are_served_while_running() {
     assert!(metrics.contains("lite2pg_errors_total{kind=\"PgConnect\"}") && metrics.contains("lite2pg_up 0"), "{metrics}");
     assert!(!metrics.contains("secret"));
 }
+
+#[tokio::test]
+async fn bench_reports_every_measure_and_leaves_nothing_behind() {
+    let db = TestDb::new().await;
+    let (code, report) = run_json(&["bench", "--rows", "10000", "--postgres", &db.url(), "--json"]);
+    assert_eq!(code, Some(0), "{report}");
+    let measures = report["measures"].as_array().unwrap();
+    let names: Vec<&str> = measures.iter().map(|m| m["measure"].as_str().unwrap()).collect();
+    for expected in ["snapshot", "verify", "insert, one transaction", "single-row transactions", "catch-up", "p50", "p99"] {
+        assert!(names.iter().any(|n| n.contains(expected)), "no {expected:?} measure in {names:?}");
+    }
+    for measure in measures {
+        for field in ["lite2pg", "raw_limit", "ratio"] {
+            assert!(measure[field].as_f64().unwrap() > 0.0, "{measure}");
+        }
+    }
+    let leftovers = db
+        .texts(
+            "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'lite2pg_bench%'
+             UNION ALL SELECT source_id FROM lite2pg.sources",
+        )
+        .await;
+    assert!(leftovers.is_empty(), "bench left {leftovers:?}");
+}
