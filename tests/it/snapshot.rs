@@ -206,9 +206,9 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     assert!(message.contains("cannot reach PostgreSQL at 127.0.0.1:1 (connection refused)"), "{message}");
     assert!(!message.contains("hunter2"), "the password leaked: {message}");
 
-    let usage = lite2pg_output(&["snapshot", "--sqlite", file.path.to_str().unwrap()]);
+    let usage = lite2pg_output(&["snapshot", "--postgres", "postgres://app@127.0.0.1:1/x"]);
     assert_eq!(usage.status.code(), Some(2));
-    assert!(stderr(&usage).contains("no PostgreSQL URL given"), "{}", stderr(&usage));
+    assert!(stderr(&usage).contains("no SQLite file given"), "{}", stderr(&usage));
     let unknown = lite2pg_output(&["snapshot", "--bogus"]);
     assert_eq!(unknown.status.code(), Some(2));
 }
