@@ -91,6 +91,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Measure lite2pg on this machine and PostgreSQL, each measure beside its raw limit.
     Bench(BenchArgs),
+    /// Make PostgreSQL the application's database: last changes, proof, key generators, promotion.
+    Cutover(CutoverArgs),
     /// The local PostgreSQL lite2pg runs when no URL is given.
     Local {
         #[command(subcommand)]
@@ -104,6 +106,31 @@ pub struct DemoArgs {
     /// How long the writers write.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+}
+
+/// Options of `cutover`.
+#[derive(Debug, Clone, Args)]
+pub struct CutoverArgs {
+    /// Longest wait for the application's writers to release the SQLite write lock (e.g. 30s, 2m).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub wait_for_writers: Duration,
+    /// Leave change capture in the SQLite file.
+    #[arg(long)]
+    pub keep_capture: bool,
+    /// Print every statement it would run in PostgreSQL, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `30`, `30s`, `2m`.
+fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let (number, unit) = text.trim().split_at(text.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(text.trim().len()));
+    let value: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as 30s or 2m"))?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(value)),
+        "m" => Ok(Duration::from_secs(value * 60)),
+        _ => Err(format!("{text:?} is not a duration such as 30s or 2m")),
+    }
 }
 
 /// Options of `bench`.
@@ -229,6 +256,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Doctor => doctor(common).await,
         Command::Demo(args) => demo(common, args).await,
         Command::Bench(args) => bench(common, args).await,
+        Command::Cutover(args) => cutover(common, args).await,
         Command::Local { action } => local(action),
     }
 }
@@ -245,6 +273,40 @@ async fn demo(common: &CommonArgs, args: &DemoArgs) -> Result<ExitCode> {
         report.postgres_url
     );
     Ok(if report.verify.is_equal() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+async fn cutover(common: &CommonArgs, args: &CutoverArgs) -> Result<ExitCode> {
+    let options = crate::cutover::CutoverOptions {
+        source: common.snapshot_options(false, default_jobs())?,
+        wait_for_writers: args.wait_for_writers,
+        keep_capture: args.keep_capture,
+        dry_run: args.dry_run,
+    };
+    let report = crate::cutover::cutover(&options).await?;
+    if common.json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let verb = if args.dry_run { "Would run" } else { "Ran" };
+    println!("{verb} in PostgreSQL:");
+    for statement in &report.statements {
+        println!("  {statement};");
+    }
+    if !report.not_carried.is_empty() {
+        println!("\nNot carried over (port by hand):");
+        for item in &report.not_carried {
+            println!("  - {}:\n      {}", item.what, item.sql.replace('\n', "\n      "));
+        }
+    }
+    match (args.dry_run, report.capture_removed) {
+        (true, _) => println!("\nDry run: nothing was changed; SQLite and PostgreSQL are equal, so the cutover can go ahead."),
+        (false, removed) => println!(
+            "\nSource {} is promoted: PostgreSQL is the application's database now{}. Point the application at PostgreSQL.",
+            report.source_id,
+            if removed { " and capture is removed from the SQLite file" } else { "" }
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn bench(common: &CommonArgs, args: &BenchArgs) -> Result<ExitCode> {

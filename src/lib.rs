@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod cutover;
 pub mod demo;
 pub mod doctor;
 pub mod error;

@@ -216,11 +216,18 @@ fn expression_index(target: &str, index: &Index) -> Option<PostDataStatement> {
 /// Translates a SQLite column default into PostgreSQL SQL, or `None` when it does not translate faithfully.
 /// Literals are re-written, never passed through.
 pub fn translate_default(sqlite_sql: &str, pg_type: PgType) -> Option<String> {
-    let trimmed = sqlite_sql.trim();
-    let upper = trimmed.to_ascii_uppercase();
+    let mut trimmed = sqlite_sql.trim();
+    // SQLite keeps expression defaults in parentheses: DEFAULT (datetime('now')).
+    while let Some(inner) = trimmed.strip_prefix('(').and_then(|s| s.strip_suffix(')')) {
+        trimmed = inner.trim();
+    }
+    let upper: String = trimmed.to_ascii_uppercase().split_whitespace().collect();
     match upper.as_str() {
-        "CURRENT_TIMESTAMP" => return timestamp_default(pg_type, "YYYY-MM-DD HH24:MI:SS"),
-        "CURRENT_DATE" => return timestamp_default(pg_type, "YYYY-MM-DD"),
+        "CURRENT_TIMESTAMP" | "DATETIME('NOW')" => return timestamp_default(pg_type, "YYYY-MM-DD HH24:MI:SS"),
+        "CURRENT_DATE" | "DATE('NOW')" => return timestamp_default(pg_type, "YYYY-MM-DD"),
+        "STRFTIME('%S','NOW')" | "UNIXEPOCH()" | "UNIXEPOCH('NOW')" if pg_type == PgType::BigInt => {
+            return Some("extract(epoch from now())::bigint".into())
+        }
         "TRUE" => return literal_default(&SqlValue::Integer(1), pg_type),
         "FALSE" => return literal_default(&SqlValue::Integer(0), pg_type),
         _ => {}
@@ -272,7 +279,13 @@ mod tests {
         assert_eq!(translate_default("-5", PgType::BigInt).as_deref(), Some("-5"));
         assert_eq!(translate_default("2.5", PgType::Double).as_deref(), Some("2.5"));
         assert_eq!(translate_default("'x'", PgType::BigInt), None);
-        assert_eq!(translate_default("(datetime('now'))", PgType::Text), None);
+        assert_eq!(translate_default("(datetime('now'))", PgType::Text), translate_default("CURRENT_TIMESTAMP", PgType::Text));
+        assert_eq!(translate_default("(date( 'now' ))", PgType::Date).as_deref(), Some("(timezone('UTC', now()))::date"));
+        assert_eq!(
+            translate_default("(strftime('%s','now'))", PgType::BigInt).as_deref(),
+            Some("extract(epoch from now())::bigint")
+        );
+        assert_eq!(translate_default("(random())", PgType::BigInt), None);
         assert!(translate_default("CURRENT_TIMESTAMP", PgType::Text).unwrap().starts_with("to_char"));
     }
 }

@@ -123,6 +123,9 @@ pub async fn run(
 }
 
 async fn start(options: &SnapshotOptions, summary: &mut RunSummary, on_snapshot: &impl Fn(&SnapshotReport)) -> Result<Stream> {
+    let mut client = options.target.connect().await?;
+    state::ensure_state_schema(&mut client).await?;
+    state::refuse_promoted_file(&client, &options.sqlite).await?;
     let capture = {
         let options = options.clone();
         tokio::task::spawn_blocking(move || {
@@ -133,8 +136,6 @@ async fn start(options: &SnapshotOptions, summary: &mut RunSummary, on_snapshot:
         .expect("source preparation does not panic")?
     };
     summary.source_id = capture.source_id.clone();
-    let mut client = options.target.connect().await?;
-    state::ensure_state_schema(&mut client).await?;
     let needs_snapshot = match state::source(&client, &capture.source_id).await? {
         Some(row) => row.snapshot_seq.is_none(),
         None => true,
@@ -222,6 +223,13 @@ impl Stream {
             Error::new(ErrorKind::State, format!("source {} has no row in lite2pg.sources", self.capture.source_id))
                 .with_hint("run `lite2pg snapshot` first")
         })?;
+        if row.promoted {
+            return Err(Error::new(
+                ErrorKind::State,
+                format!("source {} was promoted: PostgreSQL is now the application's database", self.capture.source_id),
+            )
+            .with_hint("nothing more to sync"));
+        }
         if row.database_id != self.capture.database_id {
             return Err(Error::new(
                 ErrorKind::State,
@@ -232,13 +240,6 @@ impl Stream {
                 ),
             )
             .with_hint("if this file replaced the old one on purpose, copy it again with `lite2pg snapshot --replace`"));
-        }
-        if row.promoted {
-            return Err(Error::new(
-                ErrorKind::State,
-                format!("source {} was promoted: PostgreSQL is now the application's database", self.capture.source_id),
-            )
-            .with_hint("nothing more to sync"));
         }
         let newest = capture::newest_seq(self.reader.as_ref().expect("reader is home between batches"))?;
         if newest < row.applied_seq {

@@ -210,3 +210,23 @@ pub async fn lock_holder(client: &impl GenericClient, source_id: &str) -> Result
 pub async fn state_schema_exists(client: &impl GenericClient) -> Result<bool> {
     Ok(client.query_one("SELECT to_regclass('lite2pg.sources') IS NOT NULL", &[]).await?.get(0))
 }
+
+/// Refuses a SQLite file whose source was promoted by `lite2pg cutover`: PostgreSQL is the application's
+/// database now, and syncing the old file again would overwrite it.
+pub async fn refuse_promoted_file(client: &impl GenericClient, sqlite: &std::path::Path) -> Result<()> {
+    let path = std::fs::canonicalize(sqlite).unwrap_or_else(|_| sqlite.to_path_buf()).display().to_string();
+    let promoted = client
+        .query_opt("SELECT source_id FROM lite2pg.sources WHERE sqlite_path = $1 AND promoted", &[&path])
+        .await?
+        .map(|r| r.get::<_, String>(0));
+    match promoted {
+        Some(source_id) => Err(Error::new(
+            ErrorKind::State,
+            format!(
+                "source {source_id} ({path}) was promoted by `lite2pg cutover`: PostgreSQL is now the application's database"
+            ),
+        )
+        .with_hint("nothing more to sync; to start over from this file on purpose, DELETE its row from lite2pg.sources first")),
+        None => Ok(()),
+    }
+}

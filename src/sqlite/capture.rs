@@ -286,12 +286,18 @@ pub fn read_state(conn: &Connection) -> Result<Option<CaptureState>> {
 /// Removes every lite2pg object from the file; the application's tables and rows are untouched.
 pub fn uninstall(conn: &mut Connection) -> Result<bool> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let had_capture = read_state(&tx)?.is_some();
-    drop_triggers(&tx)?;
-    tx.execute_batch(&format!(
+    let had_capture = remove_objects(&tx)?;
+    tx.commit()?;
+    Ok(had_capture)
+}
+
+/// Drops every lite2pg object inside the caller's write transaction; returns whether capture was installed.
+pub fn remove_objects(conn: &Connection) -> Result<bool> {
+    let had_capture = read_state(conn)?.is_some();
+    drop_triggers(conn)?;
+    conn.execute_batch(&format!(
         "DROP TABLE IF EXISTS {CHANGES_TABLE}; DROP TABLE IF EXISTS {TABLES_TABLE}; DROP TABLE IF EXISTS {META_TABLE};"
     ))?;
-    tx.commit()?;
     Ok(had_capture)
 }
 

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod cutover;
 mod demo;
 mod observe;
 mod random;

@@ -1,0 +1,332 @@
+//! Cutover: the last step of a migration. Applies the last changes while new SQLite writes wait, proves equality,
+//! makes PostgreSQL ready for the application's own writes (keys that generate values after the highest ever
+//! used, CHECK constraints, validated foreign keys), marks the source promoted and removes capture.
+
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OptionalExtension};
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::ident::{qualified, quote};
+use crate::metrics::Metrics;
+use crate::pg::apply::existing_plan;
+use crate::pg::state;
+use crate::schema::{KeyPlan, TablePlan, ROWID_COLUMN};
+use crate::snapshot::SnapshotOptions;
+use crate::sqlite::capture;
+use crate::sqlite::introspect::{read_schema, Table, OWN_PREFIX};
+use crate::sqlite::{open, Access};
+use crate::stream::StopWhen;
+
+/// How a cutover behaves.
+#[derive(Debug, Clone)]
+pub struct CutoverOptions {
+    pub source: SnapshotOptions,
+    /// Longest wait for the SQLite write lock (the application's writers finishing).
+    pub wait_for_writers: Duration,
+    pub keep_capture: bool,
+    pub dry_run: bool,
+}
+
+/// Something the application relies on that was not carried over, with its SQL to port by hand.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotCarried {
+    pub what: String,
+    pub sql: String,
+}
+
+/// What a cutover did (or, with `--dry-run`, would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct CutoverReport {
+    pub source_id: String,
+    pub statements: Vec<String>,
+    pub not_carried: Vec<NotCarried>,
+    pub promoted: bool,
+    pub capture_removed: bool,
+}
+
+/// Runs the cutover.
+pub async fn cutover(options: &CutoverOptions) -> Result<CutoverReport> {
+    let source = &options.source;
+    catch_up(source).await?;
+    let conn = open(&source.sqlite, Access::ReadWrite)?;
+    conn.busy_timeout(options.wait_for_writers)?;
+    let capture = capture::read_state(&conn)?.ok_or_else(|| {
+        Error::new(ErrorKind::State, format!("{} has no lite2pg capture installed", source.sqlite.display()))
+            .with_hint("sync it first with `lite2pg run`")
+    })?;
+    let client = source.target.connect().await?;
+    let applied = hold_writes_when_caught_up(&conn, &client, source, &capture.source_id, options.wait_for_writers).await?;
+    tracing::info!("new SQLite writes wait until the cutover ends; PostgreSQL is at position {applied}");
+    let result = finish(options, &conn, &client, &capture.source_id).await;
+    let end = if result.as_ref().is_ok_and(|r| r.capture_removed) { "COMMIT" } else { "ROLLBACK" };
+    conn.execute_batch(end)?;
+    result
+}
+
+/// Applies the backlog; refuses while a daemon owns the source (cutover must be the only applier).
+async fn catch_up(source: &SnapshotOptions) -> Result<()> {
+    match crate::stream::run(source, StopWhen::CaughtUp, Metrics::new(Default::default()), |_| {}).await {
+        Err(err) if err.kind() == ErrorKind::Locked => Err(Error::new(ErrorKind::Locked, err.message().to_string())
+            .with_hint("stop `lite2pg run` for this source, then cut over")),
+        other => other.map(|_| ()),
+    }
+}
+
+/// Takes the SQLite write lock once PostgreSQL has every committed change; returns the position.
+async fn hold_writes_when_caught_up(
+    conn: &Connection,
+    client: &Client,
+    source: &SnapshotOptions,
+    source_id: &str,
+    wait: Duration,
+) -> Result<i64> {
+    let deadline = Instant::now() + wait;
+    loop {
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(|err| {
+            Error::from(err).context(format!("the application's writers held the SQLite write lock for over {}s", wait.as_secs()))
+        })?;
+        let newest = capture::newest_seq(conn)?;
+        let applied = state::source(client, source_id).await?.map_or(0, |row| row.applied_seq);
+        if newest <= applied {
+            return Ok(applied);
+        }
+        conn.execute_batch("ROLLBACK")?;
+        if Instant::now() > deadline {
+            return Err(Error::new(ErrorKind::SqliteBusy, "the application kept writing; PostgreSQL could not catch up")
+                .with_hint("stop the application's writes (or raise --wait-for-writers), then cut over"));
+        }
+        catch_up(source).await?;
+    }
+}
+
+async fn finish(options: &CutoverOptions, conn: &Connection, client: &Client, source_id: &str) -> Result<CutoverReport> {
+    let source = &options.source;
+    let report = crate::verify::verify(source).await?;
+    let known_rejects: u64 = report.tables.iter().map(|t| t.known_rejects).sum();
+    if !report.is_equal() || known_rejects > 0 {
+        return Err(Error::new(
+            ErrorKind::State,
+            format!(
+                "PostgreSQL is not equal to SQLite: {} differing row(s), {known_rejects} unresolved reject(s); nothing was changed",
+                report.differences()
+            ),
+        )
+        .with_hint("see `lite2pg verify` and `SELECT * FROM lite2pg.rejects`; fix them, then cut over again"));
+    }
+    let row = state::source(client, source_id).await?.expect("verified sources have a row");
+    let schema = read_schema(conn)?;
+    let capture = capture::read_state(conn)?.expect("checked above");
+    let mut statements = Vec::new();
+    let mut not_carried = not_carried_objects(conn)?;
+    for captured in &capture.tables {
+        let Some(table) = schema.table(&captured.name) else { continue };
+        let plan = existing_plan(client, &row.target_schema, table, &captured.key_columns).await?;
+        statements.extend(key_generator(conn, client, &row.target_schema, table, &plan).await?);
+        statements.extend(check_constraints(conn, &row.target_schema, table)?);
+        not_carried.extend(untranslated_defaults(table, &plan));
+    }
+    statements.extend(unvalidated_foreign_keys(client, &row.target_schema).await?);
+    let mut report =
+        CutoverReport { source_id: source_id.to_string(), statements, not_carried, promoted: false, capture_removed: false };
+    if options.dry_run {
+        return Ok(report);
+    }
+    apply(client, &mut report).await?;
+    client.execute("UPDATE lite2pg.sources SET promoted = true WHERE source_id = $1", &[&source_id]).await?;
+    report.promoted = true;
+    if !options.keep_capture {
+        capture::remove_objects(conn)?;
+        report.capture_removed = true;
+    }
+    Ok(report)
+}
+
+/// Runs the statements in one transaction; a CHECK PostgreSQL cannot take is reported instead of failing all.
+async fn apply(client: &Client, report: &mut CutoverReport) -> Result<()> {
+    client.batch_execute("BEGIN").await?;
+    let mut kept = Vec::new();
+    for statement in std::mem::take(&mut report.statements) {
+        let optional = statement.contains(" CHECK (");
+        if optional {
+            client.batch_execute("SAVEPOINT check_constraint").await?;
+        }
+        match client.batch_execute(&statement).await {
+            Ok(()) => kept.push(statement),
+            Err(err) if optional => {
+                client.batch_execute("ROLLBACK TO SAVEPOINT check_constraint").await?;
+                let reason = err.as_db_error().map_or_else(|| err.to_string(), |db| db.message().to_string());
+                report
+                    .not_carried
+                    .push(NotCarried { what: format!("CHECK constraint PostgreSQL refused ({reason})"), sql: statement });
+            }
+            Err(err) => {
+                client.batch_execute("ROLLBACK").await?;
+                return Err(Error::from(err).context(format!("cutover statement failed, nothing was changed: {statement}")));
+            }
+        }
+    }
+    client.batch_execute("COMMIT").await?;
+    report.statements = kept;
+    Ok(())
+}
+
+/// An identity on the rowid key (INTEGER PRIMARY KEY, or lite2pg's rowid column) starting after the highest
+/// value ever used: `sqlite_sequence` remembers AUTOINCREMENT values of deleted rows.
+async fn key_generator(
+    conn: &Connection,
+    client: &Client,
+    schema: &str,
+    table: &Table,
+    plan: &TablePlan,
+) -> Result<Option<String>> {
+    let column = match (&plan.key, table.rowid_alias()) {
+        (KeyPlan::Rowid, _) => ROWID_COLUMN,
+        (KeyPlan::Columns(_), Some(alias)) => alias,
+        (KeyPlan::Columns(_), None) => return Ok(None),
+    };
+    let relation = qualified(schema, &table.name);
+    let is_identity: bool = client
+        .query_one(
+            "SELECT attidentity <> '' FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2",
+            &[&relation, &column],
+        )
+        .await?
+        .get(0);
+    if is_identity {
+        return Ok(None);
+    }
+    let highest: i64 =
+        client.query_one(&format!("SELECT coalesce(max({}), 0) FROM {relation}", quote(column)), &[]).await?.get(0);
+    let has_sequence_table: bool =
+        conn.query_row("SELECT count(*) > 0 FROM sqlite_master WHERE name = 'sqlite_sequence'", [], |r| r.get(0))?;
+    let remembered: Option<i64> = match has_sequence_table {
+        true => conn.query_row("SELECT seq FROM sqlite_sequence WHERE name = ?1", [&table.name], |r| r.get(0)).optional()?,
+        false => None,
+    };
+    let start = highest.max(remembered.unwrap_or(0)) + 1;
+    Ok(Some(format!(
+        "ALTER TABLE {relation} ALTER COLUMN {} ADD GENERATED BY DEFAULT AS IDENTITY (START WITH {start})",
+        quote(column)
+    )))
+}
+
+/// The table's CHECK constraints, as written in SQLite; PostgreSQL takes most as they are.
+fn check_constraints(conn: &Connection, schema: &str, table: &Table) -> Result<Vec<String>> {
+    let sql: String =
+        conn.query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1", [&table.name], |r| r.get(0))?;
+    Ok(check_expressions(&sql)
+        .into_iter()
+        .enumerate()
+        .map(|(i, expr)| {
+            let name = format!("{}_check_{}", table.name, i + 1);
+            format!("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({expr})", qualified(schema, &table.name), quote(&name))
+        })
+        .collect())
+}
+
+/// The expressions inside `CHECK (…)` clauses of a CREATE TABLE statement.
+fn check_expressions(sql: &str) -> Vec<String> {
+    let bytes = sql.as_bytes();
+    let (mut found, mut i, mut quote_char) = (Vec::new(), 0, None);
+    while i < bytes.len() {
+        let c = bytes[i];
+        match quote_char {
+            Some(q) if c == q => quote_char = None,
+            Some(_) => {}
+            None if matches!(c, b'\'' | b'"' | b'`' | b'[') => quote_char = Some(if c == b'[' { b']' } else { c }),
+            None if sql[i..].len() >= 5
+                && sql[i..i + 5].eq_ignore_ascii_case("check")
+                && (i == 0 || !bytes[i - 1].is_ascii_alphanumeric()) =>
+            {
+                let open = i + 5 + sql[i + 5..].len() - sql[i + 5..].trim_start().len();
+                if bytes.get(open) == Some(&b'(') {
+                    if let Some(close) = matching_paren(sql, open) {
+                        found.push(sql[open + 1..close].trim().to_string());
+                        i = close;
+                    }
+                }
+            }
+            None => {}
+        }
+        i += 1;
+    }
+    found
+}
+
+fn matching_paren(sql: &str, open: usize) -> Option<usize> {
+    let (mut depth, mut quote_char) = (0, None);
+    for (i, c) in sql.bytes().enumerate().skip(open) {
+        match quote_char {
+            Some(q) if c == q => quote_char = None,
+            Some(_) => {}
+            None => match c {
+                b'\'' | b'"' => quote_char = Some(c),
+                b'(' => depth += 1,
+                b')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(i);
+                    }
+                }
+                _ => {}
+            },
+        }
+    }
+    None
+}
+
+/// Defaults PostgreSQL did not get because lite2pg cannot translate them.
+fn untranslated_defaults(table: &Table, plan: &TablePlan) -> Vec<NotCarried> {
+    table
+        .columns
+        .iter()
+        .zip(&plan.columns)
+        .filter(|(column, planned)| column.default_sql.is_some() && planned.default_sql.is_none())
+        .map(|(column, _)| NotCarried {
+            what: format!("default of {}.{}", table.name, column.name),
+            sql: column.default_sql.clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Foreign keys the snapshot left NOT VALID.
+async fn unvalidated_foreign_keys(client: &Client, schema: &str) -> Result<Vec<String>> {
+    let rows = client
+        .query(
+            "SELECT c.conrelid::regclass::text, c.conname::text FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+             WHERE n.nspname = $1 AND c.contype = 'f' AND NOT c.convalidated",
+            &[&schema],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| format!("ALTER TABLE {} VALIDATE CONSTRAINT {}", r.get::<_, String>(0), quote(&r.get::<_, String>(1))))
+        .collect())
+}
+
+/// The application's triggers and views: SQLite SQL to port by hand.
+fn not_carried_objects(conn: &Connection) -> Result<Vec<NotCarried>> {
+    let mut stmt = conn.prepare(
+        "SELECT type, name, sql FROM sqlite_master WHERE type IN ('trigger', 'view') AND name NOT LIKE ?1 ESCAPE '\\' ORDER BY type, name",
+    )?;
+    let pattern = format!("{}%", OWN_PREFIX.replace('_', "\\_"));
+    let rows = stmt.query_map([pattern], |r| {
+        Ok(NotCarried { what: format!("{} {}", r.get::<_, String>(0)?, r.get::<_, String>(1)?), sql: r.get(2)? })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_check_clauses_but_not_strings_or_names() {
+        let sql =
+            "CREATE TABLE t(a INT CHECK (a > 0), \"check\" TEXT DEFAULT 'check (x)', b, CONSTRAINT c CHECK(b IN ('x)', 'y')))";
+        assert_eq!(check_expressions(sql), ["a > 0", "b IN ('x)', 'y')"]);
+    }
+}
