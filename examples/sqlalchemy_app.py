@@ -3,6 +3,10 @@
     python3 examples/sqlalchemy_app.py shop.db 500      # create the tables (first run) and make 500 changes
     lite2pg run --sqlite shop.db --postgres URL          # in another terminal: PostgreSQL follows every commit
 
+After `lite2pg cutover`, the same code writes to PostgreSQL, unchanged, given a database URL instead of a path:
+
+    python3 examples/sqlalchemy_app.py postgresql+psycopg2://user@host/db 500
+
 Nothing in the application knows about lite2pg: capture runs inside SQLite, so ORM sessions, raw SQL and other
 processes are all seen.
 """
@@ -38,13 +42,16 @@ class Order(Base):
     customer: Mapped[Customer] = relationship(back_populates="orders")
 
 
-def main(path: str, changes: int) -> None:
-    engine = create_engine(f"sqlite:///{path}")
+def main(database: str, changes: int) -> None:
+    if "://" in database:
+        engine = create_engine(database)
+    else:
+        engine = create_engine(f"sqlite:///{database}")
 
-    @event.listens_for(engine, "connect")
-    def _wal(connection, _record):
-        connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute("PRAGMA busy_timeout = 30000")
+        @event.listens_for(engine, "connect")
+        def _wal(connection, _record):
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA busy_timeout = 30000")
 
     Base.metadata.create_all(engine)
     rng = random.Random(7)
@@ -61,7 +68,7 @@ def main(path: str, changes: int) -> None:
                 customer.balance += rng.randrange(1000) / 7
             else:
                 customer.orders.append(Order(total=rng.randrange(100_000) / 100, receipt=rng.randbytes(32)))
-    print(f"made {changes} changes in {path}")
+    print(f"made {changes} changes in {engine.url.render_as_string(hide_password=True)}")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ async fn the_library_example_copies_applies_and_verifies() {
 }
 
 #[tokio::test]
-async fn an_sqlalchemy_application_is_synced_while_it_writes() {
+async fn an_sqlalchemy_application_is_synced_while_it_writes_then_runs_on_postgres_after_cutover() {
     let python = std::process::Command::new("python3").args(["-c", "import sqlalchemy"]).output();
     if !python.is_ok_and(|o| o.status.success()) {
         eprintln!("skipped: python3 with SQLAlchemy is not installed (pip install sqlalchemy)");
@@ -61,4 +61,18 @@ async fn an_sqlalchemy_application_is_synced_while_it_writes() {
     db.assert_equal(&file.path).await;
     let orders = db.texts("SELECT count(*)::text FROM orders").await;
     assert_ne!(orders, [Some("0".to_string())], "the ORM's orders arrived");
+    drop(_daemon);
+
+    let has_driver = std::process::Command::new("python3").args(["-c", "import psycopg2"]).output();
+    if !has_driver.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped the part after cutover: psycopg2 is not installed (pip install psycopg2-binary)");
+        return;
+    }
+    let cutover = crate::support::lite2pg_output(&["cutover", "--sqlite", file.path.to_str().unwrap(), "--postgres", &db.url()]);
+    assert!(cutover.status.success(), "{}", crate::support::stderr(&cutover));
+    let before = db.texts("SELECT max(id)::text FROM orders").await;
+    let url = db.url().replacen("postgres://", "postgresql+psycopg2://", 1);
+    let output = std::process::Command::new("python3").args([app, &url, "400"]).output().unwrap();
+    assert!(output.status.success(), "the unchanged app fails on PostgreSQL: {}", String::from_utf8_lossy(&output.stderr));
+    assert_ne!(db.texts("SELECT max(id)::text FROM orders").await, before, "the app wrote new orders to PostgreSQL");
 }
