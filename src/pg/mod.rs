@@ -5,7 +5,9 @@ pub mod apply;
 pub mod copy;
 pub mod local;
 pub mod state;
+pub mod tls;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
@@ -18,6 +20,7 @@ use crate::error::{Error, ErrorKind, Result};
 pub struct PgTarget {
     config: Config,
     shown: String,
+    tls: tls::TlsSettings,
 }
 
 impl std::fmt::Debug for PgTarget {
@@ -28,10 +31,12 @@ impl std::fmt::Debug for PgTarget {
 
 impl PgTarget {
     /// Parses a `postgres://` URL or a `key=value` connection string. A password missing from it is taken from
-    /// `PGPASSWORD`, as libpq does.
+    /// `PGPASSWORD`, the file named by `LITE2PG_PASSWORD_FILE`, or `~/.pgpass` (`PGPASSFILE`), as libpq does.
+    /// `sslmode` (also `verify-ca`/`verify-full`) and `sslrootcert` choose TLS, see [`tls`].
     pub fn parse(url: &str) -> Result<PgTarget> {
+        let (url, tls) = tls::split_settings(url)?;
         let mut config: Config = url.parse().map_err(|err| {
-            Error::new(ErrorKind::Usage, format!("cannot parse the PostgreSQL URL {}: {err}", redact_url(url)))
+            Error::new(ErrorKind::Usage, format!("cannot parse the PostgreSQL URL {}: {err}", redact_url(&url)))
                 .with_hint("expected postgres://user[:password]@host[:port]/database")
         })?;
         if config.get_password().is_none() {
@@ -42,12 +47,18 @@ impl PgTarget {
         if config.get_user().is_none() {
             config.user(std::env::var("PGUSER").as_deref().unwrap_or("postgres"));
         }
+        if config.get_password().is_none() {
+            if let Some(password) = password_from_files(&config)? {
+                config.password(password);
+            }
+        }
+        config.ssl_mode(tls.mode.ssl_mode());
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
         config.application_name("lite2pg");
         let shown = describe(&config);
-        Ok(PgTarget { config, shown })
+        Ok(PgTarget { config, shown, tls })
     }
 
     /// `user@host:port/dbname`, for messages.
@@ -64,19 +75,74 @@ impl PgTarget {
     pub fn with_dbname(&self, dbname: &str) -> PgTarget {
         let mut config = self.config.clone();
         config.dbname(dbname);
-        PgTarget { shown: describe(&config), config }
+        PgTarget { shown: describe(&config), config, tls: self.tls.clone() }
     }
 
     /// Opens a connection and drives it on the runtime.
     pub async fn connect(&self) -> Result<Client> {
-        let (client, connection) = self.config.connect(NoTls).await.map_err(|err| connect_error(self, err))?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(error = %err, "postgres connection ended");
-            }
-        });
+        if self.tls.mode == tls::TlsMode::Disable {
+            let (client, connection) = self.config.connect(NoTls).await.map_err(|err| connect_error(self, err))?;
+            tokio::spawn(drive(connection));
+            return Ok(client);
+        }
+        let connector = tls::connector(&self.tls)?;
+        let (client, connection) = self.config.connect(connector).await.map_err(|err| connect_error(self, err))?;
+        tokio::spawn(drive(connection));
         Ok(client)
     }
+}
+
+async fn drive<F: std::future::Future<Output = std::result::Result<(), tokio_postgres::Error>>>(connection: F) {
+    if let Err(err) = connection.await {
+        tracing::debug!(error = %err, "postgres connection ended");
+    }
+}
+
+/// A password from `LITE2PG_PASSWORD_FILE` (the whole file, e.g. a container secret), else from the pgpass file
+/// (`PGPASSFILE` or `~/.pgpass`) entry matching host, port, database and user.
+fn password_from_files(config: &Config) -> Result<Option<String>> {
+    if let Some(path) = std::env::var_os("LITE2PG_PASSWORD_FILE") {
+        let password = std::fs::read_to_string(&path).map_err(|err| {
+            Error::new(ErrorKind::Usage, format!("cannot read the password file {}: {err}", PathBuf::from(&path).display()))
+                .with_hint("LITE2PG_PASSWORD_FILE must name a readable file holding the password")
+        })?;
+        return Ok(Some(password.trim_end_matches(['\n', '\r']).to_string()));
+    }
+    let file = std::env::var_os("PGPASSFILE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".pgpass")));
+    let Some(contents) = file.and_then(|f| std::fs::read_to_string(f).ok()) else { return Ok(None) };
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        _ => "localhost".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432).to_string();
+    let user = config.get_user().unwrap_or("postgres");
+    let dbname = config.get_dbname().unwrap_or(user);
+    Ok(pgpass_lookup(&contents, [&host, &port, dbname, user]))
+}
+
+/// The password of the first pgpass line whose four fields match (`*` matches anything; `\:` and `\\` escape).
+fn pgpass_lookup(contents: &str, wanted: [&str; 4]) -> Option<String> {
+    contents.lines().filter(|line| !line.starts_with('#')).find_map(|line| {
+        let fields = pgpass_fields(line);
+        let [host, port, db, user, password] = fields.as_slice() else { return None };
+        let matches = [host, port, db, user].iter().zip(wanted).all(|(field, want)| *field == "*" || *field == want);
+        matches.then(|| password.clone())
+    })
+}
+
+fn pgpass_fields(line: &str) -> Vec<String> {
+    let (mut fields, mut current, mut chars) = (Vec::new(), String::new(), line.chars());
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => current.extend(chars.next()),
+            ':' if fields.len() < 4 => fields.push(std::mem::take(&mut current)),
+            _ => current.push(c),
+        }
+    }
+    fields.push(current);
+    fields
 }
 
 fn describe(config: &Config) -> String {
@@ -124,6 +190,16 @@ fn connect_error(target: &PgTarget, err: tokio_postgres::Error) -> Error {
         return Error::new(kind, format!("PostgreSQL at {address} refused user {user}: {}", db.message())).with_hint(hint);
     }
     let cause = io_cause(&err).unwrap_or_else(|| err.to_string());
+    if cause.contains("certificate") || cause.contains("TLS") || cause.contains("tls") {
+        return Error::new(ErrorKind::Usage, format!("TLS with PostgreSQL at {address} failed ({cause})")).with_hint(
+            "with sslmode=verify-full the host in the URL must be a name the server's certificate holds; \
+             pass the CA with sslrootcert=/path/ca.pem, or use sslmode=verify-ca / require",
+        );
+    }
+    if cause.contains("server does not support TLS") || err.to_string().contains("does not support TLS") {
+        return Error::new(ErrorKind::Usage, format!("PostgreSQL at {address} does not offer TLS"))
+            .with_hint("enable ssl on the server, or use sslmode=prefer/disable");
+    }
     Error::new(ErrorKind::PgConnect, format!("cannot reach PostgreSQL at {address} ({cause})"))
         .with_hint("is the server running and the address right?")
 }
@@ -177,6 +253,14 @@ pub fn classify(err: tokio_postgres::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pgpass_lines_match_like_libpq() {
+        let file = "# comment\ndb.example:5432:app:me:first\n*:*:*:me:pa\\:ss\n";
+        assert_eq!(pgpass_lookup(file, ["db.example", "5432", "app", "me"]).as_deref(), Some("first"));
+        assert_eq!(pgpass_lookup(file, ["other", "5433", "x", "me"]).as_deref(), Some("pa:ss"));
+        assert_eq!(pgpass_lookup(file, ["other", "5433", "x", "you"]), None);
+    }
 
     #[test]
     fn passwords_never_shown() {

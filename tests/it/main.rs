@@ -6,5 +6,6 @@ mod cutover;
 mod demo;
 mod observe;
 mod random;
+mod security;
 mod snapshot;
 mod stream;

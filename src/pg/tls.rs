@@ -1,0 +1,234 @@
+//! TLS to PostgreSQL with rustls, following libpq's `sslmode`: `disable`, `prefer` (the default: TLS when the
+//! server offers it), `require` (encrypted, server not checked), `verify-ca` (certificate chain checked) and
+//! `verify-full` (chain and host name checked). Roots come from `sslrootcert`, `~/.postgresql/root.crt`, or
+//! the system's store.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl TlsMode {
+    fn parse(value: &str) -> Result<TlsMode> {
+        Ok(match value {
+            "disable" => TlsMode::Disable,
+            "allow" | "prefer" => TlsMode::Prefer,
+            "require" => TlsMode::Require,
+            "verify-ca" => TlsMode::VerifyCa,
+            "verify-full" => TlsMode::VerifyFull,
+            other => {
+                return Err(Error::new(ErrorKind::Usage, format!("unknown sslmode {other:?}"))
+                    .with_hint("use disable, prefer, require, verify-ca or verify-full"))
+            }
+        })
+    }
+
+    /// What tokio-postgres negotiates; certificate checks are the connector's job.
+    pub fn ssl_mode(self) -> SslMode {
+        match self {
+            TlsMode::Disable => SslMode::Disable,
+            TlsMode::Prefer => SslMode::Prefer,
+            _ => SslMode::Require,
+        }
+    }
+}
+
+/// The TLS settings of a connection string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub mode: TlsMode,
+    pub root_cert: Option<PathBuf>,
+}
+
+/// Takes `sslmode` and `sslrootcert` out of a URL's query (tokio-postgres does not know the verify modes),
+/// falling back to `PGSSLMODE` and `PGSSLROOTCERT`. Returns the rest of the URL and the settings.
+pub fn split_settings(url: &str) -> Result<(String, TlsSettings)> {
+    let (mut mode, mut root_cert) = (std::env::var("PGSSLMODE").ok(), std::env::var("PGSSLROOTCERT").ok());
+    let rest = match url.split_once('?') {
+        Some((base, query)) => {
+            let mut kept = Vec::new();
+            for pair in query.split('&') {
+                match pair.split_once('=') {
+                    Some(("sslmode", value)) => mode = Some(value.to_string()),
+                    Some(("sslrootcert", value)) => root_cert = Some(value.to_string()),
+                    _ => kept.push(pair),
+                }
+            }
+            if kept.is_empty() {
+                base.to_string()
+            } else {
+                format!("{base}?{}", kept.join("&"))
+            }
+        }
+        None => url.to_string(),
+    };
+    let mode = mode.as_deref().map(TlsMode::parse).transpose()?.unwrap_or(TlsMode::Prefer);
+    Ok((rest, TlsSettings { mode, root_cert: root_cert.map(PathBuf::from) }))
+}
+
+/// The rustls connector for `settings`.
+pub fn connector(settings: &TlsSettings) -> Result<MakeRustlsConnect> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|err| Error::new(ErrorKind::Usage, format!("TLS setup failed: {err}")))?;
+    let config = match settings.mode {
+        TlsMode::Disable | TlsMode::Prefer | TlsMode::Require => {
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyServer(provider))).with_no_client_auth()
+        }
+        TlsMode::VerifyCa | TlsMode::VerifyFull => {
+            let roots = Arc::new(root_store(settings.root_cert.as_deref())?);
+            let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider)
+                .build()
+                .map_err(|err| Error::new(ErrorKind::Usage, format!("TLS setup failed: {err}")))?;
+            let verifier: Arc<dyn ServerCertVerifier> = match settings.mode {
+                TlsMode::VerifyCa => Arc::new(ChainOnly(webpki)),
+                _ => webpki,
+            };
+            builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth()
+        }
+    };
+    Ok(MakeRustlsConnect::new(config))
+}
+
+fn root_store(root_cert: Option<&Path>) -> Result<RootCertStore> {
+    let mut store = RootCertStore::empty();
+    let default_file =
+        std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".postgresql/root.crt")).filter(|p| p.exists());
+    match root_cert.map(Path::to_path_buf).or(default_file) {
+        Some(path) => {
+            let certificates = CertificateDer::pem_file_iter(&path)
+                .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
+                .map_err(|err| {
+                    Error::new(ErrorKind::Usage, format!("cannot read root certificates from {}: {err}", path.display()))
+                        .with_hint("sslrootcert must name a PEM file of CA certificates")
+                })?;
+            store.add_parsable_certificates(certificates);
+        }
+        None => {
+            store.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        }
+    }
+    if store.is_empty() {
+        return Err(Error::new(ErrorKind::Usage, "no root certificates to verify PostgreSQL's certificate with")
+            .with_hint("pass sslrootcert=/path/to/ca.pem in the URL, or install the system's CA certificates"));
+    }
+    Ok(store)
+}
+
+/// `require` (and `prefer`): encrypted, the server's identity unchecked — libpq's meaning of those modes.
+#[derive(Debug)]
+struct AcceptAnyServer(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyServer {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `verify-ca`: the chain must lead to a trusted root; the host name may differ.
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
+            | Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext { .. })) => {
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_modes_are_taken_out_of_the_url() {
+        let (rest, settings) =
+            split_settings("postgres://u@h/db?sslmode=verify-full&application_name=x&sslrootcert=/ca.pem").unwrap();
+        assert_eq!(rest, "postgres://u@h/db?application_name=x");
+        assert_eq!(settings, TlsSettings { mode: TlsMode::VerifyFull, root_cert: Some("/ca.pem".into()) });
+        assert!(split_settings("postgres://u@h/db?sslmode=sometimes").is_err());
+    }
+}
