@@ -25,3 +25,13 @@ pub mod types;
 pub mod verify;
 
 pub use error::{Error, ErrorKind, Result};
+
+/// A crash-injection point (`FAILPOINTS=name=panic`), compiled in with the `failpoints` feature only.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! fail_point {
+    ($name:expr) => {
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!($name);
+    };
+}

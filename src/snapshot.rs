@@ -104,6 +104,7 @@ pub async fn snapshot(options: &SnapshotOptions) -> Result<SnapshotReport> {
     create_tables(&mut client, options, &prepared).await?;
     let progress = Progress::new(options.progress);
     let copied = copy_all(options, &prepared, &progress).await?;
+    crate::fail_point!("snapshot-after-copy");
     progress.finish();
     let mut notes = prepared.notes.clone();
     notes.extend(build_post_data(&client, options, &prepared).await?);

@@ -457,12 +457,14 @@ impl Stream {
         let client = self.client.as_ref().expect("connected above");
         state::store_rejects(client, &self.capture.source_id, &written.rejects).await?;
         state::advance(client, &self.capture.source_id, range.after, range.up_to).await?;
+        crate::fail_point!("batch-before-commit");
         if let Err(err) = client.batch_execute("COMMIT").await {
             return Err(match relax_constraint(client, &err).await? {
                 Some(relaxed) => Error::new(ErrorKind::PgTransient, relaxed),
                 None => err.into(),
             });
         }
+        crate::fail_point!("batch-after-commit");
         self.metrics.batch_applied(&written.per_table, written.rejects.len() as u64, started.elapsed());
         Ok(BatchStats {
             from_seq: range.after,

@@ -361,6 +361,7 @@ pub fn prune(conn: &Connection, applied_seq: i64) -> Result<u64> {
         let Some(oldest) = oldest.filter(|oldest| *oldest < applied_seq) else { return Ok(deleted) };
         let below = applied_seq.min(oldest.saturating_add(PRUNE_CHUNK));
         deleted += conn.execute(&format!("DELETE FROM {CHANGES_TABLE} WHERE seq < ?1"), [below])? as u64;
+        crate::fail_point!("prune-between-chunks");
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod crash;
 mod cutover;
 mod demo;
 mod observe;
