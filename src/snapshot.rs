@@ -247,9 +247,7 @@ async fn check_targets(client: &Client, options: &SnapshotOptions, prepared: &Pr
 
 async fn create_tables(client: &mut Client, options: &SnapshotOptions, prepared: &Prepared) -> Result<()> {
     let tx = client.transaction().await?;
-    tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote(&options.schema)))
-        .await
-        .map_err(|err| Error::from(err).context(format!("cannot create schema {}", quote(&options.schema))))?;
+    state::ensure_schema(&tx, &options.schema).await?;
     tx.execute(
         "INSERT INTO lite2pg.sources (source_id, database_id, sqlite_path, target_schema, snapshot_started_at)
          VALUES ($1, $2, $3, $4, now())

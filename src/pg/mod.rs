@@ -245,6 +245,9 @@ pub fn classify(err: tokio_postgres::Error) -> Error {
     let error = Error::new(kind, message);
     let error = match kind {
         ErrorKind::PgPermission => error.with_hint("grant lite2pg's user the privilege named above (see docs)"),
+        _ if code == "25006" => error.with_hint(
+            "this PostgreSQL (or database) is read-only — a standby, or default_transaction_read_only is on: point lite2pg at the primary",
+        ),
         _ => error,
     };
     error.with_source(err)

@@ -13,7 +13,6 @@ use crate::types::SqlValue;
 pub const STATE_SCHEMA: &str = "lite2pg";
 
 const STATE_DDL: &str = "
-CREATE SCHEMA IF NOT EXISTS lite2pg;
 CREATE TABLE IF NOT EXISTS lite2pg.sources (
     source_id text PRIMARY KEY,
     database_id text NOT NULL,
@@ -57,10 +56,25 @@ const STATE_DDL_LOCK: i64 = 0x6c69_7465_3270_6700;
 pub async fn ensure_state_schema(client: &mut Client) -> Result<()> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&STATE_DDL_LOCK]).await?;
+    ensure_schema(&tx, STATE_SCHEMA).await?;
     tx.batch_execute(STATE_DDL).await.map_err(|err| {
         Error::from(err).context("cannot create lite2pg's state schema").with_hint("lite2pg's user needs CREATE on the database")
     })?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// Creates `schema` unless it exists. An existing schema (made by an administrator for a least-privileged user)
+/// needs no CREATE privilege on the database, which `CREATE SCHEMA IF NOT EXISTS` would.
+pub async fn ensure_schema(client: &impl GenericClient, schema: &str) -> Result<()> {
+    let exists: bool = client.query_one("SELECT to_regnamespace($1) IS NOT NULL", &[&crate::ident::quote(schema)]).await?.get(0);
+    if !exists {
+        client.batch_execute(&format!("CREATE SCHEMA {}", crate::ident::quote(schema))).await.map_err(|err| {
+            Error::from(err)
+                .context(format!("cannot create schema {}", crate::ident::quote(schema)))
+                .with_hint("lite2pg's user needs CREATE on the database, or an administrator creates the schema for it")
+        })?;
+    }
     Ok(())
 }
 

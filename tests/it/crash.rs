@@ -43,3 +43,32 @@ async fn a_crash_at_each_narrow_window_loses_and_doubles_nothing() {
         assert_eq!(events, [Some(expected.to_string())], "after a crash at {failpoint}, no event is doubled or lost");
     }
 }
+
+#[tokio::test]
+async fn terminated_connections_and_a_writer_holding_the_lock_are_ridden_out() {
+    let file = SqliteFile::new(include_str!("../../examples/writer_schema.sql"));
+    let db = TestDb::new().await;
+    let _daemon = crate::stream::start_daemon(&db, &file);
+    let mut app = crate::stream::writer(&file, 3, 1500);
+    let admin = db.client().await;
+    let terminate = "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity
+                     WHERE application_name = 'lite2pg' AND datname = current_database() AND pid <> pg_backend_pid()";
+    let mut terminated = 0;
+    for round in 0..6 {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        let count: String = admin.query_one(terminate, &[]).await.unwrap().get(0);
+        terminated += count.parse::<u32>().unwrap();
+        if round == 3 {
+            // The application holds SQLite's write lock for two seconds; lite2pg waits without failing.
+            file.exec("BEGIN IMMEDIATE; INSERT INTO events VALUES ('held', 1); SELECT 1 FROM accounts; COMMIT;");
+            let conn = file.conn();
+            conn.execute_batch("BEGIN IMMEDIATE; INSERT INTO events VALUES ('held', 2);").unwrap();
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            conn.execute_batch("COMMIT").unwrap();
+        }
+    }
+    assert!(terminated >= 3, "only {terminated} lite2pg connections were terminated");
+    assert!(app.wait().unwrap().success());
+    crate::stream::wait_caught_up(&db, &file).await;
+    db.assert_equal(&file.path).await;
+}

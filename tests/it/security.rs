@@ -57,3 +57,84 @@ fn a_password_file_is_read_and_never_printed() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(stderr(&missing).contains("cannot read the password file"), "{}", stderr(&missing));
 }
+
+#[tokio::test]
+async fn runs_with_only_the_documented_grants() {
+    let db = TestDb::new().await;
+    let role = format!("lite2pg_least_{}", db.name.trim_start_matches("lite2pg_test_"));
+    let admin = db.client().await;
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE;
+             REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+             CREATE SCHEMA lite2pg AUTHORIZATION {role};
+             GRANT CREATE, USAGE ON SCHEMA public TO {role};"
+        ))
+        .await
+        .unwrap();
+    let file = SqliteFile::new("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a');");
+    let path = file.path.to_str().unwrap();
+    let url = db.url().replacen("postgres://postgres@", &format!("postgres://{role}@"), 1);
+    let results: Vec<(String, std::process::Output)> = [vec!["run", "--once"], vec!["verify"], vec!["status"], vec!["doctor"]]
+        .into_iter()
+        .map(|args| {
+            if args[0] == "verify" {
+                file.exec("UPDATE t SET v = 'b'; INSERT INTO t VALUES (2, 'c');");
+                let _ = lite2pg_output(&["run", "--once", "--sqlite", path, "--postgres", &url]);
+            }
+            let output = lite2pg_output(&[&args[..], &["--sqlite", path, "--postgres", &url]].concat());
+            (args.join(" "), output)
+        })
+        .collect();
+    admin.batch_execute(&format!("DROP OWNED BY {role} CASCADE")).await.unwrap();
+    for (command, output) in &results {
+        assert!(
+            output.status.success(),
+            "`{command}` as a least-privileged role: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            stderr(output)
+        );
+    }
+    drop(db);
+    let server = crate::support::TestDb::new().await;
+    let _ = server.client().await.batch_execute(&format!("DROP ROLE IF EXISTS {role}")).await;
+}
+
+#[tokio::test]
+async fn a_read_only_postgres_and_damaged_files_get_clear_errors() {
+    let db = TestDb::new().await;
+    db.client().await.batch_execute(&format!("ALTER DATABASE {} SET default_transaction_read_only = on", db.name)).await.unwrap();
+    let file = SqliteFile::new("CREATE TABLE t(x); INSERT INTO t VALUES (1);");
+    let output = lite2pg_output(&["snapshot", "--sqlite", file.path.to_str().unwrap(), "--postgres", &db.url()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("read-only"), "{}", stderr(&output));
+
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read(&file.path).unwrap();
+    let truncated = dir.path().join("truncated.db");
+    std::fs::write(&truncated, &good[..good.len().min(100)]).unwrap();
+    let random = dir.path().join("encrypted.db");
+    std::fs::write(&random, (0..8192u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect::<Vec<u8>>()).unwrap();
+    for (damaged, expected) in [(&truncated, "truncated.db"), (&random, "is not a SQLite database")] {
+        let output = lite2pg_output(&["init", "--sqlite", damaged.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        assert!(stderr(&output).contains(expected) && !stderr(&output).contains("panicked"), "{}", stderr(&output));
+    }
+}
+
+#[tokio::test]
+async fn hostile_names_and_large_values_copy_exactly() {
+    let long = "n".repeat(63);
+    let file = SqliteFile::new(&format!(
+        r#"CREATE TABLE "we""ird tab le" ("select" INTEGER PRIMARY KEY, "ümlaut col" TEXT, "{long}" BLOB, "from" REAL);
+           INSERT INTO "we""ird tab le" VALUES (1, 'x', zeroblob(50 * 1024 * 1024), 0.1);
+           INSERT INTO "we""ird tab le" VALUES (2, printf('%.*c', 5000000, 'y'), x'00ff', -0.0);"#
+    ));
+    let db = TestDb::new().await;
+    let output = lite2pg_output(&["run", "--once", "--sqlite", file.path.to_str().unwrap(), "--postgres", &db.url()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    file.exec(r#"UPDATE "we""ird tab le" SET "{long}" = randomblob(10 * 1024 * 1024) WHERE "select" = 2"#.replace("{long}", &long).as_str());
+    let output = lite2pg_output(&["run", "--once", "--sqlite", file.path.to_str().unwrap(), "--postgres", &db.url()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    db.assert_equal(&file.path).await;
+}
