@@ -42,6 +42,16 @@ mod tests {
         assert_eq!(qualified("public", "select"), "\"public\".\"select\"");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn quoting_cannot_be_escaped(name in "\\PC*") {
+            let quoted = quote(&name);
+            let inner = &quoted[1..quoted.len() - 1];
+            proptest::prop_assert_eq!(inner.replace("\"\"", "\""), name);
+            proptest::prop_assert!(!inner.replace("\"\"", "").contains('"'));
+        }
+    }
+
     #[test]
     fn refuses_names_postgres_would_change() {
         assert!(check_pg_identifier("table", &"x".repeat(63)).is_ok());

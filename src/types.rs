@@ -469,6 +469,18 @@ pub fn decode_binary(bytes: &[u8], pg_type: PgType) -> Option<SqlValue> {
     })
 }
 
+/// Whether `value` is of the kind `pg_type` was chosen for, so that `decode_binary` gives it back unchanged
+/// (a number in a text column, say, arrives as text). SQLite never stores NaN.
+pub fn is_native(value: &SqlValue, pg_type: PgType) -> bool {
+    matches!(
+        (pg_type, value),
+        (PgType::BigInt | PgType::Numeric, SqlValue::Integer(_))
+            | (PgType::Boolean, SqlValue::Integer(0 | 1))
+            | (PgType::Text | PgType::TimestampSeconds | PgType::TimestampMillis | PgType::Date, SqlValue::Text(_))
+            | (PgType::Bytea, SqlValue::Blob(_))
+    ) || matches!((pg_type, value), (PgType::Double | PgType::Numeric, SqlValue::Real(f)) if !f.is_nan())
+}
+
 /// A binary numeric as the SQLite value it came from: an integer when it has no display scale, else a real.
 fn decode_numeric(bytes: &[u8]) -> Option<SqlValue> {
     let word = |i: usize| -> Option<i16> { Some(i16::from_be_bytes(bytes.get(2 * i..2 * i + 2)?.try_into().ok()?)) };
@@ -585,6 +597,29 @@ mod tests {
 
     fn stats() -> ColumnStats {
         ColumnStats::default()
+    }
+
+    fn any_value() -> impl proptest::strategy::Strategy<Value = SqlValue> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<i64>().prop_map(SqlValue::Integer),
+            any::<f64>().prop_map(SqlValue::Real),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(SqlValue::Text),
+            "[0-9]{4}-[0-9]{2}-[0-9]{2}( [0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{3})?)?".prop_map(|t| SqlValue::Text(t.into_bytes())),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(SqlValue::Blob),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_value_encodes_or_says_why_and_native_ones_come_back(value in any_value(), type_index in 0usize..9) {
+            let pg_type = [PgType::Boolean, PgType::BigInt, PgType::Double, PgType::Numeric, PgType::Text, PgType::Bytea,
+                PgType::TimestampSeconds, PgType::TimestampMillis, PgType::Date][type_index];
+            let mut bytes = Vec::new();
+            if encode_binary(&value, pg_type, &mut bytes).is_ok() && is_native(&value, pg_type) {
+                proptest::prop_assert_eq!(decode_binary(&bytes, pg_type), Some(value));
+            }
+        }
     }
 
     #[test]

@@ -130,9 +130,15 @@ impl LocalServer {
     }
 
     fn start(&mut self) -> Result<()> {
-        self.port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).map_err(|err| {
-            Error::new(ErrorKind::PgConnect, format!("cannot find a free port for the local PostgreSQL: {err}"))
-        })?;
+        // Keep the port of the last run while it is free, so the URL stays the same across restarts.
+        let previous =
+            (self.port != 0).then_some(self.port).filter(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok());
+        self.port = match previous {
+            Some(port) => port,
+            None => std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).map_err(|err| {
+                Error::new(ErrorKind::PgConnect, format!("cannot find a free port for the local PostgreSQL: {err}"))
+            })?,
+        };
         let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.dir.display());
         let log = self.dir.join("log").display().to_string();
         self.run_tool("pg_ctl", &["-D", &self.data(), "-o", &options, "-l", &log, "-w", "start"])?;
