@@ -5,14 +5,12 @@ use tokio_postgres::Client;
 
 use crate::error::Result;
 use crate::pg::apply::existing_plan;
-use crate::pg::state;
+use crate::pg::state::{self, MIN_PG_VERSION};
 use crate::snapshot::SnapshotOptions;
 use crate::sqlite::capture::{self, CaptureState, FORMAT_VERSION};
 use crate::sqlite::introspect::read_schema;
 use crate::sqlite::{journal_mode, open, Access};
 
-/// Oldest PostgreSQL major version lite2pg runs against (`hashtextextended`, `ON CONFLICT`, deferrable unique).
-pub const MIN_PG_VERSION: i32 = 12;
 /// A change log longer than this while PostgreSQL is reachable means the sync is falling behind.
 const LONG_LOG: i64 = 1_000_000;
 

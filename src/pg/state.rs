@@ -9,6 +9,9 @@ use tokio_postgres::{Client, GenericClient};
 use crate::error::{Error, ErrorKind, Result};
 use crate::types::SqlValue;
 
+/// Oldest PostgreSQL major version lite2pg runs against (`hashtextextended`, `ON CONFLICT`, deferrable unique).
+pub const MIN_PG_VERSION: i32 = 12;
+
 /// The schema holding lite2pg's state.
 pub const STATE_SCHEMA: &str = "lite2pg";
 
@@ -54,6 +57,7 @@ const STATE_DDL_LOCK: i64 = 0x6c69_7465_3270_6700;
 
 /// Creates lite2pg's schema and tables if they are missing; safe when several processes start at once.
 pub async fn ensure_state_schema(client: &mut Client) -> Result<()> {
+    check_server_version(client).await?;
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&STATE_DDL_LOCK]).await?;
     ensure_schema(&tx, STATE_SCHEMA).await?;
@@ -61,6 +65,23 @@ pub async fn ensure_state_schema(client: &mut Client) -> Result<()> {
         Error::from(err).context("cannot create lite2pg's state schema").with_hint("lite2pg's user needs CREATE on the database")
     })?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// Refuses servers older than `MIN_PG_VERSION`, saying which version is needed.
+async fn check_server_version(client: &Client) -> Result<()> {
+    let (number, shown): (i32, String) = {
+        let row =
+            client.query_one("SELECT current_setting('server_version_num')::int, current_setting('server_version')", &[]).await?;
+        (row.get(0), row.get(1))
+    };
+    if number / 10000 < MIN_PG_VERSION {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            format!("PostgreSQL {shown} is too old: lite2pg needs PostgreSQL {} or newer", MIN_PG_VERSION),
+        )
+        .with_hint("upgrade the server, or point lite2pg at a newer one"));
+    }
     Ok(())
 }
 

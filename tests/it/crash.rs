@@ -72,3 +72,17 @@ async fn terminated_connections_and_a_writer_holding_the_lock_are_ridden_out() {
     crate::stream::wait_caught_up(&db, &file).await;
     db.assert_equal(&file.path).await;
 }
+
+#[tokio::test]
+async fn a_long_read_transaction_elsewhere_does_not_stop_the_stream() {
+    let file = SqliteFile::new(include_str!("../../examples/writer_schema.sql"));
+    let db = TestDb::new().await;
+    let _daemon = crate::stream::start_daemon(&db, &file);
+    let reader = file.conn();
+    reader.execute_batch("BEGIN; SELECT count(*) FROM accounts;").unwrap();
+    let mut app = crate::stream::writer(&file, 9, 600);
+    assert!(app.wait().unwrap().success());
+    crate::stream::wait_caught_up(&db, &file).await;
+    reader.execute_batch("COMMIT").unwrap();
+    db.assert_equal(&file.path).await;
+}
