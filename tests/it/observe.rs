@@ -81,12 +81,7 @@ async fn verify_is_consistent_while_the_daemon_streams() {
     let file = SqliteFile::new(include_str!("../../examples/writer_schema.sql"));
     let db = TestDb::new().await;
     let _daemon = crate::stream::start_daemon(&db, &file);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let snapshot_done = "SELECT count(*)::text FROM lite2pg.sources WHERE snapshot_seq IS NOT NULL";
-    while db.client().await.query_one(snapshot_done, &[]).await.map(|r| r.get::<_, String>(0)).ok().as_deref() != Some("1") {
-        assert!(Instant::now() < deadline, "the daemon's snapshot did not finish");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::stream::wait_caught_up(&db, &file).await;
     let mut app = crate::stream::writer(&file, 5, 1_000_000);
     for round in 0..3 {
         let report = lite2pg::verify::verify(&db.options(&file.path)).await.unwrap();

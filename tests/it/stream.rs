@@ -96,12 +96,15 @@ async fn init_and_uninstall_leave_the_application_alone() {
 
 /// Newest seq in the SQLite log and the applied position in PostgreSQL.
 async fn positions(db: &TestDb, file: &SqliteFile) -> (i64, Option<i64>) {
-    // -1 until the daemon has installed capture.
+    // -1 until the daemon has installed capture; no applied position until its snapshot is done.
     let newest: i64 = file.conn().query_row("SELECT coalesce(max(seq), 0) FROM _lite2pg_changes", [], |r| r.get(0)).unwrap_or(-1);
     let applied = match db.target.connect().await {
-        Ok(client) => {
-            client.query_opt("SELECT applied_seq FROM lite2pg.sources", &[]).await.ok().flatten().map(|r| r.get::<_, i64>(0))
-        }
+        Ok(client) => client
+            .query_opt("SELECT applied_seq FROM lite2pg.sources WHERE snapshot_seq IS NOT NULL", &[])
+            .await
+            .ok()
+            .flatten()
+            .map(|r| r.get::<_, i64>(0)),
         Err(_) => None,
     };
     (newest, applied)
