@@ -88,3 +88,51 @@ async fn a_long_read_transaction_elsewhere_does_not_stop_the_stream() {
     reader.execute_batch("COMMIT").unwrap();
     db.assert_equal(&file.path).await;
 }
+
+#[tokio::test]
+async fn a_restored_or_replaced_file_stops_clearly_and_can_start_over() {
+    let file = SqliteFile::new("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a');");
+    let db = TestDb::new().await;
+    assert!(run_once(&file, &db, None).status.success());
+    let backup = file.path.with_extension("backup");
+    let copy_of = |from: &std::path::Path, to: &std::path::Path| {
+        file.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+        std::fs::copy(from, to).unwrap();
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", to.display()));
+        }
+    };
+    copy_of(&file.path, &backup);
+    file.exec("INSERT INTO t VALUES (2, 'b'); UPDATE t SET v = 'a2' WHERE id = 1;");
+    assert!(run_once(&file, &db, None).status.success());
+    copy_of(&backup, &file.path);
+    let stopped = run_once(&file, &db, None);
+    assert_eq!(stopped.status.code(), Some(1));
+    assert!(
+        stderr(&stopped).contains("restored from an older copy") && stderr(&stopped).contains("snapshot --replace"),
+        "{}",
+        stderr(&stopped)
+    );
+
+    let other = SqliteFile::new("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (7, 'other');");
+    let init = lite2pg().args(["init", "--sqlite", other.path.to_str().unwrap()]).output().unwrap();
+    assert!(init.status.success());
+    let source_id: String =
+        file.conn().query_row("SELECT value FROM _lite2pg_meta WHERE key = 'source_id'", [], |r| r.get(0)).unwrap();
+    other.exec(&format!("UPDATE _lite2pg_meta SET value = '{source_id}' WHERE key = 'source_id'"));
+    let replaced = lite2pg()
+        .args(["run", "--once", "--sqlite", other.path.to_str().unwrap(), "--postgres", &db.url()])
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert_eq!(replaced.status.code(), Some(1));
+    assert!(stderr(&replaced).contains("is a different database"), "{}", stderr(&replaced));
+
+    let again = lite2pg()
+        .args(["snapshot", "--replace", "--sqlite", file.path.to_str().unwrap(), "--postgres", &db.url()])
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(run_once(&file, &db, None).status.success());
+    db.assert_equal(&file.path).await;
+}
