@@ -93,6 +93,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Make PostgreSQL the application's database: last changes, proof, key generators, promotion.
     Cutover(CutoverArgs),
+    /// List the values PostgreSQL could not hold (lite2pg.rejects) for this source.
+    Rejects,
     /// The local PostgreSQL lite2pg runs when no URL is given.
     Local {
         #[command(subcommand)]
@@ -257,6 +259,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Demo(args) => demo(common, args).await,
         Command::Bench(args) => bench(common, args).await,
         Command::Cutover(args) => cutover(common, args).await,
+        Command::Rejects => rejects(common).await,
         Command::Local { action } => local(action),
     }
 }
@@ -273,6 +276,52 @@ async fn demo(common: &CommonArgs, args: &DemoArgs) -> Result<ExitCode> {
         report.postgres_url
     );
     Ok(if report.verify.is_equal() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+async fn rejects(common: &CommonArgs) -> Result<ExitCode> {
+    let options = common.snapshot_options(false, default_jobs())?;
+    let conn = crate::sqlite::open(&options.sqlite, crate::sqlite::Access::ReadOnly)?;
+    let capture = crate::sqlite::capture::read_state(&conn)?.ok_or_else(|| {
+        Error::new(ErrorKind::State, format!("{} has no lite2pg capture installed", options.sqlite.display()))
+            .with_hint("nothing was synced from it yet: `lite2pg run`")
+    })?;
+    let client = options.target.connect().await?;
+    let rows = client
+        .query(
+            "SELECT table_name, key::text, column_name, reason, storage_class, raw, rejected_at::text
+             FROM lite2pg.rejects WHERE source_id = $1 ORDER BY table_name, rejected_at",
+            &[&capture.source_id],
+        )
+        .await?;
+    let shown: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let raw: Option<Vec<u8>> = r.get(5);
+            let raw = raw.map_or_else(String::new, |bytes| {
+                let text = crate::types::hex(&bytes[..bytes.len().min(16)]);
+                if bytes.len() > 16 {
+                    format!("\\x{text}… ({} bytes)", bytes.len())
+                } else {
+                    format!("\\x{text}")
+                }
+            });
+            vec![r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), raw, r.get(6)]
+        })
+        .collect();
+    if common.json {
+        let keys = ["table", "key", "column", "reason", "storage_class", "raw", "rejected_at"];
+        let objects: Vec<serde_json::Value> = shown
+            .iter()
+            .map(|row| keys.iter().zip(row).map(|(k, v)| (k.to_string(), serde_json::Value::from(v.as_str()))).collect())
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&objects).expect("rejects serialize"));
+    } else if shown.is_empty() {
+        println!("no rejects: PostgreSQL holds every value of source {}", capture.source_id);
+    } else {
+        print_table(&["table", "key", "column", "reason", "stored as", "raw", "rejected at"], &shown);
+        println!("{} row(s) are not in PostgreSQL; each is applied and cleared once its value fits", shown.len());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn cutover(common: &CommonArgs, args: &CutoverArgs) -> Result<ExitCode> {

@@ -47,6 +47,9 @@ async fn verify_finds_each_kind_of_difference_and_repair_mends_it() {
     let (code, report) = verify(&[]);
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(table(&report, "t")["known_rejects"], 1, "the rejected row is known, not drift");
+    let listed = lite2pg_output(&["rejects", "--sqlite", path, "--postgres", &url]);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.contains("[5000]") && listed.contains("NUL character") && listed.contains("\\x6e756c00"), "{listed}");
 
     db.client()
         .await
