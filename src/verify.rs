@@ -19,6 +19,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
 use crate::metrics::Metrics;
 use crate::pg::apply::existing_plan;
+use crate::pg::copy::write_field;
 use crate::pg::state;
 use crate::schema::TablePlan;
 use crate::snapshot::SnapshotOptions;
@@ -27,7 +28,7 @@ use crate::sqlite::changes::pending_keys;
 use crate::sqlite::introspect::read_schema;
 use crate::sqlite::scan::read_values;
 use crate::sqlite::{open, Access};
-use crate::types::{decode_binary, encode_binary, SqlValue};
+use crate::types::{decode_binary, SqlValue};
 
 /// Most example keys reported per table.
 const EXAMPLES: usize = 10;
@@ -328,18 +329,11 @@ fn scan_sqlite(
 /// Appends a value as a binary COPY field (length, then PostgreSQL's binary form). A value PostgreSQL cannot hold
 /// is written raw: it never matches, so its row shows up as a difference (or a known reject).
 fn push_field(value: &SqlValue, pg_type: crate::types::PgType, out: &mut Vec<u8>) {
-    if *value == SqlValue::Null {
-        out.extend_from_slice(&(-1i32).to_be_bytes());
-        return;
+    if write_field(value, pg_type, out).is_err() {
+        let raw = value.raw_bytes();
+        out.extend_from_slice(&(raw.len() as i32).to_be_bytes());
+        out.extend_from_slice(&raw);
     }
-    let length_at = out.len();
-    out.extend_from_slice(&[0; 4]);
-    if encode_binary(value, pg_type, out).is_err() {
-        out.truncate(length_at + 4);
-        out.extend_from_slice(&value.raw_bytes());
-    }
-    let length = (out.len() - length_at - 4) as i32;
-    out[length_at..length_at + 4].copy_from_slice(&length.to_be_bytes());
 }
 
 fn key_fields(plan: &TablePlan, key: &[SqlValue]) -> Vec<u8> {

@@ -42,16 +42,7 @@ impl CopyEncoder {
     }
 
     fn push_value(&mut self, value: &SqlValue, pg_type: crate::types::PgType) -> Result<(), Misfit> {
-        if *value == SqlValue::Null {
-            self.buf.extend_from_slice(&(-1i32).to_be_bytes());
-            return Ok(());
-        }
-        let length_at = self.buf.len();
-        self.buf.extend_from_slice(&[0; 4]);
-        encode_binary(value, pg_type, &mut self.buf)?;
-        let length = (self.buf.len() - length_at - 4) as i32;
-        self.buf[length_at..length_at + 4].copy_from_slice(&length.to_be_bytes());
-        Ok(())
+        write_field(value, pg_type, &mut self.buf)
     }
 
     /// Appends a row of a table's columns.
@@ -89,6 +80,24 @@ impl CopyEncoder {
         self.buf.extend_from_slice(TRAILER);
         self.buf
     }
+}
+
+/// Appends one binary COPY field: the length (-1 for NULL), then the value in PostgreSQL's binary form. On a
+/// value that does not fit, `out` is left as it was.
+pub fn write_field(value: &SqlValue, pg_type: crate::types::PgType, out: &mut Vec<u8>) -> Result<(), Misfit> {
+    if *value == SqlValue::Null {
+        out.extend_from_slice(&(-1i32).to_be_bytes());
+        return Ok(());
+    }
+    let length_at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    if let Err(misfit) = encode_binary(value, pg_type, out) {
+        out.truncate(length_at);
+        return Err(misfit);
+    }
+    let length = (out.len() - length_at - 4) as i32;
+    out[length_at..length_at + 4].copy_from_slice(&length.to_be_bytes());
+    Ok(())
 }
 
 /// One field of a binary COPY row: its bytes, or `None` for NULL.
