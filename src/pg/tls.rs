@@ -87,33 +87,28 @@ pub fn split_settings(url: &str) -> Result<(String, TlsSettings)> {
 
 /// The rustls connector for `settings`.
 pub fn connector(settings: &TlsSettings) -> Result<MakeRustlsConnect> {
+    let setup_error = |err: &dyn std::fmt::Display| Error::new(ErrorKind::Usage, format!("TLS setup failed: {err}"));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|err| Error::new(ErrorKind::Usage, format!("TLS setup failed: {err}")))?;
-    let config = match settings.mode {
-        TlsMode::Disable | TlsMode::Prefer | TlsMode::Require => {
-            builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyServer(provider))).with_no_client_auth()
-        }
+    let chain = match settings.mode {
         TlsMode::VerifyCa | TlsMode::VerifyFull => {
             let roots = Arc::new(root_store(settings.root_cert.as_deref())?);
-            let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider)
-                .build()
-                .map_err(|err| Error::new(ErrorKind::Usage, format!("TLS setup failed: {err}")))?;
-            let verifier: Arc<dyn ServerCertVerifier> = match settings.mode {
-                TlsMode::VerifyCa => Arc::new(ChainOnly(webpki)),
-                _ => webpki,
-            };
-            builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth()
+            Some(WebPkiServerVerifier::builder_with_provider(roots, provider.clone()).build().map_err(|e| setup_error(&e))?)
         }
+        TlsMode::Disable | TlsMode::Prefer | TlsMode::Require => None,
     };
+    let verifier = LibpqVerifier { chain, check_name: settings.mode == TlsMode::VerifyFull, provider: provider.clone() };
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| setup_error(&e))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
     Ok(MakeRustlsConnect::new(config))
 }
 
 fn root_store(root_cert: Option<&Path>) -> Result<RootCertStore> {
     let mut store = RootCertStore::empty();
-    let default_file =
-        std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".postgresql/root.crt")).filter(|p| p.exists());
+    let default_file = std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".postgresql/root.crt")).filter(|p| p.exists());
     match root_cert.map(Path::to_path_buf).or(default_file) {
         Some(path) => {
             let certificates = CertificateDer::pem_file_iter(&path)
@@ -130,55 +125,22 @@ fn root_store(root_cert: Option<&Path>) -> Result<RootCertStore> {
     }
     if store.is_empty() {
         return Err(Error::new(ErrorKind::Usage, "no root certificates to verify PostgreSQL's certificate with")
-            .with_hint("pass sslrootcert=/path/to/ca.pem in the URL, or install the system's CA certificates"));
+            .with_hint("pass sslrootcert=/path/ca.pem in the URL, or install the system's CA certificates"));
     }
     Ok(store)
 }
 
-/// `require` (and `prefer`): encrypted, the server's identity unchecked — libpq's meaning of those modes.
+/// The server check libpq's modes ask for: none (`prefer`, `require`: encrypted, identity unchecked), the
+/// certificate chain (`verify-ca`), or the chain and the host name (`verify-full`). Handshake signatures are always
+/// checked.
 #[derive(Debug)]
-struct AcceptAnyServer(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyServer {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+struct LibpqVerifier {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    check_name: bool,
+    provider: Arc<CryptoProvider>,
 }
 
-/// `verify-ca`: the chain must lead to a trusted root; the host name may differ.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for LibpqVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -187,11 +149,11 @@ impl ServerCertVerifier for ChainOnly {
         ocsp: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
-            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
-            | Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext { .. })) => {
-                Ok(ServerCertVerified::assertion())
-            }
+        let Some(chain) = &self.chain else { return Ok(ServerCertVerified::assertion()) };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName | rustls::CertificateError::NotValidForNameContext { .. },
+            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
             other => other,
         }
     }
@@ -202,7 +164,7 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -211,11 +173,11 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
