@@ -114,7 +114,7 @@ impl Scratch {
 
 async fn measure_all(scratch: &Scratch, rows: u64, progress: &impl Fn(&str)) -> Result<BenchReport> {
     let client = scratch.target.connect().await?;
-    let postgres_version: String = client.query_one("SHOW server_version", &[]).await?.get(0);
+    let (_, postgres_version) = crate::pg::state::server_version(&client).await?;
     let mut measures = Vec::new();
     progress(&format!("making a {rows}-row SQLite database"));
     let sqlite = scratch.dir.join("bench.db");
@@ -378,22 +378,13 @@ async fn measure_latency(scratch: &Scratch) -> Result<Vec<Measure>> {
         direct.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     let what = "a single-row INSERT committed straight into PostgreSQL";
-    Ok(vec![
-        Measure::new(
-            format!("commit-to-visible p50 at {LATENCY_TX_PER_SECOND} tx/s"),
-            "ms",
-            percentile(&synced, 0.5),
-            percentile(&direct, 0.5),
-            what,
-        ),
-        Measure::new(
-            format!("commit-to-visible p99 at {LATENCY_TX_PER_SECOND} tx/s"),
-            "ms",
-            percentile(&synced, 0.99),
-            percentile(&direct, 0.99),
-            what,
-        ),
-    ])
+    Ok([("p50", 0.5), ("p99", 0.99)]
+        .into_iter()
+        .map(|(name, quantile)| {
+            let measure = format!("commit-to-visible {name} at {LATENCY_TX_PER_SECOND} tx/s");
+            Measure::new(measure, "ms", percentile(&synced, quantile), percentile(&direct, quantile), what)
+        })
+        .collect())
 }
 
 fn percentile(values: &[f64], quantile: f64) -> f64 {

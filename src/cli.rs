@@ -281,45 +281,22 @@ async fn demo(common: &CommonArgs, args: &DemoArgs) -> Result<ExitCode> {
 async fn rejects(common: &CommonArgs) -> Result<ExitCode> {
     let options = common.snapshot_options(false, default_jobs())?;
     let conn = crate::sqlite::open(&options.sqlite, crate::sqlite::Access::ReadOnly)?;
-    let capture = crate::sqlite::capture::read_state(&conn)?.ok_or_else(|| {
-        Error::new(ErrorKind::State, format!("{} has no lite2pg capture installed", options.sqlite.display()))
-            .with_hint("nothing was synced from it yet: `lite2pg run`")
-    })?;
+    let capture = crate::sqlite::capture::require_state(&conn, &options.sqlite)?;
     let client = options.target.connect().await?;
-    let rows = client
-        .query(
-            "SELECT table_name, key::text, column_name, reason, storage_class, raw, rejected_at::text
-             FROM lite2pg.rejects WHERE source_id = $1 ORDER BY table_name, rejected_at",
-            &[&capture.source_id],
-        )
-        .await?;
-    let shown: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            let raw: Option<Vec<u8>> = r.get(5);
-            let raw = raw.map_or_else(String::new, |bytes| {
-                let text = crate::types::hex(&bytes[..bytes.len().min(16)]);
-                if bytes.len() > 16 {
-                    format!("\\x{text}… ({} bytes)", bytes.len())
-                } else {
-                    format!("\\x{text}")
-                }
-            });
-            vec![r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), raw, r.get(6)]
-        })
-        .collect();
+    let rejects = crate::pg::state::rejects(&client, &capture.source_id).await?;
     if common.json {
-        let keys = ["table", "key", "column", "reason", "storage_class", "raw", "rejected_at"];
-        let objects: Vec<serde_json::Value> = shown
-            .iter()
-            .map(|row| keys.iter().zip(row).map(|(k, v)| (k.to_string(), serde_json::Value::from(v.as_str()))).collect())
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&objects).expect("rejects serialize"));
-    } else if shown.is_empty() {
+        println!("{}", serde_json::to_string_pretty(&rejects).expect("rejects serialize"));
+    } else if rejects.is_empty() {
         println!("no rejects: PostgreSQL holds every value of source {}", capture.source_id);
     } else {
-        print_table(&["table", "key", "column", "reason", "stored as", "raw", "rejected at"], &shown);
-        println!("{} row(s) are not in PostgreSQL; each is applied and cleared once its value fits", shown.len());
+        let rows: Vec<Vec<String>> = rejects
+            .iter()
+            .map(|r| {
+                [&r.table, &r.key, &r.column, &r.reason, &r.storage_class, &r.raw, &r.rejected_at].map(String::clone).to_vec()
+            })
+            .collect();
+        print_table(&["table", "key", "column", "reason", "stored as", "raw", "rejected at"], &rows);
+        println!("{} row(s) are not in PostgreSQL; each is applied and cleared once its value fits", rejects.len());
     }
     Ok(ExitCode::SUCCESS)
 }

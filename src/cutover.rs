@@ -15,7 +15,7 @@ use crate::pg::apply::existing_plan;
 use crate::pg::state;
 use crate::schema::{KeyPlan, TablePlan, ROWID_COLUMN};
 use crate::snapshot::SnapshotOptions;
-use crate::sqlite::capture;
+use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::introspect::{read_schema, Table, OWN_PREFIX};
 use crate::sqlite::{open, Access};
 use crate::stream::StopWhen;
@@ -53,14 +53,11 @@ pub async fn cutover(options: &CutoverOptions) -> Result<CutoverReport> {
     catch_up(source).await?;
     let conn = open(&source.sqlite, Access::ReadWrite)?;
     conn.busy_timeout(options.wait_for_writers)?;
-    let capture = capture::read_state(&conn)?.ok_or_else(|| {
-        Error::new(ErrorKind::State, format!("{} has no lite2pg capture installed", source.sqlite.display()))
-            .with_hint("sync it first with `lite2pg run`")
-    })?;
+    let capture = capture::require_state(&conn, &source.sqlite)?;
     let client = source.target.connect().await?;
     let applied = hold_writes_when_caught_up(&conn, &client, source, &capture.source_id, options.wait_for_writers).await?;
     tracing::info!("new SQLite writes wait until the cutover ends; PostgreSQL is at position {applied}");
-    let result = finish(options, &conn, &client, &capture.source_id).await;
+    let result = finish(options, &conn, &client, &capture).await;
     let end = if result.as_ref().is_ok_and(|r| r.capture_removed) { "COMMIT" } else { "ROLLBACK" };
     conn.execute_batch(end)?;
     result
@@ -102,7 +99,8 @@ async fn hold_writes_when_caught_up(
     }
 }
 
-async fn finish(options: &CutoverOptions, conn: &Connection, client: &Client, source_id: &str) -> Result<CutoverReport> {
+async fn finish(options: &CutoverOptions, conn: &Connection, client: &Client, capture: &CaptureState) -> Result<CutoverReport> {
+    let source_id = capture.source_id.as_str();
     let source = &options.source;
     let report = crate::verify::verify(source).await?;
     let known_rejects: u64 = report.tables.iter().map(|t| t.known_rejects).sum();
@@ -118,7 +116,6 @@ async fn finish(options: &CutoverOptions, conn: &Connection, client: &Client, so
     }
     let row = state::source(client, source_id).await?.expect("verified sources have a row");
     let schema = read_schema(conn)?;
-    let capture = capture::read_state(conn)?.expect("checked above");
     let mut statements = Vec::new();
     let mut not_carried = not_carried_objects(conn)?;
     for captured in &capture.tables {

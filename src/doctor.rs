@@ -8,7 +8,7 @@ use crate::pg::apply::existing_plan;
 use crate::pg::state::{self, MIN_PG_VERSION};
 use crate::snapshot::SnapshotOptions;
 use crate::sqlite::capture::{self, CaptureState, FORMAT_VERSION};
-use crate::sqlite::introspect::read_schema;
+use crate::sqlite::introspect::{read_schema, SourceSchema};
 use crate::sqlite::{journal_mode, open, Access};
 
 /// A change log longer than this while PostgreSQL is reachable means the sync is falling behind.
@@ -56,11 +56,11 @@ impl Finding {
 /// Runs every check; later checks that need an earlier one's result are skipped when it failed.
 pub async fn doctor(options: &SnapshotOptions) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let capture = sqlite_checks(options, &mut findings);
+    let captured = sqlite_checks(options, &mut findings);
     match options.target.connect().await {
         Ok(client) => {
             findings.push(Finding::pass("postgres reachable", format!("connected to {}", options.target.shown())));
-            if let Err(err) = postgres_checks(&client, options, capture.as_ref(), &mut findings).await {
+            if let Err(err) = postgres_checks(&client, options, captured.as_ref(), &mut findings).await {
                 findings.push(Finding::from_error("postgres checks", &err));
             }
         }
@@ -69,8 +69,14 @@ pub async fn doctor(options: &SnapshotOptions) -> Vec<Finding> {
     findings
 }
 
-/// The SQLite file's checks; returns its capture state when it has one.
-fn sqlite_checks(options: &SnapshotOptions, findings: &mut Vec<Finding>) -> Option<CaptureState> {
+/// What the PostgreSQL checks compare with: the file's capture state and schema, read once.
+struct Captured {
+    state: CaptureState,
+    schema: SourceSchema,
+}
+
+/// The SQLite file's checks; returns its capture state and schema when it has capture.
+fn sqlite_checks(options: &SnapshotOptions, findings: &mut Vec<Finding>) -> Option<Captured> {
     const FILE: &str = "sqlite file";
     let conn = match open(&options.sqlite, Access::ReadWrite) {
         Ok(conn) => conn,
@@ -100,7 +106,8 @@ fn sqlite_checks(options: &SnapshotOptions, findings: &mut Vec<Finding>) -> Opti
         )),
         Err(err) => findings.push(Finding::from_error("journal mode", &err)),
     }
-    let capture = capture_check(&conn, options, findings);
+    let schema = read_schema(&conn).ok();
+    let capture = capture_check(&conn, schema.as_ref(), options, findings);
     if capture.is_some() {
         match capture::pending(&conn, 0) {
             Ok(log) if log.entries > LONG_LOG => findings.push(Finding::warn(
@@ -112,7 +119,7 @@ fn sqlite_checks(options: &SnapshotOptions, findings: &mut Vec<Finding>) -> Opti
             Err(err) => findings.push(Finding::from_error("change log", &err)),
         }
     }
-    capture
+    Some(Captured { state: capture?, schema: schema? })
 }
 
 fn writable(path: &std::path::Path) -> std::result::Result<(), String> {
@@ -127,7 +134,12 @@ fn writable(path: &std::path::Path) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn capture_check(conn: &rusqlite::Connection, options: &SnapshotOptions, findings: &mut Vec<Finding>) -> Option<CaptureState> {
+fn capture_check(
+    conn: &rusqlite::Connection,
+    schema: Option<&SourceSchema>,
+    options: &SnapshotOptions,
+    findings: &mut Vec<Finding>,
+) -> Option<CaptureState> {
     const CHECK: &str = "capture";
     let state = match capture::read_state(conn) {
         Ok(Some(state)) => state,
@@ -142,11 +154,9 @@ fn capture_check(conn: &rusqlite::Connection, options: &SnapshotOptions, finding
     };
     let installed = capture::installed_version(conn).ok().flatten().unwrap_or(0);
     let missing = capture::tables_without_triggers(conn, &state).unwrap_or_default();
-    let uncaptured = read_schema(conn)
-        .and_then(|schema| {
-            let chosen = options.selection.apply(&schema)?;
-            Ok(chosen.iter().filter(|t| state.table(&t.name).is_none()).map(|t| t.name.clone()).collect::<Vec<_>>())
-        })
+    let uncaptured: Vec<String> = schema
+        .and_then(|schema| options.selection.apply(schema).ok())
+        .map(|chosen| chosen.iter().filter(|t| state.table(&t.name).is_none()).map(|t| t.name.clone()).collect())
         .unwrap_or_default();
     if installed != FORMAT_VERSION {
         findings.push(Finding::fail(
@@ -178,11 +188,11 @@ fn capture_check(conn: &rusqlite::Connection, options: &SnapshotOptions, finding
 async fn postgres_checks(
     client: &Client,
     options: &SnapshotOptions,
-    capture: Option<&CaptureState>,
+    captured: Option<&Captured>,
     findings: &mut Vec<Finding>,
 ) -> Result<()> {
-    let version: i32 = client.query_one("SELECT current_setting('server_version_num')::int / 10000", &[]).await?.get(0);
-    findings.push(match version >= MIN_PG_VERSION {
+    let (major, version) = state::server_version(client).await?;
+    findings.push(match major >= MIN_PG_VERSION {
         true => Finding::pass("postgres version", format!("PostgreSQL {version}")),
         false => Finding::fail(
             "postgres version",
@@ -225,9 +235,9 @@ async fn postgres_checks(
         return Ok(());
     }
     findings.push(Finding::pass("lite2pg schema", "present"));
-    let Some(capture) = capture else { return Ok(()) };
-    tables_check(client, capture, options, findings).await?;
-    findings.push(match state::lock_holder(client, &capture.source_id).await? {
+    let Some(captured) = captured else { return Ok(()) };
+    tables_check(client, captured, findings).await?;
+    findings.push(match state::lock_holder(client, &captured.state.source_id).await? {
         Some(holder) => Finding::pass("daemon", format!("`lite2pg run` is syncing this source ({holder})")),
         None => Finding::pass("daemon", "no `lite2pg run` holds this source; start one to keep syncing"),
     });
@@ -235,12 +245,8 @@ async fn postgres_checks(
 }
 
 /// Each captured table exists in PostgreSQL with the columns and types lite2pg writes.
-async fn tables_check(
-    client: &Client,
-    capture: &CaptureState,
-    options: &SnapshotOptions,
-    findings: &mut Vec<Finding>,
-) -> Result<()> {
+async fn tables_check(client: &Client, captured: &Captured, findings: &mut Vec<Finding>) -> Result<()> {
+    let (capture, schema) = (&captured.state, &captured.schema);
     let Some(row) = state::source(client, &capture.source_id).await? else {
         findings.push(Finding::fail(
             "tables",
@@ -249,8 +255,6 @@ async fn tables_check(
         ));
         return Ok(());
     };
-    let conn = open(&options.sqlite, Access::ReadOnly)?;
-    let schema = read_schema(&conn)?;
     let mut problems = Vec::new();
     for captured in &capture.tables {
         let Some(table) = schema.table(&captured.name) else {

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::ident::{qualified, quote};
 use crate::pg::state;
 use crate::snapshot::SnapshotOptions;
@@ -45,10 +45,7 @@ pub struct Status {
 /// Reads the status of `options.sqlite`'s source.
 pub async fn status(options: &SnapshotOptions) -> Result<Status> {
     let conn = open(&options.sqlite, Access::ReadOnly)?;
-    let capture = capture::read_state(&conn)?.ok_or_else(|| {
-        Error::new(ErrorKind::State, format!("{} has no lite2pg capture installed", options.sqlite.display()))
-            .with_hint("start syncing with `lite2pg run` (or install capture only with `lite2pg init`)")
-    })?;
+    let capture = capture::require_state(&conn, &options.sqlite)?;
     conn.execute_batch("BEGIN")?;
     let mut status = Status {
         source_id: capture.source_id.clone(),

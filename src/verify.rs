@@ -122,10 +122,7 @@ impl VerifyReport {
 pub async fn verify(options: &SnapshotOptions) -> Result<VerifyReport> {
     let started = Instant::now();
     let conn = open(&options.sqlite, Access::ReadOnly)?;
-    let capture = capture::read_state(&conn)?.ok_or_else(|| {
-        Error::new(ErrorKind::State, format!("{} has no lite2pg capture installed", options.sqlite.display()))
-            .with_hint("run `lite2pg snapshot` (or `lite2pg run`) first")
-    })?;
+    let capture = capture::require_state(&conn, &options.sqlite)?;
     let snapshot_client = options.target.connect().await?;
     let row =
         state::source(&snapshot_client, &capture.source_id).await?.filter(|r| r.snapshot_seq.is_some()).ok_or_else(|| {

@@ -112,14 +112,10 @@ fn password_from_files(config: &Config) -> Result<Option<String>> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".pgpass")));
     let Some(contents) = file.and_then(|f| std::fs::read_to_string(f).ok()) else { return Ok(None) };
-    let host = match config.get_hosts().first() {
-        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-        _ => "localhost".to_string(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432).to_string();
-    let user = config.get_user().unwrap_or("postgres");
-    let dbname = config.get_dbname().unwrap_or(user);
-    Ok(pgpass_lookup(&contents, [&host, &port, dbname, user]))
+    let (host, port, user, dbname) = endpoint(config);
+    // libpq matches a Unix-socket connection to the host "localhost".
+    let host = if host.starts_with('/') { "localhost".to_string() } else { host };
+    Ok(pgpass_lookup(&contents, [&host, &port.to_string(), dbname, user]))
 }
 
 /// The password of the first pgpass line whose four fields match (`*` matches anything; `\:` and `\\` escape).
@@ -145,7 +141,8 @@ fn pgpass_fields(line: &str) -> Vec<String> {
     fields
 }
 
-fn describe(config: &Config) -> String {
+/// Host (or socket directory), port, user and database a configuration connects to, with libpq's defaults.
+fn endpoint(config: &Config) -> (String, u16, &str, &str) {
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
         #[cfg(unix)]
@@ -154,7 +151,11 @@ fn describe(config: &Config) -> String {
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let user = config.get_user().unwrap_or("postgres");
-    let dbname = config.get_dbname().unwrap_or(user);
+    (host, port, user, config.get_dbname().unwrap_or(user))
+}
+
+fn describe(config: &Config) -> String {
+    let (host, port, user, dbname) = endpoint(config);
     format!("{user}@{host}:{port}/{dbname}")
 }
 

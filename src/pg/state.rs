@@ -68,17 +68,21 @@ pub async fn ensure_state_schema(client: &mut Client) -> Result<()> {
     Ok(())
 }
 
+/// The server's major version and its full version string.
+pub async fn server_version(client: &impl GenericClient) -> Result<(i32, String)> {
+    let row = client
+        .query_one("SELECT current_setting('server_version_num')::int / 10000, current_setting('server_version')", &[])
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}
+
 /// Refuses servers older than `MIN_PG_VERSION`, saying which version is needed.
 async fn check_server_version(client: &Client) -> Result<()> {
-    let (number, shown): (i32, String) = {
-        let row =
-            client.query_one("SELECT current_setting('server_version_num')::int, current_setting('server_version')", &[]).await?;
-        (row.get(0), row.get(1))
-    };
-    if number / 10000 < MIN_PG_VERSION {
+    let (major, version) = server_version(client).await?;
+    if major < MIN_PG_VERSION {
         return Err(Error::new(
             ErrorKind::Usage,
-            format!("PostgreSQL {shown} is too old: lite2pg needs PostgreSQL {} or newer", MIN_PG_VERSION),
+            format!("PostgreSQL {version} is too old: lite2pg needs PostgreSQL {MIN_PG_VERSION} or newer"),
         )
         .with_hint("upgrade the server, or point lite2pg at a newer one"));
     }
@@ -211,6 +215,53 @@ pub async fn store_rejects(client: &impl GenericClient, source_id: &str, rejects
             .await?;
     }
     Ok(())
+}
+
+/// A row of `lite2pg.rejects` as stored, for listing.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoredReject {
+    pub table: String,
+    /// JSON array of the key values.
+    pub key: String,
+    pub column: String,
+    pub reason: String,
+    pub storage_class: String,
+    /// `\x…` hex of the first 16 raw bytes, with the full length when longer.
+    pub raw: String,
+    pub rejected_at: String,
+}
+
+/// A source's rejects, by table and time.
+pub async fn rejects(client: &impl GenericClient, source_id: &str) -> Result<Vec<StoredReject>> {
+    let rows = client
+        .query(
+            "SELECT table_name, key::text, column_name, reason, storage_class, raw, rejected_at::text
+             FROM lite2pg.rejects WHERE source_id = $1 ORDER BY table_name, rejected_at",
+            &[&source_id],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let raw = r.get::<_, Option<Vec<u8>>>(5).map_or_else(String::new, |bytes| {
+                let shown = format!("\\x{}", crate::types::hex(&bytes[..bytes.len().min(16)]));
+                if bytes.len() > 16 {
+                    format!("{shown}… ({} bytes)", bytes.len())
+                } else {
+                    shown
+                }
+            });
+            StoredReject {
+                table: r.get(0),
+                key: r.get(1),
+                column: r.get(2),
+                reason: r.get(3),
+                storage_class: r.get(4),
+                raw,
+                rejected_at: r.get(6),
+            }
+        })
+        .collect())
 }
 
 /// Takes the session-level advisory lock that makes one process the only writer of a source. Returns an error

@@ -108,7 +108,8 @@ pub fn connector(settings: &TlsSettings) -> Result<MakeRustlsConnect> {
 
 fn root_store(root_cert: Option<&Path>) -> Result<RootCertStore> {
     let mut store = RootCertStore::empty();
-    let default_file = std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".postgresql/root.crt")).filter(|p| p.exists());
+    let default_file =
+        std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".postgresql/root.crt")).filter(|p| p.exists());
     match root_cert.map(Path::to_path_buf).or(default_file) {
         Some(path) => {
             let certificates = CertificateDer::pem_file_iter(&path)

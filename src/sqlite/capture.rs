@@ -283,6 +283,14 @@ pub fn read_state(conn: &Connection) -> Result<Option<CaptureState>> {
     Ok(Some(CaptureState { database_id: meta("database_id")?, source_id: meta("source_id")?, tables }))
 }
 
+/// The capture state of a file commands expect to be synced already; an error saying so when it is not.
+pub fn require_state(conn: &Connection, path: &std::path::Path) -> Result<CaptureState> {
+    read_state(conn)?.ok_or_else(|| {
+        Error::new(ErrorKind::State, format!("{} has no lite2pg capture installed", path.display()))
+            .with_hint("nothing was synced from it yet: start with `lite2pg run`")
+    })
+}
+
 /// Removes every lite2pg object from the file; the application's tables and rows are untouched.
 pub fn uninstall(conn: &mut Connection) -> Result<bool> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
