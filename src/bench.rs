@@ -98,6 +98,7 @@ impl Scratch {
             jobs: 2,
             progress: false,
             source_id: Some(source_id.to_string()),
+            policies: Default::default(),
         }
     }
 

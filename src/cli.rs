@@ -4,8 +4,10 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, Parser, Subcommand};
 
+use crate::config::{ConfigFile, DroppedTables, MisfitPolicy, Policies};
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::{HealthLimits, Metrics};
 use crate::pg::local::LocalServer;
@@ -61,6 +63,20 @@ pub struct CommonArgs {
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives; default: RUST_LOG, else info.
     #[arg(long, env = "LITE2PG_LOG_LEVEL", global = true, value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// Settings file; default: lite2pg.toml beside the SQLite file, when there is one. Flags win over it, it
+    /// wins over the environment.
+    #[arg(long, env = "LITE2PG_CONFIG", global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// A value its PostgreSQL column cannot hold: auto (widen a number or a date within its kind, else reject),
+    /// widen, reject or stop. Per table and column in the config file.
+    #[arg(long, global = true, value_enum)]
+    pub on_misfit: Option<MisfitPolicy>,
+    /// A captured table dropped in SQLite: keep its PostgreSQL table (default) or drop it.
+    #[arg(long, global = true, value_enum)]
+    pub dropped_tables: Option<DroppedTables>,
+    /// The policies after the config file was read.
+    #[arg(skip)]
+    pub policies: Policies,
 }
 
 /// How log lines are written to stderr.
@@ -226,12 +242,82 @@ impl CommonArgs {
             jobs,
             progress: !self.json && std::io::stderr().is_terminal(),
             source_id: self.source_id.clone(),
+            policies: self.policies.clone(),
         })
     }
 }
 
+impl Cli {
+    /// Fills what the command line left open from the config file, in the order documented in `config`.
+    pub fn apply_config(&mut self, matches: &ArgMatches) -> Result<()> {
+        let (path, file) = match ConfigFile::find(self.common.config.as_deref(), self.common.sqlite.as_deref())? {
+            Some((path, file)) => {
+                tracing::debug!("settings from {}", path.display());
+                (path, file)
+            }
+            None => (PathBuf::from(crate::config::DEFAULT_FILE_NAME), ConfigFile::default()),
+        };
+        let layer = Layer { matches, file: &path };
+        let common = &mut self.common;
+        layer.fill("sqlite", &mut common.sqlite, file.sqlite.clone());
+        layer.fill("postgres", &mut common.postgres, file.postgres.clone());
+        layer.fill_value("schema", &mut common.schema, file.schema.clone());
+        layer.fill("source_id", &mut common.source_id, file.source_id.clone());
+        layer.fill_value("tables", &mut common.tables, file.include.clone());
+        layer.fill_value("exclude", &mut common.exclude, file.exclude.clone());
+        let mut policies = file.policies();
+        policies.on_misfit = common.on_misfit.unwrap_or(policies.on_misfit);
+        policies.dropped_tables = common.dropped_tables.unwrap_or(policies.dropped_tables);
+        common.policies = policies;
+        match &mut self.command {
+            Command::Run(args) => {
+                layer.fill("metrics_addr", &mut args.metrics_addr, file.metrics_addr.clone());
+                layer.fill_value("jobs", &mut args.jobs, file.jobs);
+            }
+            Command::Snapshot(args) => layer.fill_value("jobs", &mut args.jobs, file.jobs),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// One config file laid under the command line.
+struct Layer<'a> {
+    matches: &'a ArgMatches,
+    file: &'a std::path::Path,
+}
+
+impl Layer<'_> {
+    /// Where the value of argument `id` came from, looking into the subcommand too.
+    fn source(&self, id: &str) -> Option<ValueSource> {
+        let of = |m: &ArgMatches| m.try_contains_id(id).ok().filter(|known| *known).and_then(|_| m.value_source(id));
+        of(self.matches).or_else(|| self.matches.subcommand().and_then(|(_, sub)| of(sub)))
+    }
+
+    /// Sets `current` to the file's value unless the command line gave one.
+    fn fill_value<T>(&self, id: &str, current: &mut T, from_file: Option<T>) {
+        let Some(value) = from_file else { return };
+        match self.source(id) {
+            Some(ValueSource::CommandLine) => {}
+            Some(ValueSource::EnvVariable) => {
+                tracing::warn!("{id} is set in both the environment and {}; the file's value is used", self.file.display());
+                *current = value;
+            }
+            _ => *current = value,
+        }
+    }
+
+    fn fill<T>(&self, id: &str, current: &mut Option<T>, from_file: Option<T>) {
+        self.fill_value(id, current, from_file.map(Some));
+    }
+}
+
 /// Runs the parsed command line and returns the process exit code: 0 success, 1 failure, 2 usage error.
-pub fn main_with(cli: Cli) -> ExitCode {
+pub fn main_with(mut cli: Cli, matches: &ArgMatches) -> ExitCode {
+    if let Err(err) = cli.apply_config(matches) {
+        eprintln!("error: {err}");
+        return ExitCode::from(2);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the tokio runtime starts");
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,

@@ -56,6 +56,7 @@ pub async fn demo(admin: &PgTarget, dir: &Path, seconds: u64) -> Result<DemoRepo
         jobs: 2,
         progress: false,
         source_id: Some("demo".into()),
+        policies: Default::default(),
     };
     println!(
         "Demo: {WRITERS} writer threads insert, update and delete in {} for {seconds}s while lite2pg streams them",

@@ -9,6 +9,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod config;
 pub mod cutover;
 pub mod demo;
 pub mod doctor;

@@ -1,12 +1,13 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use lite2pg::cli::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
     let filter = cli
@@ -25,7 +26,7 @@ fn main() -> ExitCode {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
-    lite2pg::cli::main_with(cli)
+    lite2pg::cli::main_with(cli, &matches)
 }
 
 /// The demo shows live counters instead of a line per batch.

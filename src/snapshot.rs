@@ -48,6 +48,8 @@ pub struct SnapshotOptions {
     pub progress: bool,
     /// Overrides the source id stored in the SQLite file.
     pub source_id: Option<String>,
+    /// Misfit policies, type overrides and what dropped tables become.
+    pub policies: crate::config::Policies,
 }
 
 /// One column's mapping, as printed.

@@ -160,6 +160,42 @@ impl PgType {
         }
     }
 
+    /// The names a config file may give a column type, in `from_setting`'s order.
+    pub const SETTING_NAMES: [&'static str; 9] =
+        ["boolean", "bigint", "double", "numeric", "text", "bytea", "timestamp", "timestamp(3)", "date"];
+
+    /// A type named in a config file.
+    pub fn from_setting(name: &str) -> Option<PgType> {
+        let all = [
+            PgType::Boolean,
+            PgType::BigInt,
+            PgType::Double,
+            PgType::Numeric,
+            PgType::Text,
+            PgType::Bytea,
+            PgType::TimestampSeconds,
+            PgType::TimestampMillis,
+            PgType::Date,
+        ];
+        let name = name.trim().to_ascii_lowercase();
+        let position = Self::SETTING_NAMES.iter().position(|n| *n == name).or(match name.as_str() {
+            "double precision" => Some(2),
+            "timestamp(0)" => Some(6),
+            _ => None,
+        })?;
+        Some(all[position])
+    }
+
+    /// Whether a number column: the types an integer or a real can widen within.
+    fn is_number(self) -> bool {
+        matches!(self, PgType::Boolean | PgType::BigInt | PgType::Double | PgType::Numeric)
+    }
+
+    /// Whether a date or time column.
+    fn is_time(self) -> bool {
+        matches!(self, PgType::TimestampSeconds | PgType::TimestampMillis | PgType::Date)
+    }
+
     /// Reads back a type from PostgreSQL's `format_type()`, for tables lite2pg created earlier.
     pub fn from_format_type(name: &str) -> Option<PgType> {
         Some(match name {
@@ -317,6 +353,51 @@ pub struct Misfit {
 impl Misfit {
     fn new(reason: impl Into<String>) -> Self {
         Misfit { reason: reason.into() }
+    }
+}
+
+/// Whether `value` is of the column's own kind (a number in a number column, text in a date or time column),
+/// so that widening the column keeps its meaning.
+pub fn same_kind(value: &SqlValue, column_type: PgType) -> bool {
+    match value {
+        SqlValue::Integer(_) | SqlValue::Real(_) => column_type.is_number(),
+        SqlValue::Text(t) => column_type.is_time() && check_pg_text(t).is_ok(),
+        SqlValue::Null | SqlValue::Blob(_) => false,
+    }
+}
+
+/// The narrowest type that holds every value of `current` and `value` too: boolean → bigint → numeric → text,
+/// double → numeric, date and time → text, and bytea for bytes text cannot hold.
+pub fn widened_type(current: PgType, value: &SqlValue) -> PgType {
+    let numeric_can_hold = |f: f64| f.is_finite() && !(f == 0.0 && f.is_sign_negative());
+    match value {
+        SqlValue::Blob(_) => PgType::Bytea,
+        SqlValue::Text(t) if check_pg_text(t).is_err() => PgType::Bytea,
+        SqlValue::Null | SqlValue::Text(_) => PgType::Text,
+        SqlValue::Integer(_) => match current {
+            PgType::Boolean => PgType::BigInt,
+            PgType::Double => PgType::Numeric,
+            _ => PgType::Text,
+        },
+        SqlValue::Real(f) => match current {
+            PgType::Boolean | PgType::BigInt if numeric_can_hold(*f) => PgType::Numeric,
+            _ => PgType::Text,
+        },
+    }
+}
+
+/// The `USING` expression that converts column `column` (quoted) from `from` to `to`, and whether it gives
+/// exactly what lite2pg would write for the SQLite values (when not, the table is copied again).
+pub fn widen_cast(column: &str, from: PgType, to: PgType) -> (String, bool) {
+    match (from, to) {
+        (PgType::Boolean, PgType::BigInt | PgType::Numeric | PgType::Text) => (format!("{column}::int::{}", to.sql()), true),
+        (PgType::BigInt, PgType::Numeric | PgType::Text) => (format!("{column}::{}", to.sql()), true),
+        (PgType::TimestampSeconds, PgType::Text) => (format!("to_char({column}, 'YYYY-MM-DD HH24:MI:SS')"), true),
+        (PgType::TimestampMillis, PgType::Text) => (format!("to_char({column}, 'YYYY-MM-DD HH24:MI:SS.MS')"), true),
+        (PgType::Date, PgType::Text) => (format!("to_char({column}, 'YYYY-MM-DD')"), true),
+        (PgType::Text, PgType::Bytea) => (format!("convert_to({column}, 'UTF8')"), true),
+        (_, PgType::Bytea) => (format!("convert_to({column}::text, 'UTF8')"), false),
+        (_, to) => (format!("{column}::text::{}", to.sql()), false),
     }
 }
 

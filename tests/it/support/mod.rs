@@ -82,6 +82,7 @@ impl TestDb {
             jobs: 2,
             progress: false,
             source_id: None,
+            policies: Default::default(),
         }
     }
 
