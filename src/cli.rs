@@ -110,7 +110,7 @@ pub enum Command {
     /// Make PostgreSQL the application's database: last changes, proof, key generators, promotion.
     Cutover(CutoverArgs),
     /// List the values PostgreSQL could not hold (lite2pg.rejects) for this source.
-    Rejects,
+    Rejects(RejectsArgs),
     /// The local PostgreSQL lite2pg runs when no URL is given.
     Local {
         #[command(subcommand)]
@@ -168,6 +168,15 @@ pub enum LocalAction {
     Stop,
     /// Say whether it runs, and where.
     Status,
+}
+
+/// Options of `rejects`.
+#[derive(Debug, Clone, Args)]
+pub struct RejectsArgs {
+    /// Apply the rejected rows again under the current policies (e.g. after `--on-misfit widen` or a change in
+    /// lite2pg.toml), then list what is still rejected.
+    #[arg(long)]
+    pub retry: bool,
 }
 
 /// Options of `verify`.
@@ -345,7 +354,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Demo(args) => demo(common, args).await,
         Command::Bench(args) => bench(common, args).await,
         Command::Cutover(args) => cutover(common, args).await,
-        Command::Rejects => rejects(common).await,
+        Command::Rejects(args) => rejects(common, args).await,
         Command::Local { action } => local(action),
     }
 }
@@ -364,12 +373,17 @@ async fn demo(common: &CommonArgs, args: &DemoArgs) -> Result<ExitCode> {
     Ok(if report.verify.is_equal() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-async fn rejects(common: &CommonArgs) -> Result<ExitCode> {
+async fn rejects(common: &CommonArgs, args: &RejectsArgs) -> Result<ExitCode> {
     let options = common.snapshot_options(false, default_jobs())?;
     let conn = crate::sqlite::open(&options.sqlite, crate::sqlite::Access::ReadOnly)?;
     let capture = crate::sqlite::capture::require_state(&conn, &options.sqlite)?;
     let client = options.target.connect().await?;
-    let rejects = crate::pg::state::rejects(&client, &capture.source_id).await?;
+    let mut rejects = crate::pg::state::rejects(&client, &capture.source_id).await?;
+    if args.retry && !rejects.is_empty() {
+        let retried = crate::stream::retry_rejects(&options, &conn, &capture, &rejects).await?;
+        tracing::info!("applied {retried} rejected row(s) again under the current policies");
+        rejects = crate::pg::state::rejects(&client, &capture.source_id).await?;
+    }
     if common.json {
         println!("{}", serde_json::to_string_pretty(&rejects).expect("rejects serialize"));
     } else if rejects.is_empty() {

@@ -14,6 +14,7 @@ pub mod cutover;
 pub mod demo;
 pub mod doctor;
 pub mod error;
+pub mod evolve;
 pub mod ident;
 pub mod metrics;
 pub mod pg;

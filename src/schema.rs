@@ -1,6 +1,7 @@
 //! The table plan: how one SQLite table becomes one PostgreSQL table — columns and types, the key used to
 //! identify rows, and the DDL for the table, its constraints, indexes and foreign keys.
 
+use crate::config::Policies;
 use crate::ident::{qualified, quote};
 use crate::sqlite::introspect::{Index, Table};
 use crate::types::{choose_pg_type, encode_binary, ColumnStats, PgType, SqlValue};
@@ -39,9 +40,15 @@ pub struct TablePlan {
 }
 
 impl TablePlan {
-    /// Chooses every column's type from the stored-value scan (for a new PostgreSQL table).
-    pub fn from_stats(table: &Table, stats: &[ColumnStats], key_columns: &[String]) -> TablePlan {
-        let types: Vec<PgType> = table.columns.iter().zip(stats).map(|(c, s)| choose_pg_type(&c.declared_type, s)).collect();
+    /// Chooses every column's type from the stored-value scan (for a new PostgreSQL table), unless the
+    /// settings name one.
+    pub fn from_stats(table: &Table, stats: &[ColumnStats], key_columns: &[String], policies: &Policies) -> TablePlan {
+        let types: Vec<PgType> = table
+            .columns
+            .iter()
+            .zip(stats)
+            .map(|(c, s)| policies.type_override(&table.name, &c.name).unwrap_or_else(|| choose_pg_type(&c.declared_type, s)))
+            .collect();
         TablePlan::new(table, &types, key_columns)
     }
 

@@ -16,6 +16,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
+use crate::config::MisfitPolicy;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
 use crate::pg::copy::{CopyEncoder, CHUNK_BYTES};
@@ -106,6 +107,7 @@ pub async fn snapshot(options: &SnapshotOptions) -> Result<SnapshotReport> {
     create_tables(&mut client, options, &prepared).await?;
     let progress = Progress::new(options.progress);
     let copied = copy_all(options, &prepared, &progress).await?;
+    refuse_stopping_rejects(options, &copied)?;
     crate::fail_point!("snapshot-after-copy");
     progress.finish();
     let mut notes = prepared.notes.clone();
@@ -151,7 +153,7 @@ fn prepare(options: &SnapshotOptions) -> Result<Prepared> {
     };
     for (table, captured) in source.captured_tables() {
         let (rows, stats) = scan_table(&options.sqlite, table, options.jobs)?;
-        let plan = TablePlan::from_stats(table, &stats, &captured.key_columns);
+        let plan = TablePlan::from_stats(table, &stats, &captured.key_columns, &options.policies);
         if captured.key_columns.is_empty() && !table.primary_key.is_empty() {
             prepared.notes.push(format!(
                 "table {:?}: primary key ({}) holds NULLs, so rows are keyed by rowid and the key becomes a unique constraint",
@@ -342,6 +344,14 @@ async fn copy_all(options: &SnapshotOptions, prepared: &Prepared, progress: &Pro
         Some(err) => Err(err),
         None => Ok(totals),
     }
+}
+
+/// Under the `stop` policy a value that does not fit ends the snapshot (only a type override can make one: the
+/// types chosen from the scan fit every stored value).
+fn refuse_stopping_rejects(options: &SnapshotOptions, copied: &HashMap<usize, Copied>) -> Result<()> {
+    let stopping =
+        copied.values().flat_map(|c| &c.rejects).find(|r| options.policies.misfit(&r.table, &r.column) == MisfitPolicy::Stop);
+    stopping.map_or(Ok(()), |reject| Err(reject.stop_error()))
 }
 
 /// Splits big rowid tables into ranges so both cores (and several connections) work on them.

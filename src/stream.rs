@@ -6,7 +6,7 @@
 //! `applied_seq` commit together; the log is pruned afterwards. A crash at any point re-applies an idempotent
 //! batch or nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,19 +18,21 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
+use crate::config::{MisfitAction, Policies};
 use crate::error::{Error, ErrorKind, Result, RetryPolicy};
 use crate::metrics::Metrics;
 use crate::pg::apply::{existing_plan, unique_sets, TableMerge};
 use crate::pg::copy::{CopyEncoder, CHUNK_BYTES};
-use crate::pg::state::{self, Reject};
+use crate::pg::state::{self, Reject, StoredReject};
 use crate::pg::PgTarget;
 use crate::schema::TablePlan;
 use crate::snapshot::{snapshot, SnapshotOptions, SnapshotReport};
 use crate::source::Source;
 use crate::sqlite::capture::{self, CaptureState};
-use crate::sqlite::changes::{changed_tables, read_changes, Change, SeqRange};
+use crate::sqlite::changes::{changed_tables, read_all, read_changes, Change, SeqRange};
+use crate::sqlite::introspect::Table;
 use crate::sqlite::{open, Access};
-use crate::types::SqlValue;
+use crate::types::{widened_type, PgType, SqlValue};
 
 /// How often an idle stream looks for new commits.
 const POLL_INTERVAL: Duration = Duration::from_millis(5);
@@ -153,6 +155,61 @@ async fn start(options: &SnapshotOptions, summary: &mut RunSummary, on_snapshot:
     Stream::start(options, &capture).await
 }
 
+/// How long `reapply` waits for a running daemon to apply what it logged.
+const REAPPLY_WAIT: Duration = Duration::from_secs(120);
+
+/// Sends rows through the normal apply path again: their keys (per table id) are logged in SQLite as if the rows
+/// had just changed, then applied by this process, or by the running daemon when one holds the source. Returns
+/// how many keys were logged. Used by `verify --repair` and `rejects --retry`.
+pub async fn reapply(options: &SnapshotOptions, source_id: &str, keys: Vec<(i64, Vec<Vec<SqlValue>>)>) -> Result<u64> {
+    let mut conn = open(&options.sqlite, Access::ReadWrite)?;
+    let (mut logged, mut newest) = (0u64, 0i64);
+    for (table_id, keys) in keys.iter().filter(|(_, keys)| !keys.is_empty()) {
+        newest = capture::log_keys(&mut conn, *table_id, keys)?;
+        logged += keys.len() as u64;
+    }
+    drop(conn);
+    if logged == 0 {
+        return Ok(0);
+    }
+    match run(options, StopWhen::CaughtUp, Metrics::new(Default::default()), |_| {}).await {
+        Ok(_) => Ok(logged),
+        Err(err) if err.kind() == ErrorKind::Locked => {
+            tracing::info!("a running lite2pg holds source {source_id}; waiting for it to apply the logged rows");
+            wait_until_applied(options, source_id, newest).await.map(|()| logged)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Applies rejected rows again (`lite2pg rejects --retry`): finds their keys in SQLite and re-applies them.
+/// A running daemon applies them with its own settings.
+pub async fn retry_rejects(options: &SnapshotOptions, conn: &Connection, capture: &CaptureState, rejects: &[StoredReject]) -> Result<u64> {
+    let schema = crate::sqlite::introspect::read_schema(conn)?;
+    let mut keys = Vec::new();
+    for captured in &capture.tables {
+        let wanted: Vec<serde_json::Value> =
+            rejects.iter().filter(|r| r.table == captured.name).filter_map(|r| serde_json::from_str(&r.key).ok()).collect();
+        if let (false, Some(table)) = (wanted.is_empty(), schema.table(&captured.name)) {
+            keys.push((captured.id, capture::keys_with_json(conn, table, captured, &wanted)?));
+        }
+    }
+    reapply(options, &capture.source_id, keys).await
+}
+
+async fn wait_until_applied(options: &SnapshotOptions, source_id: &str, seq: i64) -> Result<()> {
+    let client = options.target.connect().await?;
+    let deadline = Instant::now() + REAPPLY_WAIT;
+    while Instant::now() < deadline {
+        if state::source(&client, source_id).await?.is_some_and(|row| row.applied_seq >= seq) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(Error::new(ErrorKind::State, format!("the running lite2pg did not apply the logged rows within {}s", REAPPLY_WAIT.as_secs()))
+        .with_hint("check it with `lite2pg status`; the entries stay in the log and will be applied"))
+}
+
 impl StopWhen {
     /// Sleeps for `period`; returns true when asked to stop.
     async fn wait(&self, period: Duration) -> bool {
@@ -181,6 +238,11 @@ struct Stream {
     client: Option<Client>,
     plans: Arc<HashMap<i64, TablePlan>>,
     merges: HashMap<i64, TableMerge>,
+    /// The SQLite tables the plans were made from.
+    tables: HashMap<i64, Table>,
+    /// Tables the next batch copies whole (after a schema change or an inexact widening).
+    whole_tables: Arc<HashSet<i64>>,
+    policies: Arc<Policies>,
     applied_seq: i64,
     pruned_seq: i64,
     last_prune: Instant,
@@ -204,6 +266,9 @@ impl Stream {
             client: None,
             plans: Arc::new(HashMap::new()),
             merges: HashMap::new(),
+            tables: HashMap::new(),
+            whole_tables: Arc::new(HashSet::new()),
+            policies: Arc::new(options.policies.clone()),
             applied_seq: 0,
             pruned_seq: 0,
             last_prune: Instant::now(),
@@ -256,21 +321,18 @@ impl Stream {
             .query_one("SELECT EXISTS (SELECT 1 FROM lite2pg.rejects WHERE source_id = $1)", &[&self.capture.source_id])
             .await?
             .get(0);
-        let (plans, merges) = self.build_plans(&client).await?;
-        for merge in merges.values() {
-            merge.create_temp_table(&client).await?;
-        }
-        self.plans = Arc::new(plans);
-        self.merges = merges;
         self.applied_seq = row.applied_seq;
         self.known_rejects = known_rejects;
         self.client = Some(client);
-        Ok(())
+        self.load_plans().await
     }
 
-    async fn build_plans(&self, client: &Client) -> Result<(HashMap<i64, TablePlan>, HashMap<i64, TableMerge>)> {
+    /// Builds the table plans from SQLite's schema and PostgreSQL's column types as they are now, (re)creates
+    /// the temp tables, and reads which tables are to be copied whole.
+    async fn load_plans(&mut self) -> Result<()> {
+        let client = self.client.as_ref().expect("connected");
         let schema = crate::sqlite::introspect::read_schema(self.reader.as_ref().expect("reader is home between batches"))?;
-        let (mut plans, mut merges) = (HashMap::new(), HashMap::new());
+        let (mut plans, mut merges, mut tables) = (HashMap::new(), HashMap::new(), HashMap::new());
         for captured in &self.capture.tables {
             let table = schema.table(&captured.name).ok_or_else(|| {
                 Error::new(ErrorKind::Schema, format!("captured table {:?} no longer exists in SQLite", captured.name))
@@ -278,10 +340,18 @@ impl Stream {
             })?;
             let plan = existing_plan(client, &self.schema, table, &captured.key_columns).await?;
             let uniques = unique_sets(client, &self.schema, &table.name).await?;
-            merges.insert(captured.id, TableMerge::new(&self.schema, captured.id, &plan, &uniques));
+            let merge = TableMerge::new(&self.schema, captured.id, &plan, &uniques);
+            merge.create_temp_table(client).await?;
+            merges.insert(captured.id, merge);
             plans.insert(captured.id, plan);
+            tables.insert(captured.id, table.clone());
         }
-        Ok((plans, merges))
+        let resync = state::tables_to_resync(client, &self.capture.source_id).await?;
+        self.whole_tables = Arc::new(self.capture.tables.iter().filter(|t| resync.contains(&t.name)).map(|t| t.id).collect());
+        self.plans = Arc::new(plans);
+        self.merges = merges;
+        self.tables = tables;
+        Ok(())
     }
 
     async fn newest_seq(&mut self) -> Result<i64> {
@@ -306,8 +376,9 @@ impl Stream {
                 continue;
             }
             match self.apply_batch().await {
-                Ok(stats) => {
-                    if stats.is_none() {
+                Ok(Applied::Adjusted) => continue,
+                Ok(applied) => {
+                    if matches!(applied, Applied::Nothing) {
                         self.metrics.succeeded();
                     }
                     if failures > 0 {
@@ -315,7 +386,7 @@ impl Stream {
                     }
                     failures = 0;
                     last_version = Some(version);
-                    if let Some(stats) = stats {
+                    if let Applied::Batch(stats) = applied {
                         self.last_backlog = None;
                         summary.batches += 1;
                         summary.upserts += stats.upserts;
@@ -371,8 +442,8 @@ impl Stream {
         }
     }
 
-    /// Reads and applies one batch; `None` when nothing new was committed.
-    async fn apply_batch(&mut self) -> Result<Option<BatchStats>> {
+    /// Reads and applies one batch.
+    async fn apply_batch(&mut self) -> Result<Applied> {
         if self.client.as_ref().is_none_or(|c| c.is_closed()) {
             self.client = None;
             self.connect().await?;
@@ -381,9 +452,10 @@ impl Stream {
         let started = Instant::now();
         let (sender, mut receiver) = mpsc::channel::<Message>(4);
         let reader = self.reader.take().expect("reader is home between batches");
-        let (plans, applied) = (self.plans.clone(), self.applied_seq);
+        let plan = ReadPlan { plans: self.plans.clone(), policies: self.policies.clone(), whole_tables: self.whole_tables.clone() };
+        let applied = self.applied_seq;
         let read = tokio::task::spawn_blocking(move || {
-            let result = read_batch(&reader, &plans, applied, &sender);
+            let result = read_batch(&reader, &plan, applied, &sender);
             (reader, result)
         });
         let client = self.client.as_ref().expect("connected above");
@@ -392,9 +464,14 @@ impl Stream {
         drop(receiver);
         let (reader, read_result) = read.await.expect("batch readers do not panic");
         self.reader = Some(reader);
+        let mut widening = None;
         let result = match (read_result, written) {
-            (Ok(Some(range)), Ok(written)) => self.finish_batch(range, written, started).await.map(Some),
-            (Ok(None), Ok(_)) => Ok(None),
+            (Ok(BatchRead::Sent(range)), Ok(written)) => self.finish_batch(range, written, started).await.map(Some),
+            (Ok(BatchRead::Nothing), Ok(_)) => Ok(None),
+            (Ok(BatchRead::Widen(needed)), _) => {
+                widening = Some(needed);
+                Ok(None)
+            }
             (Err(err), _) | (_, Err(err)) => Err(err),
         };
         let client = self.client.as_ref().expect("connected above");
@@ -403,22 +480,52 @@ impl Stream {
             _ if client.is_closed() => {}
             _ => client.batch_execute("ROLLBACK").await?,
         }
-        let Some(stats) = result? else {
-            return Ok(None);
-        };
-        self.applied_seq = stats.to_seq;
-        self.known_rejects |= stats.rejects > 0;
+        if let Some(widening) = widening {
+            self.widen(&widening).await?;
+            return Ok(Applied::Adjusted);
+        }
+        match result? {
+            None => Ok(Applied::Nothing),
+            Some(stats) => {
+                self.applied_seq = stats.to_seq;
+                self.known_rejects |= stats.rejects > 0;
+                self.whole_tables = Arc::default();
+                tracing::info!(
+                    "applied {} changes ({} upserts, {} deletes) in {} tables, seq {}→{}, {} ms",
+                    stats.upserts + stats.deletes,
+                    stats.upserts,
+                    stats.deletes,
+                    stats.tables,
+                    stats.from_seq,
+                    stats.to_seq,
+                    started.elapsed().as_millis()
+                );
+                Ok(Applied::Batch(stats))
+            }
+        }
+    }
+
+    /// Alters a column to a type that holds the value that did not fit; when the conversion is not exact for
+    /// every stored value, the table is marked to be copied whole in the next batch.
+    async fn widen(&mut self, widening: &Widening) -> Result<()> {
+        let (plan, table) = (&self.plans[&widening.table_id], &self.tables[&widening.table_id]);
+        let captured = self.capture.tables.iter().find(|t| t.id == widening.table_id).expect("plans are of captured tables");
+        let mut types: Vec<PgType> = plan.columns.iter().take(table.columns.len()).map(|c| c.pg_type).collect();
+        let from = std::mem::replace(&mut types[widening.column], widening.to);
+        let widened = TablePlan::new(table, &types, &captured.key_columns);
+        let client = self.client.as_mut().expect("connected");
+        let exact =
+            crate::evolve::widen_column(client, &self.schema, &self.capture.source_id, plan, &widened, widening.column).await?;
         tracing::info!(
-            "applied {} changes ({} upserts, {} deletes) in {} tables, seq {}→{}, {} ms",
-            stats.upserts + stats.deletes,
-            stats.upserts,
-            stats.deletes,
-            stats.tables,
-            stats.from_seq,
-            stats.to_seq,
-            started.elapsed().as_millis()
+            "widened column {:?} of table {:?} in PostgreSQL from {from} to {}: a {} value arrived in the row with key {}{}",
+            plan.columns[widening.column].name,
+            plan.name,
+            widening.to,
+            widening.value.storage_class(),
+            serde_json::Value::Array(widening.key.iter().map(SqlValue::to_json).collect()),
+            if exact { "" } else { "; the table is copied again so every value is exact" }
         );
-        Ok(Some(stats))
+        self.load_plans().await
     }
 
     /// Copies each changed table into its temp table and merges it, as the reading thread sends it.
@@ -434,18 +541,22 @@ impl Stream {
                     }
                     sink.as_mut().expect("opened above").send(Bytes::from(chunk)).await?;
                 }
-                Message::End { id, upserts, deletes, rejects } => {
+                Message::End { id, counts, whole_table } => {
                     sink.take().expect("every table sends data before its end").as_mut().finish().await?;
                     let table = &self.plans[&id].name;
+                    let rows = counts.upserts + counts.deletes;
                     self.merges[&id]
-                        .merge(client, &self.capture.source_id, table, upserts + deletes, self.known_rejects)
+                        .merge(client, &self.capture.source_id, table, rows, self.known_rejects, whole_table)
                         .await
                         .map_err(|err| err.context(format!("applying changes to {table:?}")))?;
+                    if whole_table {
+                        state::set_resync(client, &self.capture.source_id, table, false).await?;
+                    }
                     written.tables += 1;
-                    written.per_table.push((table.clone(), upserts, deletes));
-                    written.upserts += upserts;
-                    written.deletes += deletes;
-                    written.rejects.extend(rejects);
+                    written.per_table.push((table.clone(), counts.upserts, counts.deletes));
+                    written.upserts += counts.upserts;
+                    written.deletes += counts.deletes;
+                    written.rejects.extend(counts.rejects);
                 }
             }
         }
@@ -530,7 +641,52 @@ fn backoff(failures: u32) -> Duration {
 /// What the reading thread sends: COPY data for a table's temp table, then the table's counts.
 enum Message {
     Data { id: i64, chunk: Vec<u8> },
-    End { id: i64, upserts: u64, deletes: u64, rejects: Vec<Reject> },
+    End { id: i64, counts: TableCounts, whole_table: bool },
+}
+
+/// One table's share of a batch.
+#[derive(Default)]
+struct TableCounts {
+    upserts: u64,
+    deletes: u64,
+    rejects: Vec<Reject>,
+}
+
+/// What one attempt at a batch did.
+enum Applied {
+    /// Nothing was committed in SQLite since the position.
+    Nothing,
+    Batch(BatchStats),
+    /// PostgreSQL's tables were adjusted; the batch is to be tried again at once.
+    Adjusted,
+}
+
+/// What the reading thread found.
+enum BatchRead {
+    /// Nothing committed since the position, and no table to copy again.
+    Nothing,
+    /// Changes up to `up_to` were sent.
+    Sent(SeqRange),
+    /// A value needs a wider column first; what was sent must be rolled back.
+    Widen(Widening),
+}
+
+/// A column to widen before a batch can be applied, and the value that asks for it.
+#[derive(Debug, Clone)]
+struct Widening {
+    table_id: i64,
+    column: usize,
+    to: PgType,
+    key: Vec<SqlValue>,
+    value: SqlValue,
+}
+
+/// What the reading thread works from: the plans, the policies and which tables are copied whole.
+#[derive(Clone)]
+struct ReadPlan {
+    plans: Arc<HashMap<i64, TablePlan>>,
+    policies: Arc<Policies>,
+    whole_tables: Arc<HashSet<i64>>,
 }
 
 /// What a batch wrote before commit.
@@ -545,96 +701,129 @@ struct Written {
 }
 
 /// Reads one batch in one SQLite read transaction and sends each changed table's COPY data.
-fn read_batch(
-    conn: &Connection,
-    plans: &HashMap<i64, TablePlan>,
-    applied: i64,
-    sender: &mpsc::Sender<Message>,
-) -> Result<Option<SeqRange>> {
+fn read_batch(conn: &Connection, read: &ReadPlan, applied: i64, sender: &mpsc::Sender<Message>) -> Result<BatchRead> {
     conn.execute_batch("BEGIN")?;
-    let result = read_batch_in_transaction(conn, plans, applied, sender);
+    let result = read_batch_in_transaction(conn, read, applied, sender);
     conn.execute_batch("COMMIT")?;
     result
 }
 
 fn read_batch_in_transaction(
     conn: &Connection,
-    plans: &HashMap<i64, TablePlan>,
+    read: &ReadPlan,
     applied: i64,
     sender: &mpsc::Sender<Message>,
-) -> Result<Option<SeqRange>> {
-    let up_to = capture::newest_seq(conn)?;
-    if up_to <= applied {
-        return Ok(None);
+) -> Result<BatchRead> {
+    let up_to = capture::newest_seq(conn)?.max(applied);
+    if up_to == applied && read.whole_tables.is_empty() {
+        return Ok(BatchRead::Nothing);
     }
     let range = SeqRange { after: applied, up_to };
-    for id in changed_tables(conn, range)? {
-        if let Some(plan) = plans.get(&id) {
-            read_table(conn, plan, id, range, sender)?;
+    let mut ids = changed_tables(conn, range)?;
+    ids.extend(read.whole_tables.iter().filter(|id| !ids.contains(id)).copied().collect::<Vec<_>>());
+    for id in ids {
+        let Some(plan) = read.plans.get(&id) else { continue };
+        let table = TableRead { conn, plan, id, policies: &read.policies, sender };
+        if let Some(widening) = table.send(range, read.whole_tables.contains(&id))? {
+            return Ok(BatchRead::Widen(widening));
         }
     }
-    Ok(Some(range))
+    Ok(BatchRead::Sent(range))
 }
 
-/// Encodes one table's changed keys for its temp table: present rows with `gone = false`, gone keys with the
-/// other columns NULL and `gone = true`. Rows PostgreSQL cannot hold are rejected and removed there.
-fn read_table(conn: &Connection, plan: &TablePlan, id: i64, range: SeqRange, sender: &mpsc::Sender<Message>) -> Result<()> {
-    let send = |message: Message| {
-        sender
-            .blocking_send(message)
-            .map_err(|_| Error::new(ErrorKind::PgConnect, "the PostgreSQL side of the batch stopped early"))
-    };
-    let mut encoder = CopyEncoder::default();
-    let (mut upserts, mut deletes, mut rejects) = (0u64, 0u64, Vec::new());
-    let types: Vec<_> = plan.columns.iter().map(|c| c.pg_type).chain([crate::types::PgType::Boolean]).collect();
-    let key_indexes = plan.key_indexes();
-    let (present, gone) = (SqlValue::Integer(0), SqlValue::Integer(1));
-    let mut gone_row = vec![SqlValue::Null; plan.columns.len() + 1];
-    read_changes(conn, plan, id, range, |change| {
+/// One table's part of a batch on the reading thread.
+struct TableRead<'a> {
+    conn: &'a Connection,
+    plan: &'a TablePlan,
+    id: i64,
+    policies: &'a Policies,
+    sender: &'a mpsc::Sender<Message>,
+}
+
+impl TableRead<'_> {
+    /// Encodes the table's changed keys (or, `whole_table`, all its rows) for its temp table: present rows with
+    /// `gone = false`, gone keys with the other columns NULL and `gone = true`. A row holding a value its
+    /// column cannot hold follows the column's misfit policy; `Some` asks for a wider column first.
+    fn send(&self, range: SeqRange, whole_table: bool) -> Result<Option<Widening>> {
+        let plan = self.plan;
+        let mut encoder = CopyEncoder::default();
+        let mut counts = TableCounts::default();
+        let mut widening = None;
+        let types: Vec<_> = plan.columns.iter().map(|c| c.pg_type).chain([PgType::Boolean]).collect();
+        let key_indexes = plan.key_indexes();
+        let (present, gone) = (SqlValue::Integer(0), SqlValue::Integer(1));
+        let mut gone_row = vec![SqlValue::Null; plan.columns.len() + 1];
+        gone_row[plan.columns.len()] = gone;
+        // A key PostgreSQL's key column cannot hold has no row there, so there is nothing to delete.
         let mut push_gone = |encoder: &mut CopyEncoder, key: &[SqlValue]| {
             for (slot, value) in key_indexes.iter().zip(key) {
                 gone_row[*slot] = value.clone();
             }
-            gone_row[plan.columns.len()] = gone.clone();
-            encoder.push_row(gone_row.iter().zip(types.iter().copied()))
+            encoder.push_row(gone_row.iter().zip(types.iter().copied())).is_ok()
         };
-        match change {
-            Change::Present(row) => {
-                let with_flag = row.iter().chain([&present]).zip(types.iter().copied());
-                match encoder.push_row(ExactChain(with_flag, row.len() + 1)) {
-                    Ok(()) => upserts += 1,
-                    Err((column, misfit)) => {
-                        let key = plan.key_of(row);
-                        rejects.push(Reject {
-                            table: plan.name.clone(),
-                            key: key.clone(),
-                            column: plan.columns[column].name.clone(),
-                            reason: misfit.reason,
-                            value: row[column].clone(),
-                        });
-                        push_gone(&mut encoder, &key).map_err(|(_, m)| key_misfit(plan, &m.reason))?;
-                        deletes += 1;
+        let on_change = |change: Change<'_>| {
+            match change {
+                Change::Present(row) => {
+                    let with_flag = row.iter().chain([&present]).zip(types.iter().copied());
+                    match encoder.push_row(ExactChain(with_flag, row.len() + 1)) {
+                        Ok(()) => counts.upserts += 1,
+                        Err((column, misfit)) => {
+                            let reject = Reject {
+                                table: plan.name.clone(),
+                                key: plan.key_of(row),
+                                column: plan.columns[column].name.clone(),
+                                reason: misfit.reason,
+                                value: row[column].clone(),
+                            };
+                            let column_type = plan.columns[column].pg_type;
+                            match self.policies.misfit(&plan.name, &reject.column).action(&reject.value, column_type) {
+                                MisfitAction::Reject => {
+                                    counts.deletes += u64::from(push_gone(&mut encoder, &reject.key));
+                                    counts.rejects.push(reject);
+                                }
+                                MisfitAction::Stop => return Err(reject.stop_error()),
+                                MisfitAction::Widen => {
+                                    let to = widened_type(column_type, &reject.value);
+                                    widening = Some(Widening {
+                                        table_id: self.id,
+                                        column,
+                                        to,
+                                        key: reject.key,
+                                        value: reject.value,
+                                    });
+                                    return Err(Error::new(ErrorKind::Schema, "a column must be widened first"));
+                                }
+                            }
+                        }
                     }
                 }
+                Change::Gone(key) => counts.deletes += u64::from(push_gone(&mut encoder, key)),
             }
-            Change::Gone(key) => {
-                push_gone(&mut encoder, key).map_err(|(_, m)| key_misfit(plan, &m.reason))?;
-                deletes += 1;
+            if encoder.len() >= CHUNK_BYTES {
+                self.send_message(Message::Data { id: self.id, chunk: encoder.take() })?;
             }
+            Ok(())
+        };
+        let read = match whole_table {
+            true => read_all(self.conn, plan, on_change),
+            false => read_changes(self.conn, plan, self.id, range, on_change),
+        };
+        if widening.is_some() {
+            return Ok(widening);
         }
-        if encoder.len() >= CHUNK_BYTES {
-            send(Message::Data { id, chunk: encoder.take() })?;
-        }
-        Ok(())
-    })?;
-    send(Message::Data { id, chunk: encoder.finish() })?;
-    send(Message::End { id, upserts, deletes, rejects })
+        read?;
+        self.send_message(Message::Data { id: self.id, chunk: encoder.finish() })?;
+        self.send_message(Message::End { id: self.id, counts, whole_table })?;
+        Ok(None)
+    }
+
+    fn send_message(&self, message: Message) -> Result<()> {
+        self.sender
+            .blocking_send(message)
+            .map_err(|_| Error::new(ErrorKind::PgConnect, "the PostgreSQL side of the batch stopped early"))
+    }
 }
 
-fn key_misfit(plan: &TablePlan, reason: &str) -> Error {
-    Error::new(ErrorKind::Schema, format!("a key of table {:?} does not fit its PostgreSQL key column: {reason}", plan.name))
-        .with_hint("re-create the table with `lite2pg snapshot --replace` so its key type fits every value")
-}
 
 /// An iterator with a known length, for chained row values.
 struct ExactChain<I>(I, usize);

@@ -8,7 +8,7 @@
 //! position are `pending` (applied later by the daemon), not differences.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use md5::{Digest, Md5};
 use rusqlite::Connection;
@@ -17,7 +17,6 @@ use tokio_postgres::Client;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
-use crate::metrics::Metrics;
 use crate::pg::apply::existing_plan;
 use crate::pg::copy::write_field;
 use crate::pg::state;
@@ -36,7 +35,6 @@ const EXAMPLES: usize = 10;
 const ROWS_PER_BUCKET: u64 = 64;
 const MAX_BUCKETS: u64 = 1 << 16;
 /// How long `--repair` waits for a running daemon to apply the re-logged keys.
-const REPAIR_WAIT: Duration = Duration::from_secs(120);
 
 /// What kind of difference a row shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -402,40 +400,16 @@ impl PgSql {
     }
 }
 
-/// Sends every difference of `report` through the normal apply path: the keys are logged in SQLite as if they had
-/// just changed, then applied by this process, or by the running daemon when one holds the source.
+/// Sends every difference of `report` through the normal apply path (see `stream::reapply`).
 pub async fn repair(options: &SnapshotOptions, report: &VerifyReport) -> Result<u64> {
-    let mut conn = open(&options.sqlite, Access::ReadWrite)?;
-    let capture = capture::read_state(&conn)?.expect("verified sources have capture");
-    let (mut logged, mut newest) = (0u64, 0i64);
-    for diff in report.tables.iter().filter(|d| !d.drifted_keys.is_empty()) {
-        let id = capture.table(&diff.table).expect("verified tables are captured").id;
-        newest = capture::log_keys(&mut conn, id, &diff.drifted_keys)?;
-        logged += diff.drifted_keys.len() as u64;
-    }
+    let conn = open(&options.sqlite, Access::ReadOnly)?;
+    let capture = capture::require_state(&conn, &options.sqlite)?;
     drop(conn);
-    if logged == 0 {
-        return Ok(0);
-    }
-    match crate::stream::run(options, crate::stream::StopWhen::CaughtUp, Metrics::new(Default::default()), |_| {}).await {
-        Ok(_) => Ok(logged),
-        Err(err) if err.kind() == ErrorKind::Locked => {
-            tracing::info!("a running lite2pg holds source {}; waiting for it to apply the repair", report.source_id);
-            wait_until_applied(options, &report.source_id, newest).await.map(|()| logged)
-        }
-        Err(err) => Err(err),
-    }
-}
-
-async fn wait_until_applied(options: &SnapshotOptions, source_id: &str, seq: i64) -> Result<()> {
-    let client = options.target.connect().await?;
-    let deadline = Instant::now() + REPAIR_WAIT;
-    while Instant::now() < deadline {
-        if state::source(&client, source_id).await?.is_some_and(|row| row.applied_seq >= seq) {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Err(Error::new(ErrorKind::State, format!("the running lite2pg did not apply the repair within {}s", REPAIR_WAIT.as_secs()))
-        .with_hint("check it with `lite2pg status`; the repair entries stay in the log and will be applied"))
+    let keys = report
+        .tables
+        .iter()
+        .filter(|d| !d.drifted_keys.is_empty())
+        .map(|diff| (capture.table(&diff.table).expect("verified tables are captured").id, diff.drifted_keys.clone()))
+        .collect();
+    crate::stream::reapply(options, &capture.source_id, keys).await
 }

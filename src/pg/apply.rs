@@ -25,6 +25,8 @@ pub struct TableMerge {
     create_temp: String,
     pub copy_in: String,
     delete_gone: String,
+    /// Empties the target before a batch that copies the whole table again.
+    delete_all: String,
     /// One per unique constraint: deletes rows an `INSERT OR REPLACE` displaced in SQLite without a trigger.
     delete_displaced: Vec<String>,
     upsert: String,
@@ -56,6 +58,7 @@ impl TableMerge {
                 quote(&temp_table)
             ),
             copy_in: format!("COPY {} ({columns}, {gone}) FROM STDIN (FORMAT binary)", quote(&temp_table)),
+            delete_all: format!("DELETE FROM {target}"),
             delete_gone: format!("DELETE FROM {target} AS t USING {} AS s WHERE s.{gone} AND {key_match}", quote(&temp_table)),
             delete_displaced: unique_sets
                 .iter()
@@ -82,16 +85,20 @@ impl TableMerge {
         }
     }
 
-    /// Creates the session's temp table; run once per connection, outside any batch transaction, so that a
-    /// rolled-back batch cannot take it away.
+    /// (Re)creates the session's temp table in the target's current shape; run outside any batch transaction,
+    /// so that a rolled-back batch cannot take it away.
     pub async fn create_temp_table(&self, client: &Client) -> Result<()> {
-        client.batch_execute(&self.create_temp).await?;
+        client.batch_execute(&format!("DROP TABLE IF EXISTS pg_temp.{}; {}", quote(&self.temp_table), self.create_temp)).await?;
         Ok(())
     }
 
     /// Merges what was copied into the temp table, inside the caller's open transaction: deletes gone keys and
-    /// rows displaced on a unique key, upserts present rows, and clears rejects of rows that now fit.
-    pub async fn merge(&self, client: &Client, source_id: &str, table: &str, rows: u64, clear_rejects: bool) -> Result<()> {
+    /// rows displaced on a unique key (or every row, when `whole_table` holds all of them), upserts present
+    /// rows, and clears rejects of rows that now fit.
+    pub async fn merge(&self, client: &Client, source_id: &str, table: &str, rows: u64, clear_rejects: bool, whole_table: bool) -> Result<()> {
+        if whole_table {
+            client.execute(self.delete_all.as_str(), &[]).await?;
+        }
         if rows >= ANALYZE_ROWS {
             // Without statistics the planner takes the fresh temp table for a tiny one and picks nested loops.
             client.batch_execute(&format!("ANALYZE {}", quote(&self.temp_table))).await?;

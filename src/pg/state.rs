@@ -37,8 +37,15 @@ CREATE TABLE IF NOT EXISTS lite2pg.tables (
     rows_copied bigint,
     bytes_copied bigint,
     copied_at timestamptz,
+    resync boolean NOT NULL DEFAULT false,
     PRIMARY KEY (source_id, table_name)
 );
+-- Added after the first release: tables whose rows must be copied again in the next batch.
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'lite2pg.tables'::regclass AND attname = 'resync') THEN
+        ALTER TABLE lite2pg.tables ADD COLUMN resync boolean NOT NULL DEFAULT false;
+    END IF;
+END $$;
 CREATE TABLE IF NOT EXISTS lite2pg.rejects (
     source_id text NOT NULL,
     table_name text NOT NULL,
@@ -171,6 +178,23 @@ pub async fn advance(client: &impl GenericClient, source_id: &str, from: i64, to
     Ok(())
 }
 
+/// Names of the source's tables marked to be copied again in the next batch.
+pub async fn tables_to_resync(client: &impl GenericClient, source_id: &str) -> Result<Vec<String>> {
+    let rows = client.query("SELECT table_name FROM lite2pg.tables WHERE source_id = $1 AND resync", &[&source_id]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Marks a table to be copied again (`resync`) or records that it was, with its old rejects cleared.
+pub async fn set_resync(client: &impl GenericClient, source_id: &str, table: &str, resync: bool) -> Result<()> {
+    client
+        .execute("UPDATE lite2pg.tables SET resync = $3 WHERE source_id = $1 AND table_name = $2", &[&source_id, &table, &resync])
+        .await?;
+    if !resync {
+        client.execute("DELETE FROM lite2pg.rejects WHERE source_id = $1 AND table_name = $2", &[&source_id, &table]).await?;
+    }
+    Ok(())
+}
+
 /// Records the last error a source met, for `status` (outside any batch transaction).
 pub async fn record_error(client: &impl GenericClient, source_id: &str, error: &str) -> Result<()> {
     client.execute("UPDATE lite2pg.sources SET last_error = $2 WHERE source_id = $1", &[&source_id, &error]).await?;
@@ -185,6 +209,28 @@ pub struct Reject {
     pub column: String,
     pub reason: String,
     pub value: SqlValue,
+}
+
+impl Reject {
+    /// The error of the `stop` policy: which row, which value, and the ways on.
+    pub fn stop_error(&self) -> Error {
+        let key = serde_json::Value::Array(self.key.iter().map(SqlValue::to_json).collect());
+        Error::new(
+            ErrorKind::Schema,
+            format!(
+                "table {:?}, row with key {key}: the {} value of column {:?} does not fit PostgreSQL ({})",
+                self.table,
+                self.value.storage_class(),
+                self.column,
+                self.reason
+            ),
+        )
+        .with_hint(format!(
+            "nothing of it was applied; fix the value in SQLite, or set on_misfit = \"widen\" or \"reject\" for the column \
+             ([table.{:?}.columns.{:?}] in lite2pg.toml, or --on-misfit) and start lite2pg again",
+            self.table, self.column
+        ))
+    }
 }
 
 /// Stores rejects, replacing an older reject of the same row.

@@ -359,6 +359,23 @@ pub fn log_keys(conn: &mut Connection, table_id: i64, keys: &[Vec<SqlValue>]) ->
     Ok(newest)
 }
 
+/// The keys of every row of a captured table whose JSON form (as `lite2pg.rejects` stores keys) is in `wanted`.
+pub fn keys_with_json(conn: &Connection, table: &Table, captured: &CapturedTable, wanted: &[serde_json::Value]) -> Result<Vec<Vec<SqlValue>>> {
+    let key = key_expressions(table, &captured.key_columns);
+    let mut stmt = conn.prepare(&format!("SELECT {} FROM {}", key.join(", "), quote(&table.name)))?;
+    let mut rows = stmt.query([])?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        let mut values = Vec::with_capacity(key.len());
+        crate::sqlite::scan::read_values(row, 0, key.len(), &mut values)?;
+        let json = serde_json::Value::Array(values.iter().map(SqlValue::to_json).collect());
+        if wanted.contains(&json) {
+            found.push(values);
+        }
+    }
+    Ok(found)
+}
+
 /// Deletes log entries below `applied_seq` in short write transactions. The entry at `applied_seq` itself stays,
 /// so the log's largest seq never falls and SQLite never hands out a used seq again.
 pub fn prune(conn: &Connection, applied_seq: i64) -> Result<u64> {

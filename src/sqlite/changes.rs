@@ -74,6 +74,18 @@ pub fn read_changes(
     Ok(())
 }
 
+/// Calls `on_change` with every row of the table, for copying a table again inside a batch.
+pub fn read_all(conn: &Connection, plan: &TablePlan, mut on_change: impl FnMut(Change<'_>) -> Result<()>) -> Result<()> {
+    let mut stmt = conn.prepare(&format!("SELECT {} FROM {} AS t", plan.select_list("t"), quote(&plan.name)))?;
+    let mut rows = stmt.query([])?;
+    let mut row = Vec::with_capacity(plan.columns.len());
+    while let Some(result) = rows.next()? {
+        read_values(result, 0, plan.columns.len(), &mut row)?;
+        on_change(Change::Present(&row))?;
+    }
+    Ok(())
+}
+
 /// The distinct keys of table `table_id` logged after `applied_seq`: rows with changes PostgreSQL does not have yet.
 pub fn pending_keys(conn: &Connection, plan: &TablePlan, table_id: i64, applied_seq: i64) -> Result<Vec<Vec<SqlValue>>> {
     let width = plan.key_indexes().len();

@@ -5,6 +5,7 @@ mod support;
 mod crash;
 mod cutover;
 mod demo;
+mod misfit;
 mod observe;
 mod random;
 mod security;

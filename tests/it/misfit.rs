@@ -1,0 +1,109 @@
+//! Values PostgreSQL's column cannot hold, under each policy: widen ends equal, reject ends equal except the
+//! listed keys, stop stops before the batch and resumes after the fix; `rejects --retry` after a policy change.
+
+use lite2pg::config::MisfitPolicy;
+use lite2pg::stream::{run, RunSummary, StopWhen};
+
+use crate::support::{lite2pg_output, stderr, SqliteFile, TestDb};
+
+const TABLE: &str = "
+    CREATE TABLE t(id INTEGER PRIMARY KEY, flag BOOLEAN DEFAULT 1, n INTEGER, x, seen DATETIME, note TEXT);
+    INSERT INTO t VALUES (1, 0, 10, 1.5, '2024-01-01 10:00:00', 'a'), (2, 1, 20, 2.25, '2024-01-02 11:00:00', 'b');";
+
+/// Every bad value of the issue, one row each, in one transaction.
+const BAD_VALUES: &str = "BEGIN;
+    UPDATE t SET flag = 2 WHERE id = 1;
+    UPDATE t SET n = 2.5 WHERE id = 2;
+    INSERT INTO t VALUES (3, 1, 30, 7, 'tomorrow', 'c');
+    INSERT INTO t VALUES (4, 0, 'forty', 4.5, NULL, 'nul' || char(0) || 'inside');
+    INSERT INTO t VALUES (5, 1, 50, 5.5, NULL, x'ff00');
+    COMMIT;";
+
+async fn sync(db: &TestDb, file: &SqliteFile, policy: MisfitPolicy) -> lite2pg::Result<RunSummary> {
+    let mut options = db.options(&file.path);
+    options.policies.on_misfit = policy;
+    run(&options, StopWhen::CaughtUp, lite2pg::metrics::Metrics::new(Default::default()), |_| {}).await
+}
+
+async fn column_types(db: &TestDb) -> Vec<String> {
+    let sql = "SELECT attname || ' ' || format_type(atttypid, atttypmod) FROM pg_attribute
+               WHERE attrelid = 'public.t'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum";
+    db.texts(sql).await.into_iter().flatten().collect()
+}
+
+async fn reject_keys(db: &TestDb) -> Vec<String> {
+    db.texts("SELECT key::text || ' ' || column_name FROM lite2pg.rejects ORDER BY key").await.into_iter().flatten().collect()
+}
+
+#[tokio::test]
+async fn widen_alters_columns_and_ends_equal() {
+    let file = SqliteFile::new(TABLE);
+    let db = TestDb::new().await;
+    sync(&db, &file, MisfitPolicy::Widen).await.unwrap();
+    file.exec(BAD_VALUES);
+    let summary = sync(&db, &file, MisfitPolicy::Widen).await.unwrap();
+    assert_eq!(summary.rejects, 0);
+    assert_eq!(
+        column_types(&db).await,
+        ["id bigint", "flag bigint", "n text", "x numeric", "seen text", "note bytea"],
+        "boolean → bigint, bigint → numeric → text, double → numeric, timestamp → text, text → bytea"
+    );
+    assert_eq!(db.texts("SELECT column_default FROM information_schema.columns WHERE column_name = 'flag'").await, [Some("1".into())]);
+    db.assert_equal(&file.path).await;
+    file.exec("UPDATE t SET x = 1e300 * 10, n = 60 WHERE id = 1; INSERT INTO t (id) VALUES (6);");
+    sync(&db, &file, MisfitPolicy::Widen).await.unwrap();
+    db.assert_equal(&file.path).await;
+}
+
+#[tokio::test]
+async fn auto_widens_within_a_kind_and_rejects_across_kinds() {
+    let file = SqliteFile::new(TABLE);
+    let db = TestDb::new().await;
+    sync(&db, &file, MisfitPolicy::Auto).await.unwrap();
+    file.exec(BAD_VALUES);
+    let summary = sync(&db, &file, MisfitPolicy::Auto).await.unwrap();
+    assert_eq!(summary.rejects, 2);
+    assert_eq!(column_types(&db).await, ["id bigint", "flag bigint", "n numeric", "x numeric", "seen text", "note text"]);
+    assert_eq!(reject_keys(&db).await, ["[4] n", "[5] note"], "row 4 is rejected for its first misfit: n");
+    db.assert_equal(&file.path).await;
+}
+
+#[tokio::test]
+async fn reject_keeps_types_and_lists_the_rows_then_retry_applies_them() {
+    let file = SqliteFile::new(TABLE);
+    let db = TestDb::new().await;
+    sync(&db, &file, MisfitPolicy::Reject).await.unwrap();
+    file.exec(BAD_VALUES);
+    let summary = sync(&db, &file, MisfitPolicy::Reject).await.unwrap();
+    assert_eq!(summary.rejects, 5);
+    assert_eq!(
+        column_types(&db).await,
+        ["id bigint", "flag boolean", "n bigint", "x double precision", "seen timestamp(0) without time zone", "note text"]
+    );
+    assert_eq!(reject_keys(&db).await, ["[1] flag", "[2] n", "[3] x", "[4] n", "[5] note"]);
+    db.assert_equal(&file.path).await;
+    assert_eq!(db.texts("SELECT count(*)::text FROM t").await, [Some("0".into())], "rejected rows are not in PostgreSQL");
+
+    let (path, url) = (file.path.to_str().unwrap(), db.url());
+    let output = lite2pg_output(&["rejects", "--retry", "--on-misfit", "widen", "--sqlite", path, "--postgres", &url]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("no rejects"), "{}", String::from_utf8_lossy(&output.stdout));
+    assert_eq!(db.texts("SELECT count(*)::text FROM t").await, [Some("5".into())]);
+    db.assert_equal(&file.path).await;
+}
+
+#[tokio::test]
+async fn stop_stops_before_the_batch_and_resumes_after_the_fix() {
+    let file = SqliteFile::new(TABLE);
+    let db = TestDb::new().await;
+    sync(&db, &file, MisfitPolicy::Stop).await.unwrap();
+    let before = db.texts("SELECT applied_seq::text FROM lite2pg.sources").await;
+    file.exec("BEGIN; UPDATE t SET note = 'fits' WHERE id = 2; UPDATE t SET n = 'forty' WHERE id = 1; COMMIT;");
+    let err = sync(&db, &file, MisfitPolicy::Stop).await.unwrap_err().to_string();
+    assert!(err.contains("\"t\"") && err.contains("[1]") && err.contains("\"n\"") && err.contains("on_misfit"), "{err}");
+    assert_eq!(db.texts("SELECT applied_seq::text FROM lite2pg.sources").await, before, "the position stays before the batch");
+    assert_eq!(db.texts("SELECT note FROM t WHERE id = 2").await, [Some("b".into())], "nothing of the batch was applied");
+    file.exec("UPDATE t SET n = 40 WHERE id = 1;");
+    sync(&db, &file, MisfitPolicy::Stop).await.unwrap();
+    db.assert_equal(&file.path).await;
+}
