@@ -25,6 +25,7 @@ async fn main() -> lite2pg::Result<()> {
         jobs: 2,
         progress: false,
         source_id: None,
+        policies: Default::default(),
     };
     let copied = snapshot(&options).await?;
     println!("copied {} tables", copied.tables.len());

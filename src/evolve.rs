@@ -4,13 +4,16 @@
 //! Contract: every change here is idempotent and leaves PostgreSQL's rows either exact or marked in
 //! `lite2pg.tables.resync`, so that the next batch copies that table whole inside its own transaction.
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Transaction};
 
-use crate::error::{Error, Result};
+use crate::config::{DroppedTables, Policies};
+use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
+use crate::pg::apply::{table_columns, unique_sets};
 use crate::pg::state;
-use crate::schema::TablePlan;
-use crate::types::widen_cast;
+use crate::schema::{post_data_statements, translate_default, TablePlan, ROWID_COLUMN};
+use crate::sqlite::introspect::{Index, Table};
+use crate::types::{choose_pg_type, widen_cast, ColumnStats};
 
 /// Alters column `column` from its type in `old` to its type in `new` (keeping the default, translated anew).
 /// Returns whether the conversion was exact; when not, the table is marked to be copied whole.
@@ -46,4 +49,274 @@ pub async fn widen_column(
     }
     tx.commit().await?;
     Ok(exact)
+}
+
+/// Where the evolution happens: the target schema, the source and its policies.
+pub struct Target<'a> {
+    pub schema: &'a str,
+    pub source_id: &'a str,
+    pub policies: &'a Policies,
+}
+
+/// One captured SQLite table as it is now, and what is known of how it got so.
+pub struct TableNow<'a> {
+    pub table: &'a Table,
+    pub key_columns: &'a [String],
+    /// Its shape when the stream last saw it, to tell which indexes were dropped since.
+    pub previous: Option<&'a Table>,
+    /// Its name before a rename.
+    pub renamed_from: Option<&'a str>,
+    /// What its columns store, for a table PostgreSQL does not have yet.
+    pub stats: Option<Vec<ColumnStats>>,
+}
+
+/// Brings PostgreSQL's tables to SQLite's current shape inside `tx`: renames, creates, added, dropped and renamed
+/// columns, indexes; dropped tables per policy. Tables whose rows cannot be made exact by DDL alone are marked
+/// to be copied whole. Each change is logged once.
+pub async fn follow(tx: &Transaction<'_>, target: &Target<'_>, tables: &[TableNow<'_>], dropped: &[String]) -> Result<()> {
+    for name in dropped {
+        drop_table(tx, target, name).await?;
+    }
+    for now in tables {
+        if let Some(old) = now.renamed_from {
+            rename_table(tx, target, old, &now.table.name).await?;
+        }
+        match table_columns(tx, target.schema, &now.table.name).await? {
+            None => create_table(tx, target, now).await?,
+            Some(columns) => {
+                let exact = follow_columns(tx, target, now, &columns).await?;
+                follow_indexes(tx, target, now).await?;
+                if !exact {
+                    state::set_resync(tx, target.source_id, &now.table.name, true).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn drop_table(tx: &Transaction<'_>, target: &Target<'_>, name: &str) -> Result<()> {
+    if target.policies.dropped_tables == DroppedTables::Keep {
+        tracing::info!(
+            "table {name:?} was dropped in SQLite: capture stopped, its PostgreSQL table is kept (dropped_tables = \"keep\")"
+        );
+        return Ok(());
+    }
+    let sql = format!("DROP TABLE IF EXISTS {}", qualified(target.schema, name));
+    match attempt(tx, &sql).await? {
+        None => {
+            state::forget_table(tx, target.source_id, name).await?;
+            tracing::info!("table {name:?} was dropped in SQLite: dropped it in PostgreSQL");
+        }
+        Some(err) => tracing::warn!("table {name:?} was dropped in SQLite but is kept in PostgreSQL: {err}"),
+    }
+    Ok(())
+}
+
+async fn rename_table(tx: &Transaction<'_>, target: &Target<'_>, old: &str, new: &str) -> Result<()> {
+    if !state::table_exists(tx, target.schema, old).await? {
+        return Ok(());
+    }
+    if state::table_exists(tx, target.schema, new).await? {
+        // The name is held by a table kept after SQLite dropped it (a rebuild seen step by step): it gives way.
+        if state::table_owner(tx, target.schema, new).await?.as_deref() != Some(target.source_id) {
+            return Err(Error::new(
+                ErrorKind::Schema,
+                format!("SQLite renamed table {old:?} to {new:?}, but PostgreSQL schema {} already has a table {new:?} lite2pg did not create", target.schema),
+            )
+            .with_hint("rename or drop that PostgreSQL table, then start lite2pg again"));
+        }
+        tx.batch_execute(&format!("DROP TABLE {}", qualified(target.schema, new))).await?;
+        state::forget_table(tx, target.source_id, new).await?;
+        tracing::info!("replaced PostgreSQL table {new:?}, kept from a dropped SQLite table, by the renamed {old:?}");
+    }
+    tx.batch_execute(&format!("ALTER TABLE {} RENAME TO {}", qualified(target.schema, old), quote(new))).await?;
+    state::rename_table(tx, target.source_id, old, new).await?;
+    tracing::info!("table {old:?} was renamed to {new:?} in SQLite: renamed it in PostgreSQL");
+    Ok(())
+}
+
+async fn create_table(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNow<'_>) -> Result<()> {
+    let empty = vec![ColumnStats::default(); now.table.columns.len()];
+    let plan = TablePlan::from_stats(now.table, now.stats.as_deref().unwrap_or(&empty), now.key_columns, target.policies);
+    tx.batch_execute(&plan.create_table_sql(target.schema))
+        .await
+        .map_err(|err| Error::from(err).context(format!("cannot create table {}", qualified(target.schema, &plan.name))))?;
+    let key: Vec<String> = plan.key_columns().map(|c| c.name.clone()).collect();
+    state::register_table(tx, target.source_id, target.schema, &plan.name, &key, true).await?;
+    for statement in post_data_statements(target.schema, now.table, &plan, &[]) {
+        if let Some(err) = attempt(tx, &statement.sql).await? {
+            tracing::warn!("{} not created: {err}", statement.what);
+        }
+    }
+    let types: Vec<String> = plan.columns.iter().map(|c| format!("{} {}", c.name, c.pg_type)).collect();
+    tracing::info!(
+        "table {:?} appeared in SQLite: created it in PostgreSQL ({}) and copied its rows",
+        plan.name,
+        types.join(", ")
+    );
+    Ok(())
+}
+
+/// Renames, drops and adds columns so PostgreSQL's match SQLite's. SQLite keeps a renamed column in its place,
+/// drops in place and adds at the end, so a column at the same position under a name neither side has is a
+/// rename. Returns false when the rows must be copied whole (an added column's default does not translate).
+async fn follow_columns(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNow<'_>, pg: &[(String, String)]) -> Result<bool> {
+    let table = qualified(target.schema, &now.table.name);
+    let sqlite_names: Vec<&str> = now.table.columns.iter().map(|c| c.name.as_str()).collect();
+    let (renames, mut exact) = inferred_renames(pg, &sqlite_names);
+    for (old, new) in &renames {
+        tx.batch_execute(&format!("ALTER TABLE {table} RENAME COLUMN {} TO {}", quote(old), quote(new))).await?;
+        tracing::info!("column {old:?} of table {:?} was renamed to {new:?} in SQLite: renamed it in PostgreSQL", now.table.name);
+    }
+    let pg_names: Vec<&str> = pg
+        .iter()
+        .map(|(name, _)| renames.iter().find(|(old, _)| old == name).map_or(name.as_str(), |(_, new)| *new))
+        .filter(|name| *name != ROWID_COLUMN)
+        .collect();
+    for gone in pg_names.iter().filter(|name| !sqlite_names.contains(name)) {
+        let sql = format!("ALTER TABLE {table} DROP COLUMN {}", quote(gone));
+        match attempt(tx, &sql).await? {
+            None => {
+                tracing::info!("column {gone:?} of table {:?} was dropped in SQLite: dropped it in PostgreSQL", now.table.name)
+            }
+            Some(err) => {
+                tx.batch_execute(&format!("ALTER TABLE {table} ALTER COLUMN {} DROP NOT NULL", quote(gone))).await?;
+                tracing::warn!(
+                    "column {gone:?} of table {:?} was dropped in SQLite; kept in PostgreSQL (nullable): {err}",
+                    now.table.name
+                );
+            }
+        }
+    }
+    for column in now.table.columns.iter().filter(|c| !pg_names.contains(&c.name.as_str())) {
+        let pg_type = target
+            .policies
+            .type_override(&now.table.name, &column.name)
+            .unwrap_or_else(|| choose_pg_type(&column.declared_type, &ColumnStats::default()));
+        let default = column.default_sql.as_deref().map(|sql| translate_default(sql, pg_type));
+        let clause = match default {
+            Some(Some(default)) => format!(" DEFAULT {default}{}", if column.not_null { " NOT NULL" } else { "" }),
+            Some(None) => {
+                exact = false;
+                String::new()
+            }
+            None => String::new(),
+        };
+        tx.batch_execute(&format!("ALTER TABLE {table} ADD COLUMN {} {}{clause}", quote(&column.name), pg_type.sql())).await?;
+        tracing::info!(
+            "column {:?} was added to table {:?} in SQLite: added it in PostgreSQL as {pg_type}{clause}",
+            column.name,
+            now.table.name
+        );
+    }
+    Ok(exact)
+}
+
+/// Pairs PostgreSQL's columns with SQLite's in order: a column neither side knows by name, followed by the same
+/// column on both sides (or by the end of both), is a rename. Returns the renames, and false when one sits at
+/// the very end, where a dropped column and a newly added one look the same: then the rows are copied whole.
+fn inferred_renames<'a>(pg: &'a [(String, String)], sqlite: &[&'a str]) -> (Vec<(&'a str, &'a str)>, bool) {
+    let pg: Vec<&str> = pg.iter().map(|(name, _)| name.as_str()).filter(|name| *name != ROWID_COLUMN).collect();
+    let (mut renames, mut exact) = (Vec::new(), true);
+    let (mut i, mut j) = (0, 0);
+    while i < pg.len() && j < sqlite.len() {
+        let (old, new) = (pg[i], sqlite[j]);
+        if old == new {
+            (i, j) = (i + 1, j + 1);
+        } else if !sqlite.contains(&old) && !pg.contains(&new) && pg.get(i + 1) == sqlite.get(j + 1) {
+            exact &= i + 1 < pg.len();
+            renames.push((old, new));
+            (i, j) = (i + 1, j + 1);
+        } else if !sqlite.contains(&old) {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    (renames, exact)
+}
+
+/// Creates indexes SQLite has and PostgreSQL lacks/// Creates indexes SQLite has and PostgreSQL lacks (by name, or by columns for unique ones), and drops those
+/// SQLite dropped since the stream last saw the table.
+async fn follow_indexes(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNow<'_>) -> Result<()> {
+    let table = qualified(target.schema, &now.table.name);
+    let existing: Vec<String> = tx
+        .query(
+            "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = to_regclass($1)",
+            &[&table],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let uniques = unique_sets(tx, target.schema, &now.table.name).await?;
+    let created: Vec<&Index> = now.table.indexes.iter().filter(|i| i.origin == "c").collect();
+    for index in &created {
+        let unique_exists = index.unique && index.columns.as_ref().is_some_and(|columns| uniques.contains(columns));
+        if existing.contains(&index.name) || unique_exists {
+            continue;
+        }
+        let empty = vec![ColumnStats::default(); now.table.columns.len()];
+        let plan = TablePlan::from_stats(now.table, &empty, now.key_columns, target.policies);
+        // Only this index; no primary key, so no constraint for the key is added again.
+        let only_this = Table { indexes: vec![(*index).clone()], primary_key: Vec::new(), ..now.table.clone() };
+        for statement in post_data_statements(target.schema, &only_this, &plan, &[]) {
+            match attempt(tx, &statement.sql).await? {
+                None => tracing::info!("{} was created in SQLite: created it in PostgreSQL", statement.what),
+                Some(err) => tracing::warn!("{} was created in SQLite; PostgreSQL refused it: {err}", statement.what),
+            }
+        }
+    }
+    let Some(previous) = now.previous else { return Ok(()) };
+    for gone in previous.indexes.iter().filter(|i| i.origin == "c" && !created.iter().any(|c| c.name == i.name)) {
+        let sql = format!(
+            "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {0}; DROP INDEX IF EXISTS {1}",
+            quote(&gone.name),
+            qualified(target.schema, &gone.name)
+        );
+        match attempt(tx, &sql).await? {
+            None => tracing::info!("index {} was dropped in SQLite: dropped it in PostgreSQL", gone.name),
+            Some(err) => tracing::warn!("index {} was dropped in SQLite; PostgreSQL kept it: {err}", gone.name),
+        }
+    }
+    Ok(())
+}
+
+/// Runs `sql` in a savepoint; a refusal is returned (and rolled back) instead of failing the transaction.
+async fn attempt(tx: &Transaction<'_>, sql: &str) -> Result<Option<Error>> {
+    tx.batch_execute("SAVEPOINT lite2pg_attempt").await?;
+    match tx.batch_execute(sql).await {
+        Ok(()) => {
+            tx.batch_execute("RELEASE SAVEPOINT lite2pg_attempt").await?;
+            Ok(None)
+        }
+        Err(err) if err.as_db_error().is_some() => {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT lite2pg_attempt").await?;
+            Ok(Some(err.into()))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pg(names: &[&str]) -> Vec<(String, String)> {
+        names.iter().map(|n| (n.to_string(), "text".to_string())).collect()
+    }
+
+    #[test]
+    fn renames_are_told_from_drops_and_adds_by_position() {
+        let renamed = |old: &[&str], new: &[&str]| {
+            let old = pg(old);
+            let (renames, exact) = inferred_renames(&old, new);
+            (renames.into_iter().map(|(a, b)| format!("{a}>{b}")).collect::<Vec<_>>(), exact)
+        };
+        assert_eq!(renamed(&["id", "name", "price", "note"], &["id", "title", "price"]), (vec!["name>title".into()], true));
+        assert_eq!(renamed(&["id", "a", "b"], &["id", "b", "c"]), (vec![], true), "a dropped, c added");
+        assert_eq!(renamed(&["id", "a"], &["id", "b"]), (vec!["a>b".into()], false), "at the end: copy to be sure");
+        assert_eq!(renamed(&["id", ROWID_COLUMN], &["id", "x"]), (vec![], true));
+    }
 }

@@ -171,14 +171,18 @@ pub fn post_data_statements(schema: &str, table: &Table, plan: &TablePlan, refer
     let declared_key_kept = matches!(plan.key, KeyPlan::Columns(_));
     let mut statements = Vec::new();
     if !declared_key_kept && !table.primary_key.is_empty() {
-        statements.push(unique_constraint(&target, &table.name, &table.primary_key, referenced));
+        statements.push(unique_constraint(&target, &table.name, &table.primary_key, referenced, None));
     }
     for index in &table.indexes {
         if index.origin == "pk" {
             continue;
         }
         match (&index.columns, index.unique && !index.partial) {
-            (Some(columns), true) => statements.push(unique_constraint(&target, &table.name, columns, referenced)),
+            // A CREATE UNIQUE INDEX keeps its name, so that dropping the index in SQLite can drop it here.
+            (Some(columns), true) => {
+                let name = (index.origin == "c").then_some(index.name.as_str());
+                statements.push(unique_constraint(&target, &table.name, columns, referenced, name))
+            }
             (Some(columns), false) if !index.partial => statements.push(PostDataStatement {
                 sql: format!(
                     "CREATE {}INDEX {} ON {target} ({})",
@@ -194,11 +198,18 @@ pub fn post_data_statements(schema: &str, table: &Table, plan: &TablePlan, refer
     statements
 }
 
-fn unique_constraint(target: &str, table: &str, columns: &[String], referenced: &[Vec<String>]) -> PostDataStatement {
+fn unique_constraint(
+    target: &str,
+    table: &str,
+    columns: &[String],
+    referenced: &[Vec<String>],
+    name: Option<&str>,
+) -> PostDataStatement {
     let deferral = if referenced.iter().any(|r| r == columns) { "" } else { " DEFERRABLE INITIALLY DEFERRED" };
+    let constraint = name.map(|name| format!("CONSTRAINT {} ", quote(name))).unwrap_or_default();
     PostDataStatement {
         sql: format!(
-            "ALTER TABLE {target} ADD UNIQUE ({}){deferral}",
+            "ALTER TABLE {target} ADD {constraint}UNIQUE ({}){deferral}",
             columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
         ),
         what: format!("unique ({}) on {table}", columns.join(", ")),

@@ -19,6 +19,11 @@ pub struct Selection {
 }
 
 impl Selection {
+    /// Whether a table of this name is chosen (for tables appearing while streaming).
+    pub fn wants(&self, name: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|n| n == name)) && !self.exclude.iter().any(|n| n == name)
+    }
+
     /// The chosen tables; names that match no table are an error listing the tables there are.
     pub fn apply<'s>(&self, schema: &'s SourceSchema) -> Result<Vec<&'s Table>> {
         for name in self.include.iter().chain(&self.exclude) {
@@ -28,12 +33,7 @@ impl Selection {
                     .with_hint(format!("tables there: {}", known.join(", "))));
             }
         }
-        Ok(schema
-            .tables
-            .iter()
-            .filter(|t| self.include.is_empty() || self.include.contains(&t.name))
-            .filter(|t| !self.exclude.contains(&t.name))
-            .collect())
+        Ok(schema.tables.iter().filter(|t| self.wants(&t.name)).collect())
     }
 }
 
@@ -49,18 +49,24 @@ pub struct Source {
 impl Source {
     /// Opens the file, reads its schema, checks that PostgreSQL can hold every name, and installs (or upgrades)
     /// capture on the chosen tables.
+    /// The schema is read again if it changes before capture is installed (an application migrating meanwhile).
     pub fn prepare(path: &Path, selection: &Selection, source_id: Option<&str>) -> Result<Source> {
         let mut conn = open(path, Access::ReadWrite)?;
-        let schema = read_schema(&conn)?;
-        let tables = selection.apply(&schema)?;
-        for table in &tables {
-            check_pg_identifier("table", &table.name)?;
-            for column in &table.columns {
-                check_pg_identifier(&format!("column of table {:?}", table.name), &column.name)?;
+        loop {
+            let version = crate::sqlite::schema_version(&conn)?;
+            let schema = read_schema(&conn)?;
+            let tables = selection.apply(&schema)?;
+            for table in &tables {
+                check_pg_identifier("table", &table.name)?;
+                for column in &table.columns {
+                    check_pg_identifier(&format!("column of table {:?}", table.name), &column.name)?;
+                }
+            }
+            let no_drift = capture::SchemaDrift::default();
+            if let Some((capture, _)) = capture::follow(&mut conn, version, &no_drift, &tables, source_id)? {
+                return Ok(Source { path: path.to_path_buf(), conn, schema, capture });
             }
         }
-        let capture = capture::install(&mut conn, &tables, source_id)?;
-        Ok(Source { path: path.to_path_buf(), conn, schema, capture })
     }
 
     /// The chosen tables with their registry entries, in name order.

@@ -27,7 +27,7 @@ use crate::pg::state::{self, Reject, StoredReject};
 use crate::pg::PgTarget;
 use crate::schema::TablePlan;
 use crate::snapshot::{snapshot, SnapshotOptions, SnapshotReport};
-use crate::source::Source;
+use crate::source::{Selection, Source};
 use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::changes::{changed_tables, read_all, read_changes, Change, SeqRange};
 use crate::sqlite::introspect::Table;
@@ -128,6 +128,7 @@ async fn start(options: &SnapshotOptions, summary: &mut RunSummary, on_snapshot:
     let mut client = options.target.connect().await?;
     state::ensure_state_schema(&mut client).await?;
     state::refuse_promoted_file(&client, &options.sqlite).await?;
+    mark_uncaptured_tables(&client, options).await?;
     let capture = {
         let options = options.clone();
         tokio::task::spawn_blocking(move || {
@@ -184,7 +185,12 @@ pub async fn reapply(options: &SnapshotOptions, source_id: &str, keys: Vec<(i64,
 
 /// Applies rejected rows again (`lite2pg rejects --retry`): finds their keys in SQLite and re-applies them.
 /// A running daemon applies them with its own settings.
-pub async fn retry_rejects(options: &SnapshotOptions, conn: &Connection, capture: &CaptureState, rejects: &[StoredReject]) -> Result<u64> {
+pub async fn retry_rejects(
+    options: &SnapshotOptions,
+    conn: &Connection,
+    capture: &CaptureState,
+    rejects: &[StoredReject],
+) -> Result<u64> {
     let schema = crate::sqlite::introspect::read_schema(conn)?;
     let mut keys = Vec::new();
     for captured in &capture.tables {
@@ -206,8 +212,27 @@ async fn wait_until_applied(options: &SnapshotOptions, source_id: &str, seq: i64
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Err(Error::new(ErrorKind::State, format!("the running lite2pg did not apply the logged rows within {}s", REAPPLY_WAIT.as_secs()))
-        .with_hint("check it with `lite2pg status`; the entries stay in the log and will be applied"))
+    Err(Error::new(
+        ErrorKind::State,
+        format!("the running lite2pg did not apply the logged rows within {}s", REAPPLY_WAIT.as_secs()),
+    )
+    .with_hint("check it with `lite2pg status`; the entries stay in the log and will be applied"))
+}
+
+/// Tables rebuilt or created while lite2pg was not running may hold rows no trigger logged; installing capture
+/// (next, in `Source::prepare`) would hide that, so they are marked to be copied whole first.
+async fn mark_uncaptured_tables(client: &Client, options: &SnapshotOptions) -> Result<()> {
+    let conn = open(&options.sqlite, Access::ReadOnly)?;
+    let Some(capture) = capture::read_state(&conn)? else { return Ok(()) };
+    let source_id = options.source_id.as_deref().unwrap_or(&capture.source_id);
+    if !state::source(client, source_id).await?.is_some_and(|row| row.snapshot_seq.is_some()) {
+        return Ok(());
+    }
+    let schema = crate::sqlite::introspect::read_schema(&conn)?;
+    for name in capture::drift(&conn, &schema, |name| options.selection.wants(name))?.uncaptured_rows() {
+        state::register_table(client, source_id, &options.schema, name, &[], true).await?;
+    }
+    Ok(())
 }
 
 impl StopWhen {
@@ -243,6 +268,9 @@ struct Stream {
     /// Tables the next batch copies whole (after a schema change or an inexact widening).
     whole_tables: Arc<HashSet<i64>>,
     policies: Arc<Policies>,
+    selection: Selection,
+    /// SQLite's schema version the plans and capture were made for.
+    schema_version: i64,
     applied_seq: i64,
     pruned_seq: i64,
     last_prune: Instant,
@@ -269,6 +297,8 @@ impl Stream {
             tables: HashMap::new(),
             whole_tables: Arc::new(HashSet::new()),
             policies: Arc::new(options.policies.clone()),
+            selection: options.selection.clone(),
+            schema_version: 0,
             applied_seq: 0,
             pruned_seq: 0,
             last_prune: Instant::now(),
@@ -324,7 +354,50 @@ impl Stream {
         self.applied_seq = row.applied_seq;
         self.known_rejects = known_rejects;
         self.client = Some(client);
-        self.load_plans().await
+        self.follow_schema().await
+    }
+
+    /// Follows SQLite's schema changes: capture first marks tables that may hold unlogged rows to be copied whole
+    /// (in PostgreSQL, so a crash cannot skip the copy), then brings capture along (renames, drops, triggers on
+    /// new and rebuilt tables), then PostgreSQL's tables, then the plans.
+    async fn follow_schema(&mut self) -> Result<()> {
+        loop {
+            let reader = self.reader.as_ref().expect("reader is home between batches");
+            let version = crate::sqlite::schema_version(reader)?;
+            let schema = crate::sqlite::introspect::read_schema(reader)?;
+            let drift = capture::drift(reader, &schema, |name| self.selection.wants(name))?;
+            let client = self.client.as_mut().expect("connected");
+            for name in drift.uncaptured_rows() {
+                state::register_table(client, &self.capture.source_id, &self.schema, name, &[], true).await?;
+            }
+            let chosen: Vec<&Table> = schema
+                .tables
+                .iter()
+                .filter(|t| self.selection.wants(&t.name) && crate::ident::check_pg_identifier("table", &t.name).is_ok())
+                .collect();
+            let Some((capture, version)) = capture::follow(&mut self.pruner, version, &drift, &chosen, None)? else {
+                continue;
+            };
+            let mut tables = Vec::new();
+            for captured in &capture.tables {
+                let table = schema.table(&captured.name).expect("captured tables exist");
+                let stats = match state::table_exists(&*client, &self.schema, &table.name).await? {
+                    true => None,
+                    false => Some(crate::sqlite::scan::column_stats(reader, table, None)?.1),
+                };
+                let renamed_from = drift.renamed.iter().find(|(_, new)| new == &table.name).map(|(old, _)| old.as_str());
+                let previous = self.tables.values().find(|t| t.name == renamed_from.unwrap_or(&table.name));
+                tables.push(crate::evolve::TableNow { table, key_columns: &captured.key_columns, previous, renamed_from, stats });
+            }
+            let target =
+                crate::evolve::Target { schema: &self.schema, source_id: &self.capture.source_id, policies: &self.policies };
+            let tx = client.transaction().await?;
+            crate::evolve::follow(&tx, &target, &tables, &drift.dropped).await?;
+            tx.commit().await?;
+            self.capture = CaptureState { tables: capture.tables, ..self.capture.clone() };
+            self.schema_version = version;
+            return self.load_plans().await;
+        }
     }
 
     /// Builds the table plans from SQLite's schema and PostgreSQL's column types as they are now, (re)creates
@@ -449,10 +522,15 @@ impl Stream {
             self.connect().await?;
             tracing::info!("connected to PostgreSQL at {}", self.target.shown());
         }
+        if crate::sqlite::schema_version(self.reader.as_ref().expect("reader is home between batches"))? != self.schema_version {
+            self.follow_schema().await?;
+            return Ok(Applied::Adjusted);
+        }
         let started = Instant::now();
         let (sender, mut receiver) = mpsc::channel::<Message>(4);
         let reader = self.reader.take().expect("reader is home between batches");
-        let plan = ReadPlan { plans: self.plans.clone(), policies: self.policies.clone(), whole_tables: self.whole_tables.clone() };
+        let plan =
+            ReadPlan { plans: self.plans.clone(), policies: self.policies.clone(), whole_tables: self.whole_tables.clone() };
         let applied = self.applied_seq;
         let read = tokio::task::spawn_blocking(move || {
             let result = read_batch(&reader, &plan, applied, &sender);
@@ -784,13 +862,8 @@ impl TableRead<'_> {
                                 MisfitAction::Stop => return Err(reject.stop_error()),
                                 MisfitAction::Widen => {
                                     let to = widened_type(column_type, &reject.value);
-                                    widening = Some(Widening {
-                                        table_id: self.id,
-                                        column,
-                                        to,
-                                        key: reject.key,
-                                        value: reject.value,
-                                    });
+                                    widening =
+                                        Some(Widening { table_id: self.id, column, to, key: reject.key, value: reject.value });
                                     return Err(Error::new(ErrorKind::Schema, "a column must be widened first"));
                                 }
                             }
@@ -823,7 +896,6 @@ impl TableRead<'_> {
             .map_err(|_| Error::new(ErrorKind::PgConnect, "the PostgreSQL side of the batch stopped early"))
     }
 }
-
 
 /// An iterator with a known length, for chained row values.
 struct ExactChain<I>(I, usize);

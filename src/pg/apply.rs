@@ -95,7 +95,15 @@ impl TableMerge {
     /// Merges what was copied into the temp table, inside the caller's open transaction: deletes gone keys and
     /// rows displaced on a unique key (or every row, when `whole_table` holds all of them), upserts present
     /// rows, and clears rejects of rows that now fit.
-    pub async fn merge(&self, client: &Client, source_id: &str, table: &str, rows: u64, clear_rejects: bool, whole_table: bool) -> Result<()> {
+    pub async fn merge(
+        &self,
+        client: &Client,
+        source_id: &str,
+        table: &str,
+        rows: u64,
+        clear_rejects: bool,
+        whole_table: bool,
+    ) -> Result<()> {
         if whole_table {
             client.execute(self.delete_all.as_str(), &[]).await?;
         }

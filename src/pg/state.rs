@@ -178,6 +178,50 @@ pub async fn advance(client: &impl GenericClient, source_id: &str, from: i64, to
     Ok(())
 }
 
+/// Records a table as lite2pg's for this source (or renames its record); `resync` marks it to be copied whole.
+pub async fn register_table(
+    client: &impl GenericClient,
+    source_id: &str,
+    schema: &str,
+    table: &str,
+    key_columns: &[String],
+    resync: bool,
+) -> Result<()> {
+    let key: serde_json::Value = key_columns.to_vec().into();
+    client
+        .execute(
+            "INSERT INTO lite2pg.tables (source_id, table_name, target_schema, key_columns, resync) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (source_id, table_name) DO UPDATE SET target_schema = excluded.target_schema,
+               key_columns = CASE WHEN excluded.key_columns = '[]' THEN lite2pg.tables.key_columns ELSE excluded.key_columns END,
+               resync = lite2pg.tables.resync OR excluded.resync",
+            &[&source_id, &table, &schema, &key, &resync],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Moves a table's records (its row in `lite2pg.tables`, its rejects) to a new name.
+pub async fn rename_table(client: &impl GenericClient, source_id: &str, old: &str, new: &str) -> Result<()> {
+    for sql in [
+        "UPDATE lite2pg.tables SET table_name = $3 WHERE source_id = $1 AND table_name = $2",
+        "UPDATE lite2pg.rejects SET table_name = $3 WHERE source_id = $1 AND table_name = $2",
+    ] {
+        client.execute(sql, &[&source_id, &old, &new]).await?;
+    }
+    Ok(())
+}
+
+/// Forgets a table (it was dropped in SQLite and in PostgreSQL).
+pub async fn forget_table(client: &impl GenericClient, source_id: &str, table: &str) -> Result<()> {
+    for sql in [
+        "DELETE FROM lite2pg.tables WHERE source_id = $1 AND table_name = $2",
+        "DELETE FROM lite2pg.rejects WHERE source_id = $1 AND table_name = $2",
+    ] {
+        client.execute(sql, &[&source_id, &table]).await?;
+    }
+    Ok(())
+}
+
 /// Names of the source's tables marked to be copied again in the next batch.
 pub async fn tables_to_resync(client: &impl GenericClient, source_id: &str) -> Result<Vec<String>> {
     let rows = client.query("SELECT table_name FROM lite2pg.tables WHERE source_id = $1 AND resync", &[&source_id]).await?;

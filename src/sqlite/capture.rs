@@ -16,7 +16,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::quote;
-use crate::sqlite::introspect::{Table, OWN_PREFIX};
+use crate::sqlite::introspect::{SourceSchema, Table, OWN_PREFIX};
 use crate::sqlite::scan::primary_key_has_nulls;
 use crate::types::SqlValue;
 
@@ -65,13 +65,108 @@ impl CaptureState {
 /// Idempotent: running it again with the same tables changes nothing but the triggers' text.
 pub fn install(conn: &mut Connection, tables: &[&Table], source_id: Option<&str>) -> Result<CaptureState> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let state = install_in(&tx, tables, source_id)?;
+    tx.commit()?;
+    Ok(state)
+}
+
+/// How the file's schema moved away from its capture: seen from the registry and where the capture triggers
+/// are attached now (SQLite carries triggers along when a table is renamed and drops them with the table).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SchemaDrift {
+    /// `(old name, new name)` of captured tables renamed.
+    pub renamed: Vec<(String, String)>,
+    /// Captured tables that no longer exist.
+    pub dropped: Vec<String>,
+    /// Captured tables whose triggers are gone while a table of that name exists: rebuilt (new table, copied
+    /// rows, old one dropped, new one renamed) or triggers dropped by hand. Changes may have been missed.
+    pub rebuilt: Vec<String>,
+    /// Chosen tables not captured yet.
+    pub new: Vec<String>,
+}
+
+impl SchemaDrift {
+    pub fn is_empty(&self) -> bool {
+        self == &SchemaDrift::default()
+    }
+
+    /// Tables whose rows must be copied whole, as they may hold changes no trigger logged.
+    pub fn uncaptured_rows(&self) -> impl Iterator<Item = &String> {
+        self.rebuilt.iter().chain(&self.new)
+    }
+}
+
+/// Compares the capture registry with the schema; `wanted` says whether a table is chosen for sync.
+pub fn drift(conn: &Connection, schema: &SourceSchema, wanted: impl Fn(&str) -> bool) -> Result<SchemaDrift> {
+    let state =
+        read_state(conn)?.unwrap_or(CaptureState { database_id: String::new(), source_id: String::new(), tables: Vec::new() });
+    let mut drift = SchemaDrift::default();
+    for table in &state.tables {
+        let attached: Vec<String> = conn
+            .prepare("SELECT tbl_name FROM sqlite_master WHERE type = 'trigger' AND name IN (?1, ?2, ?3)")?
+            .query_map(
+                [
+                    format!("{OWN_PREFIX}{}_insert", table.id),
+                    format!("{OWN_PREFIX}{}_update", table.id),
+                    format!("{OWN_PREFIX}{}_delete", table.id),
+                ],
+                |r| r.get(0),
+            )?
+            .collect::<Result<_, _>>()?;
+        match (attached.first(), schema.table(&table.name)) {
+            (Some(now), _) if now != &table.name => drift.renamed.push((table.name.clone(), now.clone())),
+            (_, None) => drift.dropped.push(table.name.clone()),
+            (_, Some(_)) if !wanted(&table.name) => {}
+            (_, Some(_)) if attached.len() < 3 => drift.rebuilt.push(table.name.clone()),
+            _ => {}
+        }
+    }
+    let renamed_to: Vec<&String> = drift.renamed.iter().map(|(_, new)| new).collect();
+    drift.new = schema
+        .tables
+        .iter()
+        .map(|t| &t.name)
+        .filter(|name| wanted(name) && state.table(name).is_none() && !renamed_to.contains(name))
+        .cloned()
+        .collect();
+    Ok(drift)
+}
+
+/// Brings capture along with `drift` in one write transaction: renames and drops in the registry, then
+/// triggers on `tables`. Returns the state and the schema version that includes these triggers, or `None`,
+/// changing nothing, when the schema changed again since `schema_version`.
+pub fn follow(
+    conn: &mut Connection,
+    schema_version: i64,
+    drift: &SchemaDrift,
+    tables: &[&Table],
+    source_id: Option<&str>,
+) -> Result<Option<(CaptureState, i64)>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if crate::sqlite::schema_version(&tx)? != schema_version {
+        return Ok(None);
+    }
+    for (old, new) in &drift.renamed {
+        tx.execute(&format!("UPDATE {TABLES_TABLE} SET name = ?2 WHERE name = ?1"), [old, new])?;
+    }
+    for name in &drift.dropped {
+        tx.execute(&format!("DELETE FROM {TABLES_TABLE} WHERE name = ?1"), [name])?;
+    }
+    let state = install_in(&tx, tables, source_id)?;
+    let version = crate::sqlite::schema_version(&tx)?;
+    tx.commit()?;
+    Ok(Some((state, version)))
+}
+
+/// `install` inside the caller's write transaction.
+fn install_in(tx: &Connection, tables: &[&Table], source_id: Option<&str>) -> Result<CaptureState> {
     tx.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL);
          CREATE TABLE IF NOT EXISTS {TABLES_TABLE} (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, key_columns TEXT NOT NULL);
          CREATE TABLE IF NOT EXISTS {CHANGES_TABLE} (seq INTEGER PRIMARY KEY, tbl INTEGER NOT NULL, {WRITTEN_AT} REAL, k0);"
     ))?;
-    check_format_version(&tx)?;
-    add_written_at(&tx)?;
+    check_format_version(tx)?;
+    add_written_at(tx)?;
     tx.execute(&format!("INSERT OR REPLACE INTO {META_TABLE} VALUES ('format_version', ?1)"), [FORMAT_VERSION.to_string()])?;
     let database_id = random_id()?;
     tx.execute(&format!("INSERT OR IGNORE INTO {META_TABLE} VALUES ('database_id', ?1)"), [&database_id])?;
@@ -79,17 +174,16 @@ pub fn install(conn: &mut Connection, tables: &[&Table], source_id: Option<&str>
         tx.execute(&format!("INSERT OR REPLACE INTO {META_TABLE} VALUES ('source_id', ?1)"), [source_id])?;
     }
     tx.execute(&format!("INSERT OR IGNORE INTO {META_TABLE} VALUES ('source_id', 'sqlite-' || ?1)"), [&database_id[..12]])?;
-    drop_triggers(&tx)?;
+    drop_triggers(tx)?;
     for table in tables {
-        let key_columns = register(&tx, table)?;
-        ensure_key_slots(&tx, key_columns.len().max(1))?;
+        let key_columns = register(tx, table)?;
+        ensure_key_slots(tx, key_columns.len().max(1))?;
         let id: i64 = tx.query_row(&format!("SELECT id FROM {TABLES_TABLE} WHERE name = ?1"), [&table.name], |r| r.get(0))?;
         for sql in trigger_sql(id, table, &key_columns).iter().chain(&displacement_trigger_sql(id, table, &key_columns)) {
             tx.execute_batch(sql)?;
         }
     }
-    let state = read_state(&tx)?.expect("installed above");
-    tx.commit()?;
+    let state = read_state(tx)?.expect("installed above");
     Ok(CaptureState { tables: state.tables.into_iter().filter(|t| tables.iter().any(|s| s.name == t.name)).collect(), ..state })
 }
 
@@ -360,7 +454,12 @@ pub fn log_keys(conn: &mut Connection, table_id: i64, keys: &[Vec<SqlValue>]) ->
 }
 
 /// The keys of every row of a captured table whose JSON form (as `lite2pg.rejects` stores keys) is in `wanted`.
-pub fn keys_with_json(conn: &Connection, table: &Table, captured: &CapturedTable, wanted: &[serde_json::Value]) -> Result<Vec<Vec<SqlValue>>> {
+pub fn keys_with_json(
+    conn: &Connection,
+    table: &Table,
+    captured: &CapturedTable,
+    wanted: &[serde_json::Value],
+) -> Result<Vec<Vec<SqlValue>>> {
     let key = key_expressions(table, &captured.key_columns);
     let mut stmt = conn.prepare(&format!("SELECT {} FROM {}", key.join(", "), quote(&table.name)))?;
     let mut rows = stmt.query([])?;

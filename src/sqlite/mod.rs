@@ -60,3 +60,8 @@ fn check_is_database(conn: &Connection, path: &Path) -> Result<()> {
 pub fn journal_mode(conn: &Connection) -> Result<String> {
     Ok(conn.query_row("PRAGMA journal_mode", [], |row| row.get(0))?)
 }
+
+/// The schema's version number, which SQLite bumps on every schema change (ours included).
+pub fn schema_version(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("PRAGMA schema_version", [], |r| r.get(0))?)
+}

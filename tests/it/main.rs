@@ -5,6 +5,7 @@ mod support;
 mod crash;
 mod cutover;
 mod demo;
+mod evolve;
 mod misfit;
 mod observe;
 mod random;

@@ -48,7 +48,10 @@ async fn widen_alters_columns_and_ends_equal() {
         ["id bigint", "flag bigint", "n text", "x numeric", "seen text", "note bytea"],
         "boolean → bigint, bigint → numeric → text, double → numeric, timestamp → text, text → bytea"
     );
-    assert_eq!(db.texts("SELECT column_default FROM information_schema.columns WHERE column_name = 'flag'").await, [Some("1".into())]);
+    assert_eq!(
+        db.texts("SELECT column_default FROM information_schema.columns WHERE column_name = 'flag'").await,
+        [Some("1".into())]
+    );
     db.assert_equal(&file.path).await;
     file.exec("UPDATE t SET x = 1e300 * 10, n = 60 WHERE id = 1; INSERT INTO t (id) VALUES (6);");
     sync(&db, &file, MisfitPolicy::Widen).await.unwrap();

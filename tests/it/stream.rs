@@ -134,10 +134,16 @@ impl Drop for Daemon {
 }
 
 pub fn start_daemon(db: &TestDb, file: &SqliteFile) -> Daemon {
+    start_daemon_with(db, file, &[])
+}
+
+/// `lite2pg run` with extra arguments.
+pub fn start_daemon_with(db: &TestDb, file: &SqliteFile, extra: &[&str]) -> Daemon {
     let log = std::env::var("LITE2PG_TEST_DAEMON_LOG").unwrap_or_else(|_| "warn".to_string());
     Daemon(
         lite2pg()
             .args(["run", "--sqlite", file.path.to_str().unwrap(), "--postgres", &db.url()])
+            .args(extra)
             .env("RUST_LOG", log)
             .spawn()
             .unwrap(),

@@ -1,0 +1,176 @@
+//! Schema changes while `lite2pg run` streams: columns and tables added, dropped, renamed, a migration tool's table
+//! rebuild under write load, indexes; each followed by writes and a value-by-value comparison.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::stream::{start_daemon_with, wait_caught_up};
+use crate::support::{SqliteFile, TestDb};
+
+const APP: &str = "
+    CREATE TABLE beat(id INTEGER PRIMARY KEY);
+    CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT NOT NULL, price REAL);
+    INSERT INTO items VALUES (1, 'pen', 1.5), (2, 'ink', 2.25);";
+
+/// Lets the daemon see everything written so far: one more commit, then wait until it is applied (a schema
+/// change is followed before the batch that holds a later commit). A commit made before the daemon installed
+/// capture is not logged, so settling repeats until one was.
+async fn settle(db: &TestDb, file: &SqliteFile) {
+    let logged = |file: &SqliteFile| {
+        file.conn().query_row("SELECT max(seq) FROM _lite2pg_changes", [], |r| r.get::<_, Option<i64>>(0)).ok().flatten()
+    };
+    loop {
+        let before = logged(file);
+        file.exec("INSERT INTO beat DEFAULT VALUES");
+        wait_caught_up(db, file).await;
+        if logged(file).is_some_and(|after| Some(after) != before) {
+            return;
+        }
+    }
+}
+
+async fn columns(db: &TestDb, table: &str) -> Vec<String> {
+    let sql = format!(
+        "SELECT attname || ' ' || format_type(atttypid, atttypmod) FROM pg_attribute
+         WHERE attrelid = 'public.{table}'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+    );
+    db.texts(&sql).await.into_iter().flatten().collect()
+}
+
+async fn compared_tables(db: &TestDb, file: &SqliteFile) -> Vec<String> {
+    db.assert_equal(&file.path).await;
+    let report = lite2pg::verify::verify(&db.options(&file.path)).await.unwrap();
+    let mut names: Vec<String> = report.tables.into_iter().map(|t| t.table).collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn columns_added_renamed_and_dropped_are_followed() {
+    let file = SqliteFile::new(APP);
+    let db = TestDb::new().await;
+    let _daemon = start_daemon_with(&db, &file, &[]);
+    settle(&db, &file).await;
+    file.exec(
+        "ALTER TABLE items ADD COLUMN note TEXT;
+         ALTER TABLE items ADD COLUMN stock INTEGER NOT NULL DEFAULT 7;
+         ALTER TABLE items ADD COLUMN label TEXT DEFAULT 'new';",
+    );
+    file.exec("INSERT INTO items (id, name, note, stock) VALUES (3, 'pad', 'added later', 1);");
+    settle(&db, &file).await;
+    assert_eq!(
+        columns(&db, "items").await,
+        ["id bigint", "name text", "price double precision", "note text", "stock bigint", "label text"]
+    );
+    db.assert_equal(&file.path).await;
+
+    file.exec("ALTER TABLE items RENAME COLUMN name TO title; ALTER TABLE items DROP COLUMN note;");
+    file.exec("UPDATE items SET title = 'fountain pen', stock = stock + 1 WHERE id = 1; INSERT INTO items (id, title) VALUES (4, 'nib');");
+    settle(&db, &file).await;
+    assert_eq!(columns(&db, "items").await, ["id bigint", "title text", "price double precision", "stock bigint", "label text"]);
+    assert_eq!(db.texts("SELECT title || ' ' || stock FROM items WHERE id = 1").await, [Some("fountain pen 8".into())]);
+    db.assert_equal(&file.path).await;
+}
+
+#[tokio::test]
+async fn tables_created_renamed_and_dropped_are_followed() {
+    let file = SqliteFile::new(APP);
+    let db = TestDb::new().await;
+    let _daemon = start_daemon_with(&db, &file, &["--dropped-tables", "drop"]);
+    settle(&db, &file).await;
+    file.exec(
+        "CREATE TABLE orders(id INTEGER PRIMARY KEY, item_id INTEGER REFERENCES items, qty INTEGER NOT NULL, at DATETIME);
+         INSERT INTO orders VALUES (1, 1, 3, '2024-05-01 10:00:00'), (2, 2, 1, '2024-05-02 11:30:00');",
+    );
+    file.exec("INSERT INTO orders VALUES (3, 1, 9, '2024-05-03 12:00:00'); UPDATE orders SET qty = 4 WHERE id = 1;");
+    settle(&db, &file).await;
+    assert_eq!(columns(&db, "orders").await, ["id bigint", "item_id bigint", "qty bigint", "at timestamp(0) without time zone"]);
+    assert_eq!(compared_tables(&db, &file).await, ["beat", "items", "orders"]);
+
+    file.exec("ALTER TABLE orders RENAME TO purchases; INSERT INTO purchases VALUES (4, 2, 2, NULL); DROP TABLE items;");
+    settle(&db, &file).await;
+    assert_eq!(compared_tables(&db, &file).await, ["beat", "purchases"]);
+    let tables =
+        db.texts("SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'").await;
+    assert_eq!(tables, [Some("beat,purchases".into())], "renamed in place; the dropped table dropped as asked");
+    assert_eq!(db.texts("SELECT count(*)::text FROM purchases").await, [Some("4".into())]);
+}
+
+#[tokio::test]
+async fn a_dropped_table_is_kept_in_postgres_by_default() {
+    let file = SqliteFile::new(APP);
+    let db = TestDb::new().await;
+    let _daemon = start_daemon_with(&db, &file, &[]);
+    settle(&db, &file).await;
+    file.exec("DROP TABLE items;");
+    settle(&db, &file).await;
+    assert_eq!(compared_tables(&db, &file).await, ["beat"]);
+    assert_eq!(db.texts("SELECT count(*)::text FROM items").await, [Some("2".into())], "the rows stay for reporting");
+}
+
+#[tokio::test]
+async fn a_migration_tools_table_rebuild_under_write_load_ends_as_one_table() {
+    let file = SqliteFile::new(APP);
+    file.exec("CREATE INDEX items_by_name ON items(name);");
+    let db = TestDb::new().await;
+    let _daemon = start_daemon_with(&db, &file, &[]);
+    settle(&db, &file).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (conn, stop) = (file.conn(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 100;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                // Before the rebuild the table has `name`, after it `title`; each insert names what exists.
+                let inserted = conn.execute("INSERT INTO items (id, name, price) VALUES (?1, 'load', ?1 * 0.5)", [n]);
+                if inserted.is_err() {
+                    conn.execute("INSERT INTO items (id, title, price, stock) VALUES (?1, 'load', ?1 * 0.5, ?1)", [n]).unwrap();
+                }
+                conn.execute("UPDATE items SET price = price + 1 WHERE id = ?1", [n - 50]).unwrap();
+            }
+            n
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // What Alembic's batch mode and Django's SQLite schema editor do for changes ALTER TABLE cannot make.
+    file.exec(
+        "BEGIN;
+         CREATE TABLE _new_items(id INTEGER PRIMARY KEY, title TEXT NOT NULL, price NUMERIC, stock INTEGER NOT NULL DEFAULT 0);
+         INSERT INTO _new_items (id, title, price) SELECT id, name, price FROM items;
+         DROP TABLE items;
+         ALTER TABLE _new_items RENAME TO items;
+         CREATE INDEX items_by_title ON items(title);
+         COMMIT;",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let written = load.join().unwrap();
+    assert!(written > 110, "the load kept writing ({written})");
+    settle(&db, &file).await;
+    assert_eq!(compared_tables(&db, &file).await, ["beat", "items"]);
+    assert_eq!(
+        columns(&db, "items").await,
+        ["id bigint", "title text", "price numeric", "stock bigint"],
+        "NUMERIC stores 51.0 as 51: widened"
+    );
+    let indexes =
+        db.texts("SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE tablename = 'items'").await;
+    assert_eq!(indexes, [Some("items_by_title,items_pkey".into())], "the old table's index went with it");
+}
+
+#[tokio::test]
+async fn indexes_created_and_dropped_are_mirrored() {
+    let file = SqliteFile::new(APP);
+    let db = TestDb::new().await;
+    let _daemon = start_daemon_with(&db, &file, &[]);
+    settle(&db, &file).await;
+    file.exec("CREATE INDEX items_by_price ON items(price); CREATE UNIQUE INDEX items_name_unique ON items(name);");
+    settle(&db, &file).await;
+    let indexes = || db.texts("SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE tablename = 'items'");
+    assert_eq!(indexes().await, [Some("items_by_price,items_name_unique,items_pkey".into())]);
+    file.exec("DROP INDEX items_by_price; DROP INDEX items_name_unique; INSERT INTO items VALUES (3, 'pen', 0);");
+    settle(&db, &file).await;
+    assert_eq!(indexes().await, [Some("items_pkey".into())]);
+    db.assert_equal(&file.path).await;
+}
