@@ -225,7 +225,7 @@ async fn mark_uncaptured_tables(client: &Client, options: &SnapshotOptions) -> R
     let conn = open(&options.sqlite, Access::ReadOnly)?;
     let Some(capture) = capture::read_state(&conn)? else { return Ok(()) };
     let source_id = options.source_id.as_deref().unwrap_or(&capture.source_id);
-    if !state::source(client, source_id).await?.is_some_and(|row| row.snapshot_seq.is_some()) {
+    if state::source(client, source_id).await?.is_none_or(|row| row.snapshot_seq.is_none()) {
         return Ok(());
     }
     let schema = crate::sqlite::introspect::read_schema(&conn)?;

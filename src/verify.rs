@@ -34,7 +34,6 @@ const EXAMPLES: usize = 10;
 /// Rows per hash bucket aimed at, so a difference costs re-reading about this many rows.
 const ROWS_PER_BUCKET: u64 = 64;
 const MAX_BUCKETS: u64 = 1 << 16;
-/// How long `--repair` waits for a running daemon to apply the re-logged keys.
 
 /// What kind of difference a row shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -110,3 +110,31 @@ async fn stop_stops_before_the_batch_and_resumes_after_the_fix() {
     sync(&db, &file, MisfitPolicy::Stop).await.unwrap();
     db.assert_equal(&file.path).await;
 }
+
+#[tokio::test]
+async fn the_config_file_beside_the_database_sets_connection_and_policies() {
+    let file = SqliteFile::new(TABLE);
+    let db = TestDb::new().await;
+    let config = file.path.with_file_name("lite2pg.toml");
+    let path = file.path.to_str().unwrap();
+    std::fs::write(&config, "postgress = 'typo'\n").unwrap();
+    let output = lite2pg_output(&["run", "--once", "--sqlite", path]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("unknown field `postgress`"), "{}", stderr(&output));
+
+    let settings = format!("postgres = '{}'\non_misfit = 'widen'\n[table.t.columns.n]\non_misfit = 'stop'\n", db.url());
+    std::fs::write(&config, settings).unwrap();
+    let output = lite2pg_output(&["run", "--once", "--sqlite", path]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    file.exec("UPDATE t SET flag = 5 WHERE id = 1; UPDATE t SET n = 'x' WHERE id = 2;");
+    let output = lite2pg_output(&["run", "--once", "--sqlite", path]);
+    assert_eq!(output.status.code(), Some(1), "the column's own policy (stop) wins over the file's default");
+    assert!(stderr(&output).contains("column \"n\""), "{}", stderr(&output));
+    let output = lite2pg_output(&["run", "--once", "--sqlite", path, "--on-misfit", "reject"]);
+    assert_eq!(output.status.code(), Some(1), "a flag sets the default; the column's own setting still wins");
+    file.exec("UPDATE t SET n = 2 WHERE id = 2;");
+    let output = lite2pg_output(&["run", "--once", "--sqlite", path]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(column_types(&db).await[1], "flag bigint", "the file's default (widen) applied to flag");
+    db.assert_equal(&file.path).await;
+}
