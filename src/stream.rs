@@ -373,7 +373,14 @@ impl Stream {
             let chosen: Vec<&Table> = schema
                 .tables
                 .iter()
-                .filter(|t| self.selection.wants(&t.name) && crate::ident::check_pg_identifier("table", &t.name).is_ok())
+                .filter(|t| self.selection.wants(&t.name))
+                .filter(|t| match crate::ident::check_pg_identifier("table", &t.name) {
+                    Ok(()) => true,
+                    Err(err) => {
+                        tracing::warn!("table {:?} is not synced: {err}", t.name);
+                        false
+                    }
+                })
                 .collect();
             let Some((capture, version)) = capture::follow(&mut self.pruner, version, &drift, &chosen, None)? else {
                 continue;

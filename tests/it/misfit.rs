@@ -17,6 +17,7 @@ const BAD_VALUES: &str = "BEGIN;
     INSERT INTO t VALUES (3, 1, 30, 7, 'tomorrow', 'c');
     INSERT INTO t VALUES (4, 0, 'forty', 4.5, NULL, 'nul' || char(0) || 'inside');
     INSERT INTO t VALUES (5, 1, 50, 5.5, NULL, x'ff00');
+    INSERT INTO t VALUES (6, 1, 60, 6.5, NULL, CAST(x'c328' AS TEXT));
     COMMIT;";
 
 async fn sync(db: &TestDb, file: &SqliteFile, policy: MisfitPolicy) -> lite2pg::Result<RunSummary> {
@@ -53,7 +54,7 @@ async fn widen_alters_columns_and_ends_equal() {
         [Some("1".into())]
     );
     db.assert_equal(&file.path).await;
-    file.exec("UPDATE t SET x = 1e300 * 10, n = 60 WHERE id = 1; INSERT INTO t (id) VALUES (6);");
+    file.exec("UPDATE t SET x = 1e300 * 10, n = 60 WHERE id = 1; INSERT INTO t (id) VALUES (7);");
     sync(&db, &file, MisfitPolicy::Widen).await.unwrap();
     db.assert_equal(&file.path).await;
 }
@@ -65,9 +66,9 @@ async fn auto_widens_within_a_kind_and_rejects_across_kinds() {
     sync(&db, &file, MisfitPolicy::Auto).await.unwrap();
     file.exec(BAD_VALUES);
     let summary = sync(&db, &file, MisfitPolicy::Auto).await.unwrap();
-    assert_eq!(summary.rejects, 2);
+    assert_eq!(summary.rejects, 3);
     assert_eq!(column_types(&db).await, ["id bigint", "flag bigint", "n numeric", "x numeric", "seen text", "note text"]);
-    assert_eq!(reject_keys(&db).await, ["[4] n", "[5] note"], "row 4 is rejected for its first misfit: n");
+    assert_eq!(reject_keys(&db).await, ["[4] n", "[5] note", "[6] note"], "row 4 is rejected for its first misfit: n");
     db.assert_equal(&file.path).await;
 }
 
@@ -78,12 +79,12 @@ async fn reject_keeps_types_and_lists_the_rows_then_retry_applies_them() {
     sync(&db, &file, MisfitPolicy::Reject).await.unwrap();
     file.exec(BAD_VALUES);
     let summary = sync(&db, &file, MisfitPolicy::Reject).await.unwrap();
-    assert_eq!(summary.rejects, 5);
+    assert_eq!(summary.rejects, 6);
     assert_eq!(
         column_types(&db).await,
         ["id bigint", "flag boolean", "n bigint", "x double precision", "seen timestamp(0) without time zone", "note text"]
     );
-    assert_eq!(reject_keys(&db).await, ["[1] flag", "[2] n", "[3] x", "[4] n", "[5] note"]);
+    assert_eq!(reject_keys(&db).await, ["[1] flag", "[2] n", "[3] x", "[4] n", "[5] note", "[6] note"]);
     db.assert_equal(&file.path).await;
     assert_eq!(db.texts("SELECT count(*)::text FROM t").await, [Some("0".into())], "rejected rows are not in PostgreSQL");
 
@@ -91,7 +92,7 @@ async fn reject_keeps_types_and_lists_the_rows_then_retry_applies_them() {
     let output = lite2pg_output(&["rejects", "--retry", "--on-misfit", "widen", "--sqlite", path, "--postgres", &url]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains("no rejects"), "{}", String::from_utf8_lossy(&output.stdout));
-    assert_eq!(db.texts("SELECT count(*)::text FROM t").await, [Some("5".into())]);
+    assert_eq!(db.texts("SELECT count(*)::text FROM t").await, [Some("6".into())]);
     db.assert_equal(&file.path).await;
 }
 
@@ -122,7 +123,10 @@ async fn the_config_file_beside_the_database_sets_connection_and_policies() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("unknown field `postgress`"), "{}", stderr(&output));
 
-    let settings = format!("postgres = '{}'\non_misfit = 'widen'\n[table.t.columns.n]\non_misfit = 'stop'\n", db.url());
+    let settings = format!(
+        "postgres = '{}'\non_misfit = 'widen'\n[table.t.columns.n]\non_misfit = 'stop'\n[table.t.columns.note]\ntype = 'bytea'\n",
+        db.url()
+    );
     std::fs::write(&config, settings).unwrap();
     let output = lite2pg_output(&["run", "--once", "--sqlite", path]);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -135,6 +139,11 @@ async fn the_config_file_beside_the_database_sets_connection_and_policies() {
     file.exec("UPDATE t SET n = 2 WHERE id = 2;");
     let output = lite2pg_output(&["run", "--once", "--sqlite", path]);
     assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(column_types(&db).await[1], "flag bigint", "the file's default (widen) applied to flag");
+    let types = column_types(&db).await;
+    assert_eq!(
+        (types[1].as_str(), types[5].as_str()),
+        ("flag bigint", "note bytea"),
+        "widen applied to flag; note's type override"
+    );
     db.assert_equal(&file.path).await;
 }
