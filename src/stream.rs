@@ -613,7 +613,8 @@ impl Stream {
         self.load_plans().await
     }
 
-    /// Copies each changed table into its temp table and merges it, as the reading thread sends it.
+    /// Copies each changed table into its temp table and merges it, as the reading thread sends it; a table
+    /// copied whole is emptied and copied straight into its target.
     async fn write_tables(&mut self, receiver: &mut mpsc::Receiver<Message>) -> Result<Written> {
         let client = self.client.as_ref().expect("connected above");
         let mut written = Written::default();
@@ -622,20 +623,26 @@ impl Stream {
             match message {
                 Message::Data { id, chunk } => {
                     if sink.is_none() {
-                        sink = Some(Box::pin(client.copy_in::<_, Bytes>(self.merges[&id].copy_in.as_str()).await?));
+                        let merge = &self.merges[&id];
+                        let copy = match self.whole_tables.contains(&id) {
+                            true => merge.delete_all(client).await.map(|()| merge.copy_whole.as_str())?,
+                            false => merge.copy_in.as_str(),
+                        };
+                        sink = Some(Box::pin(client.copy_in::<_, Bytes>(copy).await?));
                     }
                     sink.as_mut().expect("opened above").send(Bytes::from(chunk)).await?;
                 }
-                Message::End { id, counts, whole_table } => {
+                Message::End { id, counts } => {
                     sink.take().expect("every table sends data before its end").as_mut().finish().await?;
                     let table = &self.plans[&id].name;
                     let rows = counts.upserts + counts.deletes;
-                    self.merges[&id]
-                        .merge(client, &self.capture.source_id, table, rows, self.known_rejects, whole_table)
-                        .await
-                        .map_err(|err| err.context(format!("applying changes to {table:?}")))?;
-                    if whole_table {
+                    if self.whole_tables.contains(&id) {
                         state::set_resync(client, &self.capture.source_id, table, false).await?;
+                    } else {
+                        self.merges[&id]
+                            .merge(client, &self.capture.source_id, table, rows, self.known_rejects)
+                            .await
+                            .map_err(|err| err.context(format!("applying changes to {table:?}")))?;
                     }
                     written.tables += 1;
                     written.per_table.push((table.clone(), counts.upserts, counts.deletes));
@@ -726,7 +733,7 @@ fn backoff(failures: u32) -> Duration {
 /// What the reading thread sends: COPY data for a table's temp table, then the table's counts.
 enum Message {
     Data { id: i64, chunk: Vec<u8> },
-    End { id: i64, counts: TableCounts, whole_table: bool },
+    End { id: i64, counts: TableCounts },
 }
 
 /// One table's share of a batch.
@@ -826,15 +833,17 @@ struct TableRead<'a> {
 }
 
 impl TableRead<'_> {
-    /// Encodes the table's changed keys (or, `whole_table`, all its rows) for its temp table: present rows with
-    /// `gone = false`, gone keys with the other columns NULL and `gone = true`. A row holding a value its
-    /// column cannot hold follows the column's misfit policy; `Some` asks for a wider column first.
+    /// Encodes the table's changed keys for its temp table: present rows with `gone = false`, gone keys with the
+    /// other columns NULL and `gone = true`; or, `whole_table`, every row for the target itself. A row holding a
+    /// value its column cannot hold follows the column's misfit policy; `Some` asks for a wider column first.
     fn send(&self, range: SeqRange, whole_table: bool) -> Result<Option<Widening>> {
         let plan = self.plan;
         let mut encoder = CopyEncoder::default();
         let mut counts = TableCounts::default();
         let mut widening = None;
         let types: Vec<_> = plan.columns.iter().map(|c| c.pg_type).chain([PgType::Boolean]).collect();
+        // Rows for the target itself carry no gone flag.
+        let flag_columns = usize::from(!whole_table);
         let key_indexes = plan.key_indexes();
         let (present, gone) = (SqlValue::Integer(0), SqlValue::Integer(1));
         let mut gone_row = vec![SqlValue::Null; plan.columns.len() + 1];
@@ -849,8 +858,8 @@ impl TableRead<'_> {
         let on_change = |change: Change<'_>| {
             match change {
                 Change::Present(row) => {
-                    let with_flag = row.iter().chain([&present]).zip(types.iter().copied());
-                    match encoder.push_row(ExactChain(with_flag, row.len() + 1)) {
+                    let with_flag = row.iter().chain([&present]).zip(types.iter().copied()).take(row.len() + flag_columns);
+                    match encoder.push_row(ExactChain(with_flag, row.len() + flag_columns)) {
                         Ok(()) => counts.upserts += 1,
                         Err((column, misfit)) => {
                             let reject = Reject {
@@ -863,7 +872,9 @@ impl TableRead<'_> {
                             let column_type = plan.columns[column].pg_type;
                             match self.policies.misfit(&plan.name, &reject.column).action(&reject.value, column_type) {
                                 MisfitAction::Reject => {
-                                    counts.deletes += u64::from(push_gone(&mut encoder, &reject.key));
+                                    if !whole_table {
+                                        counts.deletes += u64::from(push_gone(&mut encoder, &reject.key));
+                                    }
                                     counts.rejects.push(reject);
                                 }
                                 MisfitAction::Stop => return Err(reject.stop_error()),
@@ -893,7 +904,7 @@ impl TableRead<'_> {
         }
         read?;
         self.send_message(Message::Data { id: self.id, chunk: encoder.finish() })?;
-        self.send_message(Message::End { id: self.id, counts, whole_table })?;
+        self.send_message(Message::End { id: self.id, counts })?;
         Ok(None)
     }
 

@@ -25,8 +25,9 @@ pub struct TableMerge {
     create_temp: String,
     pub copy_in: String,
     delete_gone: String,
-    /// Empties the target before a batch that copies the whole table again.
+    /// Empties the target before a batch copies the whole table again, straight into it.
     delete_all: String,
+    pub copy_whole: String,
     /// One per unique constraint: deletes rows an `INSERT OR REPLACE` displaced in SQLite without a trigger.
     delete_displaced: Vec<String>,
     upsert: String,
@@ -59,6 +60,7 @@ impl TableMerge {
             ),
             copy_in: format!("COPY {} ({columns}, {gone}) FROM STDIN (FORMAT binary)", quote(&temp_table)),
             delete_all: format!("DELETE FROM {target}"),
+            copy_whole: format!("COPY {target} ({columns}) FROM STDIN (FORMAT binary)"),
             delete_gone: format!("DELETE FROM {target} AS t USING {} AS s WHERE s.{gone} AND {key_match}", quote(&temp_table)),
             delete_displaced: unique_sets
                 .iter()
@@ -92,21 +94,15 @@ impl TableMerge {
         Ok(())
     }
 
+    /// Empties the target, inside the caller's open transaction, before `copy_whole` fills it again.
+    pub async fn delete_all(&self, client: &Client) -> Result<()> {
+        client.execute(self.delete_all.as_str(), &[]).await?;
+        Ok(())
+    }
+
     /// Merges what was copied into the temp table, inside the caller's open transaction: deletes gone keys and
-    /// rows displaced on a unique key (or every row, when `whole_table` holds all of them), upserts present
-    /// rows, and clears rejects of rows that now fit.
-    pub async fn merge(
-        &self,
-        client: &Client,
-        source_id: &str,
-        table: &str,
-        rows: u64,
-        clear_rejects: bool,
-        whole_table: bool,
-    ) -> Result<()> {
-        if whole_table {
-            client.execute(self.delete_all.as_str(), &[]).await?;
-        }
+    /// rows displaced on a unique key, upserts present rows, and clears rejects of rows that now fit.
+    pub async fn merge(&self, client: &Client, source_id: &str, table: &str, rows: u64, clear_rejects: bool) -> Result<()> {
         if rows >= ANALYZE_ROWS {
             // Without statistics the planner takes the fresh temp table for a tiny one and picks nested loops.
             client.batch_execute(&format!("ANALYZE {}", quote(&self.temp_table))).await?;
