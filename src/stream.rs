@@ -27,7 +27,7 @@ use crate::pg::state::{self, Reject, StoredReject};
 use crate::pg::PgTarget;
 use crate::schema::TablePlan;
 use crate::snapshot::{snapshot, SnapshotOptions, SnapshotReport};
-use crate::source::{Selection, Source};
+use crate::source::Selection;
 use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::changes::{changed_tables, read_all, read_changes, Change, SeqRange};
 use crate::sqlite::introspect::Table;
@@ -128,32 +128,27 @@ async fn start(options: &SnapshotOptions, summary: &mut RunSummary, on_snapshot:
     let mut client = options.target.connect().await?;
     state::ensure_state_schema(&mut client).await?;
     state::refuse_promoted_file(&client, &options.sqlite).await?;
-    mark_uncaptured_tables(&client, options).await?;
-    let capture = {
-        let options = options.clone();
-        tokio::task::spawn_blocking(move || {
-            let source = Source::prepare(&options.sqlite, &options.selection, options.source_id.as_deref())?;
-            Ok::<_, Error>(source.capture.clone())
-        })
-        .await
-        .expect("source preparation does not panic")?
-    };
-    summary.source_id = capture.source_id.clone();
-    let needs_snapshot = match state::source(&client, &capture.source_id).await? {
-        Some(row) => row.snapshot_seq.is_none(),
-        None => true,
-    };
-    drop(client);
-    if needs_snapshot {
-        let report = snapshot(options).await?;
-        on_snapshot(&report);
-        summary.snapshot = Some(SnapshotSummary {
-            rows: report.tables.iter().map(|t| t.rows).sum(),
-            rejects: report.rejects(),
-            seconds: report.seconds,
-        });
+    // A source already copied resumes with its capture as it is: the stream follows whatever changed in the
+    // schema meanwhile (and installing capture first would hide tables rebuilt while lite2pg was stopped).
+    let installed = capture::read_state(&open(&options.sqlite, Access::ReadOnly)?)?
+        .filter(|installed| options.source_id.as_deref().is_none_or(|id| id == installed.source_id));
+    if let Some(installed) = installed {
+        if state::source(&client, &installed.source_id).await?.is_some_and(|row| row.snapshot_seq.is_some()) {
+            summary.source_id = installed.source_id.clone();
+            return Stream::start(options, &installed).await;
+        }
     }
-    Stream::start(options, &capture).await
+    drop(client);
+    let report = snapshot(options).await?;
+    on_snapshot(&report);
+    summary.source_id = report.source_id.clone();
+    summary.snapshot = Some(SnapshotSummary {
+        rows: report.tables.iter().map(|t| t.rows).sum(),
+        rejects: report.rejects(),
+        seconds: report.seconds,
+    });
+    let installed = capture::require_state(&open(&options.sqlite, Access::ReadOnly)?, &options.sqlite)?;
+    Stream::start(options, &installed).await
 }
 
 /// How long `reapply` waits for a running daemon to apply what it logged.
@@ -219,21 +214,6 @@ async fn wait_until_applied(options: &SnapshotOptions, source_id: &str, seq: i64
     .with_hint("check it with `lite2pg status`; the entries stay in the log and will be applied"))
 }
 
-/// Tables rebuilt or created while lite2pg was not running may hold rows no trigger logged; installing capture
-/// (next, in `Source::prepare`) would hide that, so they are marked to be copied whole first.
-async fn mark_uncaptured_tables(client: &Client, options: &SnapshotOptions) -> Result<()> {
-    let conn = open(&options.sqlite, Access::ReadOnly)?;
-    let Some(capture) = capture::read_state(&conn)? else { return Ok(()) };
-    let source_id = options.source_id.as_deref().unwrap_or(&capture.source_id);
-    if state::source(client, source_id).await?.is_none_or(|row| row.snapshot_seq.is_none()) {
-        return Ok(());
-    }
-    let schema = crate::sqlite::introspect::read_schema(&conn)?;
-    for name in capture::drift(&conn, &schema, |name| options.selection.wants(name))?.uncaptured_rows() {
-        state::register_table(client, source_id, &options.schema, name, &[], true).await?;
-    }
-    Ok(())
-}
 
 impl StopWhen {
     /// Sleeps for `period`; returns true when asked to stop.
