@@ -273,8 +273,10 @@ fn timestamp_default(pg_type: PgType, text_format: &str) -> Option<String> {
 
 /// A literal default, only when the value fits the column type; written by lite2pg, not copied from the file.
 fn literal_default(value: &SqlValue, pg_type: PgType) -> Option<String> {
-    encode_binary(value, pg_type, &mut Vec::new()).ok()?;
+    let mut bytes = Vec::new();
+    encode_binary(value, pg_type, &mut bytes).ok()?;
     Some(match (value, pg_type) {
+        (_, PgType::Bytea) => format!("'\\x{}'::bytea", crate::types::hex(&bytes)),
         (SqlValue::Integer(i), PgType::Boolean) => (if *i == 1 { "true" } else { "false" }).to_string(),
         (SqlValue::Integer(i), _) if pg_type != PgType::Text => i.to_string(),
         (SqlValue::Real(f), PgType::Double | PgType::Numeric) => crate::types::real_to_plain_decimal(*f),
@@ -297,6 +299,11 @@ mod tests {
         assert_eq!(translate_default("-5", PgType::BigInt).as_deref(), Some("-5"));
         assert_eq!(translate_default("2.5", PgType::Double).as_deref(), Some("2.5"));
         assert_eq!(translate_default("'x'", PgType::BigInt), None);
+        assert_eq!(
+            translate_default("7", PgType::Bytea).as_deref(),
+            Some("'\\x37'::bytea"),
+            "what lite2pg writes for 7 in bytea"
+        );
         assert_eq!(translate_default("(datetime('now'))", PgType::Text), translate_default("CURRENT_TIMESTAMP", PgType::Text));
         assert_eq!(translate_default("(date( 'now' ))", PgType::Date).as_deref(), Some("(timezone('UTC', now()))::date"));
         assert_eq!(

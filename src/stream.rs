@@ -214,7 +214,6 @@ async fn wait_until_applied(options: &SnapshotOptions, source_id: &str, seq: i64
     .with_hint("check it with `lite2pg status`; the entries stay in the log and will be applied"))
 }
 
-
 impl StopWhen {
     /// Sleeps for `period`; returns true when asked to stop.
     async fn wait(&self, period: Duration) -> bool {
@@ -424,7 +423,7 @@ impl Stream {
         let mut failures = 0u32;
         let mut last_version = None;
         loop {
-            if target_seq.is_some_and(|target| self.applied_seq >= target) {
+            if target_seq.is_some_and(|target| self.applied_seq >= target) && self.whole_tables.is_empty() {
                 return self.prune().await;
             }
             self.measure_backlog()?;

@@ -80,3 +80,85 @@ proptest! {
         });
     }
 }
+
+/// One step of an application that migrates while it writes: SQL (which may fail, e.g. on a column a
+/// previous step dropped), a migration tool's rebuild of `m`, or a sync.
+#[derive(Debug, Clone)]
+enum Migration {
+    Sql(String),
+    RebuildM,
+    Sync,
+}
+
+fn value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<i32>().prop_map(|i| i.to_string()),
+        (-1000i32..1000).prop_map(|i| format!("{}.5", i)),
+        "[a-z]{0,3}".prop_map(|t| format!("'{t}'")),
+        any::<[u8; 2]>().prop_map(|b| format!("x'{}'", lite2pg::types::hex(&b))),
+        Just("NULL".to_string()),
+    ]
+}
+
+fn migration() -> impl Strategy<Value = Migration> {
+    let column = (0..4).prop_map(|n| format!("c{n}"));
+    let table = (0..3).prop_map(|n| format!("t{n}"));
+    let declared = prop_oneof![Just(""), Just(" INTEGER"), Just(" TEXT"), Just(" REAL"), Just(" BOOLEAN"), Just(" DATETIME")];
+    let default = prop_oneof![Just(""), Just(" DEFAULT 7"), Just(" NOT NULL DEFAULT 'd'"), Just(" DEFAULT 1.5")];
+    let id = 0i64..10;
+    prop_oneof![
+        4 => (id.clone(), column.clone(), value()).prop_map(|(i, c, v)| Migration::Sql(format!(
+            "INSERT INTO m(id, {c}) VALUES ({i}, {v}) ON CONFLICT (id) DO UPDATE SET {c} = excluded.{c}"
+        ))),
+        2 => (id.clone(), column.clone(), value()).prop_map(|(i, c, v)| Migration::Sql(format!("UPDATE m SET {c} = {v} WHERE id = {i}"))),
+        1 => id.clone().prop_map(|i| Migration::Sql(format!("DELETE FROM m WHERE id = {i}"))),
+        2 => (table.clone(), value()).prop_map(|(t, v)| Migration::Sql(format!("INSERT INTO {t}(v) VALUES ({v})"))),
+        2 => (column.clone(), declared, default).prop_map(|(c, d, x)| Migration::Sql(format!("ALTER TABLE m ADD COLUMN {c}{d}{x}"))),
+        1 => (column.clone(), column.clone()).prop_map(|(a, b)| Migration::Sql(format!("ALTER TABLE m RENAME COLUMN {a} TO {b}"))),
+        1 => column.clone().prop_map(|c| Migration::Sql(format!("ALTER TABLE m DROP COLUMN {c}"))),
+        1 => column.clone().prop_map(|c| Migration::Sql(format!("CREATE INDEX IF NOT EXISTS m_{c} ON m({c})"))),
+        1 => column.prop_map(|c| Migration::Sql(format!("DROP INDEX IF EXISTS m_{c}"))),
+        1 => table.clone().prop_map(|t| Migration::Sql(format!("CREATE TABLE IF NOT EXISTS {t}(id INTEGER PRIMARY KEY, v); INSERT INTO {t}(v) VALUES (1), ('two')"))),
+        1 => table.clone().prop_map(|t| Migration::Sql(format!("DROP TABLE IF EXISTS {t}"))),
+        1 => (table.clone(), table).prop_map(|(a, b)| Migration::Sql(format!("ALTER TABLE {a} RENAME TO {b}"))),
+        1 => Just(Migration::RebuildM),
+        2 => Just(Migration::Sync),
+    ]
+}
+
+/// What Alembic's batch mode does: a new table from `m`'s current definition, rows copied, old dropped, renamed.
+fn rebuild_m(conn: &rusqlite::Connection) {
+    let sql: String = conn.query_row("SELECT sql FROM sqlite_master WHERE name = 'm'", [], |r| r.get(0)).unwrap();
+    // After a rename SQLite keeps the name quoted; the column list is what matters.
+    let create = format!("CREATE TABLE m_new{}", &sql[sql.find('(').unwrap()..]);
+    conn.execute_batch(&format!(
+        "BEGIN; {create}; INSERT INTO m_new SELECT * FROM m; DROP TABLE m; ALTER TABLE m_new RENAME TO m; COMMIT;"
+    ))
+    .unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 10, ..ProptestConfig::default() })]
+
+    #[test]
+    fn postgres_follows_any_migrations_between_writes(steps in prop::collection::vec(migration(), 1..30)) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let file = SqliteFile::new("CREATE TABLE m(id INTEGER PRIMARY KEY, c0 INTEGER); CREATE TABLE t0(id INTEGER PRIMARY KEY, v);");
+            let db = TestDb::new().await;
+            let options = db.options(&file.path);
+            let sync = || lite2pg::stream::run(&options, lite2pg::stream::StopWhen::CaughtUp, lite2pg::metrics::Metrics::new(Default::default()), |_| {});
+            sync().await.unwrap();
+            let conn = file.conn();
+            for step in &steps {
+                match step {
+                    Migration::Sql(sql) => { let _ = conn.execute_batch(sql); }
+                    Migration::RebuildM => rebuild_m(&conn),
+                    Migration::Sync => { sync().await.unwrap(); }
+                }
+            }
+            sync().await.unwrap();
+            db.assert_equal(&file.path).await;
+        });
+    }
+}
