@@ -189,6 +189,14 @@ async fn follow_columns(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNo
             }
         }
     }
+    let has_rowid = pg.iter().any(|(name, _)| name == ROWID_COLUMN);
+    let rowid_column = quote(ROWID_COLUMN);
+    match (now.key_columns.is_empty(), has_rowid) {
+        (true, false) => tx.batch_execute(&format!("ALTER TABLE {table} ADD COLUMN {rowid_column} bigint")).await?,
+        (false, true) => tx.batch_execute(&format!("ALTER TABLE {table} DROP COLUMN {rowid_column}")).await?,
+        _ => {}
+    }
+    exact &= now.key_columns.is_empty() == has_rowid;
     for column in now.table.columns.iter().filter(|c| !pg_names.contains(&c.name.as_str())) {
         let pg_type = target
             .policies

@@ -21,7 +21,7 @@ use tokio_postgres::Client;
 use crate::config::{MisfitAction, Policies};
 use crate::error::{Error, ErrorKind, Result, RetryPolicy};
 use crate::metrics::Metrics;
-use crate::pg::apply::{existing_plan, unique_sets, TableMerge};
+use crate::pg::apply::{existing_plan, primary_key, unique_sets, TableMerge};
 use crate::pg::copy::{CopyEncoder, CHUNK_BYTES};
 use crate::pg::state::{self, Reject, StoredReject};
 use crate::pg::PgTarget;
@@ -399,8 +399,15 @@ impl Stream {
             })?;
             let plan = existing_plan(client, &self.schema, table, &captured.key_columns).await?;
             let uniques = unique_sets(client, &self.schema, &table.name).await?;
-            let merge = TableMerge::new(&self.schema, captured.id, &plan, &uniques);
+            let mut merge = TableMerge::new(&self.schema, captured.id, &plan, &uniques);
             merge.create_temp_table(client).await?;
+            let key: Vec<String> = plan.key_columns().map(|c| c.name.clone()).collect();
+            let current = primary_key(client, &self.schema, &table.name).await?;
+            if current.as_ref().is_none_or(|(_, columns)| columns != &key) {
+                // A rebuild moved the key: the next batch empties the table, moves the key and copies it whole.
+                merge.rekey(&self.schema, &table.name, current.as_ref().map(|(name, _)| name.as_str()), &key);
+                state::set_resync(client, &self.capture.source_id, &table.name, true).await?;
+            }
             merges.insert(captured.id, merge);
             plans.insert(captured.id, plan);
             tables.insert(captured.id, table.clone());
@@ -553,7 +560,10 @@ impl Stream {
             Some(stats) => {
                 self.applied_seq = stats.to_seq;
                 self.known_rejects |= stats.rejects > 0;
-                self.whole_tables = Arc::default();
+                if !self.whole_tables.is_empty() {
+                    // Keys may have moved; plans are made anew from the tables as they are now.
+                    self.load_plans().await?;
+                }
                 tracing::info!(
                     "applied {} changes ({} upserts, {} deletes) in {} tables, seq {}→{}, {} ms",
                     stats.upserts + stats.deletes,

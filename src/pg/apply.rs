@@ -28,6 +28,8 @@ pub struct TableMerge {
     /// Empties the target before a batch copies the whole table again, straight into it.
     delete_all: String,
     pub copy_whole: String,
+    /// Moves the primary key to the plan's key, when a rebuild changed it (run before a whole-table copy).
+    rekey: Option<String>,
     /// One per unique constraint: deletes rows an `INSERT OR REPLACE` displaced in SQLite without a trigger.
     delete_displaced: Vec<String>,
     upsert: String,
@@ -61,6 +63,7 @@ impl TableMerge {
             copy_in: format!("COPY {} ({columns}, {gone}) FROM STDIN (FORMAT binary)", quote(&temp_table)),
             delete_all: format!("DELETE FROM {target}"),
             copy_whole: format!("COPY {target} ({columns}) FROM STDIN (FORMAT binary)"),
+            rekey: None,
             delete_gone: format!("DELETE FROM {target} AS t USING {} AS s WHERE s.{gone} AND {key_match}", quote(&temp_table)),
             delete_displaced: unique_sets
                 .iter()
@@ -94,9 +97,21 @@ impl TableMerge {
         Ok(())
     }
 
-    /// Empties the target, inside the caller's open transaction, before `copy_whole` fills it again.
+    /// Makes the primary key `key` (its constraint now being `current`, if any) when a whole-table copy runs.
+    pub fn rekey(&mut self, schema: &str, table: &str, current: Option<&str>, key: &[String]) {
+        let target = qualified(schema, table);
+        let drop = current.map(|name| format!("ALTER TABLE {target} DROP CONSTRAINT {}; ", quote(name))).unwrap_or_default();
+        let key = key.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+        self.rekey = Some(format!("{drop}ALTER TABLE {target} ADD PRIMARY KEY ({key})"));
+    }
+
+    /// Empties the target (and moves its key if asked), inside the caller's open transaction, before
+    /// `copy_whole` fills it again.
     pub async fn delete_all(&self, client: &Client) -> Result<()> {
         client.execute(self.delete_all.as_str(), &[]).await?;
+        if let Some(rekey) = &self.rekey {
+            client.batch_execute(rekey).await?;
+        }
         Ok(())
     }
 
@@ -178,6 +193,20 @@ fn pg_types_for(table: &str, names: &[String], columns: &[(String, String)]) -> 
             })
         })
         .collect()
+}
+
+/// The target's primary key: its constraint's name and columns in key order.
+pub async fn primary_key(client: &impl GenericClient, schema: &str, table: &str) -> Result<Option<(String, Vec<String>)>> {
+    let row = client
+        .query_opt(
+            "SELECT c.conname::text, array_agg(a.attname::text ORDER BY k.ord) FROM pg_constraint c
+             CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
+             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
+             WHERE c.conrelid = to_regclass($1) AND c.contype = 'p' GROUP BY c.conname",
+            &[&qualified(schema, table)],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
 /// Column sets of the target's unique constraints and plain unique indexes, other than the primary key.

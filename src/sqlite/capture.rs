@@ -152,6 +152,10 @@ pub fn follow(
     for name in &drift.dropped {
         tx.execute(&format!("DELETE FROM {TABLES_TABLE} WHERE name = ?1"), [name])?;
     }
+    for name in &drift.rebuilt {
+        // A rebuilt table is keyed by what it declares now (`register` derives the key again).
+        tx.execute(&format!("UPDATE {TABLES_TABLE} SET key_columns = 'null' WHERE name = ?1"), [name])?;
+    }
     let state = install_in(&tx, tables, source_id)?;
     let version = crate::sqlite::schema_version(&tx)?;
     tx.commit()?;

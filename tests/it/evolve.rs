@@ -174,3 +174,39 @@ async fn indexes_created_and_dropped_are_mirrored() {
     assert_eq!(indexes().await, [Some("items_pkey".into())]);
     db.assert_equal(&file.path).await;
 }
+
+#[tokio::test]
+async fn a_rebuild_that_changes_the_primary_key_moves_it_in_postgres() {
+    let file = SqliteFile::new(APP);
+    let db = TestDb::new().await;
+    let _daemon = start_daemon_with(&db, &file, &[]);
+    settle(&db, &file).await;
+    let primary_key = || {
+        db.texts(
+            "SELECT string_agg(a.attname, ',' ORDER BY k.ord) FROM pg_constraint c
+             CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
+             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
+             WHERE c.conrelid = 'public.items'::regclass AND c.contype = 'p'",
+        )
+    };
+    file.exec(
+        "BEGIN;
+         CREATE TABLE _new_items(id INTEGER, name TEXT NOT NULL, price REAL, PRIMARY KEY (name, id)) WITHOUT ROWID;
+         INSERT INTO _new_items SELECT id, name, price FROM items; INSERT INTO _new_items VALUES (1, 'pen v2', 3);
+         DROP TABLE items; ALTER TABLE _new_items RENAME TO items; COMMIT;",
+    );
+    file.exec("UPDATE items SET price = 4 WHERE name = 'pen v2'; DELETE FROM items WHERE name = 'ink';");
+    settle(&db, &file).await;
+    assert_eq!(primary_key().await, [Some("name,id".into())]);
+    db.assert_equal(&file.path).await;
+
+    file.exec(
+        "BEGIN; CREATE TABLE _new_items(id INTEGER, name TEXT, price REAL); INSERT INTO _new_items SELECT * FROM items;
+         INSERT INTO _new_items VALUES (1, 'pen', 1.5); DROP TABLE items; ALTER TABLE _new_items RENAME TO items; COMMIT;",
+    );
+    settle(&db, &file).await;
+    assert_eq!(primary_key().await, [Some("__lite2pg_rowid".into())], "no declared key any more: keyed by rowid");
+    file.exec("UPDATE items SET price = 9 WHERE id = 1;");
+    settle(&db, &file).await;
+    db.assert_equal(&file.path).await;
+}
