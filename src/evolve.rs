@@ -9,9 +9,9 @@ use tokio_postgres::{Client, Transaction};
 use crate::config::{DroppedTables, Policies};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
-use crate::pg::apply::{table_columns, unique_sets};
+use crate::pg::apply::{primary_key, table_columns, unique_sets};
 use crate::pg::state;
-use crate::schema::{post_data_statements, translate_default, TablePlan, ROWID_COLUMN};
+use crate::schema::{foreign_key_statement, post_data_statements, translate_default, TablePlan, ROWID_COLUMN};
 use crate::sqlite::introspect::{Index, Table};
 use crate::types::{choose_pg_type, widen_cast, ColumnStats};
 
@@ -102,7 +102,17 @@ async fn drop_table(tx: &Transaction<'_>, target: &Target<'_>, name: &str) -> Re
         );
         return Ok(());
     }
-    let sql = format!("DROP TABLE IF EXISTS {}", qualified(target.schema, name));
+    // Foreign keys other tables hold on it go with it (SQLite let the table go despite them); views do not.
+    let table = qualified(target.schema, name);
+    let referencing = tx
+        .query(
+            "SELECT format('ALTER TABLE %s DROP CONSTRAINT %I', conrelid::regclass, conname) FROM pg_constraint
+             WHERE confrelid = to_regclass($1) AND contype = 'f' AND conrelid <> confrelid",
+            &[&table],
+        )
+        .await?;
+    let drops: Vec<String> = referencing.iter().map(|r| r.get::<_, String>(0) + "; ").collect();
+    let sql = format!("{}DROP TABLE IF EXISTS {table}", drops.concat());
     match attempt(tx, &sql).await? {
         None => {
             state::forget_table(tx, target.source_id, name).await?;
@@ -145,6 +155,16 @@ async fn create_table(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNow<
     let key: Vec<String> = plan.key_columns().map(|c| c.name.clone()).collect();
     state::register_table(tx, target.source_id, target.schema, &plan.name, &key, true).await?;
     for statement in post_data_statements(target.schema, now.table, &plan, &[]) {
+        if let Some(err) = attempt(tx, &statement.sql).await? {
+            tracing::warn!("{} not created: {err}", statement.what);
+        }
+    }
+    for (n, key) in now.table.foreign_keys.iter().enumerate() {
+        let parent_columns = match key.parent_columns.is_empty() {
+            true => primary_key(tx, target.schema, &key.parent_table).await?.map(|(_, columns)| columns).unwrap_or_default(),
+            false => key.parent_columns.clone(),
+        };
+        let statement = foreign_key_statement(target.schema, &plan.name, n, key, &parent_columns);
         if let Some(err) = attempt(tx, &statement.sql).await? {
             tracing::warn!("{} not created: {err}", statement.what);
         }

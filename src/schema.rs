@@ -3,7 +3,7 @@
 
 use crate::config::Policies;
 use crate::ident::{qualified, quote};
-use crate::sqlite::introspect::{Index, Table};
+use crate::sqlite::introspect::{ForeignKey, Index, Table};
 use crate::types::{choose_pg_type, encode_binary, ColumnStats, PgType, SqlValue};
 
 /// Name of the column added to PostgreSQL tables that have no usable primary key: it holds the SQLite rowid.
@@ -229,6 +229,39 @@ fn expression_index(target: &str, index: &Index) -> Option<PostDataStatement> {
         ),
         what: format!("index {}", index.name),
     })
+}
+
+/// The `n`th foreign key of `table`, deferrable and without actions (SQLite's cascades arrive as their own
+/// changes), `NOT VALID` so that rows SQLite let break it do not stop it being made.
+pub fn foreign_key_statement(
+    schema: &str,
+    table: &str,
+    n: usize,
+    key: &ForeignKey,
+    parent_columns: &[String],
+) -> PostDataStatement {
+    let list = |cols: &[String]| cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+    PostDataStatement {
+        sql: format!(
+            "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) DEFERRABLE INITIALLY DEFERRED NOT VALID",
+            qualified(schema, table),
+            quote(&constraint_name(table, n)),
+            list(&key.columns),
+            qualified(schema, &key.parent_table),
+            list(parent_columns)
+        ),
+        what: format!("foreign key {table}({}) -> {}", key.columns.join(", "), key.parent_table),
+    }
+}
+
+/// A foreign key's constraint name within PostgreSQL's 63 bytes.
+pub fn constraint_name(table: &str, n: usize) -> String {
+    let suffix = format!("_fk{n}");
+    let mut base = table.to_string();
+    while base.len() + suffix.len() > crate::ident::PG_MAX_IDENTIFIER_BYTES {
+        base.pop();
+    }
+    base + &suffix
 }
 
 /// Translates a SQLite column default into PostgreSQL SQL, or `None` when it does not translate faithfully.

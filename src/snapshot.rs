@@ -23,7 +23,7 @@ use crate::pg::copy::{CopyEncoder, CHUNK_BYTES};
 use crate::pg::state::{self, Reject};
 use crate::pg::PgTarget;
 use crate::progress::Progress;
-use crate::schema::{post_data_statements, PostDataStatement, TablePlan};
+use crate::schema::{constraint_name, foreign_key_statement, post_data_statements, TablePlan};
 use crate::source::{Selection, Source};
 use crate::sqlite::capture::newest_seq;
 use crate::sqlite::introspect::Table;
@@ -486,38 +486,20 @@ async fn add_foreign_key(
         return Ok(Some(format!("{what} not created: the parent table is not copied")));
     };
     let parent_columns = if key.parent_columns.is_empty() { parent.primary_key.clone() } else { key.parent_columns.clone() };
-    let name = constraint_name(&table.name, n);
-    let list = |cols: &[String]| cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
-    let target = qualified(&options.schema, &table.name);
-    let add = PostDataStatement {
-        sql: format!(
-            "ALTER TABLE {target} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) DEFERRABLE INITIALLY DEFERRED NOT VALID",
-            quote(&name),
-            list(&key.columns),
-            qualified(&options.schema, &parent.name),
-            list(&parent_columns)
-        ),
-        what: what.clone(),
-    };
+    let add = foreign_key_statement(&options.schema, &table.name, n, key, &parent_columns);
     if let Err(err) = client.batch_execute(&add.sql).await {
         return Ok(Some(format!("{what} not created: {}", Error::from(err))));
     }
-    let validate = format!("ALTER TABLE {target} VALIDATE CONSTRAINT {}", quote(&name));
+    let validate = format!(
+        "ALTER TABLE {} VALIDATE CONSTRAINT {}",
+        qualified(&options.schema, &table.name),
+        quote(&constraint_name(&table.name, n))
+    );
     Ok(client
         .batch_execute(&validate)
         .await
         .err()
         .map(|_| format!("{what} kept NOT VALID: existing rows break it (SQLite does not enforce foreign keys unless asked)")))
-}
-
-/// A constraint name within PostgreSQL's 63 bytes.
-fn constraint_name(table: &str, n: usize) -> String {
-    let suffix = format!("_fk{n}");
-    let mut base = table.to_string();
-    while base.len() + suffix.len() > crate::ident::PG_MAX_IDENTIFIER_BYTES {
-        base.pop();
-    }
-    base + &suffix
 }
 
 /// Stores rejects and per-table figures and sets the position streaming starts from, in one transaction.

@@ -86,6 +86,8 @@ async fn tables_created_renamed_and_dropped_are_followed() {
     settle(&db, &file).await;
     assert_eq!(columns(&db, "orders").await, ["id bigint", "item_id bigint", "qty bigint", "at timestamp(0) without time zone"]);
     assert_eq!(compared_tables(&db, &file).await, ["beat", "items", "orders"]);
+    let foreign_keys = "SELECT count(*)::text FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace";
+    assert_eq!(db.texts(foreign_keys).await, [Some("1".into())], "the new table's foreign key to items");
 
     file.exec("ALTER TABLE orders RENAME TO purchases; INSERT INTO purchases VALUES (4, 2, 2, NULL); DROP TABLE items;");
     settle(&db, &file).await;
@@ -94,6 +96,7 @@ async fn tables_created_renamed_and_dropped_are_followed() {
         db.texts("SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'").await;
     assert_eq!(tables, [Some("beat,purchases".into())], "renamed in place; the dropped table dropped as asked");
     assert_eq!(db.texts("SELECT count(*)::text FROM purchases").await, [Some("4".into())]);
+    assert_eq!(db.texts(foreign_keys).await, [Some("0".into())], "the foreign key went with the dropped table");
 }
 
 #[tokio::test]
