@@ -121,12 +121,16 @@ pub fn drift(conn: &Connection, schema: &SourceSchema, wanted: impl Fn(&str) -> 
             _ => {}
         }
     }
-    let renamed_to: Vec<&String> = drift.renamed.iter().map(|(_, new)| new).collect();
+    let renamed_to: Vec<String> = drift.renamed.iter().map(|(_, new)| new.clone()).collect();
+    // A table whose name another captured table took (dropped, then the other renamed to it) was dropped.
+    let (taken, rebuilt): (Vec<String>, Vec<String>) = drift.rebuilt.drain(..).partition(|name| renamed_to.contains(name));
+    drift.dropped.extend(taken);
+    drift.rebuilt = rebuilt;
     drift.new = schema
         .tables
         .iter()
         .map(|t| &t.name)
-        .filter(|name| wanted(name) && state.table(name).is_none() && !renamed_to.contains(name))
+        .filter(|name| wanted(name) && state.table(name).is_none() && !renamed_to.contains(*name))
         .cloned()
         .collect();
     Ok(drift)
@@ -146,11 +150,12 @@ pub fn follow(
     if crate::sqlite::schema_version(&tx)? != schema_version {
         return Ok(None);
     }
-    for (old, new) in &drift.renamed {
-        tx.execute(&format!("UPDATE {TABLES_TABLE} SET name = ?2 WHERE name = ?1"), [old, new])?;
-    }
+    // Drops first: a table may be renamed to the name of one dropped.
     for name in &drift.dropped {
         tx.execute(&format!("DELETE FROM {TABLES_TABLE} WHERE name = ?1"), [name])?;
+    }
+    for (old, new) in &drift.renamed {
+        tx.execute(&format!("UPDATE {TABLES_TABLE} SET name = ?2 WHERE name = ?1"), [old, new])?;
     }
     for name in &drift.rebuilt {
         // A rebuilt table is keyed by what it declares now (`register` derives the key again).
