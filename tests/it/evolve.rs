@@ -15,7 +15,7 @@ const APP: &str = "
 /// Lets the daemon see everything written so far: one more commit, then wait until it is applied (a schema
 /// change is followed before the batch that holds a later commit). A commit made before the daemon installed
 /// capture is not logged, so settling repeats until one was.
-async fn settle(db: &TestDb, file: &SqliteFile) {
+pub async fn settle(db: &TestDb, file: &SqliteFile) {
     let logged = |file: &SqliteFile| {
         file.conn().query_row("SELECT max(seq) FROM _lite2pg_changes", [], |r| r.get::<_, Option<i64>>(0)).ok().flatten()
     };

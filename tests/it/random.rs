@@ -140,6 +140,44 @@ fn rebuild_m(conn: &rusqlite::Connection) {
     .unwrap();
 }
 
+/// Runs `steps` against a fresh file and database; `sync` is how lite2pg gets to see them.
+async fn replay_migrations<F: std::future::Future<Output = ()>>(file: &SqliteFile, steps: &[Migration], sync: impl Fn() -> F) {
+    let conn = file.conn();
+    for step in steps {
+        match step {
+            Migration::Sql(sql) => {
+                let _ = conn.execute_batch(sql);
+            }
+            Migration::SqlThenSync(sql) => {
+                let _ = conn.execute_batch(sql);
+                sync().await;
+            }
+            Migration::RebuildM => rebuild_m(&conn),
+            Migration::Sync => sync().await,
+        }
+    }
+    sync().await;
+}
+
+const MIGRATING: &str = "CREATE TABLE m(id INTEGER PRIMARY KEY, c0 INTEGER); CREATE TABLE t0(id INTEGER PRIMARY KEY, v);
+    CREATE TABLE beat(id INTEGER PRIMARY KEY);";
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_running_daemon_follows_any_migrations_between_writes(steps in prop::collection::vec(migration(), 1..30)) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let file = SqliteFile::new(MIGRATING);
+            let db = TestDb::new().await;
+            let _daemon = crate::stream::start_daemon(&db, &file);
+            replay_migrations(&file, &steps, || crate::evolve::settle(&db, &file)).await;
+            db.assert_equal(&file.path).await;
+        });
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 10, ..ProptestConfig::default() })]
 
@@ -147,21 +185,15 @@ proptest! {
     fn postgres_follows_any_migrations_between_writes(steps in prop::collection::vec(migration(), 1..30)) {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
-            let file = SqliteFile::new("CREATE TABLE m(id INTEGER PRIMARY KEY, c0 INTEGER); CREATE TABLE t0(id INTEGER PRIMARY KEY, v);");
+            let file = SqliteFile::new(MIGRATING);
             let db = TestDb::new().await;
             let options = db.options(&file.path);
-            let sync = || lite2pg::stream::run(&options, lite2pg::stream::StopWhen::CaughtUp, lite2pg::metrics::Metrics::new(Default::default()), |_| {});
-            sync().await.unwrap();
-            let conn = file.conn();
-            for step in &steps {
-                match step {
-                    Migration::Sql(sql) => { let _ = conn.execute_batch(sql); }
-                    Migration::SqlThenSync(sql) => { let _ = conn.execute_batch(sql); sync().await.unwrap(); }
-                    Migration::RebuildM => rebuild_m(&conn),
-                    Migration::Sync => { sync().await.unwrap(); }
-                }
-            }
-            sync().await.unwrap();
+            let sync = || async {
+                let metrics = lite2pg::metrics::Metrics::new(Default::default());
+                lite2pg::stream::run(&options, lite2pg::stream::StopWhen::CaughtUp, metrics, |_| {}).await.unwrap();
+            };
+            sync().await;
+            replay_migrations(&file, &steps, sync).await;
             db.assert_equal(&file.path).await;
         });
     }
