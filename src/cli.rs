@@ -623,6 +623,7 @@ async fn doctor(common: &CommonArgs) -> Result<ExitCode> {
 }
 
 fn init(common: &CommonArgs) -> Result<ExitCode> {
+    refuse_hiding_rebuilt_tables(common)?;
     let source = Source::prepare(&common.sqlite()?, &common.selection(), common.source_id.as_deref())?;
     let journal_mode = journal_mode(&source.conn)?;
     if common.json {
@@ -645,6 +646,19 @@ fn init(common: &CommonArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Installing capture again on a table a migration rebuilt would hide that rows were written to it unlogged;
+/// `run` notices the rebuild and copies the table whole.
+fn refuse_hiding_rebuilt_tables(common: &CommonArgs) -> Result<()> {
+    let conn = crate::sqlite::open(&common.sqlite()?, crate::sqlite::Access::ReadOnly)?;
+    let schema = crate::sqlite::introspect::read_schema(&conn)?;
+    let rebuilt = crate::sqlite::capture::drift(&conn, &schema, |name| common.selection().wants(name))?.rebuilt;
+    if rebuilt.is_empty() {
+        return Ok(());
+    }
+    Err(Error::new(ErrorKind::Usage, format!("tables {} lost their capture triggers (a migration rebuilt them?)", rebuilt.join(", ")))
+        .with_hint("nothing was changed; `lite2pg run` installs capture again and copies those tables whole, so no row written meanwhile is missed"))
 }
 
 fn uninstall(common: &CommonArgs) -> Result<ExitCode> {

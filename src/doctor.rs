@@ -162,19 +162,19 @@ fn capture_check(
         findings.push(Finding::fail(
             CHECK,
             format!("capture format {installed}, this lite2pg writes {FORMAT_VERSION}"),
-            "run `lite2pg init` (or restart `lite2pg run`) to upgrade it in place",
+            "restart `lite2pg run` (or run `lite2pg init`) to upgrade it in place",
         ));
     } else if !missing.is_empty() {
         findings.push(Finding::fail(
             CHECK,
             format!("triggers missing on {}", missing.join(", ")),
-            "changes to those tables are not captured: run `lite2pg init`, then `lite2pg verify --repair`",
+            "rebuilt by a migration, or dropped by hand: `lite2pg run` installs capture again and copies those tables whole",
         ));
     } else if !uncaptured.is_empty() {
         findings.push(Finding::warn(
             CHECK,
             format!("tables not captured: {}", uncaptured.join(", ")),
-            "add them with `lite2pg snapshot --tables …`, or leave them out with --exclude",
+            "a running `lite2pg run` captures and copies new tables as they appear; leave them out with --exclude",
         ));
     } else {
         findings.push(Finding::pass(
@@ -267,7 +267,11 @@ async fn tables_check(client: &Client, captured: &Captured, findings: &mut Vec<F
     }
     findings.push(match problems.is_empty() {
         true => Finding::pass("tables", format!("{} table(s) in {} match SQLite", capture.tables.len(), row.target_schema)),
-        false => Finding::fail("tables", problems.join("; "), "re-create them with `lite2pg snapshot --replace`"),
+        false => Finding::fail(
+            "tables",
+            problems.join("; "),
+            "`lite2pg run` follows SQLite's schema changes; a table changed by hand in PostgreSQL is re-created with `lite2pg snapshot --replace`",
+        ),
     });
     Ok(())
 }

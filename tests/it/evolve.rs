@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::stream::{start_daemon_with, wait_caught_up};
-use crate::support::{SqliteFile, TestDb};
+use crate::support::{lite2pg_output, stderr, SqliteFile, TestDb};
 
 const APP: &str = "
     CREATE TABLE beat(id INTEGER PRIMARY KEY);
@@ -211,5 +211,25 @@ async fn a_rebuild_that_changes_the_primary_key_moves_it_in_postgres() {
     assert_eq!(primary_key().await, [Some("__lite2pg_rowid".into())], "no declared key any more: keyed by rowid");
     file.exec("UPDATE items SET price = 9 WHERE id = 1;");
     settle(&db, &file).await;
+    db.assert_equal(&file.path).await;
+}
+
+#[tokio::test]
+async fn a_rebuild_while_lite2pg_is_stopped_is_copied_at_start_and_init_will_not_hide_it() {
+    let file = SqliteFile::new(APP);
+    let db = TestDb::new().await;
+    let (path, url) = (file.path.to_str().unwrap(), db.url());
+    assert!(lite2pg_output(&["run", "--once", "--sqlite", path, "--postgres", &url]).status.success());
+    file.exec(
+        "BEGIN; CREATE TABLE _new_items(id INTEGER PRIMARY KEY, name TEXT NOT NULL, price REAL, stock INTEGER);
+         INSERT INTO _new_items SELECT id, name, price, 5 FROM items; INSERT INTO _new_items VALUES (9, 'unlogged', 1, 1);
+         DROP TABLE items; ALTER TABLE _new_items RENAME TO items; COMMIT;",
+    );
+    let output = lite2pg_output(&["init", "--sqlite", path]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("items") && stderr(&output).contains("lite2pg run"), "{}", stderr(&output));
+    let output = lite2pg_output(&["run", "--once", "--sqlite", path, "--postgres", &url]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(db.texts("SELECT name FROM items WHERE id = 9").await, [Some("unlogged".into())]);
     db.assert_equal(&file.path).await;
 }
