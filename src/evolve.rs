@@ -96,6 +96,9 @@ pub async fn follow(tx: &Transaction<'_>, target: &Target<'_>, tables: &[TableNo
 }
 
 async fn drop_table(tx: &Transaction<'_>, target: &Target<'_>, name: &str) -> Result<()> {
+    if !owned(tx, target, name).await? {
+        return Ok(());
+    }
     if target.policies.dropped_tables == DroppedTables::Keep {
         tracing::info!(
             "table {name:?} was dropped in SQLite: capture stopped, its PostgreSQL table is kept (dropped_tables = \"keep\")"
@@ -124,12 +127,12 @@ async fn drop_table(tx: &Transaction<'_>, target: &Target<'_>, name: &str) -> Re
 }
 
 async fn rename_table(tx: &Transaction<'_>, target: &Target<'_>, old: &str, new: &str) -> Result<()> {
-    if !state::table_exists(tx, target.schema, old).await? {
+    if !state::table_exists(tx, target.schema, old).await? || !owned(tx, target, old).await? {
         return Ok(());
     }
     if state::table_exists(tx, target.schema, new).await? {
         // The name is held by a table kept after SQLite dropped it (a rebuild seen step by step): it gives way.
-        if state::table_owner(tx, target.schema, new).await?.as_deref() != Some(target.source_id) {
+        if !owned(tx, target, new).await? {
             return Err(Error::new(
                 ErrorKind::Schema,
                 format!("SQLite renamed table {old:?} to {new:?}, but PostgreSQL schema {} already has a table {new:?} lite2pg did not create", target.schema),
@@ -144,6 +147,11 @@ async fn rename_table(tx: &Transaction<'_>, target: &Target<'_>, old: &str, new:
     state::rename_table(tx, target.source_id, old, new).await?;
     tracing::info!("table {old:?} was renamed to {new:?} in SQLite: renamed it in PostgreSQL");
     Ok(())
+}
+
+/// Whether lite2pg made `name` for this source: only those tables are renamed or dropped to follow SQLite.
+async fn owned(tx: &Transaction<'_>, target: &Target<'_>, name: &str) -> Result<bool> {
+    Ok(state::table_owner(tx, target.schema, name).await?.as_deref() == Some(target.source_id))
 }
 
 async fn create_table(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNow<'_>) -> Result<()> {
