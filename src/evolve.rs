@@ -77,10 +77,10 @@ pub async fn follow(tx: &Transaction<'_>, target: &Target<'_>, tables: &[TableNo
     for name in dropped {
         drop_table(tx, target, name).await?;
     }
+    let renames: Vec<(&str, &str)> =
+        tables.iter().filter_map(|now| now.renamed_from.map(|old| (old, now.table.name.as_str()))).collect();
+    rename_tables(tx, target, &renames).await?;
     for now in tables {
-        if let Some(old) = now.renamed_from {
-            rename_table(tx, target, old, &now.table.name).await?;
-        }
         match table_columns(tx, target.schema, &now.table.name).await? {
             None => create_table(tx, target, now).await?,
             Some(columns) => {
@@ -126,27 +126,39 @@ async fn drop_table(tx: &Transaction<'_>, target: &Target<'_>, name: &str) -> Re
     Ok(())
 }
 
-async fn rename_table(tx: &Transaction<'_>, target: &Target<'_>, old: &str, new: &str) -> Result<()> {
-    if !state::table_exists(tx, target.schema, old).await? || !owned(tx, target, old).await? {
-        return Ok(());
-    }
-    if state::table_exists(tx, target.schema, new).await? {
-        // The name is held by a table kept after SQLite dropped it (a rebuild seen step by step): it gives way.
-        if !owned(tx, target, new).await? {
-            return Err(Error::new(
-                ErrorKind::Schema,
-                format!("SQLite renamed table {old:?} to {new:?}, but PostgreSQL schema {} already has a table {new:?} lite2pg did not create", target.schema),
-            )
-            .with_hint("rename or drop that PostgreSQL table, then start lite2pg again"));
+/// Renames `(old, new)` tables through parking names, so that chains (a to b, b to c) and swaps land in any order.
+async fn rename_tables(tx: &Transaction<'_>, target: &Target<'_>, renames: &[(&str, &str)]) -> Result<()> {
+    let mut parked = Vec::new();
+    for (i, &(old, new)) in renames.iter().enumerate() {
+        if state::table_exists(tx, target.schema, old).await? && owned(tx, target, old).await? {
+            let parking = crate::sqlite::capture::parking_name(i);
+            rename_table(tx, target, old, &parking).await?;
+            parked.push((old, parking, new));
         }
-        tx.batch_execute(&format!("DROP TABLE {}", qualified(target.schema, new))).await?;
-        state::forget_table(tx, target.source_id, new).await?;
-        tracing::info!("replaced PostgreSQL table {new:?}, kept from a dropped SQLite table, by the renamed {old:?}");
     }
-    tx.batch_execute(&format!("ALTER TABLE {} RENAME TO {}", qualified(target.schema, old), quote(new))).await?;
-    state::rename_table(tx, target.source_id, old, new).await?;
-    tracing::info!("table {old:?} was renamed to {new:?} in SQLite: renamed it in PostgreSQL");
+    for (old, parking, new) in parked {
+        if state::table_exists(tx, target.schema, new).await? {
+            // The name is held by a table kept after SQLite dropped it (a rebuild seen step by step): it gives way.
+            if !owned(tx, target, new).await? {
+                return Err(Error::new(
+                    ErrorKind::Schema,
+                    format!("SQLite renamed table {old:?} to {new:?}, but PostgreSQL schema {} already has a table {new:?} lite2pg did not create", target.schema),
+                )
+                .with_hint("rename or drop that PostgreSQL table, then start lite2pg again"));
+            }
+            tx.batch_execute(&format!("DROP TABLE {}", qualified(target.schema, new))).await?;
+            state::forget_table(tx, target.source_id, new).await?;
+            tracing::info!("replaced PostgreSQL table {new:?}, kept from a dropped SQLite table, by the renamed {old:?}");
+        }
+        rename_table(tx, target, &parking, new).await?;
+        tracing::info!("table {old:?} was renamed to {new:?} in SQLite: renamed it in PostgreSQL");
+    }
     Ok(())
+}
+
+async fn rename_table(tx: &Transaction<'_>, target: &Target<'_>, old: &str, new: &str) -> Result<()> {
+    tx.batch_execute(&format!("ALTER TABLE {} RENAME TO {}", qualified(target.schema, old), quote(new))).await?;
+    state::rename_table(tx, target.source_id, old, new).await
 }
 
 /// Whether lite2pg made `name` for this source: only those tables are renamed or dropped to follow SQLite.

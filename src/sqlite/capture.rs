@@ -154,8 +154,13 @@ pub fn follow(
     for name in &drift.dropped {
         tx.execute(&format!("DELETE FROM {TABLES_TABLE} WHERE name = ?1"), [name])?;
     }
-    for (old, new) in &drift.renamed {
-        tx.execute(&format!("UPDATE {TABLES_TABLE} SET name = ?2 WHERE name = ?1"), [old, new])?;
+    // Through parking names, so that chains (a to b, b to c) and swaps land in any order.
+    let rename = |from: &str, to: &str| tx.execute(&format!("UPDATE {TABLES_TABLE} SET name = ?2 WHERE name = ?1"), [from, to]);
+    for (i, (old, _)) in drift.renamed.iter().enumerate() {
+        rename(old, &parking_name(i))?;
+    }
+    for (i, (_, new)) in drift.renamed.iter().enumerate() {
+        rename(&parking_name(i), new)?;
     }
     for name in &drift.rebuilt {
         // A rebuilt table is keyed by what it declares now (`register` derives the key again).
@@ -165,6 +170,11 @@ pub fn follow(
     let version = crate::sqlite::schema_version(&tx)?;
     tx.commit()?;
     Ok(Some((state, version)))
+}
+
+/// A name no application table has, held by a table between the two steps of a rename.
+pub fn parking_name(index: usize) -> String {
+    format!("_lite2pg_renaming_{index}")
 }
 
 /// `install` inside the caller's write transaction.

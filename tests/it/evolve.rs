@@ -97,6 +97,17 @@ async fn tables_created_renamed_and_dropped_are_followed() {
     assert_eq!(tables, [Some("beat,purchases".into())], "renamed in place; the dropped table dropped as asked");
     assert_eq!(db.texts("SELECT count(*)::text FROM purchases").await, [Some("4".into())]);
     assert_eq!(db.texts(foreign_keys).await, [Some("0".into())], "the foreign key went with the dropped table");
+
+    file.exec(
+        "CREATE TABLE a(id INTEGER PRIMARY KEY, v TEXT); CREATE TABLE b(id INTEGER PRIMARY KEY, n INTEGER);
+         INSERT INTO a VALUES (1, 'x'); INSERT INTO b VALUES (1, 10), (2, 20);",
+    );
+    settle(&db, &file).await;
+    file.exec("BEGIN; ALTER TABLE a RENAME TO swap; ALTER TABLE b RENAME TO a; ALTER TABLE swap RENAME TO b; COMMIT;");
+    file.exec("INSERT INTO a VALUES (3, 30); INSERT INTO b VALUES (2, 'y');");
+    settle(&db, &file).await;
+    assert_eq!(columns(&db, "a").await, ["id bigint", "n bigint"], "swapped tables keep their rows and shapes");
+    assert_eq!(compared_tables(&db, &file).await, ["a", "b", "beat", "purchases"]);
 }
 
 #[tokio::test]
