@@ -13,6 +13,11 @@ const SCHEMA: &str = "
     INSERT INTO b VALUES ('p', 1, 'first');
     INSERT INTO c VALUES (1, x'01');";
 
+/// `default` cases, or `PROPTEST_CASES` for a longer hunt.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(default)
+}
+
 #[derive(Debug, Clone)]
 enum Step {
     Sql(String),
@@ -56,7 +61,7 @@ fn transaction() -> impl Strategy<Value = Vec<Step>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(cases(12)))]
 
     #[test]
     fn postgres_equals_sqlite_after_any_statements(transactions in prop::collection::vec(transaction(), 1..25)) {
@@ -163,7 +168,7 @@ const MIGRATING: &str = "CREATE TABLE m(id INTEGER PRIMARY KEY, c0 INTEGER); CRE
     CREATE TABLE beat(id INTEGER PRIMARY KEY);";
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(cases(6)))]
 
     #[test]
     fn a_running_daemon_follows_any_migrations_between_writes(steps in prop::collection::vec(migration(), 1..30)) {
@@ -179,7 +184,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 10, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(cases(10)))]
 
     #[test]
     fn postgres_follows_any_migrations_between_writes(steps in prop::collection::vec(migration(), 1..30)) {
