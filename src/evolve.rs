@@ -214,7 +214,10 @@ async fn follow_columns(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNo
         .map(|(name, _)| renames.iter().find(|(old, _)| old == name).map_or(name.as_str(), |(_, new)| *new))
         .filter(|name| *name != ROWID_COLUMN)
         .collect();
-    for gone in pg_names.iter().filter(|name| !sqlite_names.contains(name)) {
+    let dropped: Vec<&&str> = pg_names.iter().filter(|name| !sqlite_names.contains(name)).collect();
+    // A column dropped and one added in the same look may have been a rename followed by an add: copy to be sure.
+    exact &= dropped.is_empty() || now.table.columns.iter().all(|c| pg_names.contains(&c.name.as_str()));
+    for gone in dropped {
         let sql = format!("ALTER TABLE {table} DROP COLUMN {}", quote(gone));
         match attempt(tx, &sql).await? {
             None => {
