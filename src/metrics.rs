@@ -1,5 +1,6 @@
-//! Metrics and health of a running sync: Prometheus counters the stream updates, and a small HTTP endpoint
-//! serving `/metrics` (Prometheus text) and `/healthz` (200, or 503 with the reason).
+//! Metrics and health of a running sync: Prometheus counters each source's stream updates (every series labelled
+//! with its source), and a small HTTP endpoint serving `/metrics` (Prometheus text) and `/healthz` (200, or 503
+//! with the reason and the source).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,13 +18,20 @@ use tokio::net::TcpListener;
 use crate::error::{Error, ErrorKind, Result};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TableOp {
+    source: String,
     table: String,
     op: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabel {
+    source: String,
     kind: String,
 }
 
@@ -42,17 +50,36 @@ impl Default for HealthLimits {
     }
 }
 
-/// The sync's metrics; shared by the stream (writer) and the HTTP endpoint (reader).
+fn batch_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// The metric families; every series carries its source's label.
+#[derive(Debug, Clone)]
+struct Families {
+    changes_applied: Family<TableOp, Counter>,
+    pending_changes: Family<SourceLabel, Gauge>,
+    lag_seconds: Family<SourceLabel, Gauge<f64, AtomicU64>>,
+    batch_duration: Family<SourceLabel, Histogram, fn() -> Histogram>,
+    rejects: Family<SourceLabel, Counter>,
+    errors: Family<ErrorLabel, Counter>,
+    up: Family<SourceLabel, Gauge>,
+}
+
+/// The metrics of every source a process syncs: what `/metrics` serves and `/healthz` judges.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    changes_applied: Family<TableOp, Counter>,
-    pending_changes: Gauge,
-    lag_seconds: Gauge<f64, AtomicU64>,
-    batch_duration: Histogram,
-    rejects: Counter,
-    errors: Family<ErrorLabel, Counter>,
-    up: Gauge,
+    families: Families,
+    limits: HealthLimits,
+    sources: Mutex<Vec<Arc<SourceMetrics>>>,
+}
+
+/// One source's metrics, recorded by its stream.
+#[derive(Debug)]
+pub struct SourceMetrics {
+    label: SourceLabel,
+    families: Families,
     limits: HealthLimits,
     /// Since when batches have been failing, if they are.
     failing_since: Mutex<Option<Instant>>,
@@ -61,78 +88,142 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric; `limits` decide `/healthz`.
+    /// Registers every metric family; `limits` decide `/healthz`.
     pub fn new(limits: HealthLimits) -> Arc<Metrics> {
-        let mut registry = Registry::with_prefix("lite2pg");
-        let metrics = Metrics {
+        let families = Families {
             changes_applied: Family::default(),
-            pending_changes: Gauge::default(),
-            lag_seconds: Gauge::default(),
-            batch_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
-            rejects: Counter::default(),
+            pending_changes: Family::default(),
+            lag_seconds: Family::default(),
+            batch_duration: Family::new_with_constructor(batch_histogram),
+            rejects: Family::default(),
             errors: Family::default(),
-            up: Gauge::default(),
-            limits,
-            failing_since: Mutex::new(None),
-            applied_total: AtomicU64::new(0),
-            registry: Registry::default(),
+            up: Family::default(),
         };
+        let mut registry = Registry::with_prefix("lite2pg");
         registry.register(
             "changes_applied",
-            "Changed rows applied to PostgreSQL, by table and operation",
-            metrics.changes_applied.clone(),
+            "Changed rows applied to PostgreSQL, by source, table and operation",
+            families.changes_applied.clone(),
         );
-        registry.register("pending_changes", "Change log entries PostgreSQL does not have yet", metrics.pending_changes.clone());
+        registry.register("pending_changes", "Change log entries PostgreSQL does not have yet", families.pending_changes.clone());
         registry.register(
             "lag_seconds",
             "Age of the oldest change not yet in PostgreSQL (0 when caught up)",
-            metrics.lag_seconds.clone(),
+            families.lag_seconds.clone(),
         );
-        registry.register("batch_duration_seconds", "Time to read and apply one batch", metrics.batch_duration.clone());
+        registry.register("batch_duration_seconds", "Time to read and apply one batch", families.batch_duration.clone());
         registry.register(
             "rejects",
             "Rows with values PostgreSQL cannot hold, stored in lite2pg.rejects",
-            metrics.rejects.clone(),
+            families.rejects.clone(),
         );
-        registry.register("errors", "Failed batches and connection attempts, by error kind", metrics.errors.clone());
-        registry.register("up", "1 while PostgreSQL accepts batches, 0 while they fail", metrics.up.clone());
-        Arc::new(Metrics { registry, ..metrics })
+        registry.register("errors", "Failed batches and connection attempts, by source and error kind", families.errors.clone());
+        registry.register("up", "1 while PostgreSQL accepts the source's batches, 0 while they fail", families.up.clone());
+        Arc::new(Metrics { registry, families, limits, sources: Mutex::new(Vec::new()) })
     }
 
+    /// The metrics of source `id`, made on first use.
+    pub fn source(&self, id: &str) -> Arc<SourceMetrics> {
+        let mut sources = self.sources.lock().expect("metrics lock is never poisoned");
+        if let Some(found) = sources.iter().find(|s| s.label.source == id) {
+            return found.clone();
+        }
+        let label = SourceLabel { source: id.to_string() };
+        self.families.up.get_or_create(&label).set(0);
+        let source = Arc::new(SourceMetrics {
+            label,
+            families: self.families.clone(),
+            limits: self.limits,
+            failing_since: Mutex::new(None),
+            applied_total: AtomicU64::new(0),
+        });
+        sources.push(source.clone());
+        source
+    }
+
+    fn sources(&self) -> Vec<Arc<SourceMetrics>> {
+        self.sources.lock().expect("metrics lock is never poisoned").clone()
+    }
+
+    /// Changes applied, pending entries and the largest lag in seconds, over every source: for live counters.
+    pub fn progress(&self) -> (u64, i64, f64) {
+        self.sources().iter().map(|s| s.progress()).fold((0, 0, 0.0), |(a, p, l), (a2, p2, l2)| (a + a2, p + p2, l.max(l2)))
+    }
+
+    /// `Ok(state)` when every source is healthy, `Err(reasons)` naming the sources that are not.
+    pub fn health(&self) -> std::result::Result<&'static str, String> {
+        let sources = self.sources();
+        let mut reasons = Vec::new();
+        let mut caught_up = true;
+        for source in &sources {
+            match source.health() {
+                Ok(state) => caught_up &= state == "caught up",
+                Err(reason) if sources.len() == 1 => reasons.push(reason),
+                Err(reason) => reasons.push(format!("source {}: {reason}", source.label.source)),
+            }
+        }
+        match (reasons.is_empty(), caught_up) {
+            (false, _) => Err(reasons.join("; ")),
+            (true, true) => Ok("caught up"),
+            (true, false) => Ok("applying"),
+        }
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String does not fail");
+        out
+    }
+}
+
+impl SourceMetrics {
     /// Records a committed batch.
     pub fn batch_applied(&self, tables: &[(String, u64, u64)], rejects: u64, duration: Duration) {
+        let source = &self.label.source;
         for (table, upserts, deletes) in tables {
-            self.changes_applied.get_or_create(&TableOp { table: table.clone(), op: "upsert" }).inc_by(*upserts);
-            self.changes_applied.get_or_create(&TableOp { table: table.clone(), op: "delete" }).inc_by(*deletes);
+            for (op, count) in [("upsert", upserts), ("delete", deletes)] {
+                let series = TableOp { source: source.clone(), table: table.clone(), op };
+                self.families.changes_applied.get_or_create(&series).inc_by(*count);
+            }
             self.applied_total.fetch_add(upserts + deletes, Ordering::Relaxed);
         }
-        self.rejects.inc_by(rejects);
-        self.batch_duration.observe(duration.as_secs_f64());
+        self.families.rejects.get_or_create(&self.label).inc_by(rejects);
+        self.families.batch_duration.get_or_create(&self.label).observe(duration.as_secs_f64());
         self.succeeded();
     }
 
     /// Records that PostgreSQL accepted work (a batch, or a check that nothing is new).
     pub fn succeeded(&self) {
-        self.up.set(1);
+        self.families.up.get_or_create(&self.label).set(1);
         *self.failing_since.lock().expect("health lock is never poisoned") = None;
     }
 
     /// Records a failure of `kind`.
     pub fn failed(&self, kind: ErrorKind) {
-        self.errors.get_or_create(&ErrorLabel { kind: format!("{kind:?}") }).inc();
-        self.up.set(0);
+        let series = ErrorLabel { source: self.label.source.clone(), kind: format!("{kind:?}") };
+        self.families.errors.get_or_create(&series).inc();
+        self.families.up.get_or_create(&self.label).set(0);
         self.failing_since.lock().expect("health lock is never poisoned").get_or_insert_with(Instant::now);
     }
 
     /// Records the backlog.
     pub fn backlog(&self, pending: i64, lag_seconds: Option<f64>) {
-        self.pending_changes.set(pending);
-        self.lag_seconds.set(lag_seconds.unwrap_or(0.0));
+        self.families.pending_changes.get_or_create(&self.label).set(pending);
+        self.families.lag_seconds.get_or_create(&self.label).set(lag_seconds.unwrap_or(0.0));
     }
 
-    /// Changes applied so far, pending entries and lag in seconds: for live counters.
+    fn pending(&self) -> i64 {
+        self.families.pending_changes.get_or_create(&self.label).get()
+    }
+
+    fn lag(&self) -> f64 {
+        self.families.lag_seconds.get_or_create(&self.label).get()
+    }
+
+    /// Changes applied so far, pending entries and lag in seconds.
     pub fn progress(&self) -> (u64, i64, f64) {
-        (self.applied_total.load(Ordering::Relaxed), self.pending_changes.get(), self.lag_seconds.get())
+        (self.applied_total.load(Ordering::Relaxed), self.pending(), self.lag())
     }
 
     /// `Ok(state)` when healthy, `Err(reason)` when not.
@@ -145,18 +236,11 @@ impl Metrics {
                 self.limits.max_outage.as_secs()
             ));
         }
-        let lag = self.lag_seconds.get();
+        let lag = self.lag();
         if lag > self.limits.max_lag.as_secs_f64() {
             return Err(format!("lag is {lag:.0}s (limit {}s)", self.limits.max_lag.as_secs()));
         }
-        Ok(if self.pending_changes.get() == 0 { "caught up" } else { "applying" })
-    }
-
-    /// Prometheus text exposition of every metric.
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String does not fail");
-        out
+        Ok(if self.pending() == 0 { "caught up" } else { "applying" })
     }
 }
 

@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,9 +21,10 @@ use tokio_postgres::Client;
 
 use crate::config::{MisfitAction, Policies};
 use crate::error::{Error, ErrorKind, Result, RetryPolicy};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SourceMetrics};
 use crate::pg::apply::{existing_plan, primary_key, unique_sets, TableMerge};
 use crate::pg::copy::{CopyEncoder, CHUNK_BYTES};
+use crate::pg::pool::{Lease, Pool};
 use crate::pg::state::{self, Reject, StoredReject};
 use crate::pg::PgTarget;
 use crate::schema::TablePlan;
@@ -30,7 +32,7 @@ use crate::snapshot::{snapshot, SnapshotOptions, SnapshotReport};
 use crate::source::Selection;
 use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::changes::{changed_tables, read_all, read_changes, Change, SeqRange};
-use crate::sqlite::introspect::Table;
+use crate::sqlite::introspect::{SourceSchema, Table};
 use crate::sqlite::{open, Access};
 use crate::types::{widened_type, PgType, SqlValue};
 
@@ -84,18 +86,32 @@ pub enum StopWhen {
     Signal(Arc<tokio::sync::Notify>),
 }
 
-/// Installs capture (if needed), snapshots (if needed), then streams. PostgreSQL being away at the start is
-/// waited out like any other outage. Progress and failures are recorded in `metrics`.
+/// Installs capture (if needed), snapshots (if needed), then streams, on connections of its own. PostgreSQL
+/// being away at the start is waited out like any other outage. Progress and failures are recorded in `metrics`.
 pub async fn run(
     options: &SnapshotOptions,
     stop: StopWhen,
     metrics: Arc<Metrics>,
     on_snapshot: impl Fn(&SnapshotReport),
 ) -> Result<RunSummary> {
-    let mut summary = RunSummary::default();
+    run_in(&Pool::new(options.target.clone(), 1), options, stop, &metrics, on_snapshot).await
+}
+
+/// `run` on connections leased from `pool`, shared with other sources.
+pub async fn run_in(
+    pool: &Arc<Pool>,
+    options: &SnapshotOptions,
+    stop: StopWhen,
+    metrics: &Metrics,
+    on_snapshot: impl Fn(&SnapshotReport),
+) -> Result<RunSummary> {
+    let source_id = source_identity(options)?;
+    let metrics = metrics.source(&source_id);
+    let options = SnapshotOptions { source_id: Some(source_id.clone()), ..options.clone() };
+    let mut summary = RunSummary { source_id: source_id.clone(), ..RunSummary::default() };
     let mut failures = 0u32;
     let mut stream = loop {
-        match start(options, &mut summary, &on_snapshot).await {
+        match start(pool, &options, &mut summary, &on_snapshot).await {
             Ok(stream) => break stream,
             Err(err) if err.is_retryable() => {
                 metrics.failed(err.kind());
@@ -115,16 +131,37 @@ pub async fn run(
         }
     };
     stream.metrics = metrics;
-    let target_seq = match &stop {
-        StopWhen::CaughtUp => Some(stream.newest_seq().await?),
-        StopWhen::Signal(_) => None,
+    let result = match &stop {
+        StopWhen::CaughtUp => match stream.newest_seq().await {
+            Ok(newest) => stream.run(&mut summary, Some(newest), stop).await,
+            Err(err) => Err(err),
+        },
+        StopWhen::Signal(_) => stream.run(&mut summary, None, stop).await,
     };
-    stream.run(&mut summary, target_seq, stop).await?;
     summary.applied_seq = stream.applied_seq;
-    Ok(summary)
+    drop(stream);
+    pool.unlock_source(&source_id).await;
+    result.map(|()| summary)
 }
 
-async fn start(options: &SnapshotOptions, summary: &mut RunSummary, on_snapshot: &impl Fn(&SnapshotReport)) -> Result<Stream> {
+/// The source id `run` syncs under: the one asked for, else the one stored in the file, else the one `init`
+/// stores now (capture is installed first anyway, and needs no PostgreSQL).
+fn source_identity(options: &SnapshotOptions) -> Result<String> {
+    if let Some(id) = &options.source_id {
+        return Ok(id.clone());
+    }
+    if let Some(installed) = capture::read_state(&open(&options.sqlite, Access::ReadOnly)?)? {
+        return Ok(installed.source_id);
+    }
+    Ok(crate::source::Source::prepare(&options.sqlite, &options.selection, None)?.capture.source_id)
+}
+
+async fn start(
+    pool: &Arc<Pool>,
+    options: &SnapshotOptions,
+    summary: &mut RunSummary,
+    on_snapshot: &impl Fn(&SnapshotReport),
+) -> Result<Stream> {
     let mut client = options.target.connect().await?;
     state::ensure_state_schema(&mut client).await?;
     state::refuse_promoted_file(&client, &options.sqlite).await?;
@@ -134,21 +171,19 @@ async fn start(options: &SnapshotOptions, summary: &mut RunSummary, on_snapshot:
         .filter(|installed| options.source_id.as_deref().is_none_or(|id| id == installed.source_id));
     if let Some(installed) = installed {
         if state::source(&client, &installed.source_id).await?.is_some_and(|row| row.snapshot_seq.is_some()) {
-            summary.source_id = installed.source_id.clone();
-            return Stream::start(options, &installed).await;
+            return Stream::start(pool, options, &installed).await;
         }
     }
     drop(client);
     let report = snapshot(options).await?;
     on_snapshot(&report);
-    summary.source_id = report.source_id.clone();
     summary.snapshot = Some(SnapshotSummary {
         rows: report.tables.iter().map(|t| t.rows).sum(),
         rejects: report.rejects(),
         seconds: report.seconds,
     });
     let installed = capture::require_state(&open(&options.sqlite, Access::ReadOnly)?, &options.sqlite)?;
-    Stream::start(options, &installed).await
+    Stream::start(pool, options, &installed).await
 }
 
 /// How long `reapply` waits for a running daemon to apply what it logged.
@@ -239,7 +274,13 @@ struct Stream {
     sqlite: PathBuf,
     reader: Option<Connection>,
     pruner: Connection,
-    client: Option<Client>,
+    pool: Arc<Pool>,
+    /// The connection of the current batch; given back between batches when another source waits.
+    client: Option<Lease>,
+    /// Names this stream's temp tables apart from other sources' on a shared connection.
+    temp_prefix: String,
+    /// Counts plan rebuilds: a connection's temp tables made for an older plan are made again.
+    plans_version: u64,
     plans: Arc<HashMap<i64, TablePlan>>,
     merges: HashMap<i64, TableMerge>,
     /// The SQLite tables the plans were made from.
@@ -248,18 +289,22 @@ struct Stream {
     whole_tables: Arc<HashSet<i64>>,
     policies: Arc<Policies>,
     selection: Selection,
-    /// SQLite's schema version the plans and capture were made for.
+    /// SQLite's schema version the plans and capture were made for, and that schema.
     schema_version: i64,
+    sqlite_schema: SourceSchema,
     applied_seq: i64,
     pruned_seq: i64,
     last_prune: Instant,
     last_backlog: Option<Instant>,
     known_rejects: bool,
-    metrics: Arc<Metrics>,
+    metrics: Arc<SourceMetrics>,
 }
 
+/// Numbers the streams of this process, for their temp tables' names.
+static STREAMS: AtomicU64 = AtomicU64::new(0);
+
 impl Stream {
-    async fn start(options: &SnapshotOptions, capture: &CaptureState) -> Result<Stream> {
+    async fn start(pool: &Arc<Pool>, options: &SnapshotOptions, capture: &CaptureState) -> Result<Stream> {
         let reader = open(&options.sqlite, Access::ReadOnly)?;
         let pruner = open(&options.sqlite, Access::ReadWrite)?;
         pruner.pragma_update(None, "synchronous", "NORMAL")?;
@@ -270,7 +315,10 @@ impl Stream {
             sqlite: options.sqlite.clone(),
             reader: Some(reader),
             pruner,
+            pool: pool.clone(),
             client: None,
+            temp_prefix: format!("_lite2pg_apply_{}_", STREAMS.fetch_add(1, Ordering::Relaxed)),
+            plans_version: 0,
             plans: Arc::new(HashMap::new()),
             merges: HashMap::new(),
             tables: HashMap::new(),
@@ -278,22 +326,48 @@ impl Stream {
             policies: Arc::new(options.policies.clone()),
             selection: options.selection.clone(),
             schema_version: 0,
+            sqlite_schema: SourceSchema::default(),
             applied_seq: 0,
             pruned_seq: 0,
             last_prune: Instant::now(),
             last_backlog: None,
             known_rejects: false,
-            metrics: Metrics::new(Default::default()),
+            metrics: Metrics::new(Default::default()).source(&capture.source_id),
         };
-        stream.connect().await?;
+        stream.ready().await?;
         Ok(stream)
     }
 
-    /// Connects, takes the source lock, checks the file against the stored position and builds table plans.
-    async fn connect(&mut self) -> Result<()> {
-        let client = self.target.connect().await?;
-        state::lock_source(&client, &self.capture.source_id).await?;
-        let row = state::source(&client, &self.capture.source_id).await?.ok_or_else(|| {
+    /// Makes sure this stream holds its source's lock and a connection with its temp tables. When the lock was
+    /// taken now (at the start, or after the lock connection was lost), checks the file against the stored
+    /// position and follows the schema first.
+    async fn ready(&mut self) -> Result<()> {
+        if self.client.as_ref().is_some_and(|client| client.is_closed()) {
+            self.client = None;
+        }
+        if self.client.is_none() {
+            self.client = Some(self.pool.lease().await?);
+        }
+        if self.pool.lock_source(&self.capture.source_id).await? {
+            self.attach().await?;
+            tracing::info!("source {}: connected to PostgreSQL at {}", self.capture.source_id, self.target.shown());
+        }
+        let mut temp_tables = Vec::new();
+        for merge in self.merges.values() {
+            temp_tables.push((merge.temp_table.clone(), merge.temp_table_statement()));
+        }
+        let version = self.plans_version.to_string();
+        let client = self.client.as_mut().expect("leased above");
+        for (name, statement) in temp_tables {
+            client.ensure_temp_table(&name, &statement, &version).await?;
+        }
+        Ok(())
+    }
+
+    /// Checks the file against the stored position, then follows the schema and builds table plans.
+    async fn attach(&mut self) -> Result<()> {
+        let client: &Client = self.client.as_ref().expect("leased before attaching");
+        let row = state::source(client, &self.capture.source_id).await?.ok_or_else(|| {
             Error::new(ErrorKind::State, format!("source {} has no row in lite2pg.sources", self.capture.source_id))
                 .with_hint("run `lite2pg snapshot` first")
         })?;
@@ -332,7 +406,6 @@ impl Stream {
             .get(0);
         self.applied_seq = row.applied_seq;
         self.known_rejects = known_rejects;
-        self.client = Some(client);
         self.follow_schema().await
     }
 
@@ -345,7 +418,7 @@ impl Stream {
             let version = crate::sqlite::schema_version(reader)?;
             let schema = crate::sqlite::introspect::read_schema(reader)?;
             let drift = capture::drift(reader, &schema, |name| self.selection.wants(name))?;
-            let client = self.client.as_mut().expect("connected");
+            let client: &mut Client = self.client.as_mut().expect("connected");
             for name in drift.uncaptured_rows() {
                 state::register_table(client, &self.capture.source_id, &self.schema, name, &[], true).await?;
             }
@@ -382,15 +455,16 @@ impl Stream {
             tx.commit().await?;
             self.capture = CaptureState { tables: capture.tables, ..self.capture.clone() };
             self.schema_version = version;
+            self.sqlite_schema = schema;
             return self.load_plans().await;
         }
     }
 
-    /// Builds the table plans from SQLite's schema and PostgreSQL's column types as they are now, (re)creates
-    /// the temp tables, and reads which tables are to be copied whole.
+    /// Builds the table plans from SQLite's schema as last followed and PostgreSQL's column types as they are
+    /// now, and reads which tables are to be copied whole.
     async fn load_plans(&mut self) -> Result<()> {
-        let client = self.client.as_ref().expect("connected");
-        let schema = crate::sqlite::introspect::read_schema(self.reader.as_ref().expect("reader is home between batches"))?;
+        let client: &Client = self.client.as_ref().expect("connected");
+        let schema = &self.sqlite_schema;
         let (mut plans, mut merges, mut tables) = (HashMap::new(), HashMap::new(), HashMap::new());
         for captured in &self.capture.tables {
             let table = schema.table(&captured.name).ok_or_else(|| {
@@ -399,8 +473,8 @@ impl Stream {
             })?;
             let plan = existing_plan(client, &self.schema, table, &captured.key_columns).await?;
             let uniques = unique_sets(client, &self.schema, &table.name).await?;
-            let mut merge = TableMerge::new(&self.schema, captured.id, &plan, &uniques);
-            merge.create_temp_table(client).await?;
+            let temp_table = format!("{}{}", self.temp_prefix, captured.id);
+            let mut merge = TableMerge::new(&self.schema, temp_table, &plan, &uniques);
             let key: Vec<String> = plan.key_columns().map(|c| c.name.clone()).collect();
             let current = primary_key(client, &self.schema, &table.name).await?;
             if current.as_ref().is_none_or(|(_, columns)| columns != &key) {
@@ -415,6 +489,7 @@ impl Stream {
         let resync = state::tables_to_resync(client, &self.capture.source_id).await?;
         self.whole_tables = Arc::new(self.capture.tables.iter().filter(|t| resync.contains(&t.name)).map(|t| t.id).collect());
         self.plans = Arc::new(plans);
+        self.plans_version += 1;
         self.merges = merges;
         self.tables = tables;
         Ok(())
@@ -432,6 +507,10 @@ impl Stream {
         loop {
             if target_seq.is_some_and(|target| self.applied_seq >= target) && self.whole_tables.is_empty() {
                 return self.prune().await;
+            }
+            if self.pool.contended() {
+                // Another source waits for a connection: this one goes back, one batch per turn.
+                self.client = None;
             }
             self.measure_backlog()?;
             let version = self.data_version()?;
@@ -504,17 +583,13 @@ impl Stream {
 
     async fn record_error(&self, err: &Error) {
         if let Some(client) = &self.client {
-            let _ = state::record_error(client, &self.capture.source_id, &err.to_string()).await;
+            let _ = state::record_error(&**client, &self.capture.source_id, &err.to_string()).await;
         }
     }
 
     /// Reads and applies one batch.
     async fn apply_batch(&mut self) -> Result<Applied> {
-        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
-            self.client = None;
-            self.connect().await?;
-            tracing::info!("connected to PostgreSQL at {}", self.target.shown());
-        }
+        self.ready().await?;
         if crate::sqlite::schema_version(self.reader.as_ref().expect("reader is home between batches"))? != self.schema_version {
             self.follow_schema().await?;
             return Ok(Applied::Adjusted);
@@ -522,30 +597,38 @@ impl Stream {
         let started = Instant::now();
         let (sender, mut receiver) = mpsc::channel::<Message>(4);
         let reader = self.reader.take().expect("reader is home between batches");
-        let plan =
-            ReadPlan { plans: self.plans.clone(), policies: self.policies.clone(), whole_tables: self.whole_tables.clone() };
+        let plan = ReadPlan {
+            plans: self.plans.clone(),
+            policies: self.policies.clone(),
+            whole_tables: self.whole_tables.clone(),
+            schema_version: self.schema_version,
+        };
         let applied = self.applied_seq;
         let read = tokio::task::spawn_blocking(move || {
             let result = read_batch(&reader, &plan, applied, &sender);
             (reader, result)
         });
-        let client = self.client.as_ref().expect("connected above");
+        let client: &Client = self.client.as_ref().expect("connected above");
         client.batch_execute("BEGIN").await?;
         let written = self.write_tables(&mut receiver).await;
         drop(receiver);
         let (reader, read_result) = read.await.expect("batch readers do not panic");
         self.reader = Some(reader);
-        let mut widening = None;
+        let (mut widening, mut schema_moved) = (None, false);
         let result = match (read_result, written) {
             (Ok(BatchRead::Sent(range)), Ok(written)) => self.finish_batch(range, written, started).await.map(Some),
             (Ok(BatchRead::Nothing), Ok(_)) => Ok(None),
+            (Ok(BatchRead::SchemaMoved), _) => {
+                schema_moved = true;
+                Ok(None)
+            }
             (Ok(BatchRead::Widen(needed)), _) => {
                 widening = Some(needed);
                 Ok(None)
             }
             (Err(err), _) | (_, Err(err)) => Err(err),
         };
-        let client = self.client.as_ref().expect("connected above");
+        let client: &Client = self.client.as_ref().expect("connected above");
         match &result {
             Ok(Some(_)) => {}
             _ if client.is_closed() => {}
@@ -553,6 +636,9 @@ impl Stream {
         }
         if let Some(widening) = widening {
             self.widen(&widening).await?;
+            return Ok(Applied::Adjusted);
+        }
+        if schema_moved {
             return Ok(Applied::Adjusted);
         }
         match result? {
@@ -587,7 +673,7 @@ impl Stream {
         let mut types: Vec<PgType> = plan.columns.iter().take(table.columns.len()).map(|c| c.pg_type).collect();
         let from = std::mem::replace(&mut types[widening.column], widening.to);
         let widened = TablePlan::new(table, &types, &captured.key_columns);
-        let client = self.client.as_mut().expect("connected");
+        let client: &mut Client = self.client.as_mut().expect("connected");
         let exact =
             crate::evolve::widen_column(client, &self.schema, &self.capture.source_id, plan, &widened, widening.column).await?;
         tracing::info!(
@@ -605,7 +691,7 @@ impl Stream {
     /// Copies each changed table into its temp table and merges it, as the reading thread sends it; a table
     /// copied whole is emptied and copied straight into its target.
     async fn write_tables(&mut self, receiver: &mut mpsc::Receiver<Message>) -> Result<Written> {
-        let client = self.client.as_ref().expect("connected above");
+        let client: &Client = self.client.as_ref().expect("connected above");
         let mut written = Written::default();
         let mut sink = None;
         while let Some(message) = receiver.recv().await {
@@ -646,7 +732,7 @@ impl Stream {
 
     /// Stores rejects and the new position, then commits.
     async fn finish_batch(&self, range: SeqRange, written: Written, started: Instant) -> Result<BatchStats> {
-        let client = self.client.as_ref().expect("connected above");
+        let client: &Client = self.client.as_ref().expect("connected above");
         state::store_rejects(client, &self.capture.source_id, &written.rejects).await?;
         state::advance(client, &self.capture.source_id, range.after, range.up_to).await?;
         crate::fail_point!("batch-before-commit");
@@ -746,6 +832,8 @@ enum Applied {
 enum BatchRead {
     /// Nothing committed since the position, and no table to copy again.
     Nothing,
+    /// SQLite's schema changed since the plans were made: follow it first.
+    SchemaMoved,
     /// Changes up to `up_to` were sent.
     Sent(SeqRange),
     /// A value needs a wider column first; what was sent must be rolled back.
@@ -768,6 +856,7 @@ struct ReadPlan {
     plans: Arc<HashMap<i64, TablePlan>>,
     policies: Arc<Policies>,
     whole_tables: Arc<HashSet<i64>>,
+    schema_version: i64,
 }
 
 /// What a batch wrote before commit.
@@ -795,6 +884,9 @@ fn read_batch_in_transaction(
     applied: i64,
     sender: &mpsc::Sender<Message>,
 ) -> Result<BatchRead> {
+    if crate::sqlite::schema_version(conn)? != read.schema_version {
+        return Ok(BatchRead::SchemaMoved);
+    }
     let up_to = capture::newest_seq(conn)?.max(applied);
     if up_to == applied && read.whole_tables.is_empty() {
         return Ok(BatchRead::Nothing);

@@ -37,10 +37,10 @@ pub struct TableMerge {
 }
 
 impl TableMerge {
-    /// Builds the statements for `plan` in `schema`, given the target's unique column sets besides the key.
-    pub fn new(schema: &str, table_id: i64, plan: &TablePlan, unique_sets: &[Vec<String>]) -> TableMerge {
+    /// Builds the statements for `plan` in `schema`, given the target's unique column sets besides the key,
+    /// staging rows in session temp table `temp_table`.
+    pub fn new(schema: &str, temp_table: String, plan: &TablePlan, unique_sets: &[Vec<String>]) -> TableMerge {
         let target = qualified(schema, &plan.name);
-        let temp_table = format!("_lite2pg_apply_{table_id}");
         let columns = plan.pg_column_list();
         let keys: Vec<String> = plan.key_columns().map(|c| quote(&c.name)).collect();
         let key_match = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect::<Vec<_>>().join(" AND ");
@@ -90,11 +90,10 @@ impl TableMerge {
         }
     }
 
-    /// (Re)creates the session's temp table in the target's current shape; run outside any batch transaction,
-    /// so that a rolled-back batch cannot take it away.
-    pub async fn create_temp_table(&self, client: &Client) -> Result<()> {
-        client.batch_execute(&format!("DROP TABLE IF EXISTS pg_temp.{}; {}", quote(&self.temp_table), self.create_temp)).await?;
-        Ok(())
+    /// Drops and makes the session's temp table in the target's current shape; run outside any batch
+    /// transaction, so that a rolled-back batch cannot take it away.
+    pub fn temp_table_statement(&self) -> String {
+        format!("DROP TABLE IF EXISTS pg_temp.{}; {}", quote(&self.temp_table), self.create_temp)
     }
 
     /// Makes the primary key `key` (its constraint now being `current`, if any) when a whole-table copy runs.

@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod copy;
 pub mod local;
+pub mod pool;
 pub mod state;
 pub mod tls;
 

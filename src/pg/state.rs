@@ -366,6 +366,12 @@ pub async fn lock_source(client: &Client, source_id: &str) -> Result<()> {
         .with_hint("run one lite2pg per source; stop the other one or wait for it"))
 }
 
+/// Releases a source's lock taken by `lock_source` on the same session.
+pub async fn unlock_source(client: &Client, source_id: &str) -> Result<()> {
+    client.execute("SELECT pg_advisory_unlock(hashtextextended('lite2pg:' || $1, 0))", &[&source_id]).await?;
+    Ok(())
+}
+
 /// Describes the session holding a source's lock (a running `lite2pg run`), or `None` when it is free.
 pub async fn lock_holder(client: &impl GenericClient, source_id: &str) -> Result<Option<String>> {
     let holder = client

@@ -1,0 +1,160 @@
+//! PostgreSQL connections shared by every source one process syncs: at most `size` are leased at once, handed
+//! out in the order they were asked for (so one busy source cannot starve the others), plus one connection that
+//! holds every source's advisory lock for as long as the process syncs it.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_postgres::Client;
+
+use crate::error::Result;
+use crate::pg::state;
+use crate::pg::PgTarget;
+
+/// The shared connections and the lock connection.
+pub struct Pool {
+    target: PgTarget,
+    size: usize,
+    permits: Arc<Semaphore>,
+    idle: Mutex<Vec<PooledClient>>,
+    waiting: AtomicUsize,
+    locks: tokio::sync::Mutex<Locks>,
+}
+
+/// The connection holding the advisory locks, and which sources' locks it holds.
+#[derive(Default)]
+struct Locks {
+    client: Option<Client>,
+    held: HashSet<String>,
+}
+
+/// A connection and the session temp tables made on it, by name, with the version they were made for.
+struct PooledClient {
+    client: Client,
+    temp_tables: HashMap<String, String>,
+}
+
+/// A connection leased from the pool; it goes back when dropped.
+pub struct Lease {
+    conn: Option<PooledClient>,
+    pool: Arc<Pool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Counts a task waiting for a connection, even when the wait is given up.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Pool {
+    /// A pool of at most `size` connections (at least one) to `target`.
+    pub fn new(target: PgTarget, size: usize) -> Arc<Pool> {
+        let size = size.max(1);
+        Arc::new(Pool {
+            target,
+            size,
+            permits: Arc::new(Semaphore::new(size)),
+            idle: Mutex::new(Vec::new()),
+            waiting: AtomicUsize::new(0),
+            locks: tokio::sync::Mutex::new(Locks::default()),
+        })
+    }
+
+    /// How many connections may be leased at once.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Waits for a free connection (first come, first served) and leases it, connecting when none is idle.
+    pub async fn lease(self: &Arc<Self>) -> Result<Lease> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let waiting = Waiting(&self.waiting);
+        let permit = self.permits.clone().acquire_owned().await.expect("the pool's semaphore is never closed");
+        drop(waiting);
+        let idle = loop {
+            match self.idle.lock().expect("pool lock is never poisoned").pop() {
+                Some(conn) if conn.client.is_closed() => continue,
+                found => break found,
+            }
+        };
+        let conn = match idle {
+            Some(conn) => conn,
+            None => PooledClient { client: self.target.connect().await?, temp_tables: HashMap::new() },
+        };
+        Ok(Lease { conn: Some(conn), pool: self.clone(), _permit: permit })
+    }
+
+    /// Whether a source is waiting for a connection: a source holding one gives it back after its batch.
+    pub fn contended(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) > 0
+    }
+
+    /// Takes source `id`'s advisory lock, or confirms this process still holds it. Returns true when the lock
+    /// was taken now (first time, or again after the lock connection was lost): whatever the caller knew of
+    /// the source's position may be stale.
+    pub async fn lock_source(&self, id: &str) -> Result<bool> {
+        let mut locks = self.locks.lock().await;
+        if locks.client.as_ref().is_none_or(|client| client.is_closed()) {
+            locks.client = Some(self.target.connect().await?);
+            locks.held.clear();
+        }
+        if locks.held.contains(id) {
+            return Ok(false);
+        }
+        state::lock_source(locks.client.as_ref().expect("connected above"), id).await?;
+        locks.held.insert(id.to_string());
+        Ok(true)
+    }
+
+    /// Lets another process take source `id`.
+    pub async fn unlock_source(&self, id: &str) {
+        let mut locks = self.locks.lock().await;
+        if locks.held.remove(id) {
+            if let Some(client) = &locks.client {
+                let _ = state::unlock_source(client, id).await;
+            }
+        }
+    }
+}
+
+impl Lease {
+    /// Makes session temp table `name` by `statement` unless this connection already made it for `version`.
+    pub async fn ensure_temp_table(&mut self, name: &str, statement: &str, version: &str) -> Result<()> {
+        let conn = self.conn.as_mut().expect("a lease holds its connection until dropped");
+        if conn.temp_tables.get(name).is_some_and(|made| made == version) {
+            return Ok(());
+        }
+        conn.client.batch_execute(statement).await?;
+        conn.temp_tables.insert(name.to_string(), version.to_string());
+        Ok(())
+    }
+}
+
+impl Deref for Lease {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.conn.as_ref().expect("a lease holds its connection until dropped").client
+    }
+}
+
+impl DerefMut for Lease {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.conn.as_mut().expect("a lease holds its connection until dropped").client
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take().filter(|conn| !conn.client.is_closed()) {
+            self.pool.idle.lock().expect("pool lock is never poisoned").push(conn);
+        }
+    }
+}
