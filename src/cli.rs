@@ -9,6 +9,7 @@ use clap::{ArgMatches, Args, Parser, Subcommand};
 
 use crate::config::{ConfigFile, DroppedTables, MisfitPolicy, Policies};
 use crate::error::{Error, ErrorKind, Result};
+use crate::fleet::Fleet;
 use crate::metrics::{HealthLimits, Metrics};
 use crate::pg::local::LocalServer;
 use crate::pg::PgTarget;
@@ -74,9 +75,15 @@ pub struct CommonArgs {
     /// A captured table dropped in SQLite: keep its PostgreSQL table (default) or drop it.
     #[arg(long, global = true, value_enum)]
     pub dropped_tables: Option<DroppedTables>,
+    /// With a config file listing several sources: only the source with this id.
+    #[arg(long, global = true, value_name = "ID")]
+    pub source: Option<String>,
     /// The policies after the config file was read.
     #[arg(skip)]
     pub policies: Policies,
+    /// The sources the config file lists, if it lists any.
+    #[arg(skip)]
+    pub fleet: Fleet,
 }
 
 /// How log lines are written to stderr.
@@ -207,6 +214,9 @@ pub struct RunArgs {
     /// Parallel copy connections for the initial snapshot.
     #[arg(long, default_value_t = default_jobs())]
     pub jobs: usize,
+    /// PostgreSQL connections the sources of a config file share for applying batches.
+    #[arg(long, env = "LITE2PG_POOL_SIZE", default_value_t = 4, value_name = "N")]
+    pub pool_size: usize,
     /// Serve Prometheus metrics on /metrics and health on /healthz at this address.
     #[arg(long, env = "LITE2PG_METRICS_ADDR", value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
@@ -223,6 +233,43 @@ fn default_jobs() -> usize {
 }
 
 impl CommonArgs {
+    /// These options for each source the config file lists.
+    fn each_source(&self) -> Result<Vec<CommonArgs>> {
+        self.fleet.check()?;
+        let (found, skipped) = self.fleet.sources()?;
+        for (path, reason) in skipped {
+            tracing::warn!("{} is not a source: {reason}", path.display());
+        }
+        Ok(found
+            .into_iter()
+            .map(|source| CommonArgs {
+                schema: self.fleet.schema_of(&source.source_id),
+                sqlite: Some(source.sqlite),
+                source_id: Some(source.source_id),
+                fleet: Fleet::default(),
+                ..self.clone()
+            })
+            .collect())
+    }
+
+    /// These options for the source `--source` names, or the only one the config file lists.
+    fn one_source(&self) -> Result<CommonArgs> {
+        let mut sources = self.each_source()?;
+        let ids = || sources.iter().filter_map(|s| s.source_id.clone()).collect::<Vec<_>>().join(", ");
+        match &self.source {
+            Some(wanted) => match sources.iter().position(|s| s.source_id.as_deref() == Some(wanted)) {
+                Some(at) => Ok(sources.swap_remove(at)),
+                None => {
+                    Err(Error::new(ErrorKind::Usage, format!("no source {wanted:?} in the config file; it lists: {}", ids()))
+                        .with_hint("pass one of those ids to --source"))
+                }
+            },
+            None if sources.len() == 1 => Ok(sources.remove(0)),
+            None => Err(Error::new(ErrorKind::Usage, format!("the config file lists {} sources: {}", sources.len(), ids()))
+                .with_hint("pick one with --source ID")),
+        }
+    }
+
     fn sqlite(&self) -> Result<PathBuf> {
         self.sqlite.clone().ok_or_else(|| {
             Error::new(ErrorKind::Usage, "no SQLite file given").with_hint("pass --sqlite PATH or set LITE2PG_SQLITE")
@@ -242,8 +289,13 @@ impl CommonArgs {
     }
 
     fn snapshot_options(&self, replace: bool, jobs: usize) -> Result<SnapshotOptions> {
+        Ok(SnapshotOptions { sqlite: self.sqlite()?, ..self.snapshot_options_for(replace, jobs)? })
+    }
+
+    /// Everything but the SQLite file.
+    fn snapshot_options_for(&self, replace: bool, jobs: usize) -> Result<SnapshotOptions> {
         Ok(SnapshotOptions {
-            sqlite: self.sqlite()?,
+            sqlite: PathBuf::new(),
             target: self.postgres()?,
             schema: self.schema.clone(),
             selection: self.selection(),
@@ -278,9 +330,17 @@ impl Cli {
         policies.on_misfit = common.on_misfit.unwrap_or(policies.on_misfit);
         policies.dropped_tables = common.dropped_tables.unwrap_or(policies.dropped_tables);
         common.policies = policies;
+        let schema_given = matches!(layer.source("schema"), Some(ValueSource::CommandLine | ValueSource::EnvVariable));
+        let schema = if !schema_given && file.schema.is_none() {
+            crate::fleet::SOURCE_ID_PLACEHOLDER.to_string()
+        } else {
+            common.schema.clone()
+        };
+        common.fleet = Fleet { entries: file.source.clone(), glob: file.source_glob.clone(), schema };
         match &mut self.command {
             Command::Run(args) => {
                 layer.fill("metrics_addr", &mut args.metrics_addr, file.metrics_addr.clone());
+                layer.fill_value("pool_size", &mut args.pool_size, file.pool_size);
                 layer.fill_value("jobs", &mut args.jobs, file.jobs);
             }
             Command::Snapshot(args) => layer.fill_value("jobs", &mut args.jobs, file.jobs),
@@ -339,7 +399,30 @@ pub fn main_with(mut cli: Cli, matches: &ArgMatches) -> ExitCode {
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
     let common = &cli.common;
+    if !common.fleet.is_configured() {
+        return dispatch_one(common, &cli.command).await;
+    }
+    if common.source.is_some() {
+        return dispatch_one(&common.one_source()?, &cli.command).await;
+    }
     match &cli.command {
+        Command::Run(args) => run_fleet(common, args).await,
+        Command::Status | Command::Verify(_) => {
+            let mut code = ExitCode::SUCCESS;
+            for one in common.each_source()? {
+                if dispatch_one(&one, &cli.command).await? != ExitCode::SUCCESS {
+                    code = ExitCode::from(1);
+                }
+            }
+            Ok(code)
+        }
+        _ => dispatch_one(&common.one_source()?, &cli.command).await,
+    }
+}
+
+/// Runs a command for one source.
+async fn dispatch_one(common: &CommonArgs, command: &Command) -> Result<ExitCode> {
+    match command {
         Command::Snapshot(args) => {
             let report = snapshot(&common.snapshot_options(args.replace, args.jobs)?).await?;
             print_snapshot(&report, common.json);
@@ -672,21 +755,31 @@ fn uninstall(common: &CommonArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn stop_when(once: bool) -> StopWhen {
+    if once {
+        return StopWhen::CaughtUp;
+    }
+    let notify = Arc::new(Notify::new());
+    tokio::spawn(forward_signals(notify.clone()));
+    StopWhen::Signal(notify)
+}
+
+fn health_limits(args: &RunArgs) -> HealthLimits {
+    HealthLimits { max_lag: Duration::from_secs(args.health_max_lag), max_outage: Duration::from_secs(args.health_max_outage) }
+}
+
+fn print_run_summary(summary: &crate::stream::RunSummary) {
+    println!(
+        "source {} at seq {}: {} batch(es), {} upserts, {} deletes, {} rejects",
+        summary.source_id, summary.applied_seq, summary.batches, summary.upserts, summary.deletes, summary.rejects
+    );
+}
+
 async fn run(common: &CommonArgs, args: &RunArgs) -> Result<ExitCode> {
     let options = common.snapshot_options(false, args.jobs)?;
-    let stop = if args.once {
-        StopWhen::CaughtUp
-    } else {
-        let notify = Arc::new(Notify::new());
-        tokio::spawn(forward_signals(notify.clone()));
-        StopWhen::Signal(notify)
-    };
+    let stop = stop_when(args.once);
     let json = common.json;
-    let limits = HealthLimits {
-        max_lag: Duration::from_secs(args.health_max_lag),
-        max_outage: Duration::from_secs(args.health_max_outage),
-    };
-    let metrics = Metrics::new(limits);
+    let metrics = Metrics::new(health_limits(args));
     if let Some(addr) = &args.metrics_addr {
         crate::metrics::serve(addr, metrics.clone()).await?;
     }
@@ -699,12 +792,31 @@ async fn run(common: &CommonArgs, args: &RunArgs) -> Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string_pretty(&summary).expect("summaries serialize"));
     } else {
-        println!(
-            "source {} at seq {}: {} batch(es), {} upserts, {} deletes, {} rejects",
-            summary.source_id, summary.applied_seq, summary.batches, summary.upserts, summary.deletes, summary.rejects
-        );
+        print_run_summary(&summary);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `run` for every source of the config file, in one process.
+async fn run_fleet(common: &CommonArgs, args: &RunArgs) -> Result<ExitCode> {
+    let template = common.snapshot_options_for(false, args.jobs)?;
+    let stop = stop_when(args.once);
+    let metrics = Metrics::new(health_limits(args));
+    if let Some(addr) = &args.metrics_addr {
+        crate::metrics::serve(addr, metrics.clone()).await?;
+    }
+    let summary = crate::fleet::run(&common.fleet, &template, args.pool_size, stop, metrics).await?;
+    if common.json {
+        println!("{}", serde_json::to_string_pretty(&summary).expect("summaries serialize"));
+    } else {
+        for run in &summary.sources {
+            print_run_summary(run);
+        }
+        for (id, err) in &summary.failed {
+            println!("source {id} stopped: {err}");
+        }
+    }
+    Ok(if summary.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// Turns SIGINT and SIGTERM into a stop request.

@@ -104,6 +104,13 @@ pub struct ConfigFile {
     pub dropped_tables: Option<DroppedTables>,
     #[serde(default)]
     pub table: BTreeMap<String, TableSettings>,
+    /// `[[source]]`: several SQLite files synced by one process.
+    #[serde(default)]
+    pub source: Vec<crate::fleet::SourceEntry>,
+    /// Every file matching it is a source, also those that appear while running.
+    pub source_glob: Option<String>,
+    /// PostgreSQL connections shared by the sources for applying batches.
+    pub pool_size: Option<usize>,
 }
 
 /// `[table.NAME]`.
@@ -155,6 +162,10 @@ impl ConfigFile {
         let mut file = ConfigFile::parse(&text).map_err(|err| err.context(format!("config file {}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
         file.sqlite = file.sqlite.map(|sqlite| base.join(sqlite));
+        for entry in &mut file.source {
+            entry.sqlite = base.join(&entry.sqlite);
+        }
+        file.source_glob = file.source_glob.map(|pattern| base.join(pattern).to_string_lossy().to_string());
         Ok(Some((path, file)))
     }
 

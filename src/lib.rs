@@ -15,6 +15,7 @@ pub mod demo;
 pub mod doctor;
 pub mod error;
 pub mod evolve;
+pub mod fleet;
 pub mod ident;
 pub mod metrics;
 pub mod pg;

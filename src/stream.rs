@@ -175,7 +175,9 @@ async fn start(
         }
     }
     drop(client);
+    let turn = pool.snapshot_turn().await;
     let report = snapshot(options).await?;
+    drop(turn);
     on_snapshot(&report);
     summary.snapshot = Some(SnapshotSummary {
         rows: report.tables.iter().map(|t| t.rows).sum(),
@@ -250,8 +252,16 @@ async fn wait_until_applied(options: &SnapshotOptions, source_id: &str, seq: i64
 }
 
 impl StopWhen {
+    /// The same kind of stop for one of several streams, woken by `notify`.
+    pub fn own(&self, notify: Arc<tokio::sync::Notify>) -> StopWhen {
+        match self {
+            StopWhen::CaughtUp => StopWhen::CaughtUp,
+            StopWhen::Signal(_) => StopWhen::Signal(notify),
+        }
+    }
+
     /// Sleeps for `period`; returns true when asked to stop.
-    async fn wait(&self, period: Duration) -> bool {
+    pub async fn wait(&self, period: Duration) -> bool {
         match self {
             StopWhen::CaughtUp => {
                 tokio::time::sleep(period).await;
@@ -350,7 +360,7 @@ impl Stream {
         }
         if self.pool.lock_source(&self.capture.source_id).await? {
             self.attach().await?;
-            tracing::info!("source {}: connected to PostgreSQL at {}", self.capture.source_id, self.target.shown());
+            tracing::info!("connected to PostgreSQL at {}", self.target.shown());
         }
         let mut temp_tables = Vec::new();
         for merge in self.merges.values() {

@@ -22,6 +22,8 @@ pub struct Pool {
     idle: Mutex<Vec<PooledClient>>,
     waiting: AtomicUsize,
     locks: tokio::sync::Mutex<Locks>,
+    /// One snapshot at a time: it opens connections of its own (`jobs` of them).
+    snapshots: Arc<Semaphore>,
 }
 
 /// The connection holding the advisory locks, and which sources' locks it holds.
@@ -64,6 +66,7 @@ impl Pool {
             idle: Mutex::new(Vec::new()),
             waiting: AtomicUsize::new(0),
             locks: tokio::sync::Mutex::new(Locks::default()),
+            snapshots: Arc::new(Semaphore::new(1)),
         })
     }
 
@@ -89,6 +92,11 @@ impl Pool {
             None => PooledClient { client: self.target.connect().await?, temp_tables: HashMap::new() },
         };
         Ok(Lease { conn: Some(conn), pool: self.clone(), _permit: permit })
+    }
+
+    /// Waits until no other source of this process is being copied; the copy may start while this is held.
+    pub async fn snapshot_turn(&self) -> OwnedSemaphorePermit {
+        self.snapshots.clone().acquire_owned().await.expect("the snapshot semaphore is never closed")
     }
 
     /// Whether a source is waiting for a connection: a source holding one gives it back after its batch.

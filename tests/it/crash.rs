@@ -49,7 +49,7 @@ async fn terminated_connections_and_a_writer_holding_the_lock_are_ridden_out() {
     let file = SqliteFile::new(include_str!("../../examples/writer_schema.sql"));
     let db = TestDb::new().await;
     let _daemon = crate::stream::start_daemon(&db, &file);
-    let mut app = crate::stream::writer(&file, 3, 1_000_000);
+    let mut app = crate::stream::writer(&file.path, 3, 1_000_000);
     let admin = db.client().await;
     let terminate = "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity
                      WHERE application_name = 'lite2pg' AND datname = current_database() AND pid <> pg_backend_pid()";
@@ -82,7 +82,7 @@ async fn a_long_read_transaction_elsewhere_does_not_stop_the_stream() {
     let _daemon = crate::stream::start_daemon(&db, &file);
     let reader = file.conn();
     reader.execute_batch("BEGIN; SELECT count(*) FROM accounts;").unwrap();
-    let mut app = crate::stream::writer(&file, 9, 600);
+    let mut app = crate::stream::writer(&file.path, 9, 600);
     assert!(app.wait().unwrap().success());
     crate::stream::wait_caught_up(&db, &file).await;
     reader.execute_batch("COMMIT").unwrap();

@@ -6,6 +6,7 @@ mod crash;
 mod cutover;
 mod demo;
 mod evolve;
+mod fleet;
 mod misfit;
 mod observe;
 mod random;

@@ -85,7 +85,7 @@ async fn verify_is_consistent_while_the_daemon_streams() {
     let db = TestDb::new().await;
     let _daemon = crate::stream::start_daemon(&db, &file);
     crate::stream::wait_caught_up(&db, &file).await;
-    let mut app = crate::stream::writer(&file, 5, 1_000_000);
+    let mut app = crate::stream::writer(&file.path, 5, 1_000_000);
     for round in 0..3 {
         let report = lite2pg::verify::verify(&db.options(&file.path)).await.unwrap();
         assert!(report.tables.iter().all(|d| d.is_equal()), "round {round}: mid-stream verify found drift: {:?}", report.tables);
@@ -164,12 +164,12 @@ async fn doctor_passes_a_healthy_sync_and_explains_problems() {
     assert!(!text.contains("secret"));
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// GETs `path` and returns the status code and body, waiting for the server to listen.
-fn http_get(port: u16, path: &str) -> (u16, String) {
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut stream = loop {
         match std::net::TcpStream::connect(("127.0.0.1", port)) {

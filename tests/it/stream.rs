@@ -163,10 +163,11 @@ fn terminate(daemon: &mut Daemon) -> std::process::ExitStatus {
     }
 }
 
-pub fn writer(file: &SqliteFile, seed: u64, transactions: u64) -> Child {
+/// The example writer process, committing `transactions` random transactions to `path`.
+pub fn writer(path: &std::path::Path, seed: u64, transactions: u64) -> Child {
     let exe = std::env::current_exe().unwrap();
     let examples = exe.parent().unwrap().parent().unwrap().join("examples").join("writer");
-    Command::new(examples).args([file.path.to_str().unwrap(), &seed.to_string(), &transactions.to_string()]).spawn().unwrap()
+    Command::new(examples).args([path.to_str().unwrap(), &seed.to_string(), &transactions.to_string()]).spawn().unwrap()
 }
 
 #[tokio::test]
@@ -174,7 +175,7 @@ async fn two_writer_processes_and_the_daemon_at_once() {
     let file = SqliteFile::new(include_str!("../../examples/writer_schema.sql"));
     let db = TestDb::new().await;
     let mut daemon = start_daemon(&db, &file);
-    let mut writers = [writer(&file, 11, 400), writer(&file, 23, 400)];
+    let mut writers = [writer(&file.path, 11, 400), writer(&file.path, 23, 400)];
     for w in &mut writers {
         assert!(w.wait().unwrap().success());
     }
@@ -188,7 +189,7 @@ async fn two_writer_processes_and_the_daemon_at_once() {
 async fn killing_the_daemon_loses_nothing_and_doubles_nothing() {
     let file = SqliteFile::new(include_str!("../../examples/writer_schema.sql"));
     let db = TestDb::new().await;
-    let mut app = writer(&file, 7, 1500);
+    let mut app = writer(&file.path, 7, 1500);
     let mut seed = 0x9e37_79b9_u64;
     for _ in 0..6 {
         let daemon = start_daemon(&db, &file);
@@ -212,10 +213,10 @@ async fn postgres_restarting_mid_stream_is_ridden_out() {
     let db = TestDb::on(&cluster.url("postgres")).await;
     let file = SqliteFile::new(include_str!("../../examples/writer_schema.sql"));
     let mut daemon = start_daemon(&db, &file);
-    assert!(writer(&file, 3, 100).wait().unwrap().success());
+    assert!(writer(&file.path, 3, 100).wait().unwrap().success());
     wait_caught_up(&db, &file).await;
     cluster.stop();
-    assert!(writer(&file, 5, 200).wait().unwrap().success());
+    assert!(writer(&file.path, 5, 200).wait().unwrap().success());
     std::thread::sleep(Duration::from_millis(500));
     assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon keeps running while PostgreSQL is down");
     cluster.start();

@@ -1,0 +1,165 @@
+//! Many SQLite files into one PostgreSQL from one `lite2pg run --config`: writers on every file at once, a file
+//! that appears while running, connections bounded by the pool, metrics per source, and a full comparison per
+//! source at the end.
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use crate::observe::{free_port, http_get};
+use crate::stream::{writer, Daemon};
+use crate::support::{lite2pg, lite2pg_output, stderr, TestDb};
+
+const WRITER_SCHEMA: &str = include_str!("../../examples/writer_schema.sql");
+
+/// A directory of SQLite files and the config file that lists them by glob.
+struct Tenants {
+    dir: tempfile::TempDir,
+}
+
+impl Tenants {
+    fn new(db: &TestDb, pool_size: usize) -> Tenants {
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!("postgres = {:?}\nsource_glob = \"tenants/*.db\"\npool_size = {pool_size}\n", db.url());
+        std::fs::create_dir(dir.path().join("tenants")).unwrap();
+        std::fs::write(dir.path().join("lite2pg.toml"), config).unwrap();
+        Tenants { dir }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("lite2pg.toml")
+    }
+
+    fn add(&self, name: &str) -> PathBuf {
+        let path = self.dir.path().join("tenants").join(format!("{name}.db"));
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+        conn.execute_batch(WRITER_SCHEMA).unwrap();
+        path
+    }
+
+    fn daemon(&self, extra: &[&str]) -> Daemon {
+        Daemon(
+            lite2pg()
+                .args(["run", "--config", self.config().to_str().unwrap()])
+                .args(extra)
+                .env("RUST_LOG", "warn")
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
+
+/// Options to compare source `id` (file `sqlite`) in its own schema.
+async fn assert_source_equal(db: &TestDb, sqlite: &Path, id: &str) {
+    let options =
+        lite2pg::snapshot::SnapshotOptions { schema: id.to_string(), source_id: Some(id.to_string()), ..db.options(sqlite) };
+    let report = lite2pg::verify::verify(&options).await.unwrap();
+    assert!(!report.tables.is_empty(), "nothing was compared for {id}");
+    for diff in report.tables {
+        assert!(diff.is_equal(), "source {id}: table {} differs: {diff:?}", diff.table);
+    }
+}
+
+/// Waits until every source's position reached the newest entry of its file.
+async fn wait_all_caught_up(db: &TestDb, files: &[(PathBuf, &str)]) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let client = db.client().await;
+    'wait: loop {
+        assert!(Instant::now() < deadline, "the sources did not catch up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for (path, id) in files {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            let newest: i64 =
+                conn.query_row("SELECT coalesce(max(seq), 0) FROM _lite2pg_changes", [], |r| r.get(0)).unwrap_or(-1);
+            let applied = client
+                .query_opt("SELECT applied_seq FROM lite2pg.sources WHERE source_id = $1 AND snapshot_seq IS NOT NULL", &[id])
+                .await
+                .ok()
+                .flatten()
+                .map(|r| r.get::<_, i64>(0));
+            if applied != Some(newest) {
+                continue 'wait;
+            }
+        }
+        return;
+    }
+}
+
+fn wait_for(children: Vec<Child>) {
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+}
+
+#[tokio::test]
+async fn sources_written_at_once_each_end_equal_in_their_own_schema() {
+    let db = TestDb::new().await;
+    let tenants = Tenants::new(&db, 2);
+    let ids = ["north", "south", "east", "west"];
+    let mut files: Vec<(PathBuf, &str)> = ids.iter().map(|id| (tenants.add(id), *id)).collect();
+    let port = free_port();
+    let _daemon = tenants.daemon(&["--metrics-addr", &format!("127.0.0.1:{port}")]);
+    let writers: Vec<Child> = files.iter().enumerate().map(|(i, (path, _))| writer(path, i as u64, 300)).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    files.push((tenants.add("late"), "late"));
+    let late_writer = writer(&files[4].0, 99, 100);
+    wait_for(writers);
+    wait_for(vec![late_writer]);
+    wait_all_caught_up(&db, &files).await;
+    for (path, id) in &files {
+        assert_source_equal(&db, path, id).await;
+    }
+    let (code, metrics) = http_get(port, "/metrics");
+    assert_eq!(code, 200);
+    for id in ids.iter().chain(["late"].iter()) {
+        assert!(metrics.contains(&format!("lite2pg_up{{source=\"{id}\"}} 1")), "no metrics for {id}:\n{metrics}");
+    }
+    let verify = lite2pg_output(&["verify", "--config", tenants.config().to_str().unwrap(), "--source", "east"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("Compared source east"));
+}
+
+#[tokio::test]
+async fn connections_stay_within_the_pool_however_many_sources() {
+    let db = TestDb::new().await;
+    let tenants = Tenants::new(&db, 2);
+    let files: Vec<(PathBuf, String)> = (0..8).map(|i| (tenants.add(&format!("t{i}")), format!("t{i}"))).collect();
+    let _daemon = tenants.daemon(&[]);
+    let named: Vec<(PathBuf, &str)> = files.iter().map(|(p, id)| (p.clone(), id.as_str())).collect();
+    wait_all_caught_up(&db, &named).await;
+    let client = db.client().await;
+    let connections = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    let mut most = 0;
+    for round in 0..40 {
+        for (i, (path, _)) in files.iter().enumerate() {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            conn.execute("INSERT INTO events(kind, payload) VALUES ('tick', ?1)", [round * 10 + i as i64]).unwrap();
+        }
+        let count: i64 = client.query_one(connections, &[]).await.unwrap().get(0);
+        most = most.max(count);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(most <= 3, "{most} connections for 8 sources with pool_size = 2 (plus one for the locks)");
+    wait_all_caught_up(&db, &named).await;
+    for (path, id) in &named {
+        assert_source_equal(&db, path, id).await;
+    }
+}
+
+#[tokio::test]
+async fn a_config_with_sources_asks_which_one_and_refuses_a_shared_schema() {
+    let db = TestDb::new().await;
+    let tenants = Tenants::new(&db, 2);
+    tenants.add("a");
+    tenants.add("b");
+    let config = tenants.config();
+    let init = lite2pg_output(&["init", "--config", config.to_str().unwrap()]);
+    assert_eq!(init.status.code(), Some(2));
+    assert!(stderr(&init).contains("lists 2 sources: a, b") && stderr(&init).contains("--source"), "{}", stderr(&init));
+    let unknown = lite2pg_output(&["status", "--config", config.to_str().unwrap(), "--source", "c"]);
+    assert!(stderr(&unknown).contains("no source \"c\""), "{}", stderr(&unknown));
+    let shared = lite2pg_output(&["run", "--once", "--config", config.to_str().unwrap(), "--schema", "public"]);
+    assert_eq!(shared.status.code(), Some(2));
+    assert!(stderr(&shared).contains("{source_id}"), "{}", stderr(&shared));
+}
