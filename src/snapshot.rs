@@ -113,6 +113,8 @@ pub async fn snapshot(options: &SnapshotOptions) -> Result<SnapshotReport> {
     let mut notes = prepared.notes.clone();
     notes.extend(build_post_data(&client, options, &prepared).await?);
     let tables = finish(&mut client, options, &prepared, copied).await?;
+    // Released now, not when the server notices the session ended: `run` takes it next.
+    state::unlock_source(&client, &prepared.source_id).await?;
     Ok(SnapshotReport {
         source_id: prepared.source_id,
         schema: options.schema.clone(),

@@ -36,8 +36,10 @@ use crate::sqlite::introspect::{SourceSchema, Table};
 use crate::sqlite::{open, Access};
 use crate::types::{widened_type, PgType, SqlValue};
 
-/// How often an idle stream looks for new commits.
+/// How often a stream looks for new commits: soon after the last one, less often the longer it has been idle
+/// (a hundred idle sources in one process then cost little CPU).
 const POLL_INTERVAL: Duration = Duration::from_millis(5);
+const IDLE_POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Longest wait between retries after a failure.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Prune the log once this many entries are applied, or `PRUNE_EVERY` passed.
@@ -162,15 +164,16 @@ async fn start(
     summary: &mut RunSummary,
     on_snapshot: &impl Fn(&SnapshotReport),
 ) -> Result<Stream> {
-    let mut client = options.target.connect().await?;
+    let mut client = pool.lease().await?;
     state::ensure_state_schema(&mut client).await?;
-    state::refuse_promoted_file(&client, &options.sqlite).await?;
+    state::refuse_promoted_file(&*client, &options.sqlite).await?;
     // A source already copied resumes with its capture as it is: the stream follows whatever changed in the
     // schema meanwhile (and installing capture first would hide tables rebuilt while lite2pg was stopped).
     let installed = capture::read_state(&open(&options.sqlite, Access::ReadOnly)?)?
         .filter(|installed| options.source_id.as_deref().is_none_or(|id| id == installed.source_id));
     if let Some(installed) = installed {
-        if state::source(&client, &installed.source_id).await?.is_some_and(|row| row.snapshot_seq.is_some()) {
+        if state::source(&*client, &installed.source_id).await?.is_some_and(|row| row.snapshot_seq.is_some()) {
+            drop(client);
             return Stream::start(pool, options, &installed).await;
         }
     }
@@ -283,7 +286,9 @@ struct Stream {
     capture: CaptureState,
     sqlite: PathBuf,
     reader: Option<Connection>,
-    pruner: Connection,
+    /// Writes to the file (prune, capture changes) off the async thread: a prune may wait for a checkpoint's
+    /// fsync, and other sources' streams share that thread.
+    pruner: Arc<std::sync::Mutex<Connection>>,
     pool: Arc<Pool>,
     /// The connection of the current batch; given back between batches when another source waits.
     client: Option<Lease>,
@@ -324,7 +329,7 @@ impl Stream {
             capture: capture.clone(),
             sqlite: options.sqlite.clone(),
             reader: Some(reader),
-            pruner,
+            pruner: Arc::new(std::sync::Mutex::new(pruner)),
             pool: pool.clone(),
             client: None,
             temp_prefix: format!("_lite2pg_apply_{}_", STREAMS.fetch_add(1, Ordering::Relaxed)),
@@ -444,7 +449,14 @@ impl Stream {
                     }
                 })
                 .collect();
-            let Some((capture, version)) = capture::follow(&mut self.pruner, version, &drift, &chosen, None)? else {
+            let Some((capture, version)) = capture::follow(
+                &mut self.pruner.lock().expect("the pruner lock is never poisoned"),
+                version,
+                &drift,
+                &chosen,
+                None,
+            )?
+            else {
                 continue;
             };
             let mut tables = Vec::new();
@@ -514,6 +526,7 @@ impl Stream {
         self.prune().await?;
         let mut failures = 0u32;
         let mut last_version = None;
+        let mut poll = POLL_INTERVAL;
         loop {
             if target_seq.is_some_and(|target| self.applied_seq >= target) && self.whole_tables.is_empty() {
                 return self.prune().await;
@@ -525,11 +538,13 @@ impl Stream {
             self.measure_backlog()?;
             let version = self.data_version()?;
             if target_seq.is_none() && last_version == Some(version) && failures == 0 {
-                if stop.wait(POLL_INTERVAL).await {
+                if stop.wait(poll).await {
                     return Ok(());
                 }
+                poll = (poll * 2).min(IDLE_POLL_INTERVAL);
                 continue;
             }
+            poll = POLL_INTERVAL;
             match self.apply_batch().await {
                 Ok(Applied::Adjusted) => continue,
                 Ok(applied) => {
@@ -588,7 +603,7 @@ impl Stream {
 
     fn data_version(&self) -> Result<i64> {
         let reader = self.reader.as_ref().expect("reader is home between batches");
-        Ok(reader.query_row("PRAGMA data_version", [], |r| r.get(0))?)
+        Ok(reader.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))?)
     }
 
     async fn record_error(&self, err: &Error) {
@@ -775,7 +790,12 @@ impl Stream {
     }
 
     async fn prune(&mut self) -> Result<()> {
-        let deleted = capture::prune(&self.pruner, self.applied_seq)?;
+        let (pruner, up_to) = (self.pruner.clone(), self.applied_seq);
+        let deleted = tokio::task::spawn_blocking(move || {
+            capture::prune(&pruner.lock().expect("the pruner lock is never poisoned"), up_to)
+        })
+        .await
+        .expect("pruning does not panic")?;
         tracing::debug!(deleted, up_to = self.applied_seq, "pruned change log");
         self.pruned_seq = self.applied_seq;
         self.last_prune = Instant::now();

@@ -23,6 +23,10 @@ pub const GONE_COLUMN: &str = "__lite2pg_gone";
 pub struct TableMerge {
     pub temp_table: String,
     create_temp: String,
+    /// Empties the temp table inside the batch's transaction (a rolled-back batch leaves it empty too). Not
+    /// `ON COMMIT DELETE ROWS`: that empties every such temp table of the session at each commit, and a
+    /// connection shared by a hundred sources holds a hundred of them.
+    empty_temp: String,
     pub copy_in: String,
     delete_gone: String,
     /// Empties the target before a batch copies the whole table again, straight into it.
@@ -57,10 +61,11 @@ impl TableMerge {
         let key_json = format!("jsonb_build_array({})", keys.iter().map(|k| format!("s.{k}")).collect::<Vec<_>>().join(", "));
         TableMerge {
             create_temp: format!(
-                "CREATE TEMP TABLE IF NOT EXISTS {0} ON COMMIT DELETE ROWS AS SELECT {columns}, NULL::boolean AS {gone} FROM {target} WITH NO DATA",
+                "CREATE TEMP TABLE IF NOT EXISTS {0} AS SELECT {columns}, NULL::boolean AS {gone} FROM {target} WITH NO DATA",
                 quote(&temp_table)
             ),
             copy_in: format!("COPY {} ({columns}, {gone}) FROM STDIN (FORMAT binary)", quote(&temp_table)),
+            empty_temp: format!("TRUNCATE {}", quote(&temp_table)),
             delete_all: format!("DELETE FROM {target}"),
             copy_whole: format!("COPY {target} ({columns}) FROM STDIN (FORMAT binary)"),
             rekey: None,
@@ -129,6 +134,7 @@ impl TableMerge {
         if clear_rejects {
             client.execute(self.clear_rejects.as_str(), &[&source_id, &table]).await?;
         }
+        client.batch_execute(&self.empty_temp).await?;
         Ok(())
     }
 }
