@@ -115,7 +115,8 @@ pub async fn run_in(
     let mut stream = loop {
         match start(pool, &options, &mut summary, &on_snapshot).await {
             Ok(stream) => break stream,
-            Err(err) if err.is_retryable() => {
+            // A daemon waits for another process's lock (a standby); a one-off run says who holds it.
+            Err(err) if err.is_retryable() && !(err.kind() == ErrorKind::Locked && matches!(stop, StopWhen::CaughtUp)) => {
                 metrics.failed(err.kind());
                 failures += 1;
                 let pause = backoff(failures);

@@ -163,3 +163,24 @@ async fn a_config_with_sources_asks_which_one_and_refuses_a_shared_schema() {
     assert_eq!(shared.status.code(), Some(2));
     assert!(stderr(&shared).contains("{source_id}"), "{}", stderr(&shared));
 }
+
+#[tokio::test]
+async fn a_second_process_on_the_same_sources_stands_by_and_takes_over() {
+    let db = TestDb::new().await;
+    let tenants = Tenants::new(&db, 2);
+    let files: Vec<(PathBuf, &str)> = ["a", "b", "c"].iter().map(|id| (tenants.add(id), *id)).collect();
+    let first = tenants.daemon(&[]);
+    wait_all_caught_up(&db, &files).await;
+    let once = lite2pg_output(&["run", "--once", "--config", tenants.config().to_str().unwrap(), "--source", "b"]);
+    assert_eq!(once.status.code(), Some(1), "a one-off run does not wait for the daemon's lock");
+    assert!(stderr(&once).contains("is being synced by another lite2pg"), "{}", stderr(&once));
+    let _standby = tenants.daemon(&[]);
+    wait_for(files.iter().enumerate().map(|(i, (path, _))| writer(path, i as u64, 100)).collect());
+    wait_all_caught_up(&db, &files).await;
+    drop(first);
+    wait_for(files.iter().enumerate().map(|(i, (path, _))| writer(path, 10 + i as u64, 100)).collect());
+    wait_all_caught_up(&db, &files).await;
+    for (path, id) in &files {
+        assert_source_equal(&db, path, id).await;
+    }
+}
