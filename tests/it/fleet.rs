@@ -184,3 +184,27 @@ async fn a_second_process_on_the_same_sources_stands_by_and_takes_over() {
         assert_source_equal(&db, path, id).await;
     }
 }
+
+#[tokio::test]
+async fn terminated_connections_including_the_lock_connection_are_ridden_out() {
+    let db = TestDb::new().await;
+    let tenants = Tenants::new(&db, 2);
+    let files: Vec<(PathBuf, &str)> = ["a", "b", "c"].iter().map(|id| (tenants.add(id), *id)).collect();
+    let _daemon = tenants.daemon(&[]);
+    wait_all_caught_up(&db, &files).await;
+    let writers: Vec<Child> = files.iter().enumerate().map(|(i, (path, _))| writer(path, 40 + i as u64, 400)).collect();
+    let admin = db.client().await;
+    let terminate = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                     WHERE application_name = 'lite2pg' AND datname = current_database() AND pid <> pg_backend_pid()";
+    let mut terminated = 0;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        terminated += admin.query_one(terminate, &[]).await.unwrap().get::<_, i64>(0);
+    }
+    assert!(terminated >= 3, "only {terminated} connections were terminated");
+    wait_for(writers);
+    wait_all_caught_up(&db, &files).await;
+    for (path, id) in &files {
+        assert_source_equal(&db, path, id).await;
+    }
+}
