@@ -236,7 +236,7 @@ impl CommonArgs {
     /// These options for each source the config file lists.
     fn each_source(&self) -> Result<Vec<CommonArgs>> {
         self.fleet.check()?;
-        let (found, skipped) = self.fleet.sources()?;
+        let crate::fleet::Scan { found, skipped } = self.fleet.sources()?;
         for (path, reason) in skipped {
             tracing::warn!("{} is not a source: {reason}", path.display());
         }
@@ -407,15 +407,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
     match &cli.command {
         Command::Run(args) => run_fleet(common, args).await,
-        Command::Status | Command::Verify(_) => {
-            let mut code = ExitCode::SUCCESS;
-            for one in common.each_source()? {
-                if dispatch_one(&one, &cli.command).await? != ExitCode::SUCCESS {
-                    code = ExitCode::from(1);
-                }
-            }
-            Ok(code)
-        }
+        Command::Status => status_of_each(common).await,
+        Command::Verify(args) => verify_each(common, args).await,
         _ => dispatch_one(&common.one_source()?, &cli.command).await,
     }
 }
@@ -582,6 +575,32 @@ fn local(action: &LocalAction) -> Result<ExitCode> {
 }
 
 async fn verify(common: &CommonArgs, args: &VerifyArgs) -> Result<ExitCode> {
+    let report = verify_report(common, args).await?;
+    match common.json {
+        true => println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize")),
+        false => print_verify(&report),
+    }
+    Ok(if report.is_equal() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `verify` of every source the config file lists; with `--json`, one array of reports.
+async fn verify_each(common: &CommonArgs, args: &VerifyArgs) -> Result<ExitCode> {
+    let mut reports = Vec::new();
+    for one in common.each_source()? {
+        let report = verify_report(&one, args).await?;
+        if !common.json {
+            print_verify(&report);
+        }
+        reports.push(report);
+    }
+    if common.json {
+        println!("{}", serde_json::to_string_pretty(&reports).expect("reports serialize"));
+    }
+    Ok(if reports.iter().all(|r| r.is_equal()) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Compares one source, repairing first when asked.
+async fn verify_report(common: &CommonArgs, args: &VerifyArgs) -> Result<crate::verify::VerifyReport> {
     let options = common.snapshot_options(false, default_jobs())?;
     let mut report = crate::verify::verify(&options).await?;
     if args.repair && !report.is_equal() {
@@ -592,11 +611,7 @@ async fn verify(common: &CommonArgs, args: &VerifyArgs) -> Result<ExitCode> {
         tracing::info!("re-applied {repaired} differing row(s); verifying again");
         report = crate::verify::verify(&options).await?;
     }
-    match common.json {
-        true => println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize")),
-        false => print_verify(&report),
-    }
-    Ok(if report.is_equal() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(report)
 }
 
 fn print_verify(report: &crate::verify::VerifyReport) {
@@ -646,6 +661,23 @@ async fn status(common: &CommonArgs) -> Result<ExitCode> {
         print_status(&status);
     }
     Ok(if status.postgres_error.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// `status` of every source the config file lists; with `--json`, one array.
+async fn status_of_each(common: &CommonArgs) -> Result<ExitCode> {
+    let mut statuses = Vec::new();
+    for one in common.each_source()? {
+        let status = crate::status::status(&one.snapshot_options(false, default_jobs())?).await?;
+        if !common.json {
+            print_status(&status);
+            println!();
+        }
+        statuses.push(status);
+    }
+    if common.json {
+        println!("{}", serde_json::to_string_pretty(&statuses).expect("statuses serialize"));
+    }
+    Ok(if statuses.iter().any(|s| s.postgres_error.is_some()) { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 fn print_status(status: &crate::status::Status) {

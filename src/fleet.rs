@@ -50,6 +50,13 @@ pub struct FoundSource {
     pub source_id: String,
 }
 
+/// The sources found, and the matched files that are not (yet) sources, with the reason.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    pub found: Vec<FoundSource>,
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
 /// What a fleet `run` did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FleetSummary {
@@ -80,7 +87,7 @@ impl Fleet {
 
     /// The listed files, then the glob's matches, each with its id. Two listed files under one id are refused;
     /// a matched file whose id cannot be read or is taken is skipped with the reason (it may be half copied).
-    pub fn sources(&self) -> Result<(Vec<FoundSource>, Vec<(PathBuf, String)>)> {
+    pub fn sources(&self) -> Result<Scan> {
         let mut found: Vec<FoundSource> = Vec::new();
         for entry in &self.entries {
             let source_id = match &entry.source_id {
@@ -100,7 +107,7 @@ impl Fleet {
                 skipped.push((sqlite, err.to_string()));
             }
         }
-        Ok((found, skipped))
+        Ok(Scan { found, skipped })
     }
 
     fn glob_matches(&self) -> Result<Vec<PathBuf>> {
@@ -188,7 +195,7 @@ async fn run_local(
     let mut warned: HashSet<PathBuf> = HashSet::new();
     let mut summary = FleetSummary::default();
     loop {
-        let (found, skipped) = fleet.sources()?;
+        let Scan { found, skipped } = fleet.sources()?;
         for (path, reason) in skipped {
             if warned.insert(path.clone()) {
                 tracing::warn!("{} is not synced: {reason}", path.display());

@@ -118,6 +118,11 @@ async fn sources_written_at_once_each_end_equal_in_their_own_schema() {
     let verify = lite2pg_output(&["verify", "--config", tenants.config().to_str().unwrap(), "--source", "east"]);
     assert!(verify.status.success(), "{}", stderr(&verify));
     assert!(String::from_utf8_lossy(&verify.stdout).contains("Compared source east"));
+    let status = lite2pg_output(&["status", "--json", "--config", tenants.config().to_str().unwrap()]);
+    let statuses: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let mut listed: Vec<&str> = statuses.as_array().unwrap().iter().map(|s| s["source_id"].as_str().unwrap()).collect();
+    listed.sort();
+    assert_eq!(listed, ["east", "late", "north", "south", "west"]);
 }
 
 #[tokio::test]
