@@ -28,15 +28,13 @@ pub struct TableMerge {
     /// connection shared by a hundred sources holds a hundred of them.
     empty_temp: String,
     pub copy_in: String,
-    delete_gone: String,
+    /// Deletes gone keys, then rows displaced on each unique key, then upserts present rows: one round trip.
+    merge: String,
     /// Empties the target before a batch copies the whole table again, straight into it.
     delete_all: String,
     pub copy_whole: String,
     /// Moves the primary key to the plan's key, when a rebuild changed it (run before a whole-table copy).
     rekey: Option<String>,
-    /// One per unique constraint: deletes rows an `INSERT OR REPLACE` displaced in SQLite without a trigger.
-    delete_displaced: Vec<String>,
-    upsert: String,
     clear_rejects: String,
 }
 
@@ -59,6 +57,25 @@ impl TableMerge {
         let on_conflict =
             if updates.is_empty() { "DO NOTHING".to_string() } else { format!("DO UPDATE SET {}", updates.join(", ")) };
         let key_json = format!("jsonb_build_array({})", keys.iter().map(|k| format!("s.{k}")).collect::<Vec<_>>().join(", "));
+        let delete_gone = format!("DELETE FROM {target} AS t USING {} AS s WHERE s.{gone} AND {key_match}", quote(&temp_table));
+        // One per unique constraint: deletes rows an `INSERT OR REPLACE` displaced in SQLite without a trigger.
+        let delete_displaced = unique_sets.iter().map(|set| {
+            let same = set.iter().map(|c| format!("t.{0} = s.{0}", quote(c))).collect::<Vec<_>>().join(" AND ");
+            format!(
+                "DELETE FROM {target} AS t USING {} AS s WHERE NOT s.{gone} AND {same} AND {} IS DISTINCT FROM {}",
+                quote(&temp_table),
+                key_tuple("t"),
+                key_tuple("s")
+            )
+        });
+        let upsert = format!(
+            "INSERT INTO {target} ({columns}) SELECT {columns} FROM {} WHERE NOT {gone} ON CONFLICT ({}) {on_conflict}",
+            quote(&temp_table),
+            keys.join(", ")
+        );
+        let mut merge = vec![delete_gone];
+        merge.extend(delete_displaced);
+        merge.push(upsert);
         TableMerge {
             create_temp: format!(
                 "CREATE TEMP TABLE IF NOT EXISTS {0} AS SELECT {columns}, NULL::boolean AS {gone} FROM {target} WITH NO DATA",
@@ -69,24 +86,7 @@ impl TableMerge {
             delete_all: format!("DELETE FROM {target}"),
             copy_whole: format!("COPY {target} ({columns}) FROM STDIN (FORMAT binary)"),
             rekey: None,
-            delete_gone: format!("DELETE FROM {target} AS t USING {} AS s WHERE s.{gone} AND {key_match}", quote(&temp_table)),
-            delete_displaced: unique_sets
-                .iter()
-                .map(|set| {
-                    let same = set.iter().map(|c| format!("t.{0} = s.{0}", quote(c))).collect::<Vec<_>>().join(" AND ");
-                    format!(
-                        "DELETE FROM {target} AS t USING {} AS s WHERE NOT s.{gone} AND {same} AND {} IS DISTINCT FROM {}",
-                        quote(&temp_table),
-                        key_tuple("t"),
-                        key_tuple("s")
-                    )
-                })
-                .collect(),
-            upsert: format!(
-                "INSERT INTO {target} ({columns}) SELECT {columns} FROM {} WHERE NOT {gone} ON CONFLICT ({}) {on_conflict}",
-                quote(&temp_table),
-                keys.join(", ")
-            ),
+            merge: merge.join("; "),
             clear_rejects: format!(
                 "DELETE FROM lite2pg.rejects AS r USING {} AS s WHERE r.source_id = $1 AND r.table_name = $2 AND r.key = {key_json}",
                 quote(&temp_table)
@@ -126,14 +126,12 @@ impl TableMerge {
             // Without statistics the planner takes the fresh temp table for a tiny one and picks nested loops.
             client.batch_execute(&format!("ANALYZE {}", quote(&self.temp_table))).await?;
         }
-        client.execute(self.delete_gone.as_str(), &[]).await?;
-        for statement in &self.delete_displaced {
-            client.execute(statement.as_str(), &[]).await?;
+        if !clear_rejects {
+            client.batch_execute(&format!("{}; {}", self.merge, self.empty_temp)).await?;
+            return Ok(());
         }
-        client.execute(self.upsert.as_str(), &[]).await?;
-        if clear_rejects {
-            client.execute(self.clear_rejects.as_str(), &[&source_id, &table]).await?;
-        }
+        client.batch_execute(&self.merge).await?;
+        client.execute(self.clear_rejects.as_str(), &[&source_id, &table]).await?;
         client.batch_execute(&self.empty_temp).await?;
         Ok(())
     }
