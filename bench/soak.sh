@@ -1,23 +1,34 @@
 #!/usr/bin/env bash
-# Soak: two writer processes for MINUTES while lite2pg is SIGKILLed every few seconds and its own local PostgreSQL is
-# restarted every 30 s; then a full value-by-value comparison. Prints kills survived, restarts, rows compared,
-# differences (must be 0) and lite2pg's memory high-water mark per minute (must stay flat). Not run by CI.
-#   bench/soak.sh [MINUTES]
+# Soak: two writer processes per SQLite file for MINUTES while lite2pg is SIGKILLed every few seconds and its own
+# local PostgreSQL is restarted every 30 s; then a full value-by-value comparison. Prints kills survived, restarts,
+# rows compared, differences (must be 0) and lite2pg's memory high-water mark per minute (must stay flat). With
+# SOURCES > 1, one `lite2pg run --config` syncs that many files (fan-in). Not run by CI.
+#   bench/soak.sh [MINUTES] [SOURCES]
 source "$(dirname "$0")/lib.sh"
 MINUTES=${1:-5}
+SOURCES=${2:-1}
 build
 export LITE2PG_DATA_DIR="$WORK/soak-data"
 rm -rf "$LITE2PG_DATA_DIR" && mkdir -p "$LITE2PG_DATA_DIR" && chmod 755 "$WORK" "$LITE2PG_DATA_DIR"
-DB="$WORK/soak.db"
-rm -f "$DB"*
-sqlite3 "$DB" "PRAGMA journal_mode=WAL;" < "$ROOT/examples/writer_schema.sql" >/dev/null
+rm -rf "$WORK/soak" && mkdir -p "$WORK/soak"
 url=$("$LITE2PG" local start 2>/dev/null)
 WRITER="$ROOT/target/release/examples/writer"
-"$WRITER" "$DB" 1 100000000 & w1=$!
-"$WRITER" "$DB" 2 100000000 & w2=$!
-trap 'kill $w1 $w2 $daemon 2>/dev/null || true; "$LITE2PG" local stop >/dev/null || true' EXIT
+writers=()
+for n in $(seq "$SOURCES"); do
+  db="$WORK/soak/s$n.db"
+  sqlite3 "$db" "PRAGMA journal_mode=WAL;" < "$ROOT/examples/writer_schema.sql" >/dev/null
+  "$WRITER" "$db" $((2 * n)) 100000000 & writers+=($!)
+  "$WRITER" "$db" $((2 * n + 1)) 100000000 & writers+=($!)
+done
+trap 'kill ${writers[*]} $daemon 2>/dev/null || true; "$LITE2PG" local stop >/dev/null || true' EXIT
+if [ "$SOURCES" = 1 ]; then
+  sync_args=(--sqlite "$WORK/soak/s1.db" --postgres "$url")
+else
+  printf 'postgres = "%s"\nsource_glob = "soak/*.db"\n' "$url" > "$WORK/soak.toml"
+  sync_args=(--config "$WORK/soak.toml")
+fi
 
-start_daemon() { RUST_LOG=error "$LITE2PG" run --sqlite "$DB" --postgres "$url" >/dev/null & daemon=$!; }
+start_daemon() { RUST_LOG=error "$LITE2PG" run "${sync_args[@]}" >/dev/null & daemon=$!; }
 start_daemon
 kills=0; restarts=0; end=$(( $(date +%s) + MINUTES * 60 )); next_restart=$(( $(date +%s) + 30 ))
 declare -A rss_max
@@ -34,13 +45,14 @@ while [ "$(date +%s)" -lt "$end" ]; do
   fi
   start_daemon
 done
-kill "$w1" "$w2"; wait "$w1" "$w2" 2>/dev/null || true
+kill "${writers[@]}"; wait "${writers[@]}" 2>/dev/null || true
 kill -TERM "$daemon"; wait "$daemon" 2>/dev/null || true
-RUST_LOG=error "$LITE2PG" run --once --sqlite "$DB" --postgres "$url" >/dev/null
-"$LITE2PG" verify --sqlite "$DB" --postgres "$url" --json > "$WORK/soak-verify.json" || true
-rows=$(jq '[.tables[].sqlite_rows] | add' "$WORK/soak-verify.json")
-diffs=$(jq '[.tables[] | .missing + .extra + .differing] | add' "$WORK/soak-verify.json")
-echo "soak of $MINUTES min: $kills SIGKILLs of lite2pg survived, $restarts PostgreSQL restarts"
+RUST_LOG=error "$LITE2PG" run --once "${sync_args[@]}" >/dev/null
+# one report, or an array of them (one per source): the same sums either way
+"$LITE2PG" verify "${sync_args[@]}" --json | jq -s 'flatten' > "$WORK/soak-verify.json" || true
+rows=$(jq '[.[].tables[].sqlite_rows] | add' "$WORK/soak-verify.json")
+diffs=$(jq '[.[].tables[] | .missing + .extra + .differing] | add' "$WORK/soak-verify.json")
+echo "soak of $MINUTES min, $SOURCES source(s): $kills SIGKILLs of lite2pg survived, $restarts PostgreSQL restarts"
 echo "rows compared: $rows, differences: $diffs"
 echo -n "lite2pg peak RSS per minute (MB, first to last):"
 for m in $(printf '%s\n' "${!rss_max[@]}" | sort -rn); do echo -n " $(( rss_max[$m] / 1024 ))"; done; echo

@@ -194,8 +194,20 @@ async fn run_local(
     let mut running: HashMap<String, Arc<Notify>> = HashMap::new();
     let mut warned: HashSet<PathBuf> = HashSet::new();
     let mut summary = FleetSummary::default();
+    let (mut first, mut warned_error) = (true, None::<String>);
     loop {
-        let Scan { found, skipped } = fleet.sources()?;
+        // The listed files must all be there at the start; later, one going missing does not stop the others.
+        let Scan { found, skipped } = match fleet.sources() {
+            Ok(scan) => scan,
+            Err(err) if first => return Err(err),
+            Err(err) => {
+                if warned_error.replace(err.to_string()).as_deref() != Some(&err.to_string()) {
+                    tracing::warn!("looking for new sources: {err}");
+                }
+                Scan::default()
+            }
+        };
+        first = false;
         for (path, reason) in skipped {
             if warned.insert(path.clone()) {
                 tracing::warn!("{} is not synced: {reason}", path.display());
