@@ -407,8 +407,9 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
     match &cli.command {
         Command::Run(args) => run_fleet(common, args).await,
-        Command::Status => status_of_each(common).await,
-        Command::Verify(args) => verify_each(common, args).await,
+        Command::Status => for_each_source(common, |one| async move { status(&one).await }).await,
+        Command::Verify(args) => for_each_source(common, |one| async move { verify(&one, args).await }).await,
+        Command::Doctor => for_each_source(common, |one| async move { doctor(&one).await }).await,
         _ => dispatch_one(&common.one_source()?, &cli.command).await,
     }
 }
@@ -424,9 +425,9 @@ async fn dispatch_one(common: &CommonArgs, command: &Command) -> Result<ExitCode
         Command::Init => init(common),
         Command::Uninstall => uninstall(common),
         Command::Run(args) => run(common, args).await,
-        Command::Verify(args) => verify(common, args).await,
-        Command::Status => status(common).await,
-        Command::Doctor => doctor(common).await,
+        Command::Verify(args) => Ok(print_json(common, verify(common, args).await?)),
+        Command::Status => Ok(print_json(common, status(common).await?)),
+        Command::Doctor => Ok(print_json(common, doctor(common).await?)),
         Command::Demo(args) => demo(common, args).await,
         Command::Bench(args) => bench(common, args).await,
         Command::Cutover(args) => cutover(common, args).await,
@@ -574,29 +575,46 @@ fn local(action: &LocalAction) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn verify(common: &CommonArgs, args: &VerifyArgs) -> Result<ExitCode> {
-    let report = verify_report(common, args).await?;
-    match common.json {
-        true => println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize")),
-        false => print_verify(&report),
+/// What a report-printing command gives back: its JSON form (printed only with `--json`; it printed itself
+/// otherwise) and whether it found everything in order.
+type Verdict = (serde_json::Value, bool);
+
+/// Prints a command's JSON output when asked, and turns its verdict into the exit code.
+fn print_json(common: &CommonArgs, (value, ok): Verdict) -> ExitCode {
+    if common.json {
+        println!("{}", serde_json::to_string_pretty(&value).expect("reports serialize"));
     }
-    Ok(if report.is_equal() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
-/// `verify` of every source the config file lists; with `--json`, one array of reports.
-async fn verify_each(common: &CommonArgs, args: &VerifyArgs) -> Result<ExitCode> {
-    let mut reports = Vec::new();
+/// Runs `command` for every source the config file lists; with `--json` their outputs form one array.
+async fn for_each_source<F, Fut>(common: &CommonArgs, command: F) -> Result<ExitCode>
+where
+    F: Fn(CommonArgs) -> Fut,
+    Fut: std::future::Future<Output = Result<Verdict>>,
+{
+    let (mut values, mut all_ok) = (Vec::new(), true);
     for one in common.each_source()? {
-        let report = verify_report(&one, args).await?;
         if !common.json {
-            print_verify(&report);
+            println!("== source {} ==", one.source_id.as_deref().unwrap_or_default());
         }
-        reports.push(report);
+        let (value, ok) = command(one).await?;
+        values.push(value);
+        all_ok &= ok;
     }
-    if common.json {
-        println!("{}", serde_json::to_string_pretty(&reports).expect("reports serialize"));
+    Ok(print_json(common, (serde_json::Value::Array(values), all_ok)))
+}
+
+async fn verify(common: &CommonArgs, args: &VerifyArgs) -> Result<Verdict> {
+    let report = verify_report(common, args).await?;
+    if !common.json {
+        print_verify(&report);
     }
-    Ok(if reports.iter().all(|r| r.is_equal()) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok((serde_json::to_value(&report).expect("reports serialize"), report.is_equal()))
 }
 
 /// Compares one source, repairing first when asked.
@@ -653,31 +671,12 @@ fn print_verify(report: &crate::verify::VerifyReport) {
     }
 }
 
-async fn status(common: &CommonArgs) -> Result<ExitCode> {
+async fn status(common: &CommonArgs) -> Result<Verdict> {
     let status = crate::status::status(&common.snapshot_options(false, default_jobs())?).await?;
-    if common.json {
-        println!("{}", serde_json::to_string_pretty(&status).expect("statuses serialize"));
-    } else {
+    if !common.json {
         print_status(&status);
     }
-    Ok(if status.postgres_error.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
-}
-
-/// `status` of every source the config file lists; with `--json`, one array.
-async fn status_of_each(common: &CommonArgs) -> Result<ExitCode> {
-    let mut statuses = Vec::new();
-    for one in common.each_source()? {
-        let status = crate::status::status(&one.snapshot_options(false, default_jobs())?).await?;
-        if !common.json {
-            print_status(&status);
-            println!();
-        }
-        statuses.push(status);
-    }
-    if common.json {
-        println!("{}", serde_json::to_string_pretty(&statuses).expect("statuses serialize"));
-    }
-    Ok(if statuses.iter().any(|s| s.postgres_error.is_some()) { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok((serde_json::to_value(&status).expect("statuses serialize"), status.postgres_error.is_none()))
 }
 
 fn print_status(status: &crate::status::Status) {
@@ -716,12 +715,10 @@ fn print_status(status: &crate::status::Status) {
     print_table(&["table", "sqlite rows", "postgres rows"], &rows);
 }
 
-async fn doctor(common: &CommonArgs) -> Result<ExitCode> {
+async fn doctor(common: &CommonArgs) -> Result<Verdict> {
     let findings = crate::doctor::doctor(&common.snapshot_options(false, default_jobs())?).await;
     let failed = findings.iter().any(|f| f.outcome == crate::doctor::Outcome::Fail);
-    if common.json {
-        println!("{}", serde_json::to_string_pretty(&findings).expect("findings serialize"));
-    } else {
+    if !common.json {
         for finding in &findings {
             let mark = match finding.outcome {
                 crate::doctor::Outcome::Pass => "ok  ",
@@ -734,7 +731,7 @@ async fn doctor(common: &CommonArgs) -> Result<ExitCode> {
             }
         }
     }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok((serde_json::to_value(&findings).expect("findings serialize"), !failed))
 }
 
 fn init(common: &CommonArgs) -> Result<ExitCode> {
