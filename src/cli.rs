@@ -331,12 +331,13 @@ impl Cli {
         policies.dropped_tables = common.dropped_tables.unwrap_or(policies.dropped_tables);
         common.policies = policies;
         let schema_given = matches!(layer.source("schema"), Some(ValueSource::CommandLine | ValueSource::EnvVariable));
-        let schema = if !schema_given && file.schema.is_none() {
+        let shared_tables = common.policies.shared_tables();
+        let schema = if !schema_given && file.schema.is_none() && !shared_tables {
             crate::fleet::SOURCE_ID_PLACEHOLDER.to_string()
         } else {
             common.schema.clone()
         };
-        common.fleet = Fleet { entries: file.source.clone(), glob: file.source_glob.clone(), schema };
+        common.fleet = Fleet { entries: file.source.clone(), glob: file.source_glob.clone(), schema, shared_tables };
         match &mut self.command {
             Command::Run(args) => {
                 layer.fill("metrics_addr", &mut args.metrics_addr, file.metrics_addr.clone());

@@ -63,15 +63,32 @@ pub enum DroppedTables {
     Drop,
 }
 
+/// Where several sources' tables go in PostgreSQL.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// Each source's tables in a schema of its own, as in SQLite.
+    #[default]
+    SchemaPerSource,
+    /// One set of tables for all sources, with a `source_id` column leading every key.
+    SharedTables,
+}
+
 /// The policies the pipeline follows, per table and column where the file sets them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Policies {
     pub on_misfit: MisfitPolicy,
     pub dropped_tables: DroppedTables,
+    pub layout: Layout,
     tables: BTreeMap<String, TableSettings>,
 }
 
 impl Policies {
+    /// Whether tables are shared by all sources (and carry a `source_id` column).
+    pub fn shared_tables(&self) -> bool {
+        self.layout == Layout::SharedTables
+    }
+
     /// The misfit policy of one column: the column's, else its table's, else the default.
     pub fn misfit(&self, table: &str, column: &str) -> MisfitPolicy {
         let table = self.tables.get(table);
@@ -111,6 +128,7 @@ pub struct ConfigFile {
     pub source_glob: Option<String>,
     /// PostgreSQL connections shared by the sources for applying batches.
     pub pool_size: Option<usize>,
+    pub layout: Option<Layout>,
 }
 
 /// `[table.NAME]`.
@@ -182,6 +200,7 @@ impl ConfigFile {
         Policies {
             on_misfit: self.on_misfit.unwrap_or_default(),
             dropped_tables: self.dropped_tables.unwrap_or_default(),
+            layout: self.layout.unwrap_or_default(),
             tables: self.table.clone(),
         }
     }

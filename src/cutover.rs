@@ -50,6 +50,13 @@ pub struct CutoverReport {
 /// Runs the cutover.
 pub async fn cutover(options: &CutoverOptions) -> Result<CutoverReport> {
     let source = &options.source;
+    if source.policies.shared_tables() {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            "cutover hands one source's tables to its application; these tables are shared by several sources",
+        )
+        .with_hint("cut over from a layout with a schema per source"));
+    }
     catch_up(source).await?;
     let conn = open(&source.sqlite, Access::ReadWrite)?;
     conn.busy_timeout(options.wait_for_writers)?;

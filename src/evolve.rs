@@ -11,7 +11,11 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
 use crate::pg::apply::{primary_key, table_columns, unique_sets};
 use crate::pg::state;
-use crate::schema::{foreign_key_statement, post_data_statements, translate_default, TablePlan, ROWID_COLUMN};
+use crate::schema::{
+    foreign_key_statement, post_data_statements, this_source, translate_default, TablePlan, ROWID_COLUMN, SOURCE_COLUMN,
+    SOURCE_SETTING,
+};
+use crate::snapshot::SharedTable;
 use crate::sqlite::introspect::{Index, Table};
 use crate::types::{choose_pg_type, widen_cast, ColumnStats};
 
@@ -74,6 +78,9 @@ pub struct TableNow<'a> {
 /// columns, indexes; dropped tables per policy. Tables whose rows cannot be made exact by DDL alone are marked
 /// to be copied whole. Each change is logged once.
 pub async fn follow(tx: &Transaction<'_>, target: &Target<'_>, tables: &[TableNow<'_>], dropped: &[String]) -> Result<()> {
+    if target.policies.shared_tables() {
+        return follow_shared(tx, target, tables, dropped).await;
+    }
     for name in dropped {
         drop_table(tx, target, name).await?;
     }
@@ -91,6 +98,38 @@ pub async fn follow(tx: &Transaction<'_>, target: &Target<'_>, tables: &[TableNo
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// `follow` for tables shared by several sources: a source changes only its own rows. A table it renamed or
+/// dropped (with `dropped_tables = "drop"`) loses this source's rows and keeps the others'; columns are added for
+/// all and never dropped or renamed; a table whose columns changed gets this source's rows copied whole.
+async fn follow_shared(tx: &Transaction<'_>, target: &Target<'_>, tables: &[TableNow<'_>], dropped: &[String]) -> Result<()> {
+    tx.execute("SELECT set_config($1, $2, true)", &[&SOURCE_SETTING, &target.source_id]).await?;
+    let dropped_rows = dropped.iter().map(String::as_str).filter(|_| target.policies.dropped_tables == DroppedTables::Drop);
+    for name in dropped_rows.chain(tables.iter().filter_map(|now| now.renamed_from)) {
+        if state::table_exists(tx, target.schema, name).await? {
+            tx.batch_execute(&format!("DELETE FROM {} WHERE true{}", qualified(target.schema, name), this_source("", true)))
+                .await?;
+            tracing::info!("table {name:?} was dropped or renamed in SQLite: deleted this source's rows from the shared table");
+        }
+        state::forget_table(tx, target.source_id, name).await?;
+    }
+    for now in tables {
+        let empty = vec![ColumnStats::default(); now.table.columns.len()];
+        let mut plan = TablePlan::from_stats(now.table, now.stats.as_deref().unwrap_or(&empty), now.key_columns, target.policies);
+        let found = crate::snapshot::create_or_adopt_shared(tx, target.schema, &mut plan, now.table).await?;
+        if found == SharedTable::Missing {
+            create_with_constraints(tx, target, now, &plan).await?;
+        }
+        // At the start nothing is known of the columns' past: what PostgreSQL lacked was added just now.
+        let names = |t: &Table| t.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+        let same_columns =
+            now.previous.map_or(found == SharedTable::Adopted { added_columns: false }, |p| names(p) == names(now.table));
+        let unchanged = found != SharedTable::Missing && now.renamed_from.is_none() && same_columns;
+        let key: Vec<String> = plan.key_columns().map(|c| c.name.clone()).collect();
+        state::register_table(tx, target.source_id, target.schema, &plan.name, &key, !unchanged).await?;
     }
     Ok(())
 }
@@ -169,12 +208,19 @@ async fn owned(tx: &Transaction<'_>, target: &Target<'_>, name: &str) -> Result<
 async fn create_table(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNow<'_>) -> Result<()> {
     let empty = vec![ColumnStats::default(); now.table.columns.len()];
     let plan = TablePlan::from_stats(now.table, now.stats.as_deref().unwrap_or(&empty), now.key_columns, target.policies);
-    tx.batch_execute(&plan.create_table_sql(target.schema))
+    create_with_constraints(tx, target, now, &plan).await?;
+    let key: Vec<String> = plan.key_columns().map(|c| c.name.clone()).collect();
+    state::register_table(tx, target.source_id, target.schema, &plan.name, &key, true).await
+}
+
+/// Creates the table of `plan` with its unique constraints, indexes and foreign keys (its rows come with the
+/// next batch, which copies it whole).
+async fn create_with_constraints(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNow<'_>, plan: &TablePlan) -> Result<()> {
+    let shared = target.policies.shared_tables();
+    tx.batch_execute(&plan.create_table_sql(target.schema, shared))
         .await
         .map_err(|err| Error::from(err).context(format!("cannot create table {}", qualified(target.schema, &plan.name))))?;
-    let key: Vec<String> = plan.key_columns().map(|c| c.name.clone()).collect();
-    state::register_table(tx, target.source_id, target.schema, &plan.name, &key, true).await?;
-    for statement in post_data_statements(target.schema, now.table, &plan, &[]) {
+    for statement in post_data_statements(target.schema, now.table, plan, &[], shared) {
         if let Some(err) = attempt(tx, &statement.sql).await? {
             tracing::warn!("{} not created: {err}", statement.what);
         }
@@ -184,7 +230,12 @@ async fn create_table(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNow<
             true => primary_key(tx, target.schema, &key.parent_table).await?.map(|(_, columns)| columns).unwrap_or_default(),
             false => key.parent_columns.clone(),
         };
-        let statement = foreign_key_statement(target.schema, &plan.name, n, key, &parent_columns);
+        let parent_columns = match shared {
+            // The parent's key as read from PostgreSQL already leads with the source column.
+            true => parent_columns.into_iter().filter(|c| c != SOURCE_COLUMN).collect(),
+            false => parent_columns,
+        };
+        let statement = foreign_key_statement(target.schema, &plan.name, n, key, &parent_columns, shared);
         if let Some(err) = attempt(tx, &statement.sql).await? {
             tracing::warn!("{} not created: {err}", statement.what);
         }
@@ -312,7 +363,7 @@ async fn follow_indexes(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNo
         let plan = TablePlan::from_stats(now.table, &empty, now.key_columns, target.policies);
         // Only this index; no primary key, so no constraint for the key is added again.
         let only_this = Table { indexes: vec![(*index).clone()], primary_key: Vec::new(), ..now.table.clone() };
-        for statement in post_data_statements(target.schema, &only_this, &plan, &[]) {
+        for statement in post_data_statements(target.schema, &only_this, &plan, &[], false) {
             match attempt(tx, &statement.sql).await? {
                 None => tracing::info!("{} was created in SQLite: created it in PostgreSQL", statement.what),
                 Some(err) => tracing::warn!("{} was created in SQLite; PostgreSQL refused it: {err}", statement.what),

@@ -39,8 +39,10 @@ pub struct Fleet {
     pub entries: Vec<SourceEntry>,
     /// Files matching it are sources too, also those that appear while running.
     pub glob: Option<String>,
-    /// The target schema, with `{source_id}` replaced per source.
+    /// The target schema, with `{source_id}` replaced per source (one schema for all with shared tables).
     pub schema: String,
+    /// `layout = "shared_tables"`: every source's rows in one set of tables.
+    pub shared_tables: bool,
 }
 
 /// One source found: its file and its id.
@@ -73,7 +75,11 @@ impl Fleet {
 
     /// Refuses settings that would put two sources' tables in one schema.
     pub fn check(&self) -> Result<()> {
-        if self.is_configured() && !self.schema.contains(SOURCE_ID_PLACEHOLDER) {
+        if self.shared_tables && self.schema.contains(SOURCE_ID_PLACEHOLDER) {
+            return Err(Error::new(ErrorKind::Usage, format!("schema {:?}: shared tables live in one schema", self.schema))
+                .with_hint("name one schema, e.g. schema = \"public\", or use layout = \"schema_per_source\""));
+        }
+        if self.is_configured() && !self.shared_tables && !self.schema.contains(SOURCE_ID_PLACEHOLDER) {
             return Err(Error::new(ErrorKind::Usage, format!("schema {:?} would hold the tables of every source", self.schema))
                 .with_hint("put {source_id} in it, e.g. schema = \"{source_id}\" or schema = \"tenant_{source_id}\""));
         }

@@ -8,6 +8,25 @@ use crate::types::{choose_pg_type, encode_binary, ColumnStats, PgType, SqlValue}
 
 /// Name of the column added to PostgreSQL tables that have no usable primary key: it holds the SQLite rowid.
 pub const ROWID_COLUMN: &str = "__lite2pg_rowid";
+/// The column leading every key of a table shared by several sources (`layout = "shared_tables"`).
+pub const SOURCE_COLUMN: &str = "source_id";
+/// The session setting that fills `SOURCE_COLUMN`: lite2pg sets it for the source whose rows it writes, so COPY
+/// and the merge statements stay as they are for one source.
+pub const SOURCE_SETTING: &str = "lite2pg.source_id";
+
+/// `columns` led by the source column when the table is shared.
+pub fn scoped(columns: &[String], shared: bool) -> Vec<String> {
+    let source = shared.then(|| SOURCE_COLUMN.to_string());
+    source.into_iter().chain(columns.iter().cloned()).collect()
+}
+
+/// `WHERE`-clause condition keeping `alias`'s rows of the current source, or nothing when tables are not shared.
+pub fn this_source(alias: &str, shared: bool) -> String {
+    match shared {
+        true => format!(" AND {alias}{} = current_setting('{SOURCE_SETTING}')", quote(SOURCE_COLUMN)),
+        false => String::new(),
+    }
+}
 
 /// One PostgreSQL column.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,8 +154,8 @@ impl TablePlan {
         self.key_columns().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", ")
     }
 
-    /// `CREATE TABLE` with columns, NOT NULL, defaults and the primary key.
-    pub fn create_table_sql(&self, schema: &str) -> String {
+    /// `CREATE TABLE` with columns, NOT NULL, defaults and the primary key (led by the source column when shared).
+    pub fn create_table_sql(&self, schema: &str, shared: bool) -> String {
         let mut lines: Vec<String> = self
             .columns
             .iter()
@@ -152,7 +171,12 @@ impl TablePlan {
                 line
             })
             .collect();
-        lines.push(format!("PRIMARY KEY ({})", self.pg_key_list()));
+        if shared {
+            let source = format!("{} text NOT NULL DEFAULT current_setting('{SOURCE_SETTING}')", quote(SOURCE_COLUMN));
+            lines.insert(0, source);
+        }
+        let key: Vec<String> = self.key_columns().map(|c| c.name.clone()).collect();
+        lines.push(format!("PRIMARY KEY ({})", column_list(&scoped(&key, shared))));
         format!("CREATE TABLE {} (\n  {}\n)", qualified(schema, &self.name), lines.join(",\n  "))
     }
 }
@@ -166,12 +190,20 @@ pub struct PostDataStatement {
 
 /// Unique constraints, indexes and foreign keys for `table`, to build after its rows are copied.
 /// `referenced_unique` lists column sets other tables' foreign keys point at (those cannot be deferrable).
-pub fn post_data_statements(schema: &str, table: &Table, plan: &TablePlan, referenced: &[Vec<String>]) -> Vec<PostDataStatement> {
+pub fn post_data_statements(
+    schema: &str,
+    table: &Table,
+    plan: &TablePlan,
+    referenced: &[Vec<String>],
+    shared: bool,
+) -> Vec<PostDataStatement> {
     let target = qualified(schema, &table.name);
+    let referenced: Vec<Vec<String>> = referenced.iter().map(|r| scoped(r, shared)).collect();
+    let referenced = referenced.as_slice();
     let declared_key_kept = matches!(plan.key, KeyPlan::Columns(_));
     let mut statements = Vec::new();
     if !declared_key_kept && !table.primary_key.is_empty() {
-        statements.push(unique_constraint(&target, &table.name, &table.primary_key, referenced, None));
+        statements.push(unique_constraint(&target, &table.name, &scoped(&table.primary_key, shared), referenced, None));
     }
     for index in &table.indexes {
         if index.origin == "pk" {
@@ -181,14 +213,14 @@ pub fn post_data_statements(schema: &str, table: &Table, plan: &TablePlan, refer
             // A CREATE UNIQUE INDEX keeps its name, so that dropping the index in SQLite can drop it here.
             (Some(columns), true) => {
                 let name = (index.origin == "c").then_some(index.name.as_str());
-                statements.push(unique_constraint(&target, &table.name, columns, referenced, name))
+                statements.push(unique_constraint(&target, &table.name, &scoped(columns, shared), referenced, name))
             }
             (Some(columns), false) if !index.partial => statements.push(PostDataStatement {
                 sql: format!(
                     "CREATE {}INDEX {} ON {target} ({})",
                     if index.unique { "UNIQUE " } else { "" },
                     quote(&index.name),
-                    columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
+                    column_list(&scoped(columns, shared))
                 ),
                 what: format!("index {}", index.name),
             }),
@@ -239,8 +271,9 @@ pub fn foreign_key_statement(
     n: usize,
     key: &ForeignKey,
     parent_columns: &[String],
+    shared: bool,
 ) -> PostDataStatement {
-    let list = |cols: &[String]| cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+    let list = |cols: &[String]| column_list(&scoped(cols, shared));
     PostDataStatement {
         sql: format!(
             "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) DEFERRABLE INITIALLY DEFERRED NOT VALID",
@@ -252,6 +285,10 @@ pub fn foreign_key_statement(
         ),
         what: format!("foreign key {table}({}) -> {}", key.columns.join(", "), key.parent_table),
     }
+}
+
+fn column_list(columns: &[String]) -> String {
+    columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
 }
 
 /// A foreign key's constraint name within PostgreSQL's 63 bytes.

@@ -23,7 +23,7 @@ use crate::pg::copy::{CopyEncoder, CHUNK_BYTES};
 use crate::pg::state::{self, Reject};
 use crate::pg::PgTarget;
 use crate::progress::Progress;
-use crate::schema::{constraint_name, foreign_key_statement, post_data_statements, TablePlan};
+use crate::schema::{constraint_name, foreign_key_statement, post_data_statements, TablePlan, SOURCE_COLUMN, SOURCE_SETTING};
 use crate::source::{Selection, Source};
 use crate::sqlite::capture::newest_seq;
 use crate::sqlite::introspect::Table;
@@ -96,7 +96,7 @@ impl SnapshotReport {
 /// Runs a snapshot of the whole selection.
 pub async fn snapshot(options: &SnapshotOptions) -> Result<SnapshotReport> {
     let started = Instant::now();
-    let prepared = {
+    let mut prepared = {
         let options = options.clone();
         tokio::task::spawn_blocking(move || prepare(&options)).await.expect("snapshot preparation does not panic")?
     };
@@ -104,14 +104,14 @@ pub async fn snapshot(options: &SnapshotOptions) -> Result<SnapshotReport> {
     state::ensure_state_schema(&mut client).await?;
     state::lock_source(&client, &prepared.source_id).await?;
     check_targets(&client, options, &prepared).await?;
-    create_tables(&mut client, options, &prepared).await?;
+    let created = create_tables(&mut client, options, &mut prepared).await?;
     let progress = Progress::new(options.progress);
     let copied = copy_all(options, &prepared, &progress).await?;
     refuse_stopping_rejects(options, &copied)?;
     crate::fail_point!("snapshot-after-copy");
     progress.finish();
     let mut notes = prepared.notes.clone();
-    notes.extend(build_post_data(&client, options, &prepared).await?);
+    notes.extend(build_post_data(&client, options, &prepared, &created).await?);
     let tables = finish(&mut client, options, &prepared, copied).await?;
     // Released now, not when the server notices the session ended: `run` takes it next.
     state::unlock_source(&client, &prepared.source_id).await?;
@@ -234,6 +234,13 @@ async fn check_targets(client: &Client, options: &SnapshotOptions, prepared: &Pr
         if !state::table_exists(client, &options.schema, &plan.name).await? {
             continue;
         }
+        if options.policies.shared_tables() {
+            // Shared tables are expected to exist; one without the source column is not one.
+            if !is_shared_table(client, &options.schema, &plan.name).await? {
+                blocked.push(format!("{} (without a {SOURCE_COLUMN} column)", qualified(&options.schema, &plan.name)));
+            }
+            continue;
+        }
         let owner = state::table_owner(client, &options.schema, &plan.name).await?;
         let ours_unfinished = unfinished_same_source && owner.as_deref() == Some(prepared.source_id.as_str());
         if !options.replace && !ours_unfinished {
@@ -251,7 +258,16 @@ async fn check_targets(client: &Client, options: &SnapshotOptions, prepared: &Pr
         .with_hint("nothing was changed; pass --replace to drop and re-create these tables, or choose another --schema"))
 }
 
-async fn create_tables(client: &mut Client, options: &SnapshotOptions, prepared: &Prepared) -> Result<()> {
+/// Whether `table` has the source column a table shared by several sources has.
+async fn is_shared_table(client: &impl tokio_postgres::GenericClient, schema: &str, table: &str) -> Result<bool> {
+    let columns = crate::pg::apply::table_columns(client, schema, table).await?.unwrap_or_default();
+    Ok(columns.iter().any(|(name, _)| name == SOURCE_COLUMN))
+}
+
+/// Creates the tables; returns which ones this snapshot created (and builds constraints and indexes for). A shared
+/// table another source created is taken as it is: columns this source has and it lacks are added, and this
+/// source's rows are written in its column types.
+async fn create_tables(client: &mut Client, options: &SnapshotOptions, prepared: &mut Prepared) -> Result<Vec<bool>> {
     let tx = client.transaction().await?;
     state::ensure_schema(&tx, &options.schema).await?;
     tx.execute(
@@ -265,11 +281,22 @@ async fn create_tables(client: &mut Client, options: &SnapshotOptions, prepared:
     .await?;
     tx.execute("DELETE FROM lite2pg.tables WHERE source_id = $1", &[&prepared.source_id]).await?;
     tx.execute("DELETE FROM lite2pg.rejects WHERE source_id = $1", &[&prepared.source_id]).await?;
-    for plan in &prepared.plans {
-        tx.batch_execute(&format!("DROP TABLE IF EXISTS {} CASCADE", qualified(&options.schema, &plan.name))).await?;
-        tx.batch_execute(&plan.create_table_sql(&options.schema))
-            .await
-            .map_err(|err| Error::from(err).context(format!("cannot create table {}", qualified(&options.schema, &plan.name))))?;
+    let shared = options.policies.shared_tables();
+    let mut created = Vec::new();
+    for (plan, table) in prepared.plans.iter_mut().zip(&prepared.tables) {
+        let made = match shared {
+            true => create_or_adopt_shared(&tx, &options.schema, plan, table).await? == SharedTable::Missing,
+            false => {
+                tx.batch_execute(&format!("DROP TABLE IF EXISTS {} CASCADE", qualified(&options.schema, &plan.name))).await?;
+                true
+            }
+        };
+        created.push(made);
+        if made {
+            tx.batch_execute(&plan.create_table_sql(&options.schema, shared)).await.map_err(|err| {
+                Error::from(err).context(format!("cannot create table {}", qualified(&options.schema, &plan.name)))
+            })?;
+        }
         let key: serde_json::Value = plan.key_columns().map(|c| c.name.clone()).collect::<Vec<_>>().into();
         tx.execute(
             "INSERT INTO lite2pg.tables (source_id, table_name, target_schema, key_columns) VALUES ($1, $2, $3, $4)",
@@ -278,7 +305,65 @@ async fn create_tables(client: &mut Client, options: &SnapshotOptions, prepared:
         .await?;
     }
     tx.commit().await?;
-    Ok(())
+    Ok(created)
+}
+
+/// What became of a shared table this source has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedTable {
+    /// PostgreSQL lacks it: the caller creates it.
+    Missing,
+    /// It exists; `added_columns` when this source had columns it lacked.
+    Adopted { added_columns: bool },
+}
+
+/// For a shared table that exists, adds the columns this source has that it lacks and switches `plan` to the
+/// table's column types. Serialized per table between processes (until the transaction ends), so two sources
+/// never create one table at once.
+pub async fn create_or_adopt_shared(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &str,
+    plan: &mut TablePlan,
+    table: &Table,
+) -> Result<SharedTable> {
+    let name = qualified(schema, &plan.name);
+    tx.execute("SELECT pg_advisory_xact_lock(hashtextextended('lite2pg-ddl:' || $1, 0))", &[&name]).await?;
+    let Some(existing) = crate::pg::apply::table_columns(tx, schema, &plan.name).await? else {
+        return Ok(SharedTable::Missing);
+    };
+    if !existing.iter().any(|(column, _)| column == SOURCE_COLUMN) {
+        return Err(Error::new(
+            ErrorKind::Schema,
+            format!("{name} exists without a {SOURCE_COLUMN} column: it is not a shared table"),
+        )
+        .with_hint("rename or drop it, or sync into another --schema"));
+    }
+    let key: Vec<String> = plan.key_columns().map(|c| c.name.clone()).collect();
+    let wanted = crate::schema::scoped(&key, true);
+    let current = crate::pg::apply::primary_key(tx, schema, &plan.name).await?.map(|(_, columns)| columns);
+    if current.as_ref() != Some(&wanted) {
+        return Err(Error::new(
+            ErrorKind::Schema,
+            format!(
+                "shared table {name} is keyed by ({}), this source's table by ({})",
+                current.unwrap_or_default().join(", "),
+                wanted.join(", ")
+            ),
+        )
+        .with_hint("every source must have the same primary key on a shared table"));
+    }
+    let missing: Vec<_> = plan.columns.iter().filter(|c| !existing.iter().any(|(name, _)| name == &c.name)).collect();
+    for column in &missing {
+        tx.batch_execute(&format!(
+            "ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {} {}",
+            quote(&column.name),
+            column.pg_type.sql()
+        ))
+        .await?;
+    }
+    let added_columns = !missing.is_empty();
+    *plan = crate::pg::apply::existing_plan(tx, schema, table, &key).await?;
+    Ok(SharedTable::Adopted { added_columns })
 }
 
 /// One unit of copy work: a table, or a rowid range of one.
@@ -303,10 +388,15 @@ async fn copy_all(options: &SnapshotOptions, prepared: &Prepared, progress: &Pro
     let plans = Arc::new(prepared.plans.clone());
     let bars: Arc<Vec<_>> =
         Arc::new(prepared.plans.iter().zip(&prepared.row_counts).map(|(p, n)| progress.table_bar(&p.name, *n)).collect());
-    let workers = options.jobs.max(1).min(queue.lock().expect("fresh lock").len().max(1));
+    let shared = options.policies.shared_tables();
+    // A shared table may already hold foreign keys: this source's rows go in one transaction, checked at its end.
+    let workers = if shared { 1 } else { options.jobs.max(1).min(queue.lock().expect("fresh lock").len().max(1)) };
     let mut handles = Vec::new();
     for _ in 0..workers {
         let client = options.target.connect().await?;
+        if shared {
+            replace_own_rows(&client, &options.schema, prepared).await?;
+        }
         let (queue, plans, bars) = (queue.clone(), plans.clone(), bars.clone());
         let (path, schema) = (options.sqlite.clone(), options.schema.clone());
         handles.push(tokio::spawn(async move {
@@ -314,6 +404,9 @@ async fn copy_all(options: &SnapshotOptions, prepared: &Prepared, progress: &Pro
             loop {
                 let next = queue.lock().expect("queue lock is never poisoned").pop_front();
                 let Some(item) = next else {
+                    if shared {
+                        client.batch_execute("COMMIT").await?;
+                    }
                     return Ok::<_, Error>(done);
                 };
                 let started = Instant::now();
@@ -346,6 +439,18 @@ async fn copy_all(options: &SnapshotOptions, prepared: &Prepared, progress: &Pro
         Some(err) => Err(err),
         None => Ok(totals),
     }
+}
+
+/// Opens the transaction a shared snapshot copies in, sets whose rows it writes, and deletes that source's
+/// rows from every table first.
+async fn replace_own_rows(client: &Client, schema: &str, prepared: &Prepared) -> Result<()> {
+    client.batch_execute("BEGIN").await?;
+    client.execute("SELECT set_config($1, $2, true)", &[&SOURCE_SETTING, &prepared.source_id]).await?;
+    for plan in &prepared.plans {
+        let own = crate::schema::this_source("", true);
+        client.batch_execute(&format!("DELETE FROM {} WHERE true{own}", qualified(schema, &plan.name))).await?;
+    }
+    Ok(())
 }
 
 /// Under the `stop` policy a value that does not fit ends the snapshot (only a type override can make one: the
@@ -443,12 +548,19 @@ fn read_rows(
 }
 
 /// Builds unique constraints, indexes and foreign keys; what PostgreSQL refuses becomes a note, not a failure.
-async fn build_post_data(client: &Client, options: &SnapshotOptions, prepared: &Prepared) -> Result<Vec<String>> {
+async fn build_post_data(
+    client: &Client,
+    options: &SnapshotOptions,
+    prepared: &Prepared,
+    created: &[bool],
+) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     let referenced = referenced_columns(&prepared.tables);
-    for (table, plan) in prepared.tables.iter().zip(&prepared.plans) {
+    let shared = options.policies.shared_tables();
+    let made = prepared.tables.iter().zip(&prepared.plans).zip(created).filter(|(_, made)| **made);
+    for ((table, plan), _) in made {
         let parent_refs: Vec<Vec<String>> = referenced.iter().filter(|(t, _)| t == &table.name).map(|(_, c)| c.clone()).collect();
-        for statement in post_data_statements(&options.schema, table, plan, &parent_refs) {
+        for statement in post_data_statements(&options.schema, table, plan, &parent_refs, shared) {
             if let Err(err) = client.batch_execute(&statement.sql).await {
                 notes.push(format!("{} not created: {}", statement.what, Error::from(err)));
             }
@@ -488,7 +600,7 @@ async fn add_foreign_key(
         return Ok(Some(format!("{what} not created: the parent table is not copied")));
     };
     let parent_columns = if key.parent_columns.is_empty() { parent.primary_key.clone() } else { key.parent_columns.clone() };
-    let add = foreign_key_statement(&options.schema, &table.name, n, key, &parent_columns);
+    let add = foreign_key_statement(&options.schema, &table.name, n, key, &parent_columns, options.policies.shared_tables());
     if let Err(err) = client.batch_execute(&add.sql).await {
         return Ok(Some(format!("{what} not created: {}", Error::from(err))));
     }

@@ -27,7 +27,7 @@ use crate::pg::copy::{CopyEncoder, CHUNK_BYTES};
 use crate::pg::pool::{Lease, Pool};
 use crate::pg::state::{self, Reject, StoredReject};
 use crate::pg::PgTarget;
-use crate::schema::TablePlan;
+use crate::schema::{TablePlan, SOURCE_SETTING};
 use crate::snapshot::{snapshot, SnapshotOptions, SnapshotReport};
 use crate::source::Selection;
 use crate::sqlite::capture::{self, CaptureState};
@@ -497,10 +497,21 @@ impl Stream {
             let plan = existing_plan(client, &self.schema, table, &captured.key_columns).await?;
             let uniques = unique_sets(client, &self.schema, &table.name).await?;
             let temp_table = format!("{}{}", self.temp_prefix, captured.id);
-            let mut merge = TableMerge::new(&self.schema, temp_table, &plan, &uniques);
+            let shared = self.policies.shared_tables();
+            let mut merge = TableMerge::new(&self.schema, temp_table, &plan, &uniques, shared);
             let key: Vec<String> = plan.key_columns().map(|c| c.name.clone()).collect();
             let current = primary_key(client, &self.schema, &table.name).await?;
-            if current.as_ref().is_none_or(|(_, columns)| columns != &key) {
+            if current.as_ref().is_none_or(|(_, columns)| columns != &crate::schema::scoped(&key, shared)) {
+                if shared {
+                    return Err(Error::new(
+                        ErrorKind::Schema,
+                        format!(
+                            "the primary key of {:?} changed in source {}, but the table is shared",
+                            table.name, self.capture.source_id
+                        ),
+                    )
+                    .with_hint("every source's copy of a shared table must have the same primary key"));
+                }
                 // A rebuild moved the key: the next batch empties the table, moves the key and copies it whole.
                 merge.rekey(&self.schema, &table.name, current.as_ref().map(|(name, _)| name.as_str()), &key);
                 state::set_resync(client, &self.capture.source_id, &table.name, true).await?;
@@ -636,6 +647,9 @@ impl Stream {
         });
         let client: &Client = self.client.as_ref().expect("connected above");
         client.batch_execute("BEGIN").await?;
+        if self.policies.shared_tables() {
+            client.execute("SELECT set_config($1, $2, true)", &[&SOURCE_SETTING, &self.capture.source_id]).await?;
+        }
         let written = self.write_tables(&mut receiver).await;
         drop(receiver);
         let (reader, read_result) = read.await.expect("batch readers do not panic");

@@ -20,7 +20,7 @@ use crate::ident::{qualified, quote};
 use crate::pg::apply::existing_plan;
 use crate::pg::copy::write_field;
 use crate::pg::state;
-use crate::schema::TablePlan;
+use crate::schema::{TablePlan, SOURCE_SETTING};
 use crate::snapshot::SnapshotOptions;
 use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::changes::pending_keys;
@@ -121,6 +121,8 @@ pub async fn verify(options: &SnapshotOptions) -> Result<VerifyReport> {
     let conn = open(&options.sqlite, Access::ReadOnly)?;
     let capture = capture::require_state(&conn, &options.sqlite)?;
     let snapshot_client = options.target.connect().await?;
+    // Which rows of a shared table are this source's.
+    snapshot_client.execute("SELECT set_config($1, $2, false)", &[&SOURCE_SETTING, &capture.source_id]).await?;
     let row =
         state::source(&snapshot_client, &capture.source_id).await?.filter(|r| r.snapshot_seq.is_some()).ok_or_else(|| {
             Error::new(ErrorKind::State, format!("source {} has not been copied to PostgreSQL yet", capture.source_id))
@@ -129,7 +131,8 @@ pub async fn verify(options: &SnapshotOptions) -> Result<VerifyReport> {
     let plans = plans(&conn, &snapshot_client, options, &capture, &row.target_schema).await?;
     let lock_client = options.target.connect().await?;
     let applied_seq = consistent_point(&conn, &lock_client, &snapshot_client, &capture.source_id).await?;
-    let result = compare_all(&conn, &snapshot_client, &capture.source_id, &row.target_schema, &plans, applied_seq).await;
+    let target = (row.target_schema.as_str(), options.policies.shared_tables());
+    let result = compare_all(&conn, &snapshot_client, &capture.source_id, target, &plans, applied_seq).await;
     conn.execute_batch("COMMIT")?;
     snapshot_client.batch_execute("COMMIT").await?;
     Ok(VerifyReport { source_id: capture.source_id, applied_seq, tables: result?, seconds: started.elapsed().as_secs_f64() })
@@ -172,7 +175,7 @@ async fn compare_all(
     conn: &Connection,
     client: &Client,
     source_id: &str,
-    schema: &str,
+    target: (&str, bool),
     plans: &[(i64, TablePlan)],
     applied_seq: i64,
 ) -> Result<Vec<TableDiff>> {
@@ -184,7 +187,7 @@ async fn compare_all(
     for (id, plan) in plans {
         let pending = pending_keys(conn, plan, *id, applied_seq)?;
         let known = Known { pending: pending.iter().map(|k| key_fields(plan, k)).collect(), rejects: rejects.remove(&plan.name) };
-        diffs.push(compare_table(conn, client, schema, plan, &known).await?);
+        diffs.push(compare_table(conn, client, target, plan, &known).await?);
     }
     Ok(diffs)
 }
@@ -201,9 +204,15 @@ impl Known {
     }
 }
 
-/// Compares one table inside the open snapshots.
-async fn compare_table(conn: &Connection, client: &Client, schema: &str, plan: &TablePlan, known: &Known) -> Result<TableDiff> {
-    let sql = PgSql::new(schema, plan);
+/// Compares one table inside the open snapshots; `target` is its schema and whether it is shared.
+async fn compare_table(
+    conn: &Connection,
+    client: &Client,
+    target: (&str, bool),
+    plan: &TablePlan,
+    known: &Known,
+) -> Result<TableDiff> {
+    let sql = PgSql::new(target.0, plan, target.1);
     let rows: i64 = conn.query_row(&format!("SELECT count(*) FROM {}", quote(&plan.name)), [], |r| r.get(0))?;
     let buckets = (rows as u64 / ROWS_PER_BUCKET).clamp(1, MAX_BUCKETS);
     let mut sqlite_sums = vec![BucketSum::default(); buckets as usize];
@@ -381,14 +390,15 @@ struct PgSql {
 }
 
 impl PgSql {
-    fn new(schema: &str, plan: &TablePlan) -> PgSql {
+    fn new(schema: &str, plan: &TablePlan, shared: bool) -> PgSql {
         let field = |name: &str, send: &str| {
             let sent = format!("{send}({})", quote(name));
             format!("coalesce(int4send(octet_length({sent})) || {sent}, decode('ffffffff', 'hex'))")
         };
         let row = plan.columns.iter().map(|c| field(&c.name, c.pg_type.send_function())).collect::<Vec<_>>().join(" || ");
         let key = plan.key_columns().map(|c| field(&c.name, c.pg_type.send_function())).collect::<Vec<_>>().join(" || ");
-        let fields = format!("SELECT {key} AS k, {row} AS r FROM {}", qualified(schema, &plan.name));
+        let own = crate::schema::this_source("", shared);
+        let fields = format!("SELECT {key} AS k, {row} AS r FROM {} WHERE true{own}", qualified(schema, &plan.name));
         let bucket = "(('x' || left(md5(s.k), 8))::bit(32)::bigint % $1)";
         PgSql {
             bucket_sums: format!(

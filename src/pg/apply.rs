@@ -8,7 +8,7 @@ use tokio_postgres::{Client, GenericClient};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
-use crate::schema::{TablePlan, ROWID_COLUMN};
+use crate::schema::{this_source, TablePlan, ROWID_COLUMN, SOURCE_COLUMN};
 use crate::sqlite::introspect::Table;
 use crate::types::PgType;
 
@@ -40,8 +40,10 @@ pub struct TableMerge {
 
 impl TableMerge {
     /// Builds the statements for `plan` in `schema`, given the target's unique column sets besides the key,
-    /// staging rows in session temp table `temp_table`.
-    pub fn new(schema: &str, temp_table: String, plan: &TablePlan, unique_sets: &[Vec<String>]) -> TableMerge {
+    /// staging rows in session temp table `temp_table`. In a `shared` table they touch only the rows of the
+    /// source the transaction is for (`SOURCE_SETTING`), which fills the source column itself.
+    pub fn new(schema: &str, temp_table: String, plan: &TablePlan, unique_sets: &[Vec<String>], shared: bool) -> TableMerge {
+        let own = this_source("t.", shared);
         let target = qualified(schema, &plan.name);
         let columns = plan.pg_column_list();
         let keys: Vec<String> = plan.key_columns().map(|c| quote(&c.name)).collect();
@@ -57,12 +59,14 @@ impl TableMerge {
         let on_conflict =
             if updates.is_empty() { "DO NOTHING".to_string() } else { format!("DO UPDATE SET {}", updates.join(", ")) };
         let key_json = format!("jsonb_build_array({})", keys.iter().map(|k| format!("s.{k}")).collect::<Vec<_>>().join(", "));
-        let delete_gone = format!("DELETE FROM {target} AS t USING {} AS s WHERE s.{gone} AND {key_match}", quote(&temp_table));
+        let delete_gone =
+            format!("DELETE FROM {target} AS t USING {} AS s WHERE s.{gone} AND {key_match}{own}", quote(&temp_table));
         // One per unique constraint: deletes rows an `INSERT OR REPLACE` displaced in SQLite without a trigger.
         let delete_displaced = unique_sets.iter().map(|set| {
-            let same = set.iter().map(|c| format!("t.{0} = s.{0}", quote(c))).collect::<Vec<_>>().join(" AND ");
+            let set = set.iter().filter(|c| !shared || c.as_str() != SOURCE_COLUMN);
+            let same = set.map(|c| format!("t.{0} = s.{0}", quote(c))).collect::<Vec<_>>().join(" AND ");
             format!(
-                "DELETE FROM {target} AS t USING {} AS s WHERE NOT s.{gone} AND {same} AND {} IS DISTINCT FROM {}",
+                "DELETE FROM {target} AS t USING {} AS s WHERE NOT s.{gone} AND {same}{own} AND {} IS DISTINCT FROM {}",
                 quote(&temp_table),
                 key_tuple("t"),
                 key_tuple("s")
@@ -71,7 +75,7 @@ impl TableMerge {
         let upsert = format!(
             "INSERT INTO {target} ({columns}) SELECT {columns} FROM {} WHERE NOT {gone} ON CONFLICT ({}) {on_conflict}",
             quote(&temp_table),
-            keys.join(", ")
+            shared.then(|| quote(SOURCE_COLUMN)).into_iter().chain(keys.iter().cloned()).collect::<Vec<_>>().join(", ")
         );
         let mut merge = vec![delete_gone];
         merge.extend(delete_displaced);
@@ -83,7 +87,7 @@ impl TableMerge {
             ),
             copy_in: format!("COPY {} ({columns}, {gone}) FROM STDIN (FORMAT binary)", quote(&temp_table)),
             empty_temp: format!("TRUNCATE {}", quote(&temp_table)),
-            delete_all: format!("DELETE FROM {target}"),
+            delete_all: format!("DELETE FROM {target} AS t WHERE true{own}"),
             copy_whole: format!("COPY {target} ({columns}) FROM STDIN (FORMAT binary)"),
             rekey: None,
             merge: merge.join("; "),
