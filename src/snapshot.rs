@@ -362,7 +362,8 @@ pub async fn create_or_adopt_shared(
         .await?;
     }
     let added_columns = !missing.is_empty();
-    *plan = crate::pg::apply::existing_plan(tx, schema, table, &key).await?;
+    let logged_key: Vec<String> = key.into_iter().filter(|c| c != crate::schema::ROWID_COLUMN).collect();
+    *plan = crate::pg::apply::existing_plan(tx, schema, table, &logged_key).await?;
     Ok(SharedTable::Adopted { added_columns })
 }
 

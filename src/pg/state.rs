@@ -379,7 +379,8 @@ pub async fn lock_holder(client: &impl GenericClient, source_id: &str) -> Result
             "SELECT a.pid, coalesce(host(a.client_addr), 'local socket'), a.backend_start::text
              FROM pg_locks l JOIN pg_stat_activity a USING (pid)
              WHERE l.locktype = 'advisory' AND l.granted
-               AND (l.classid::bigint << 32) | l.objid::bigint = hashtextextended('lite2pg:' || $1, 0)",
+               AND (l.classid::bigint << 32) | l.objid::bigint = hashtextextended('lite2pg:' || $1, 0)
+             ORDER BY a.backend_start LIMIT 1",
             &[&source_id],
         )
         .await?;

@@ -9,21 +9,56 @@ use std::time::{Duration, Instant};
 use crate::observe::{free_port, http_get};
 use crate::stream::{writer, Daemon};
 use crate::support::{lite2pg, lite2pg_output, stderr, TestDb};
+use lite2pg::config::Layout;
 
 const WRITER_SCHEMA: &str = include_str!("../../examples/writer_schema.sql");
 
 /// A directory of SQLite files and the config file that lists them by glob.
 struct Tenants {
     dir: tempfile::TempDir,
+    shared: bool,
 }
 
 impl Tenants {
+    /// Each source in a schema of its own.
     fn new(db: &TestDb, pool_size: usize) -> Tenants {
+        Tenants::with_layout(db, pool_size, false)
+    }
+
+    /// Every source in one set of tables in `public`.
+    fn shared(db: &TestDb, pool_size: usize) -> Tenants {
+        Tenants::with_layout(db, pool_size, true)
+    }
+
+    fn with_layout(db: &TestDb, pool_size: usize, shared: bool) -> Tenants {
         let dir = tempfile::tempdir().unwrap();
-        let config = format!("postgres = {:?}\nsource_glob = \"tenants/*.db\"\npool_size = {pool_size}\n", db.url());
         std::fs::create_dir(dir.path().join("tenants")).unwrap();
-        std::fs::write(dir.path().join("lite2pg.toml"), config).unwrap();
-        Tenants { dir }
+        let tenants = Tenants { dir, shared };
+        tenants.write_config("lite2pg.toml", db, &format!("source_glob = \"tenants/*.db\"\npool_size = {pool_size}\n"));
+        tenants
+    }
+
+    /// Writes config file `name` with the database, the layout and `rest`.
+    fn write_config(&self, name: &str, db: &TestDb, rest: &str) -> PathBuf {
+        let layout = if self.shared { "layout = \"shared_tables\"\n" } else { "" };
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, format!("postgres = {:?}\n{layout}{rest}", db.url())).unwrap();
+        path
+    }
+
+    /// Compares source `id` (file `sqlite`) value by value: its schema, or its rows of the shared tables.
+    async fn assert_equal(&self, db: &TestDb, sqlite: &Path, id: &str) {
+        let mut options = lite2pg::snapshot::SnapshotOptions {
+            schema: if self.shared { "public".to_string() } else { id.to_string() },
+            source_id: Some(id.to_string()),
+            ..db.options(sqlite)
+        };
+        options.policies.layout = if self.shared { Layout::SharedTables } else { Layout::SchemaPerSource };
+        let report = lite2pg::verify::verify(&options).await.unwrap();
+        assert!(!report.tables.is_empty(), "nothing was compared for {id}");
+        for diff in report.tables {
+            assert!(diff.is_equal(), "source {id}: table {} differs: {diff:?}", diff.table);
+        }
     }
 
     fn config(&self) -> PathBuf {
@@ -39,25 +74,11 @@ impl Tenants {
     }
 
     fn daemon(&self, extra: &[&str]) -> Daemon {
-        Daemon(
-            lite2pg()
-                .args(["run", "--config", self.config().to_str().unwrap()])
-                .args(extra)
-                .env("RUST_LOG", "warn")
-                .spawn()
-                .unwrap(),
-        )
+        self.daemon_with(&self.config(), extra)
     }
-}
 
-/// Options to compare source `id` (file `sqlite`) in its own schema.
-async fn assert_source_equal(db: &TestDb, sqlite: &Path, id: &str) {
-    let options =
-        lite2pg::snapshot::SnapshotOptions { schema: id.to_string(), source_id: Some(id.to_string()), ..db.options(sqlite) };
-    let report = lite2pg::verify::verify(&options).await.unwrap();
-    assert!(!report.tables.is_empty(), "nothing was compared for {id}");
-    for diff in report.tables {
-        assert!(diff.is_equal(), "source {id}: table {} differs: {diff:?}", diff.table);
+    fn daemon_with(&self, config: &Path, extra: &[&str]) -> Daemon {
+        Daemon(lite2pg().args(["run", "--config", config.to_str().unwrap()]).args(extra).env("RUST_LOG", "warn").spawn().unwrap())
     }
 }
 
@@ -95,7 +116,22 @@ fn wait_for(children: Vec<Child>) {
 #[tokio::test]
 async fn sources_written_at_once_each_end_equal_in_their_own_schema() {
     let db = TestDb::new().await;
-    let tenants = Tenants::new(&db, 2);
+    sources_written_at_once_end_equal(&db, Tenants::new(&db, 2)).await;
+}
+
+#[tokio::test]
+async fn sources_written_at_once_each_end_equal_in_shared_tables() {
+    let db = TestDb::new().await;
+    sources_written_at_once_end_equal(&db, Tenants::shared(&db, 2)).await;
+    let keys = "SELECT string_agg(attname, ',' ORDER BY array_position(conkey, attnum)) FROM pg_constraint
+                JOIN pg_attribute ON attrelid = conrelid AND attnum = ANY(conkey)
+                WHERE conrelid = 'public.entries'::regclass AND contype = 'p'";
+    assert_eq!(db.texts(keys).await, [Some("source_id,account_id,n".into())]);
+    let sources = "SELECT count(DISTINCT source_id)::text FROM public.accounts";
+    assert_eq!(db.texts(sources).await, [Some("5".into())]);
+}
+
+async fn sources_written_at_once_end_equal(db: &TestDb, tenants: Tenants) {
     let ids = ["north", "south", "east", "west"];
     let mut files: Vec<(PathBuf, &str)> = ids.iter().map(|id| (tenants.add(id), *id)).collect();
     let port = free_port();
@@ -106,9 +142,9 @@ async fn sources_written_at_once_each_end_equal_in_their_own_schema() {
     let late_writer = writer(&files[4].0, 99, 100);
     wait_for(writers);
     wait_for(vec![late_writer]);
-    wait_all_caught_up(&db, &files).await;
+    wait_all_caught_up(db, &files).await;
     for (path, id) in &files {
-        assert_source_equal(&db, path, id).await;
+        tenants.assert_equal(db, path, id).await;
     }
     let (code, metrics) = http_get(port, "/metrics");
     assert_eq!(code, 200);
@@ -148,7 +184,7 @@ async fn connections_stay_within_the_pool_however_many_sources() {
     assert!(most <= 3, "{most} connections for 8 sources with pool_size = 2 (plus one for the locks)");
     wait_all_caught_up(&db, &named).await;
     for (path, id) in &named {
-        assert_source_equal(&db, path, id).await;
+        tenants.assert_equal(&db, path, id).await;
     }
 }
 
@@ -186,7 +222,7 @@ async fn a_second_process_on_the_same_sources_stands_by_and_takes_over() {
     wait_for(files.iter().enumerate().map(|(i, (path, _))| writer(path, 10 + i as u64, 100)).collect());
     wait_all_caught_up(&db, &files).await;
     for (path, id) in &files {
-        assert_source_equal(&db, path, id).await;
+        tenants.assert_equal(&db, path, id).await;
     }
 }
 
@@ -210,6 +246,53 @@ async fn terminated_connections_including_the_lock_connection_are_ridden_out() {
     wait_for(writers);
     wait_all_caught_up(&db, &files).await;
     for (path, id) in &files {
-        assert_source_equal(&db, path, id).await;
+        tenants.assert_equal(&db, path, id).await;
     }
+}
+
+#[tokio::test]
+async fn two_processes_creating_the_same_shared_tables_at_once_both_land() {
+    let db = TestDb::new().await;
+    let tenants = Tenants::shared(&db, 2);
+    let files: Vec<(PathBuf, &str)> = ["a", "b", "c", "d"].iter().map(|id| (tenants.add(id), *id)).collect();
+    let list = |ids: &[&str]| ids.iter().map(|id| format!("[[source]]\nsqlite = \"tenants/{id}.db\"\n")).collect::<String>();
+    let first = tenants.write_config("first.toml", &db, &list(&["a", "b"]));
+    let second = tenants.write_config("second.toml", &db, &list(&["c", "d"]));
+    let _one = tenants.daemon_with(&first, &[]);
+    let _two = tenants.daemon_with(&second, &[]);
+    wait_for(files.iter().enumerate().map(|(i, (path, _))| writer(path, 60 + i as u64, 150)).collect());
+    wait_all_caught_up(&db, &files).await;
+    for (path, id) in &files {
+        tenants.assert_equal(&db, path, id).await;
+    }
+    let tables = "SELECT count(*)::text FROM pg_tables WHERE schemaname = 'public'";
+    assert_eq!(db.texts(tables).await, [Some("3".into())], "one set of tables for all four sources");
+}
+
+#[tokio::test]
+async fn a_source_changing_its_schema_changes_only_its_rows_of_shared_tables() {
+    let db = TestDb::new().await;
+    let tenants = Tenants::shared(&db, 2);
+    let files: Vec<(PathBuf, &str)> = ["a", "b"].iter().map(|id| (tenants.add(id), *id)).collect();
+    let _daemon = tenants.daemon(&["--dropped-tables", "drop"]);
+    wait_for(files.iter().enumerate().map(|(i, (path, _))| writer(path, 80 + i as u64, 100)).collect());
+    wait_all_caught_up(&db, &files).await;
+    let a = rusqlite::Connection::open(&files[0].0).unwrap();
+    a.execute_batch(
+        "ALTER TABLE accounts ADD COLUMN tier TEXT DEFAULT 'basic';
+         ALTER TABLE accounts ADD COLUMN nick TEXT;
+         UPDATE accounts SET tier = 'gold', nick = 'n' || id WHERE id IN (SELECT id FROM accounts LIMIT 3);
+         ALTER TABLE accounts RENAME COLUMN nick TO handle;
+         DROP TABLE events;",
+    )
+    .unwrap();
+    wait_for(files.iter().enumerate().map(|(i, (path, _))| writer(path, 90 + i as u64, 100)).collect());
+    wait_all_caught_up(&db, &files).await;
+    // The writers create events again in a: the shared table takes a's new rows.
+    for (path, id) in &files {
+        tenants.assert_equal(&db, path, id).await;
+    }
+    let gold = "SELECT string_agg(DISTINCT source_id || ':' || tier, ',' ORDER BY source_id || ':' || tier) FROM accounts WHERE tier IS NOT NULL";
+    let tiers = db.texts(gold).await;
+    assert!(tiers[0].as_deref().is_some_and(|t| t.starts_with("a:") && !t.contains("b:")), "{tiers:?}");
 }
