@@ -632,6 +632,12 @@ impl Stream {
             return Ok(Applied::Adjusted);
         }
         let started = Instant::now();
+        // Before the reader leaves: a failure here must find it home.
+        let client: &Client = self.client.as_ref().expect("connected above");
+        client.batch_execute("BEGIN").await?;
+        if self.policies.shared_tables() {
+            client.execute("SELECT set_config($1, $2, true)", &[&SOURCE_SETTING, &self.capture.source_id]).await?;
+        }
         let (sender, mut receiver) = mpsc::channel::<Message>(4);
         let reader = self.reader.take().expect("reader is home between batches");
         let plan = ReadPlan {
@@ -645,11 +651,6 @@ impl Stream {
             let result = read_batch(&reader, &plan, applied, &sender);
             (reader, result)
         });
-        let client: &Client = self.client.as_ref().expect("connected above");
-        client.batch_execute("BEGIN").await?;
-        if self.policies.shared_tables() {
-            client.execute("SELECT set_config($1, $2, true)", &[&SOURCE_SETTING, &self.capture.source_id]).await?;
-        }
         let written = self.write_tables(&mut receiver).await;
         drop(receiver);
         let (reader, read_result) = read.await.expect("batch readers do not panic");
