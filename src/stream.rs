@@ -635,8 +635,10 @@ impl Stream {
         // Before the reader leaves: a failure here must find it home.
         let client: &Client = self.client.as_ref().expect("connected above");
         client.batch_execute("BEGIN").await?;
-        if self.policies.shared_tables() {
-            client.execute("SELECT set_config($1, $2, true)", &[&SOURCE_SETTING, &self.capture.source_id]).await?;
+        if self.policies.shared_tables() && !self.shared_types_current().await? {
+            self.client.as_ref().expect("connected above").batch_execute("ROLLBACK").await?;
+            self.load_plans().await?;
+            return Ok(Applied::Adjusted);
         }
         let (sender, mut receiver) = mpsc::channel::<Message>(4);
         let reader = self.reader.take().expect("reader is home between batches");
@@ -704,6 +706,33 @@ impl Stream {
                 Ok(Applied::Batch(stats))
             }
         }
+    }
+
+    /// In the batch's transaction on shared tables: says whose rows it writes, locks the tables against DDL until
+    /// it ends, and checks that no other source widened a column since the plans were made (the rows are encoded
+    /// in the column types of the plans).
+    async fn shared_types_current(&self) -> Result<bool> {
+        let client: &Client = self.client.as_ref().expect("connected");
+        client.execute("SELECT set_config($1, $2, true)", &[&SOURCE_SETTING, &self.capture.source_id]).await?;
+        if self.plans.is_empty() {
+            return Ok(true);
+        }
+        let tables: Vec<String> = self.plans.values().map(|p| crate::ident::qualified(&self.schema, &p.name)).collect();
+        client.batch_execute(&format!("LOCK TABLE {} IN ROW EXCLUSIVE MODE", tables.join(", "))).await?;
+        let rows = client
+            .query(
+                "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod)
+                 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                 WHERE c.oid = ANY($1::text[]::regclass[]) AND a.attnum > 0 AND NOT a.attisdropped",
+                &[&tables],
+            )
+            .await?;
+        let now: HashMap<(String, String), String> = rows.iter().map(|r| ((r.get(0), r.get(1)), r.get(2))).collect();
+        Ok(self.plans.values().all(|plan| {
+            plan.columns.iter().all(|c| {
+                now.get(&(plan.name.clone(), c.name.clone())).and_then(|t| PgType::from_format_type(t)) == Some(c.pg_type)
+            })
+        }))
     }
 
     /// Alters a column to a type that holds the value that did not fit; when the conversion is not exact for

@@ -66,10 +66,15 @@ impl Tenants {
     }
 
     fn add(&self, name: &str) -> PathBuf {
+        self.add_with(name, WRITER_SCHEMA)
+    }
+
+    /// A tenant file made by `sql`.
+    fn add_with(&self, name: &str, sql: &str) -> PathBuf {
         let path = self.dir.path().join("tenants").join(format!("{name}.db"));
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
-        conn.execute_batch(WRITER_SCHEMA).unwrap();
+        conn.execute_batch(sql).unwrap();
         path
     }
 
@@ -295,4 +300,34 @@ async fn a_source_changing_its_schema_changes_only_its_rows_of_shared_tables() {
     let gold = "SELECT string_agg(DISTINCT source_id || ':' || tier, ',' ORDER BY source_id || ':' || tier) FROM accounts WHERE tier IS NOT NULL";
     let tiers = db.texts(gold).await;
     assert!(tiers[0].as_deref().is_some_and(|t| t.starts_with("a:") && !t.contains("b:")), "{tiers:?}");
+}
+
+#[tokio::test]
+async fn a_column_one_source_widens_is_written_right_by_the_others() {
+    let db = TestDb::new().await;
+    let tenants = Tenants::shared(&db, 2);
+    let schema = "CREATE TABLE m(id INTEGER PRIMARY KEY, n INTEGER); INSERT INTO m VALUES (1, 1);";
+    let files: Vec<(PathBuf, &str)> = ["a", "b"].iter().map(|id| (tenants.add_with(id, schema), *id)).collect();
+    let _daemon = tenants.daemon(&["--on-misfit", "widen"]);
+    wait_all_caught_up(&db, &files).await;
+    let write = |n: usize, sql: &str| rusqlite::Connection::open(&files[n].0).unwrap().execute_batch(sql).unwrap();
+    write(0, "INSERT INTO m VALUES (2, 'text now')");
+    wait_all_caught_up(&db, &files).await;
+    assert_eq!(
+        db.texts("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'm'::regclass AND attname = 'n'")
+            .await,
+        [Some("text".into())]
+    );
+    // New batch connections (the lock connection stays): b's staging tables are made again, in the widened shape.
+    let terminate = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                     WHERE application_name = 'lite2pg' AND datname = current_database() AND pid <> pg_backend_pid()
+                       AND pid NOT IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory')";
+    db.client().await.query_one(terminate, &[]).await.unwrap();
+    // Its eight bytes read as text "ABCDEFGH": written in the old binary form, it would land silently wrong.
+    write(1, "INSERT INTO m VALUES (2, 4702394921427289928)");
+    wait_all_caught_up(&db, &files).await;
+    for (path, id) in &files {
+        tenants.assert_equal(&db, path, id).await;
+    }
+    assert_eq!(db.texts("SELECT n FROM m WHERE source_id = 'b' AND id = 2").await, [Some("4702394921427289928".into())]);
 }
