@@ -7,8 +7,9 @@
      files idle beside it and once with that file alone; reports both rates and their ratio.
 
 Latency is measured in PostgreSQL: each row carries its SQLite commit time, and a column added to the copy
-(`seen_at DEFAULT clock_timestamp()`) records when lite2pg inserted it. Needs psycopg2 (pip install psycopg2-binary).
-    python3 bench/fanin.py [SOURCES] [RATE_PER_SOURCE] [SECONDS] [BACKLOG] [POOL_SIZE]"""
+(`seen_at DEFAULT clock_timestamp()`) records when lite2pg inserted it. Needs psycopg2 (pip install psycopg2-binary) and `cargo build --release`.
+    python3 bench/fanin.py [SOURCES] [RATE_PER_SOURCE] [SECONDS] [BACKLOG] [POOL_SIZE]
+FANIN_LAYOUT=shared_tables measures the shared-tables layout (default: a schema per source)."""
 import os, signal, sqlite3, subprocess, sys, tempfile, threading, time
 import psycopg2
 
@@ -29,11 +30,19 @@ for path in paths.values():
     db.close()
 
 
+shared = os.environ.get("FANIN_LAYOUT") == "shared_tables"
+
+
 def config(name, body):
     path = os.path.join(work, name)
     with open(path, "w") as f:
-        f.write(f'postgres = "{url}"\npool_size = {pool_size}\n{body}')
+        f.write(f'postgres = "{url}"\npool_size = {pool_size}\nlayout = "{"shared_tables" if shared else "schema_per_source"}"\n{body}')
     return path
+
+
+def events_of(source):
+    """The events table holding `source`'s rows, and the condition that picks them."""
+    return ('public.events', f"source_id = '{source}'") if shared else (f'"{source}".events', "true")
 
 
 every = config("fleet.toml", 'source_glob = "tenants/*.db"\n')
@@ -83,7 +92,7 @@ def rss_kib(pid):
 
 # 1. steady writes
 daemon = start(every)
-while True:
+while daemon.poll() is None:
     try:
         cur.execute("SELECT count(*) FROM lite2pg.sources WHERE snapshot_seq IS NOT NULL")
         if cur.fetchone()[0] == sources:
@@ -91,12 +100,14 @@ while True:
     except psycopg2.Error:
         pass
     time.sleep(0.1)
+else:
+    sys.exit("lite2pg run exited; set FANIN_DAEMON_LOG=/some/file to see why")
 # One applied change per source shows its stream is attached (attaching follows SQLite's columns).
 for path in paths.values():
     db = sqlite3.connect(path, isolation_level=None); db.execute("INSERT INTO events(payload) VALUES ('warm-up')"); db.close()
 wait_caught_up()
-for i in ids:
-    cur.execute(f'ALTER TABLE "{i}".events ADD COLUMN seen_at timestamptz DEFAULT clock_timestamp()')
+for i in ids[:1] if shared else ids:
+    cur.execute(f'ALTER TABLE {events_of(i)[0]} ADD COLUMN seen_at timestamptz DEFAULT clock_timestamp()')
 memory = []
 
 
@@ -122,12 +133,13 @@ caught_up = wait_caught_up() - began
 rows = sources * rate * seconds
 latencies = []
 for i in ids:
+    table, own = events_of(i)
     cur.execute(f"""SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM seen_at) * 1000 - written_ms)
-                    FROM "{i}".events WHERE payload = 'steady'""")
+                    FROM {table} WHERE payload = 'steady' AND {own}""")
     latencies.append(cur.fetchone()[0])
 p50s, p99s = sorted(l[0] for l in latencies), sorted(l[1] for l in latencies)
 stop(daemon)
-print(f"{sources} sources x {rate} single-row transactions/s for {seconds}s, pool_size {pool_size}:")
+print(f"{sources} sources x {rate} single-row transactions/s for {seconds}s, pool_size {pool_size}, {'shared tables' if shared else 'a schema per source'}:")
 print(f"  applied {rows} changes in {caught_up:.1f}s of writing {written:.1f}s: {rows / caught_up:.0f} changes/s (offered {sources * rate}/s)")
 print(f"  commit-to-visible per source: median p50 {p50s[len(p50s) // 2]:.1f} ms, median p99 {p99s[len(p99s) // 2]:.1f} ms, worst p99 {p99s[-1]:.1f} ms")
 print(f"  daemon RSS {max(memory) / 1024:.1f} MiB peak = {max(memory) / sources:.0f} KiB per source")

@@ -108,7 +108,8 @@ pub async fn follow(tx: &Transaction<'_>, target: &Target<'_>, tables: &[TableNo
 async fn follow_shared(tx: &Transaction<'_>, target: &Target<'_>, tables: &[TableNow<'_>], dropped: &[String]) -> Result<()> {
     tx.execute("SELECT set_config($1, $2, true)", &[&SOURCE_SETTING, &target.source_id]).await?;
     let dropped_rows = dropped.iter().map(String::as_str).filter(|_| target.policies.dropped_tables == DroppedTables::Drop);
-    for name in dropped_rows.chain(tables.iter().filter_map(|now| now.renamed_from)) {
+    let gone: Vec<&str> = dropped_rows.chain(tables.iter().filter_map(|now| now.renamed_from)).collect();
+    for &name in &gone {
         if state::table_exists(tx, target.schema, name).await? {
             tx.batch_execute(&format!("DELETE FROM {} WHERE true{}", qualified(target.schema, name), this_source("", true)))
                 .await?;
@@ -116,6 +117,7 @@ async fn follow_shared(tx: &Transaction<'_>, target: &Target<'_>, tables: &[Tabl
         }
         state::forget_table(tx, target.source_id, name).await?;
     }
+    let names = |t: &Table| t.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
     for now in tables {
         let empty = vec![ColumnStats::default(); now.table.columns.len()];
         let mut plan = TablePlan::from_stats(now.table, now.stats.as_deref().unwrap_or(&empty), now.key_columns, target.policies);
@@ -123,13 +125,18 @@ async fn follow_shared(tx: &Transaction<'_>, target: &Target<'_>, tables: &[Tabl
         if found == SharedTable::Missing {
             create_with_constraints(tx, target, now, &plan).await?;
         }
-        // At the start nothing is known of the columns' past: what PostgreSQL lacked was added just now.
-        let names = |t: &Table| t.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
-        let same_columns =
-            now.previous.map_or(found == SharedTable::Adopted { added_columns: false }, |p| names(p) == names(now.table));
-        let unchanged = found != SharedTable::Missing && now.renamed_from.is_none() && same_columns;
+        // Columns dropped and added again while lite2pg was stopped hold old values: compare with the last record.
+        let before = match now.previous {
+            Some(previous) => Some(names(previous)),
+            None => state::synced_columns(tx, target.source_id, &now.table.name).await?,
+        };
+        // A name given up and taken again in one look (renamed away, then created anew) is a new table.
+        let reused = gone.contains(&now.table.name.as_str());
+        let unchanged =
+            found != SharedTable::Missing && now.renamed_from.is_none() && !reused && before == Some(names(now.table));
         let key: Vec<String> = plan.key_columns().map(|c| c.name.clone()).collect();
         state::register_table(tx, target.source_id, target.schema, &plan.name, &key, !unchanged).await?;
+        state::set_synced_columns(tx, target.source_id, &now.table.name, &names(now.table)).await?;
     }
     Ok(())
 }

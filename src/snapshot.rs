@@ -298,9 +298,10 @@ async fn create_tables(client: &mut Client, options: &SnapshotOptions, prepared:
             })?;
         }
         let key: serde_json::Value = plan.key_columns().map(|c| c.name.clone()).collect::<Vec<_>>().into();
+        let columns: serde_json::Value = table.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>().into();
         tx.execute(
-            "INSERT INTO lite2pg.tables (source_id, table_name, target_schema, key_columns) VALUES ($1, $2, $3, $4)",
-            &[&prepared.source_id, &plan.name, &options.schema, &key],
+            "INSERT INTO lite2pg.tables (source_id, table_name, target_schema, key_columns, columns) VALUES ($1, $2, $3, $4, $5)",
+            &[&prepared.source_id, &plan.name, &options.schema, &key, &columns],
         )
         .await?;
     }

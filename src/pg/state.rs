@@ -45,6 +45,10 @@ DO $$ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'lite2pg.tables'::regclass AND attname = 'resync') THEN
         ALTER TABLE lite2pg.tables ADD COLUMN resync boolean NOT NULL DEFAULT false;
     END IF;
+    -- The SQLite columns a shared table last had from this source, to tell what changed while stopped.
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'lite2pg.tables'::regclass AND attname = 'columns') THEN
+        ALTER TABLE lite2pg.tables ADD COLUMN columns jsonb;
+    END IF;
 END $$;
 CREATE TABLE IF NOT EXISTS lite2pg.rejects (
     source_id text NOT NULL,
@@ -236,6 +240,26 @@ pub async fn set_resync(client: &impl GenericClient, source_id: &str, table: &st
     if !resync {
         client.execute("DELETE FROM lite2pg.rejects WHERE source_id = $1 AND table_name = $2", &[&source_id, &table]).await?;
     }
+    Ok(())
+}
+
+/// The SQLite columns recorded for a table of a source, if any.
+pub async fn synced_columns(client: &impl GenericClient, source_id: &str, table: &str) -> Result<Option<Vec<String>>> {
+    let row = client
+        .query_opt("SELECT columns FROM lite2pg.tables WHERE source_id = $1 AND table_name = $2", &[&source_id, &table])
+        .await?;
+    Ok(row.and_then(|r| r.get::<_, Option<serde_json::Value>>(0)).and_then(|v| serde_json::from_value(v).ok()))
+}
+
+/// Records the SQLite columns a table of a source has now.
+pub async fn set_synced_columns(client: &impl GenericClient, source_id: &str, table: &str, columns: &[String]) -> Result<()> {
+    let columns: serde_json::Value = columns.to_vec().into();
+    client
+        .execute(
+            "UPDATE lite2pg.tables SET columns = $3 WHERE source_id = $1 AND table_name = $2",
+            &[&source_id, &table, &columns],
+        )
+        .await?;
     Ok(())
 }
 

@@ -203,3 +203,43 @@ proptest! {
         });
     }
 }
+
+/// `db`'s options for `file` as source `id` of shared tables.
+fn shared_source(db: &TestDb, file: &SqliteFile, id: &str) -> lite2pg::snapshot::SnapshotOptions {
+    let mut options = lite2pg::snapshot::SnapshotOptions { source_id: Some(id.to_string()), ..db.options(&file.path) };
+    options.policies.layout = lite2pg::config::Layout::SharedTables;
+    options
+}
+
+async fn assert_source_equal(options: &lite2pg::snapshot::SnapshotOptions) {
+    for diff in lite2pg::verify::verify(options).await.unwrap().tables {
+        assert!(diff.is_equal(), "source {:?}: table {} differs: {diff:?}", options.source_id, diff.table);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(8)))]
+
+    #[test]
+    fn shared_tables_follow_one_sources_migrations_and_keep_the_others(steps in prop::collection::vec(migration(), 1..30)) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let (mine, theirs) = (SqliteFile::new(MIGRATING), SqliteFile::new(MIGRATING));
+            theirs.exec("INSERT INTO m VALUES (1, 10), (2, 20); INSERT INTO t0(v) VALUES ('theirs');");
+            let db = TestDb::new().await;
+            let (my_options, their_options) = (shared_source(&db, &mine, "mine"), shared_source(&db, &theirs, "theirs"));
+            let sync = || async {
+                for options in [&my_options, &their_options] {
+                    let metrics = lite2pg::metrics::Metrics::new(Default::default());
+                    lite2pg::stream::run(options, lite2pg::stream::StopWhen::CaughtUp, metrics, |_| {}).await.unwrap();
+                }
+                theirs.exec("UPDATE m SET c0 = c0 + 1");
+            };
+            sync().await;
+            replay_migrations(&mine, &steps, sync).await;
+            sync().await;
+            assert_source_equal(&my_options).await;
+            assert_source_equal(&their_options).await;
+        });
+    }
+}
