@@ -314,8 +314,8 @@ async fn create_tables(client: &mut Client, options: &SnapshotOptions, prepared:
 pub enum SharedTable {
     /// PostgreSQL lacks it: the caller creates it.
     Missing,
-    /// It exists; `added_columns` when this source had columns it lacked.
-    Adopted { added_columns: bool },
+    /// It exists, now with every column this source has.
+    Adopted,
 }
 
 /// For a shared table that exists, adds the columns this source has that it lacks and switches `plan` to the
@@ -353,8 +353,7 @@ pub async fn create_or_adopt_shared(
         )
         .with_hint("every source must have the same primary key on a shared table"));
     }
-    let missing: Vec<_> = plan.columns.iter().filter(|c| !existing.iter().any(|(name, _)| name == &c.name)).collect();
-    for column in &missing {
+    for column in plan.columns.iter().filter(|c| !existing.iter().any(|(name, _)| name == &c.name)) {
         tx.batch_execute(&format!(
             "ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {} {}",
             quote(&column.name),
@@ -362,10 +361,9 @@ pub async fn create_or_adopt_shared(
         ))
         .await?;
     }
-    let added_columns = !missing.is_empty();
     let logged_key: Vec<String> = key.into_iter().filter(|c| c != crate::schema::ROWID_COLUMN).collect();
     *plan = crate::pg::apply::existing_plan(tx, schema, table, &logged_key).await?;
-    Ok(SharedTable::Adopted { added_columns })
+    Ok(SharedTable::Adopted)
 }
 
 /// One unit of copy work: a table, or a rowid range of one.
