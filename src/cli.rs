@@ -794,8 +794,17 @@ fn stop_when(once: bool) -> StopWhen {
     StopWhen::Signal(notify)
 }
 
-fn health_limits(args: &RunArgs) -> HealthLimits {
-    HealthLimits { max_lag: Duration::from_secs(args.health_max_lag), max_outage: Duration::from_secs(args.health_max_outage) }
+/// The metrics of a `run`, served on `--metrics-addr` when given.
+async fn served_metrics(args: &RunArgs) -> Result<Arc<Metrics>> {
+    let limits = HealthLimits {
+        max_lag: Duration::from_secs(args.health_max_lag),
+        max_outage: Duration::from_secs(args.health_max_outage),
+    };
+    let metrics = Metrics::new(limits);
+    if let Some(addr) = &args.metrics_addr {
+        crate::metrics::serve(addr, metrics.clone()).await?;
+    }
+    Ok(metrics)
 }
 
 fn print_run_summary(summary: &crate::stream::RunSummary) {
@@ -809,10 +818,7 @@ async fn run(common: &CommonArgs, args: &RunArgs) -> Result<ExitCode> {
     let options = common.snapshot_options(false, args.jobs)?;
     let stop = stop_when(args.once);
     let json = common.json;
-    let metrics = Metrics::new(health_limits(args));
-    if let Some(addr) = &args.metrics_addr {
-        crate::metrics::serve(addr, metrics.clone()).await?;
-    }
+    let metrics = served_metrics(args).await?;
     let summary = crate::stream::run(&options, stop, metrics, |report| {
         if !json {
             print_snapshot(report, false);
@@ -831,10 +837,7 @@ async fn run(common: &CommonArgs, args: &RunArgs) -> Result<ExitCode> {
 async fn run_fleet(common: &CommonArgs, args: &RunArgs) -> Result<ExitCode> {
     let template = common.snapshot_options_for(false, args.jobs)?;
     let stop = stop_when(args.once);
-    let metrics = Metrics::new(health_limits(args));
-    if let Some(addr) = &args.metrics_addr {
-        crate::metrics::serve(addr, metrics.clone()).await?;
-    }
+    let metrics = served_metrics(args).await?;
     let summary = crate::fleet::run(&common.fleet, &template, args.pool_size, stop, metrics).await?;
     if common.json {
         println!("{}", serde_json::to_string_pretty(&summary).expect("summaries serialize"));

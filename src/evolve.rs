@@ -13,7 +13,6 @@ use crate::pg::apply::{primary_key, table_columns, unique_sets};
 use crate::pg::state;
 use crate::schema::{
     foreign_key_statement, post_data_statements, this_source, translate_default, TablePlan, ROWID_COLUMN, SOURCE_COLUMN,
-    SOURCE_SETTING,
 };
 use crate::snapshot::SharedTable;
 use crate::sqlite::introspect::{Index, Table};
@@ -106,7 +105,7 @@ pub async fn follow(tx: &Transaction<'_>, target: &Target<'_>, tables: &[TableNo
 /// dropped (with `dropped_tables = "drop"`) loses this source's rows and keeps the others'; columns are added for
 /// all and never dropped or renamed; a table whose columns changed gets this source's rows copied whole.
 async fn follow_shared(tx: &Transaction<'_>, target: &Target<'_>, tables: &[TableNow<'_>], dropped: &[String]) -> Result<()> {
-    tx.execute("SELECT set_config($1, $2, true)", &[&SOURCE_SETTING, &target.source_id]).await?;
+    state::act_as_source(tx, target.source_id, true).await?;
     let dropped_rows = dropped.iter().map(String::as_str).filter(|_| target.policies.dropped_tables == DroppedTables::Drop);
     let gone: Vec<&str> = dropped_rows.chain(tables.iter().filter_map(|now| now.renamed_from)).collect();
     for &name in &gone {

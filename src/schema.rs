@@ -149,9 +149,10 @@ impl TablePlan {
         self.columns.iter().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", ")
     }
 
-    /// The quoted PostgreSQL key column list.
-    pub fn pg_key_list(&self) -> String {
-        self.key_columns().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", ")
+    /// The columns of the PostgreSQL primary key: the key, led by the source column when the table is shared.
+    pub fn pg_key(&self, shared: bool) -> Vec<String> {
+        let key: Vec<String> = self.key_columns().map(|c| c.name.clone()).collect();
+        scoped(&key, shared)
     }
 
     /// `CREATE TABLE` with columns, NOT NULL, defaults and the primary key (led by the source column when shared).
@@ -175,8 +176,7 @@ impl TablePlan {
             let source = format!("{} text NOT NULL DEFAULT current_setting('{SOURCE_SETTING}')", quote(SOURCE_COLUMN));
             lines.insert(0, source);
         }
-        let key: Vec<String> = self.key_columns().map(|c| c.name.clone()).collect();
-        lines.push(format!("PRIMARY KEY ({})", column_list(&scoped(&key, shared))));
+        lines.push(format!("PRIMARY KEY ({})", column_list(&self.pg_key(shared))));
         format!("CREATE TABLE {} (\n  {}\n)", qualified(schema, &self.name), lines.join(",\n  "))
     }
 }
@@ -287,7 +287,8 @@ pub fn foreign_key_statement(
     }
 }
 
-fn column_list(columns: &[String]) -> String {
+/// `columns` quoted, comma-separated.
+pub fn column_list(columns: &[String]) -> String {
     columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
 }
 

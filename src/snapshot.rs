@@ -23,7 +23,7 @@ use crate::pg::copy::{CopyEncoder, CHUNK_BYTES};
 use crate::pg::state::{self, Reject};
 use crate::pg::PgTarget;
 use crate::progress::Progress;
-use crate::schema::{constraint_name, foreign_key_statement, post_data_statements, TablePlan, SOURCE_COLUMN, SOURCE_SETTING};
+use crate::schema::{constraint_name, foreign_key_statement, post_data_statements, TablePlan, SOURCE_COLUMN};
 use crate::source::{Selection, Source};
 use crate::sqlite::capture::newest_seq;
 use crate::sqlite::introspect::Table;
@@ -339,8 +339,7 @@ pub async fn create_or_adopt_shared(
         )
         .with_hint("rename or drop it, or sync into another --schema"));
     }
-    let key: Vec<String> = plan.key_columns().map(|c| c.name.clone()).collect();
-    let wanted = crate::schema::scoped(&key, true);
+    let wanted = plan.pg_key(true);
     let current = crate::pg::apply::primary_key(tx, schema, &plan.name).await?.map(|(_, columns)| columns);
     if current.as_ref() != Some(&wanted) {
         return Err(Error::new(
@@ -361,7 +360,7 @@ pub async fn create_or_adopt_shared(
         ))
         .await?;
     }
-    let logged_key: Vec<String> = key.into_iter().filter(|c| c != crate::schema::ROWID_COLUMN).collect();
+    let logged_key: Vec<String> = plan.pg_key(false).into_iter().filter(|c| c != crate::schema::ROWID_COLUMN).collect();
     *plan = crate::pg::apply::existing_plan(tx, schema, table, &logged_key).await?;
     Ok(SharedTable::Adopted)
 }
@@ -445,7 +444,7 @@ async fn copy_all(options: &SnapshotOptions, prepared: &Prepared, progress: &Pro
 /// rows from every table first.
 async fn replace_own_rows(client: &Client, schema: &str, prepared: &Prepared) -> Result<()> {
     client.batch_execute("BEGIN").await?;
-    client.execute("SELECT set_config($1, $2, true)", &[&SOURCE_SETTING, &prepared.source_id]).await?;
+    state::act_as_source(client, &prepared.source_id, true).await?;
     for plan in &prepared.plans {
         let own = crate::schema::this_source("", true);
         client.batch_execute(&format!("DELETE FROM {} WHERE true{own}", qualified(schema, &plan.name))).await?;

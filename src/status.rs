@@ -111,7 +111,7 @@ async fn postgres_status(options: &SnapshotOptions, capture: &CaptureState, stat
     status.last_applied_at = row.get(3);
     status.rejects = Some(row.get(5));
     let schema: String = row.get(4);
-    client.execute("SELECT set_config($1, $2, false)", &[&crate::schema::SOURCE_SETTING, &capture.source_id]).await?;
+    state::act_as_source(&client, &capture.source_id, false).await?;
     let own = crate::schema::this_source("", options.policies.shared_tables());
     for table in &mut status.tables {
         if state::table_exists(&client, &schema, &table.table).await? {

@@ -27,7 +27,7 @@ use crate::pg::copy::{CopyEncoder, CHUNK_BYTES};
 use crate::pg::pool::{Lease, Pool};
 use crate::pg::state::{self, Reject, StoredReject};
 use crate::pg::PgTarget;
-use crate::schema::{TablePlan, SOURCE_SETTING};
+use crate::schema::TablePlan;
 use crate::snapshot::{snapshot, SnapshotOptions, SnapshotReport};
 use crate::source::Selection;
 use crate::sqlite::capture::{self, CaptureState};
@@ -134,13 +134,14 @@ pub async fn run_in(
         }
     };
     stream.metrics = metrics;
-    let result = match &stop {
-        StopWhen::CaughtUp => match stream.newest_seq().await {
-            Ok(newest) => stream.run(&mut summary, Some(newest), stop).await,
-            Err(err) => Err(err),
-        },
-        StopWhen::Signal(_) => stream.run(&mut summary, None, stop).await,
-    };
+    let result = async {
+        let target_seq = match &stop {
+            StopWhen::CaughtUp => Some(stream.newest_seq().await?),
+            StopWhen::Signal(_) => None,
+        };
+        stream.run(&mut summary, target_seq, stop).await
+    }
+    .await;
     summary.applied_seq = stream.applied_seq;
     drop(stream);
     pool.unlock_source(&source_id).await;
@@ -368,14 +369,9 @@ impl Stream {
             self.attach().await?;
             tracing::info!("connected to PostgreSQL at {}", self.target.shown());
         }
-        let mut temp_tables = Vec::new();
-        for merge in self.merges.values() {
-            temp_tables.push((merge.temp_table.clone(), merge.temp_table_statement()));
-        }
-        let version = self.plans_version.to_string();
         let client = self.client.as_mut().expect("leased above");
-        for (name, statement) in temp_tables {
-            client.ensure_temp_table(&name, &statement, &version).await?;
+        for merge in self.merges.values() {
+            client.ensure_temp_table(merge, self.plans_version).await?;
         }
         Ok(())
     }
@@ -499,9 +495,8 @@ impl Stream {
             let temp_table = format!("{}{}", self.temp_prefix, captured.id);
             let shared = self.policies.shared_tables();
             let mut merge = TableMerge::new(&self.schema, temp_table, &plan, &uniques, shared);
-            let key: Vec<String> = plan.key_columns().map(|c| c.name.clone()).collect();
             let current = primary_key(client, &self.schema, &table.name).await?;
-            if current.as_ref().is_none_or(|(_, columns)| columns != &crate::schema::scoped(&key, shared)) {
+            if current.as_ref().is_none_or(|(_, columns)| columns != &plan.pg_key(shared)) {
                 if shared {
                     return Err(Error::new(
                         ErrorKind::Schema,
@@ -513,7 +508,7 @@ impl Stream {
                     .with_hint("every source's copy of a shared table must have the same primary key"));
                 }
                 // A rebuild moved the key: the next batch empties the table, moves the key and copies it whole.
-                merge.rekey(&self.schema, &table.name, current.as_ref().map(|(name, _)| name.as_str()), &key);
+                merge.rekey(&self.schema, &table.name, current.as_ref().map(|(name, _)| name.as_str()), &plan.pg_key(false));
                 state::set_resync(client, &self.capture.source_id, &table.name, true).await?;
             }
             merges.insert(captured.id, merge);
@@ -713,7 +708,7 @@ impl Stream {
     /// in the column types of the plans).
     async fn shared_types_current(&self) -> Result<bool> {
         let client: &Client = self.client.as_ref().expect("connected");
-        client.execute("SELECT set_config($1, $2, true)", &[&SOURCE_SETTING, &self.capture.source_id]).await?;
+        state::act_as_source(client, &self.capture.source_id, true).await?;
         if self.plans.is_empty() {
             return Ok(true);
         }

@@ -20,7 +20,7 @@ use crate::ident::{qualified, quote};
 use crate::pg::apply::existing_plan;
 use crate::pg::copy::write_field;
 use crate::pg::state;
-use crate::schema::{TablePlan, SOURCE_SETTING};
+use crate::schema::TablePlan;
 use crate::snapshot::SnapshotOptions;
 use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::changes::pending_keys;
@@ -122,7 +122,7 @@ pub async fn verify(options: &SnapshotOptions) -> Result<VerifyReport> {
     let capture = capture::require_state(&conn, &options.sqlite)?;
     let snapshot_client = options.target.connect().await?;
     // Which rows of a shared table are this source's.
-    snapshot_client.execute("SELECT set_config($1, $2, false)", &[&SOURCE_SETTING, &capture.source_id]).await?;
+    state::act_as_source(&snapshot_client, &capture.source_id, false).await?;
     let row =
         state::source(&snapshot_client, &capture.source_id).await?.filter(|r| r.snapshot_seq.is_some()).ok_or_else(|| {
             Error::new(ErrorKind::State, format!("source {} has not been copied to PostgreSQL yet", capture.source_id))

@@ -8,7 +8,7 @@ use tokio_postgres::{Client, GenericClient};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
-use crate::schema::{this_source, TablePlan, ROWID_COLUMN, SOURCE_COLUMN};
+use crate::schema::{column_list, this_source, TablePlan, ROWID_COLUMN, SOURCE_COLUMN};
 use crate::sqlite::introspect::Table;
 use crate::types::PgType;
 
@@ -75,7 +75,7 @@ impl TableMerge {
         let upsert = format!(
             "INSERT INTO {target} ({columns}) SELECT {columns} FROM {} WHERE NOT {gone} ON CONFLICT ({}) {on_conflict}",
             quote(&temp_table),
-            shared.then(|| quote(SOURCE_COLUMN)).into_iter().chain(keys.iter().cloned()).collect::<Vec<_>>().join(", ")
+            column_list(&plan.pg_key(shared))
         );
         let mut merge = vec![delete_gone];
         merge.extend(delete_displaced);

@@ -11,6 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::Client;
 
 use crate::error::Result;
+use crate::pg::apply::TableMerge;
 use crate::pg::state;
 use crate::pg::PgTarget;
 
@@ -33,10 +34,10 @@ struct Locks {
     held: HashSet<String>,
 }
 
-/// A connection and the session temp tables made on it, by name, with the version they were made for.
+/// A connection and the session temp tables made on it, by name, with the plans version they were made for.
 struct PooledClient {
     client: Client,
-    temp_tables: HashMap<String, String>,
+    temp_tables: HashMap<String, u64>,
 }
 
 /// A connection leased from the pool; it goes back when dropped.
@@ -133,14 +134,15 @@ impl Pool {
 }
 
 impl Lease {
-    /// Makes session temp table `name` by `statement` unless this connection already made it for `version`.
-    pub async fn ensure_temp_table(&mut self, name: &str, statement: &str, version: &str) -> Result<()> {
+    /// Makes `merge`'s session temp table unless this connection already made it for plans `version` (temp table
+    /// names are unique per stream, and a stream's plans versions only grow).
+    pub async fn ensure_temp_table(&mut self, merge: &TableMerge, version: u64) -> Result<()> {
         let conn = self.conn.as_mut().expect("a lease holds its connection until dropped");
-        if conn.temp_tables.get(name).is_some_and(|made| made == version) {
+        if conn.temp_tables.get(&merge.temp_table) == Some(&version) {
             return Ok(());
         }
-        conn.client.batch_execute(statement).await?;
-        conn.temp_tables.insert(name.to_string(), version.to_string());
+        conn.client.batch_execute(&merge.temp_table_statement()).await?;
+        conn.temp_tables.insert(merge.temp_table.clone(), version);
         Ok(())
     }
 }

@@ -243,6 +243,13 @@ pub async fn set_resync(client: &impl GenericClient, source_id: &str, table: &st
     Ok(())
 }
 
+/// Whose rows of shared tables this connection writes and reads (`schema::SOURCE_SETTING`): until the current
+/// transaction ends (`transaction`, for a connection the pool hands to many sources), or for the session.
+pub async fn act_as_source(client: &impl GenericClient, source_id: &str, transaction: bool) -> Result<()> {
+    client.execute("SELECT set_config($1, $2, $3)", &[&crate::schema::SOURCE_SETTING, &source_id, &transaction]).await?;
+    Ok(())
+}
+
 /// The SQLite columns recorded for a table of a source, if any.
 pub async fn synced_columns(client: &impl GenericClient, source_id: &str, table: &str) -> Result<Option<Vec<String>>> {
     let row = client

@@ -46,6 +46,18 @@ impl Tenants {
         path
     }
 
+    /// Tenant files made by the writer's schema, named by their ids.
+    fn add_all<'a>(&self, ids: &[&'a str]) -> Vec<(PathBuf, &'a str)> {
+        ids.iter().map(|id| (self.add(id), *id)).collect()
+    }
+
+    /// Compares every source of `files` (see `assert_equal`).
+    async fn assert_all_equal(&self, db: &TestDb, files: &[(PathBuf, &str)]) {
+        for (path, id) in files {
+            self.assert_equal(db, path, id).await;
+        }
+    }
+
     /// Compares source `id` (file `sqlite`) value by value: its schema, or its rows of the shared tables.
     async fn assert_equal(&self, db: &TestDb, sqlite: &Path, id: &str) {
         let mut options = lite2pg::snapshot::SnapshotOptions {
@@ -112,6 +124,11 @@ async fn wait_all_caught_up(db: &TestDb, files: &[(PathBuf, &str)]) {
     }
 }
 
+/// One writer process per file (seeds from `seed` up), each committing `transactions`; waits for all.
+fn write_each(files: &[(PathBuf, &str)], seed: u64, transactions: u64) {
+    wait_for(files.iter().enumerate().map(|(i, (path, _))| writer(path, seed + i as u64, transactions)).collect());
+}
+
 fn wait_for(children: Vec<Child>) {
     for mut child in children {
         assert!(child.wait().unwrap().success());
@@ -138,7 +155,7 @@ async fn sources_written_at_once_each_end_equal_in_shared_tables() {
 
 async fn sources_written_at_once_end_equal(db: &TestDb, tenants: Tenants) {
     let ids = ["north", "south", "east", "west"];
-    let mut files: Vec<(PathBuf, &str)> = ids.iter().map(|id| (tenants.add(id), *id)).collect();
+    let mut files = tenants.add_all(&ids);
     let port = free_port();
     let _daemon = tenants.daemon(&["--metrics-addr", &format!("127.0.0.1:{port}")]);
     let writers: Vec<Child> = files.iter().enumerate().map(|(i, (path, _))| writer(path, i as u64, 300)).collect();
@@ -148,9 +165,7 @@ async fn sources_written_at_once_end_equal(db: &TestDb, tenants: Tenants) {
     wait_for(writers);
     wait_for(vec![late_writer]);
     wait_all_caught_up(db, &files).await;
-    for (path, id) in &files {
-        tenants.assert_equal(db, path, id).await;
-    }
+    tenants.assert_all_equal(db, &files).await;
     let (code, metrics) = http_get(port, "/metrics");
     assert_eq!(code, 200);
     for id in ids.iter().chain(["late"].iter()) {
@@ -188,9 +203,7 @@ async fn connections_stay_within_the_pool_however_many_sources() {
     }
     assert!(most <= 3, "{most} connections for 8 sources with pool_size = 2 (plus one for the locks)");
     wait_all_caught_up(&db, &named).await;
-    for (path, id) in &named {
-        tenants.assert_equal(&db, path, id).await;
-    }
+    tenants.assert_all_equal(&db, &named).await;
 }
 
 #[tokio::test]
@@ -214,28 +227,26 @@ async fn a_config_with_sources_asks_which_one_and_refuses_a_shared_schema() {
 async fn a_second_process_on_the_same_sources_stands_by_and_takes_over() {
     let db = TestDb::new().await;
     let tenants = Tenants::new(&db, 2);
-    let files: Vec<(PathBuf, &str)> = ["a", "b", "c"].iter().map(|id| (tenants.add(id), *id)).collect();
+    let files = tenants.add_all(&["a", "b", "c"]);
     let first = tenants.daemon(&[]);
     wait_all_caught_up(&db, &files).await;
     let once = lite2pg_output(&["run", "--once", "--config", tenants.config().to_str().unwrap(), "--source", "b"]);
     assert_eq!(once.status.code(), Some(1), "a one-off run does not wait for the daemon's lock");
     assert!(stderr(&once).contains("is being synced by another lite2pg"), "{}", stderr(&once));
     let _standby = tenants.daemon(&[]);
-    wait_for(files.iter().enumerate().map(|(i, (path, _))| writer(path, i as u64, 100)).collect());
+    write_each(&files, 0, 100);
     wait_all_caught_up(&db, &files).await;
     drop(first);
-    wait_for(files.iter().enumerate().map(|(i, (path, _))| writer(path, 10 + i as u64, 100)).collect());
+    write_each(&files, 10, 100);
     wait_all_caught_up(&db, &files).await;
-    for (path, id) in &files {
-        tenants.assert_equal(&db, path, id).await;
-    }
+    tenants.assert_all_equal(&db, &files).await;
 }
 
 #[tokio::test]
 async fn terminated_connections_including_the_lock_connection_are_ridden_out() {
     let db = TestDb::new().await;
     let tenants = Tenants::new(&db, 2);
-    let files: Vec<(PathBuf, &str)> = ["a", "b", "c"].iter().map(|id| (tenants.add(id), *id)).collect();
+    let files = tenants.add_all(&["a", "b", "c"]);
     let _daemon = tenants.daemon(&[]);
     wait_all_caught_up(&db, &files).await;
     let writers: Vec<Child> = files.iter().enumerate().map(|(i, (path, _))| writer(path, 40 + i as u64, 400)).collect();
@@ -250,26 +261,22 @@ async fn terminated_connections_including_the_lock_connection_are_ridden_out() {
     assert!(terminated >= 3, "only {terminated} connections were terminated");
     wait_for(writers);
     wait_all_caught_up(&db, &files).await;
-    for (path, id) in &files {
-        tenants.assert_equal(&db, path, id).await;
-    }
+    tenants.assert_all_equal(&db, &files).await;
 }
 
 #[tokio::test]
 async fn two_processes_creating_the_same_shared_tables_at_once_both_land() {
     let db = TestDb::new().await;
     let tenants = Tenants::shared(&db, 2);
-    let files: Vec<(PathBuf, &str)> = ["a", "b", "c", "d"].iter().map(|id| (tenants.add(id), *id)).collect();
+    let files = tenants.add_all(&["a", "b", "c", "d"]);
     let list = |ids: &[&str]| ids.iter().map(|id| format!("[[source]]\nsqlite = \"tenants/{id}.db\"\n")).collect::<String>();
     let first = tenants.write_config("first.toml", &db, &list(&["a", "b"]));
     let second = tenants.write_config("second.toml", &db, &list(&["c", "d"]));
     let _one = tenants.daemon_with(&first, &[]);
     let _two = tenants.daemon_with(&second, &[]);
-    wait_for(files.iter().enumerate().map(|(i, (path, _))| writer(path, 60 + i as u64, 150)).collect());
+    write_each(&files, 60, 150);
     wait_all_caught_up(&db, &files).await;
-    for (path, id) in &files {
-        tenants.assert_equal(&db, path, id).await;
-    }
+    tenants.assert_all_equal(&db, &files).await;
     let tables = "SELECT count(*)::text FROM pg_tables WHERE schemaname = 'public'";
     assert_eq!(db.texts(tables).await, [Some("3".into())], "one set of tables for all four sources");
 }
@@ -278,9 +285,9 @@ async fn two_processes_creating_the_same_shared_tables_at_once_both_land() {
 async fn a_source_changing_its_schema_changes_only_its_rows_of_shared_tables() {
     let db = TestDb::new().await;
     let tenants = Tenants::shared(&db, 2);
-    let files: Vec<(PathBuf, &str)> = ["a", "b"].iter().map(|id| (tenants.add(id), *id)).collect();
+    let files = tenants.add_all(&["a", "b"]);
     let _daemon = tenants.daemon(&["--dropped-tables", "drop"]);
-    wait_for(files.iter().enumerate().map(|(i, (path, _))| writer(path, 80 + i as u64, 100)).collect());
+    write_each(&files, 80, 100);
     wait_all_caught_up(&db, &files).await;
     let a = rusqlite::Connection::open(&files[0].0).unwrap();
     a.execute_batch(
@@ -291,12 +298,10 @@ async fn a_source_changing_its_schema_changes_only_its_rows_of_shared_tables() {
          DROP TABLE events;",
     )
     .unwrap();
-    wait_for(files.iter().enumerate().map(|(i, (path, _))| writer(path, 90 + i as u64, 100)).collect());
+    write_each(&files, 90, 100);
     wait_all_caught_up(&db, &files).await;
     // The writers create events again in a: the shared table takes a's new rows.
-    for (path, id) in &files {
-        tenants.assert_equal(&db, path, id).await;
-    }
+    tenants.assert_all_equal(&db, &files).await;
     let gold = "SELECT string_agg(DISTINCT source_id || ':' || tier, ',' ORDER BY source_id || ':' || tier) FROM accounts WHERE tier IS NOT NULL";
     let tiers = db.texts(gold).await;
     assert!(tiers[0].as_deref().is_some_and(|t| t.starts_with("a:") && !t.contains("b:")), "{tiers:?}");
@@ -326,8 +331,6 @@ async fn a_column_one_source_widens_is_written_right_by_the_others() {
     // Its eight bytes read as text "ABCDEFGH": written in the old binary form, it would land silently wrong.
     write(1, "INSERT INTO m VALUES (2, 4702394921427289928)");
     wait_all_caught_up(&db, &files).await;
-    for (path, id) in &files {
-        tenants.assert_equal(&db, path, id).await;
-    }
+    tenants.assert_all_equal(&db, &files).await;
     assert_eq!(db.texts("SELECT n FROM m WHERE source_id = 'b' AND id = 2").await, [Some("4702394921427289928".into())]);
 }
