@@ -12,45 +12,95 @@ use crate::ident::{qualified, quote};
 use crate::pg::apply::{primary_key, table_columns, unique_sets};
 use crate::pg::state;
 use crate::schema::{
-    foreign_key_statement, post_data_statements, this_source, translate_default, TablePlan, ROWID_COLUMN, SOURCE_COLUMN,
+    foreign_key_groups, foreign_key_statement, post_data_statements, this_source, translate_default, TablePlan, ROWID_COLUMN,
+    SOURCE_COLUMN,
 };
 use crate::snapshot::SharedTable;
 use crate::sqlite::introspect::{Index, Table};
-use crate::types::{choose_pg_type, widen_cast, ColumnStats};
+use crate::types::{choose_pg_type, joined_type, joined_types, widen_cast, ColumnStats, PgType};
 
-/// Alters column `column` from its type in `old` to its type in `new` (keeping the default, translated anew).
-/// Returns whether the conversion was exact; when not, the table is marked to be copied whole.
-pub async fn widen_column(
-    client: &mut Client,
-    schema: &str,
-    source_id: &str,
-    old: &TablePlan,
-    new: &TablePlan,
-    column: usize,
-) -> Result<bool> {
-    let name = quote(&new.columns[column].name);
-    let (from, to) = (old.columns[column].pg_type, new.columns[column].pg_type);
-    let (using, exact) = widen_cast(&name, from, to);
-    let default = match &new.columns[column].default_sql {
-        Some(default) => format!(", ALTER COLUMN {name} SET DEFAULT {default}"),
-        None => String::new(),
-    };
+/// A column to widen: its table as SQLite has it, its position there, and a type it must hold.
+pub struct ColumnWidening<'a> {
+    pub table: &'a Table,
+    pub column: usize,
+    pub to: PgType,
+}
+
+/// Alters each column to the join of its type and `to` (keeping the default, translated anew), in one transaction.
+/// The caller names a column together with its foreign-key partners, which must change with it. Returns whether
+/// every conversion was exact; when not, the table is marked to be copied whole.
+pub async fn widen_column(client: &mut Client, schema: &str, source_id: &str, columns: &[ColumnWidening<'_>]) -> Result<bool> {
     let tx = client.transaction().await?;
-    tx.batch_execute(&format!(
-        "ALTER TABLE {} ALTER COLUMN {name} DROP DEFAULT, ALTER COLUMN {name} TYPE {} USING {using}{default}",
-        qualified(schema, &new.name),
-        to.sql()
-    ))
-    .await
-    .map_err(|err| {
-        Error::from(err)
-            .context(format!("cannot widen column {name} of table {:?} from {from} to {to}", new.name))
-            .with_hint("widen it by hand (or set on_misfit = \"reject\" for it in lite2pg.toml) and start lite2pg again")
-    })?;
-    if !exact {
-        state::set_resync(&tx, source_id, &new.name, true).await?;
-    }
+    let exact = widen_columns(&tx, schema, source_id, columns).await?;
     tx.commit().await?;
+    Ok(exact)
+}
+
+/// `widen_column` inside `tx`. Foreign keys on the columns are dropped around the change and made again (NOT
+/// VALID, then validated where rows allow): PostgreSQL re-makes them after each ALTER and refuses while one end
+/// still has the old type.
+async fn widen_columns(tx: &Transaction<'_>, schema: &str, source_id: &str, columns: &[ColumnWidening<'_>]) -> Result<bool> {
+    let mut alters = Vec::new();
+    for widening in columns {
+        let name = &widening.table.columns[widening.column].name;
+        match current_type(tx, schema, name, &widening.table.name).await? {
+            Some(from) if joined_type(from, widening.to) != from => alters.push((widening, from, joined_type(from, widening.to))),
+            _ => {}
+        }
+    }
+    if alters.is_empty() {
+        return Ok(true);
+    }
+    let relations: Vec<String> = alters.iter().map(|(w, _, _)| qualified(schema, &w.table.name)).collect();
+    let names: Vec<String> = alters.iter().map(|(w, _, _)| w.table.columns[w.column].name.clone()).collect();
+    let keys = tx
+        .query(
+            "SELECT DISTINCT c.conrelid::regclass::text, c.conname::text, pg_get_constraintdef(c.oid), c.convalidated
+             FROM pg_constraint c, unnest($1::text[], $2::text[]) AS w(relation, attname)
+             JOIN pg_attribute a ON a.attrelid = to_regclass(w.relation) AND a.attname = w.attname
+             WHERE c.contype = 'f' AND ((c.conrelid = a.attrelid AND a.attnum = ANY (c.conkey))
+                OR (c.confrelid = a.attrelid AND a.attnum = ANY (c.confkey)))",
+            &[&relations, &names],
+        )
+        .await?;
+    for key in &keys {
+        tx.batch_execute(&format!("ALTER TABLE {} DROP CONSTRAINT {}", key.get::<_, String>(0), quote(key.get(1)))).await?;
+    }
+    let mut exact = true;
+    for (widening, from, to) in alters {
+        let column = &widening.table.columns[widening.column];
+        let name = quote(&column.name);
+        let (using, exact_cast) = widen_cast(&name, from, to);
+        let default = match column.default_sql.as_deref().and_then(|sql| translate_default(sql, to)) {
+            Some(default) => format!(", ALTER COLUMN {name} SET DEFAULT {default}"),
+            None => String::new(),
+        };
+        tx.batch_execute(&format!(
+            "ALTER TABLE {} ALTER COLUMN {name} DROP DEFAULT, ALTER COLUMN {name} TYPE {} USING {using}{default}",
+            qualified(schema, &widening.table.name),
+            to.sql()
+        ))
+        .await
+        .map_err(|err| {
+            Error::from(err)
+                .context(format!("cannot widen column {name} of table {:?} from {from} to {to}", widening.table.name))
+                .with_hint("widen it by hand (or set on_misfit = \"reject\" for it in lite2pg.toml) and start lite2pg again")
+        })?;
+        if !exact_cast {
+            state::set_resync(tx, source_id, &widening.table.name, true).await?;
+        }
+        exact &= exact_cast;
+    }
+    for key in &keys {
+        let (table, name, definition, valid): (String, &str, &str, bool) = (key.get(0), key.get(1), key.get(2), key.get(3));
+        let not_valid = if definition.ends_with("NOT VALID") { "" } else { " NOT VALID" };
+        tx.batch_execute(&format!("ALTER TABLE {table} ADD CONSTRAINT {} {definition}{not_valid}", quote(name))).await?;
+        if valid {
+            if let Some(err) = attempt(tx, &format!("ALTER TABLE {table} VALIDATE CONSTRAINT {}", quote(name))).await? {
+                tracing::warn!("foreign key {name} on {table} kept NOT VALID after widening its columns: {err}");
+            }
+        }
+    }
     Ok(exact)
 }
 
@@ -86,19 +136,81 @@ pub async fn follow(tx: &Transaction<'_>, target: &Target<'_>, tables: &[TableNo
     let renames: Vec<(&str, &str)> =
         tables.iter().filter_map(|now| now.renamed_from.map(|old| (old, now.table.name.as_str()))).collect();
     rename_tables(tx, target, &renames).await?;
+    let mut created = Vec::new();
     for now in tables {
-        match table_columns(tx, target.schema, &now.table.name).await? {
-            None => create_table(tx, target, now).await?,
-            Some(columns) => {
-                let exact = follow_columns(tx, target, now, &columns).await?;
-                follow_indexes(tx, target, now).await?;
-                if !exact {
-                    state::set_resync(tx, target.source_id, &now.table.name, true).await?;
-                }
+        let columns = table_columns(tx, target.schema, &now.table.name).await?;
+        created.push(columns.is_none());
+        if let Some(columns) = columns {
+            let exact = follow_columns(tx, target, now, &columns).await?;
+            follow_indexes(tx, target, now).await?;
+            if !exact {
+                state::set_resync(tx, target.source_id, &now.table.name, true).await?;
             }
         }
     }
-    Ok(())
+    let plans = plan_new_tables(tx, target, tables, &created).await?;
+    for (now, plan) in tables.iter().zip(&plans) {
+        if let Some(plan) = plan {
+            create_table(tx, target, now, plan).await?;
+        }
+    }
+    create_foreign_keys(tx, target, tables, &created).await
+}
+
+/// Plans the tables PostgreSQL lacks (`created`) from what they store, with one type for each group of columns
+/// foreign keys join them with: the join of the group's types. Existing columns in such a group that are
+/// narrower are widened here, so that every foreign key of and to a new table can be made.
+async fn plan_new_tables(
+    tx: &Transaction<'_>,
+    target: &Target<'_>,
+    tables: &[TableNow<'_>],
+    created: &[bool],
+) -> Result<Vec<Option<TablePlan>>> {
+    let mut plans: Vec<Option<TablePlan>> = tables
+        .iter()
+        .zip(created)
+        .map(|(now, &new)| {
+            let empty = vec![ColumnStats::default(); now.table.columns.len()];
+            let stats = now.stats.as_deref().unwrap_or(&empty);
+            new.then(|| TablePlan::from_stats(now.table, stats, now.key_columns, target.policies))
+        })
+        .collect();
+    let all: Vec<&Table> = tables.iter().map(|now| now.table).collect();
+    let mut widenings = Vec::new();
+    for group in foreign_key_groups(&all).into_iter().filter(|g| g.iter().any(|&(t, _)| created[t])) {
+        let mut types = Vec::new();
+        for &(t, c) in &group {
+            types.push(match &plans[t] {
+                Some(plan) => Some(plan.columns[c].pg_type),
+                None => current_type(tx, target.schema, &all[t].columns[c].name, &all[t].name).await?,
+            });
+        }
+        let special_reals =
+            group.iter().any(|&(t, c)| created[t] && tables[t].stats.as_ref().is_some_and(|s| s[c].special_reals > 0));
+        let Some(joined) = types.iter().copied().collect::<Option<Vec<_>>>().and_then(|ts| joined_types(ts, special_reals))
+        else {
+            continue;
+        };
+        for (&(t, c), current) in group.iter().zip(&types) {
+            match &mut plans[t] {
+                Some(plan) if plan.columns[c].pg_type != joined => {
+                    let mut types: Vec<PgType> = plan.columns[..all[t].columns.len()].iter().map(|c| c.pg_type).collect();
+                    types[c] = joined;
+                    *plan = TablePlan::new(all[t], &types, tables[t].key_columns);
+                }
+                None if *current != Some(joined) => widenings.push(ColumnWidening { table: all[t], column: c, to: joined }),
+                _ => {}
+            }
+        }
+    }
+    widen_columns(tx, target.schema, target.source_id, &widenings).await?;
+    Ok(plans)
+}
+
+/// The PostgreSQL type column `column` of `table` has now, when it is one lite2pg writes.
+async fn current_type(tx: &Transaction<'_>, schema: &str, column: &str, table: &str) -> Result<Option<PgType>> {
+    let columns = table_columns(tx, schema, table).await?.unwrap_or_default();
+    Ok(columns.iter().find(|(name, _)| name == column).and_then(|(_, t)| PgType::from_format_type(t)))
 }
 
 /// `follow` for tables shared by several sources: a source changes only its own rows. A table it renamed or
@@ -117,10 +229,12 @@ async fn follow_shared(tx: &Transaction<'_>, target: &Target<'_>, tables: &[Tabl
         state::forget_table(tx, target.source_id, name).await?;
     }
     let names = |t: &Table| t.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+    let mut created = Vec::new();
     for now in tables {
         let empty = vec![ColumnStats::default(); now.table.columns.len()];
         let mut plan = TablePlan::from_stats(now.table, now.stats.as_deref().unwrap_or(&empty), now.key_columns, target.policies);
         let found = crate::snapshot::create_or_adopt_shared(tx, target.schema, &mut plan, now.table).await?;
+        created.push(found == SharedTable::Missing);
         if found == SharedTable::Missing {
             create_with_constraints(tx, target, now, &plan).await?;
         }
@@ -137,7 +251,7 @@ async fn follow_shared(tx: &Transaction<'_>, target: &Target<'_>, tables: &[Tabl
         state::register_table(tx, target.source_id, target.schema, &plan.name, &key, !unchanged).await?;
         state::set_synced_columns(tx, target.source_id, &now.table.name, &names(now.table)).await?;
     }
-    Ok(())
+    create_foreign_keys(tx, target, tables, &created).await
 }
 
 async fn drop_table(tx: &Transaction<'_>, target: &Target<'_>, name: &str) -> Result<()> {
@@ -211,16 +325,14 @@ async fn owned(tx: &Transaction<'_>, target: &Target<'_>, name: &str) -> Result<
     Ok(state::table_owner(tx, target.schema, name).await?.as_deref() == Some(target.source_id))
 }
 
-async fn create_table(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNow<'_>) -> Result<()> {
-    let empty = vec![ColumnStats::default(); now.table.columns.len()];
-    let plan = TablePlan::from_stats(now.table, now.stats.as_deref().unwrap_or(&empty), now.key_columns, target.policies);
-    create_with_constraints(tx, target, now, &plan).await?;
+async fn create_table(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNow<'_>, plan: &TablePlan) -> Result<()> {
+    create_with_constraints(tx, target, now, plan).await?;
     let key: Vec<String> = plan.key_columns().map(|c| c.name.clone()).collect();
     state::register_table(tx, target.source_id, target.schema, &plan.name, &key, true).await
 }
 
-/// Creates the table of `plan` with its unique constraints, indexes and foreign keys (its rows come with the
-/// next batch, which copies it whole).
+/// Creates the table of `plan` with its unique constraints and indexes (its rows come with the next batch, which
+/// copies it whole; its foreign keys come with `create_foreign_keys`, once every new table exists).
 async fn create_with_constraints(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNow<'_>, plan: &TablePlan) -> Result<()> {
     let shared = target.policies.shared_tables();
     tx.batch_execute(&plan.create_table_sql(target.schema, shared))
@@ -231,27 +343,36 @@ async fn create_with_constraints(tx: &Transaction<'_>, target: &Target<'_>, now:
             tracing::warn!("{} not created: {err}", statement.what);
         }
     }
-    for (n, key) in now.table.foreign_keys.iter().enumerate() {
-        let parent_columns = match key.parent_columns.is_empty() {
-            true => primary_key(tx, target.schema, &key.parent_table).await?.map(|(_, columns)| columns).unwrap_or_default(),
-            false => key.parent_columns.clone(),
-        };
-        let parent_columns = match shared {
-            // The parent's key as read from PostgreSQL already leads with the source column.
-            true => parent_columns.into_iter().filter(|c| c != SOURCE_COLUMN).collect(),
-            false => parent_columns,
-        };
-        let statement = foreign_key_statement(target.schema, &plan.name, n, key, &parent_columns, shared);
-        if let Some(err) = attempt(tx, &statement.sql).await? {
-            tracing::warn!("{} not created: {err}", statement.what);
-        }
-    }
     let types: Vec<String> = plan.columns.iter().map(|c| format!("{} {}", c.name, c.pg_type)).collect();
     tracing::info!(
         "table {:?} appeared in SQLite: created it in PostgreSQL ({}) and copied its rows",
         plan.name,
         types.join(", ")
     );
+    Ok(())
+}
+
+/// Makes the foreign keys of the tables just `created` and those other tables hold on them.
+async fn create_foreign_keys(tx: &Transaction<'_>, target: &Target<'_>, tables: &[TableNow<'_>], created: &[bool]) -> Result<()> {
+    let shared = target.policies.shared_tables();
+    let is_new = |name: &str| tables.iter().zip(created).any(|(now, &new)| new && now.table.name.eq_ignore_ascii_case(name));
+    for (now, &new) in tables.iter().zip(created) {
+        for (n, key) in now.table.foreign_keys.iter().enumerate().filter(|(_, key)| new || is_new(&key.parent_table)) {
+            let parent_columns = match key.parent_columns.is_empty() {
+                true => primary_key(tx, target.schema, &key.parent_table).await?.map(|(_, columns)| columns).unwrap_or_default(),
+                false => key.parent_columns.clone(),
+            };
+            let parent_columns = match shared {
+                // The parent's key as read from PostgreSQL already leads with the source column.
+                true => parent_columns.into_iter().filter(|c| c != SOURCE_COLUMN).collect(),
+                false => parent_columns,
+            };
+            let statement = foreign_key_statement(target.schema, &now.table.name, n, key, &parent_columns, shared);
+            if let Some(err) = attempt(tx, &statement.sql).await? {
+                tracing::warn!("{} not created: {err}", statement.what);
+            }
+        }
+    }
     Ok(())
 }
 

@@ -287,6 +287,57 @@ pub fn foreign_key_statement(
     }
 }
 
+/// Columns that foreign keys join, directly or through other keys, as groups of `(table, column)` indexes into
+/// `tables`, each with at least two members. A key without parent columns points at the parent's primary key;
+/// keys to tables not in `tables`, or naming columns they lack, join nothing.
+pub fn foreign_key_groups(tables: &[&Table]) -> Vec<Vec<(usize, usize)>> {
+    let members: Vec<(usize, usize)> =
+        tables.iter().enumerate().flat_map(|(t, table)| (0..table.columns.len()).map(move |c| (t, c))).collect();
+    let offsets: Vec<usize> = tables.iter().scan(0, |next, t| Some(std::mem::replace(next, *next + t.columns.len()))).collect();
+    let id = |t: usize, c: usize| offsets[t] + c;
+    let position = |table: &Table, name: &str| table.columns.iter().position(|c| c.name.eq_ignore_ascii_case(name));
+    let mut leader: Vec<usize> = (0..members.len()).collect();
+    fn root(leader: &mut [usize], mut i: usize) -> usize {
+        while leader[i] != i {
+            leader[i] = leader[leader[i]];
+            i = leader[i];
+        }
+        i
+    }
+    for (t, table) in tables.iter().enumerate() {
+        for key in &table.foreign_keys {
+            let Some(p) = tables.iter().position(|parent| parent.name.eq_ignore_ascii_case(&key.parent_table)) else { continue };
+            let parent_columns = if key.parent_columns.is_empty() { &tables[p].primary_key } else { &key.parent_columns };
+            if parent_columns.len() != key.columns.len() {
+                continue;
+            }
+            for (child, parent) in key.columns.iter().zip(parent_columns) {
+                if let (Some(c), Some(pc)) = (position(table, child), position(tables[p], parent)) {
+                    let (a, b) = (root(&mut leader, id(t, c)), root(&mut leader, id(p, pc)));
+                    leader[a] = b;
+                }
+            }
+        }
+    }
+    let mut groups: Vec<Vec<(usize, usize)>> = Vec::new();
+    let mut group_of_root: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    for (i, member) in members.iter().enumerate() {
+        let r = root(&mut leader, i);
+        let g = *group_of_root.entry(r).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push(*member);
+    }
+    groups.retain(|g| g.len() > 1);
+    groups
+}
+
+/// The group of columns `column` of `tables[table]` is joined with by foreign keys (itself alone when none).
+pub fn foreign_key_group(tables: &[&Table], table: usize, column: usize) -> Vec<(usize, usize)> {
+    foreign_key_groups(tables).into_iter().find(|g| g.contains(&(table, column))).unwrap_or_else(|| vec![(table, column)])
+}
+
 /// `columns` quoted, comma-separated.
 pub fn column_list(columns: &[String]) -> String {
     columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")

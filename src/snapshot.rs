@@ -23,13 +23,13 @@ use crate::pg::copy::{CopyEncoder, CHUNK_BYTES};
 use crate::pg::state::{self, Reject};
 use crate::pg::PgTarget;
 use crate::progress::Progress;
-use crate::schema::{constraint_name, foreign_key_statement, post_data_statements, TablePlan, SOURCE_COLUMN};
+use crate::schema::{constraint_name, foreign_key_groups, foreign_key_statement, post_data_statements, TablePlan, SOURCE_COLUMN};
 use crate::source::{Selection, Source};
 use crate::sqlite::capture::newest_seq;
 use crate::sqlite::introspect::Table;
 use crate::sqlite::scan::{column_stats, read_values, rowid_filter, rowid_ranges};
 use crate::sqlite::{open, Access};
-use crate::types::{ColumnStats, SqlValue};
+use crate::types::{joined_types, ColumnStats, PgType, SqlValue};
 
 /// Tables with more rows than this are copied as several rowid ranges in parallel.
 const SPLIT_ROWS: u64 = 200_000;
@@ -153,9 +153,10 @@ fn prepare(options: &SnapshotOptions) -> Result<Prepared> {
         notes: source.schema.skipped.iter().map(|s| format!("{} {:?} is not copied", s.kind, s.name)).collect(),
         snapshot_seq,
     };
+    let (mut stats, mut keys) = (Vec::new(), Vec::new());
     for (table, captured) in source.captured_tables() {
-        let (rows, stats) = scan_table(&options.sqlite, table, options.jobs)?;
-        let plan = TablePlan::from_stats(table, &stats, &captured.key_columns, &options.policies);
+        let (rows, table_stats) = scan_table(&options.sqlite, table, options.jobs)?;
+        let plan = TablePlan::from_stats(table, &table_stats, &captured.key_columns, &options.policies);
         if captured.key_columns.is_empty() && !table.primary_key.is_empty() {
             prepared.notes.push(format!(
                 "table {:?}: primary key ({}) holds NULLs, so rows are keyed by rowid and the key becomes a unique constraint",
@@ -163,7 +164,15 @@ fn prepare(options: &SnapshotOptions) -> Result<Prepared> {
                 table.primary_key.join(", ")
             ));
         }
-        prepared.mapping.extend(table.columns.iter().zip(&stats).zip(&plan.columns).map(|((column, stats), planned)| {
+        prepared.row_counts.push(rows);
+        prepared.plans.push(plan);
+        prepared.tables.push(table.clone());
+        stats.push(table_stats);
+        keys.push(captured.key_columns.clone());
+    }
+    unify_foreign_key_types(&prepared.tables, &mut prepared.plans, &stats, &keys);
+    for ((table, stats), plan) in prepared.tables.iter().zip(&stats).zip(&prepared.plans) {
+        prepared.mapping.extend(table.columns.iter().zip(stats).zip(&plan.columns).map(|((column, stats), planned)| {
             ColumnMapping {
                 table: table.name.clone(),
                 column: column.name.clone(),
@@ -172,11 +181,26 @@ fn prepare(options: &SnapshotOptions) -> Result<Prepared> {
                 pg_type: planned.pg_type.sql().to_string(),
             }
         }));
-        prepared.row_counts.push(rows);
-        prepared.plans.push(plan);
-        prepared.tables.push(table.clone());
     }
     Ok(prepared)
+}
+
+/// Gives the columns on both ends of every foreign key one type, the join of the types chosen for each, so that
+/// PostgreSQL can make every key SQLite declares (it compares keys only within one type).
+fn unify_foreign_key_types(tables: &[Table], plans: &mut [TablePlan], stats: &[Vec<ColumnStats>], keys: &[Vec<String>]) {
+    let mut types: Vec<Vec<PgType>> =
+        tables.iter().zip(plans.iter()).map(|(t, p)| p.columns[..t.columns.len()].iter().map(|c| c.pg_type).collect()).collect();
+    let mut changed = vec![false; tables.len()];
+    for group in foreign_key_groups(&tables.iter().collect::<Vec<_>>()) {
+        let special_reals = group.iter().any(|&(t, c)| stats[t][c].special_reals > 0);
+        let joined = joined_types(group.iter().map(|&(t, c)| types[t][c]), special_reals).expect("groups are not empty");
+        for &(t, c) in &group {
+            changed[t] |= std::mem::replace(&mut types[t][c], joined) != joined;
+        }
+    }
+    for (t, _) in changed.iter().enumerate().filter(|(_, changed)| **changed) {
+        plans[t] = TablePlan::new(&tables[t], &types[t], &keys[t]);
+    }
 }
 
 /// Scans what a table stores, in rowid ranges on several threads when it is big.
@@ -556,14 +580,18 @@ async fn build_post_data(
     let mut notes = Vec::new();
     let referenced = referenced_columns(&prepared.tables);
     let shared = options.policies.shared_tables();
-    let made = prepared.tables.iter().zip(&prepared.plans).zip(created).filter(|(_, made)| **made);
-    for ((table, plan), _) in made {
+    let made: Vec<(&Table, &TablePlan)> =
+        prepared.tables.iter().zip(&prepared.plans).zip(created).filter(|(_, made)| **made).map(|(both, _)| both).collect();
+    for &(table, plan) in &made {
         let parent_refs: Vec<Vec<String>> = referenced.iter().filter(|(t, _)| t == &table.name).map(|(_, c)| c.clone()).collect();
         for statement in post_data_statements(&options.schema, table, plan, &parent_refs, shared) {
             if let Err(err) = client.batch_execute(&statement.sql).await {
                 notes.push(format!("{} not created: {}", statement.what, Error::from(err)));
             }
         }
+    }
+    // After every unique constraint: a foreign key needs the one on its parent's columns.
+    for (table, _) in made {
         for (n, key) in table.foreign_keys.iter().enumerate() {
             notes.extend(add_foreign_key(client, options, prepared, table, n, key).await?);
         }

@@ -734,13 +734,16 @@ impl Stream {
     /// every stored value, the table is marked to be copied whole in the next batch.
     async fn widen(&mut self, widening: &Widening) -> Result<()> {
         let (plan, table) = (&self.plans[&widening.table_id], &self.tables[&widening.table_id]);
-        let captured = self.capture.tables.iter().find(|t| t.id == widening.table_id).expect("plans are of captured tables");
-        let mut types: Vec<PgType> = plan.columns.iter().take(table.columns.len()).map(|c| c.pg_type).collect();
-        let from = std::mem::replace(&mut types[widening.column], widening.to);
-        let widened = TablePlan::new(table, &types, &captured.key_columns);
+        let from = plan.columns[widening.column].pg_type;
+        // Its foreign-key partners change with it: PostgreSQL compares keys only within one type.
+        let tables: Vec<&Table> = self.tables.values().collect();
+        let this = tables.iter().position(|t| t.name == table.name).expect("the table is among its own");
+        let columns: Vec<crate::evolve::ColumnWidening> = crate::schema::foreign_key_group(&tables, this, widening.column)
+            .into_iter()
+            .map(|(t, column)| crate::evolve::ColumnWidening { table: tables[t], column, to: widening.to })
+            .collect();
         let client: &mut Client = self.client.as_mut().expect("connected");
-        let exact =
-            crate::evolve::widen_column(client, &self.schema, &self.capture.source_id, plan, &widened, widening.column).await?;
+        let exact = crate::evolve::widen_column(client, &self.schema, &self.capture.source_id, &columns).await?;
         tracing::info!(
             "widened column {:?} of table {:?} in PostgreSQL from {from} to {}: a {} value arrived in the row with key {}{}",
             plan.columns[widening.column].name,

@@ -386,6 +386,25 @@ pub fn widened_type(current: PgType, value: &SqlValue) -> PgType {
     }
 }
 
+/// The narrowest type that holds every value of both `a` and `b`, in `widened_type`'s order: boolean → bigint →
+/// numeric → text, double → numeric, dates and times → text, and anything with bytea → bytea.
+pub fn joined_type(a: PgType, b: PgType) -> PgType {
+    match (a, b) {
+        _ if a == b => a,
+        (PgType::Bytea, _) | (_, PgType::Bytea) => PgType::Bytea,
+        (PgType::Boolean, PgType::BigInt) | (PgType::BigInt, PgType::Boolean) => PgType::BigInt,
+        _ if a.is_number() && b.is_number() => PgType::Numeric,
+        _ => PgType::Text,
+    }
+}
+
+/// The one type for columns joined by foreign keys (PostgreSQL compares keys only within one type): the join of
+/// theirs, or text where that is numeric and one of them holds reals numeric cannot (infinities, -0.0).
+pub fn joined_types(types: impl IntoIterator<Item = PgType>, holds_special_reals: bool) -> Option<PgType> {
+    let joined = types.into_iter().reduce(joined_type)?;
+    Some(if joined == PgType::Numeric && holds_special_reals { PgType::Text } else { joined })
+}
+
 /// The `USING` expression that converts column `column` (quoted) from `from` to `to`, and whether it gives
 /// exactly what lite2pg would write for the SQLite values (when not, the table is copied again).
 pub fn widen_cast(column: &str, from: PgType, to: PgType) -> (String, bool) {
@@ -805,5 +824,21 @@ mod tests {
         assert!(bad.reason.contains("UTF-8"));
         let text_in_int = encode_binary(&SqlValue::Text(b"x".to_vec()), PgType::BigInt, &mut out).unwrap_err();
         assert_eq!(text_in_int.reason, "a text value does not fit a bigint column");
+    }
+
+    #[test]
+    fn joined_types_hold_both_sides() {
+        use PgType::*;
+        let join = |a, b| (joined_type(a, b), joined_type(b, a));
+        assert_eq!(join(Boolean, BigInt), (BigInt, BigInt));
+        assert_eq!(join(BigInt, Double), (Numeric, Numeric));
+        assert_eq!(join(Boolean, Double), (Numeric, Numeric));
+        assert_eq!(join(BigInt, Text), (Text, Text));
+        assert_eq!(join(Date, TimestampSeconds), (Text, Text));
+        assert_eq!(join(Numeric, Bytea), (Bytea, Bytea));
+        assert_eq!(join(Date, Date), (Date, Date));
+        assert_eq!(joined_types([BigInt, Double, BigInt], false), Some(Numeric));
+        assert_eq!(joined_types([BigInt, Double], true), Some(Text), "numeric cannot hold infinities");
+        assert_eq!(joined_types([], false), None);
     }
 }
