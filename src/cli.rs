@@ -655,7 +655,12 @@ fn print_verify(report: &crate::verify::VerifyReport) {
             if !known.is_empty() {
                 result.push(format!("({})", known.join(", ")));
             }
-            vec![t.table.clone(), t.sqlite_rows.to_string(), t.postgres_rows.to_string(), result.join(", ")]
+            vec![
+                table_label(&t.table, &t.postgres_table),
+                t.sqlite_rows.to_string(),
+                t.postgres_rows.to_string(),
+                result.join(", "),
+            ]
         })
         .collect();
     print_table(&["table", "sqlite rows", "postgres rows", "result"], &rows);
@@ -710,10 +715,21 @@ fn print_status(status: &crate::status::Status) {
     let rows: Vec<Vec<String>> = status
         .tables
         .iter()
-        .map(|t| vec![t.table.clone(), t.sqlite_rows.to_string(), or_unknown(t.postgres_rows.map(|n| n.to_string()))])
+        .map(|t| {
+            let postgres_rows = or_unknown(t.postgres_rows.map(|n| n.to_string()));
+            vec![table_label(&t.table, &t.postgres_table), t.sqlite_rows.to_string(), postgres_rows]
+        })
         .collect();
     println!();
     print_table(&["table", "sqlite rows", "postgres rows"], &rows);
+}
+
+/// A table's name, with its PostgreSQL name when that is shortened.
+fn table_label(sqlite: &str, postgres: &str) -> String {
+    match sqlite == postgres {
+        true => sqlite.to_string(),
+        false => format!("{sqlite} (PostgreSQL: {postgres})"),
+    }
 }
 
 async fn doctor(common: &CommonArgs) -> Result<Verdict> {

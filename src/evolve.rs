@@ -8,12 +8,12 @@ use tokio_postgres::{Client, Transaction};
 
 use crate::config::{DroppedTables, Policies};
 use crate::error::{Error, ErrorKind, Result};
-use crate::ident::{qualified, quote};
-use crate::pg::apply::{primary_key, table_columns, unique_sets};
+use crate::ident::{pg_name, qualified, quote};
+use crate::pg::apply::{table_columns, unique_sets};
 use crate::pg::state;
 use crate::schema::{
-    foreign_key_groups, foreign_key_statement, post_data_statements, this_source, translate_default, TablePlan, ROWID_COLUMN,
-    SOURCE_COLUMN,
+    foreign_key_groups, foreign_key_statement, pg_column_name, pg_column_names, post_data_statements, this_source,
+    translate_default, TablePlan, ROWID_COLUMN,
 };
 use crate::snapshot::SharedTable;
 use crate::sqlite::introspect::{Index, Table};
@@ -52,7 +52,7 @@ async fn widen_columns(tx: &Transaction<'_>, schema: &str, source_id: &str, colu
         return Ok(true);
     }
     let relations: Vec<String> = alters.iter().map(|(w, _, _)| qualified(schema, &w.table.name)).collect();
-    let names: Vec<String> = alters.iter().map(|(w, _, _)| w.table.columns[w.column].name.clone()).collect();
+    let names: Vec<String> = alters.iter().map(|(w, _, _)| pg_column_name(&w.table.columns[w.column].name)).collect();
     let keys = tx
         .query(
             "SELECT DISTINCT c.conrelid::regclass::text, c.conname::text, pg_get_constraintdef(c.oid), c.convalidated
@@ -69,7 +69,7 @@ async fn widen_columns(tx: &Transaction<'_>, schema: &str, source_id: &str, colu
     let mut exact = true;
     for (widening, from, to) in alters {
         let column = &widening.table.columns[widening.column];
-        let name = quote(&column.name);
+        let name = quote(&pg_column_name(&column.name));
         let (using, exact_cast) = widen_cast(&name, from, to);
         let default = match column.default_sql.as_deref().and_then(|sql| translate_default(sql, to)) {
             Some(default) => format!(", ALTER COLUMN {name} SET DEFAULT {default}"),
@@ -207,10 +207,11 @@ async fn plan_new_tables(
     Ok(plans)
 }
 
-/// The PostgreSQL type column `column` of `table` has now, when it is one lite2pg writes.
+/// The PostgreSQL type SQLite column `column` of `table` has now, when it is one lite2pg writes.
 async fn current_type(tx: &Transaction<'_>, schema: &str, column: &str, table: &str) -> Result<Option<PgType>> {
     let columns = table_columns(tx, schema, table).await?.unwrap_or_default();
-    Ok(columns.iter().find(|(name, _)| name == column).and_then(|(_, t)| PgType::from_format_type(t)))
+    let column = pg_column_name(column);
+    Ok(columns.iter().find(|(name, _)| *name == column).and_then(|(_, t)| PgType::from_format_type(t)))
 }
 
 /// `follow` for tables shared by several sources: a source changes only its own rows. A table it renamed or
@@ -316,7 +317,7 @@ async fn rename_tables(tx: &Transaction<'_>, target: &Target<'_>, renames: &[(&s
 }
 
 async fn rename_table(tx: &Transaction<'_>, target: &Target<'_>, old: &str, new: &str) -> Result<()> {
-    tx.batch_execute(&format!("ALTER TABLE {} RENAME TO {}", qualified(target.schema, old), quote(new))).await?;
+    tx.batch_execute(&format!("ALTER TABLE {} RENAME TO {}", qualified(target.schema, old), quote(&pg_name(new)))).await?;
     state::rename_table(tx, target.source_id, old, new).await
 }
 
@@ -358,14 +359,11 @@ async fn create_foreign_keys(tx: &Transaction<'_>, target: &Target<'_>, tables: 
     let is_new = |name: &str| tables.iter().zip(created).any(|(now, &new)| new && now.table.name.eq_ignore_ascii_case(name));
     for (now, &new) in tables.iter().zip(created) {
         for (n, key) in now.table.foreign_keys.iter().enumerate().filter(|(_, key)| new || is_new(&key.parent_table)) {
-            let parent_columns = match key.parent_columns.is_empty() {
-                true => primary_key(tx, target.schema, &key.parent_table).await?.map(|(_, columns)| columns).unwrap_or_default(),
-                false => key.parent_columns.clone(),
-            };
-            let parent_columns = match shared {
-                // The parent's key as read from PostgreSQL already leads with the source column.
-                true => parent_columns.into_iter().filter(|c| c != SOURCE_COLUMN).collect(),
-                false => parent_columns,
+            let parent = tables.iter().find(|parent| parent.table.name.eq_ignore_ascii_case(&key.parent_table));
+            let parent_columns = match (key.parent_columns.is_empty(), parent) {
+                (false, _) => key.parent_columns.clone(),
+                (true, Some(parent)) => parent.table.primary_key.clone(),
+                (true, None) => continue,
             };
             let statement = foreign_key_statement(target.schema, &now.table.name, n, key, &parent_columns, shared);
             if let Some(err) = attempt(tx, &statement.sql).await? {
@@ -381,7 +379,9 @@ async fn create_foreign_keys(tx: &Transaction<'_>, target: &Target<'_>, tables: 
 /// rename. Returns false when the rows must be copied whole (an added column's default does not translate).
 async fn follow_columns(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNow<'_>, pg: &[(String, String)]) -> Result<bool> {
     let table = qualified(target.schema, &now.table.name);
-    let sqlite_names: Vec<&str> = now.table.columns.iter().map(|c| c.name.as_str()).collect();
+    // Compared in PostgreSQL's names: those of SQLite's columns are `pg_column_name`.
+    let sqlite_names: Vec<String> = now.table.columns.iter().map(|c| pg_column_name(&c.name)).collect();
+    let sqlite_names: Vec<&str> = sqlite_names.iter().map(String::as_str).collect();
     let (renames, mut exact) = inferred_renames(pg, &sqlite_names);
     for (old, new) in &renames {
         tx.batch_execute(&format!("ALTER TABLE {table} RENAME COLUMN {} TO {}", quote(old), quote(new))).await?;
@@ -394,7 +394,7 @@ async fn follow_columns(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNo
         .collect();
     let dropped: Vec<&&str> = pg_names.iter().filter(|name| !sqlite_names.contains(name)).collect();
     // A column dropped and one added in the same look may have been a rename followed by an add: copy to be sure.
-    exact &= dropped.is_empty() || now.table.columns.iter().all(|c| pg_names.contains(&c.name.as_str()));
+    exact &= dropped.is_empty() || sqlite_names.iter().all(|name| pg_names.contains(name));
     for gone in dropped {
         let sql = format!("ALTER TABLE {table} DROP COLUMN {}", quote(gone));
         match attempt(tx, &sql).await? {
@@ -418,7 +418,7 @@ async fn follow_columns(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNo
         _ => {}
     }
     exact &= now.key_columns.is_empty() == has_rowid;
-    for column in now.table.columns.iter().filter(|c| !pg_names.contains(&c.name.as_str())) {
+    for (column, pg_column) in now.table.columns.iter().zip(&sqlite_names).filter(|(_, name)| !pg_names.contains(name)) {
         let pg_type = target
             .policies
             .type_override(&now.table.name, &column.name)
@@ -432,7 +432,7 @@ async fn follow_columns(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNo
             }
             None => String::new(),
         };
-        tx.batch_execute(&format!("ALTER TABLE {table} ADD COLUMN {} {}{clause}", quote(&column.name), pg_type.sql())).await?;
+        tx.batch_execute(&format!("ALTER TABLE {table} ADD COLUMN {} {}{clause}", quote(pg_column), pg_type.sql())).await?;
         tracing::info!(
             "column {:?} was added to table {:?} in SQLite: added it in PostgreSQL as {pg_type}{clause}",
             column.name,
@@ -482,7 +482,8 @@ async fn follow_indexes(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNo
     let uniques = unique_sets(tx, target.schema, &now.table.name).await?;
     let created: Vec<&Index> = now.table.indexes.iter().filter(|i| i.origin == "c").collect();
     for index in &created {
-        let unique_exists = index.unique && index.columns.as_ref().is_some_and(|columns| uniques.contains(columns));
+        let unique_exists =
+            index.unique && index.columns.as_ref().is_some_and(|columns| uniques.contains(&pg_column_names(columns)));
         if existing.contains(&index.name) || unique_exists {
             continue;
         }

@@ -31,7 +31,10 @@ pub fn this_source(alias: &str, shared: bool) -> String {
 /// One PostgreSQL column.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColumnPlan {
+    /// The SQLite name, for reading SQLite.
     pub name: String,
+    /// The name in PostgreSQL (`pg_column_name`), for every PostgreSQL statement.
+    pub pg_name: String,
     pub declared_type: String,
     pub pg_type: PgType,
     pub not_null: bool,
@@ -80,6 +83,7 @@ impl TablePlan {
             .zip(pg_types)
             .map(|(column, &pg_type)| ColumnPlan {
                 name: column.name.clone(),
+                pg_name: pg_column_name(&column.name),
                 declared_type: column.declared_type.clone(),
                 pg_type,
                 not_null: column.not_null || (table.without_rowid && table.primary_key.contains(&column.name)),
@@ -89,6 +93,7 @@ impl TablePlan {
         let key = if key_columns.is_empty() {
             columns.push(ColumnPlan {
                 name: ROWID_COLUMN.to_string(),
+                pg_name: ROWID_COLUMN.to_string(),
                 declared_type: "rowid".to_string(),
                 pg_type: PgType::BigInt,
                 not_null: true,
@@ -146,12 +151,12 @@ impl TablePlan {
 
     /// The quoted PostgreSQL column list, for COPY and INSERT.
     pub fn pg_column_list(&self) -> String {
-        self.columns.iter().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", ")
+        self.columns.iter().map(|c| quote(&c.pg_name)).collect::<Vec<_>>().join(", ")
     }
 
-    /// The columns of the PostgreSQL primary key: the key, led by the source column when the table is shared.
+    /// The PostgreSQL columns of the PostgreSQL primary key: the key, led by the source column when the table is shared.
     pub fn pg_key(&self, shared: bool) -> Vec<String> {
-        let key: Vec<String> = self.key_columns().map(|c| c.name.clone()).collect();
+        let key: Vec<String> = self.key_columns().map(|c| c.pg_name.clone()).collect();
         scoped(&key, shared)
     }
 
@@ -161,7 +166,7 @@ impl TablePlan {
             .columns
             .iter()
             .map(|c| {
-                let mut line = format!("{} {}", quote(&c.name), c.pg_type.sql());
+                let mut line = format!("{} {}", quote(&c.pg_name), c.pg_type.sql());
                 if c.not_null {
                     line.push_str(" NOT NULL");
                 }
@@ -198,12 +203,18 @@ pub fn post_data_statements(
     shared: bool,
 ) -> Vec<PostDataStatement> {
     let target = qualified(schema, &table.name);
-    let referenced: Vec<Vec<String>> = referenced.iter().map(|r| scoped(r, shared)).collect();
+    let referenced: Vec<Vec<String>> = referenced.iter().map(|r| scoped(&pg_column_names(r), shared)).collect();
     let referenced = referenced.as_slice();
     let declared_key_kept = matches!(plan.key, KeyPlan::Columns(_));
     let mut statements = Vec::new();
     if !declared_key_kept && !table.primary_key.is_empty() {
-        statements.push(unique_constraint(&target, &table.name, &scoped(&table.primary_key, shared), referenced, None));
+        statements.push(unique_constraint(
+            &target,
+            &table.name,
+            &scoped(&pg_column_names(&table.primary_key), shared),
+            referenced,
+            None,
+        ));
     }
     for index in &table.indexes {
         if index.origin == "pk" {
@@ -213,14 +224,20 @@ pub fn post_data_statements(
             // A CREATE UNIQUE INDEX keeps its name, so that dropping the index in SQLite can drop it here.
             (Some(columns), true) => {
                 let name = (index.origin == "c").then_some(index.name.as_str());
-                statements.push(unique_constraint(&target, &table.name, &scoped(columns, shared), referenced, name))
+                statements.push(unique_constraint(
+                    &target,
+                    &table.name,
+                    &scoped(&pg_column_names(columns), shared),
+                    referenced,
+                    name,
+                ))
             }
             (Some(columns), false) if !index.partial => statements.push(PostDataStatement {
                 sql: format!(
                     "CREATE {}INDEX {} ON {target} ({})",
                     if index.unique { "UNIQUE " } else { "" },
                     quote(&index.name),
-                    column_list(&scoped(columns, shared))
+                    column_list(&scoped(&pg_column_names(columns), shared))
                 ),
                 what: format!("index {}", index.name),
             }),
@@ -273,7 +290,7 @@ pub fn foreign_key_statement(
     parent_columns: &[String],
     shared: bool,
 ) -> PostDataStatement {
-    let list = |cols: &[String]| column_list(&scoped(cols, shared));
+    let list = |cols: &[String]| column_list(&scoped(&pg_column_names(cols), shared));
     PostDataStatement {
         sql: format!(
             "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}) DEFERRABLE INITIALLY DEFERRED NOT VALID",
@@ -336,6 +353,16 @@ pub fn foreign_key_groups(tables: &[&Table]) -> Vec<Vec<(usize, usize)>> {
 /// The group of columns `column` of `tables[table]` is joined with by foreign keys (itself alone when none).
 pub fn foreign_key_group(tables: &[&Table], table: usize, column: usize) -> Vec<(usize, usize)> {
     foreign_key_groups(tables).into_iter().find(|g| g.contains(&(table, column))).unwrap_or_else(|| vec![(table, column)])
+}
+
+/// The PostgreSQL name of a SQLite column (never lite2pg's own rowid column name, which a user column gives up).
+pub fn pg_column_name(name: &str) -> String {
+    crate::ident::pg_column_name(name, ROWID_COLUMN)
+}
+
+/// `pg_column_name` of each of `columns`.
+pub fn pg_column_names(columns: &[String]) -> Vec<String> {
+    columns.iter().map(|c| pg_column_name(c)).collect()
 }
 
 /// `columns` quoted, comma-separated.

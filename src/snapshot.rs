@@ -171,6 +171,7 @@ fn prepare(options: &SnapshotOptions) -> Result<Prepared> {
         keys.push(captured.key_columns.clone());
     }
     unify_foreign_key_types(&prepared.tables, &mut prepared.plans, &stats, &keys);
+    prepared.notes.extend(prepared.plans.iter().flat_map(shortened_names));
     for ((table, stats), plan) in prepared.tables.iter().zip(&stats).zip(&prepared.plans) {
         prepared.mapping.extend(table.columns.iter().zip(stats).zip(&plan.columns).map(|((column, stats), planned)| {
             ColumnMapping {
@@ -201,6 +202,18 @@ fn unify_foreign_key_types(tables: &[Table], plans: &mut [TablePlan], stats: &[V
     for (t, _) in changed.iter().enumerate().filter(|(_, changed)| **changed) {
         plans[t] = TablePlan::new(&tables[t], &types[t], &keys[t]);
     }
+}
+
+/// A note for the table's name and each column name PostgreSQL holds under another name (`ident::pg_name`).
+fn shortened_names(plan: &TablePlan) -> Vec<String> {
+    let table = crate::ident::pg_name(&plan.name);
+    let table_note = (table != plan.name).then(|| format!("table {:?} is named {table:?} in PostgreSQL", plan.name));
+    let columns = plan
+        .columns
+        .iter()
+        .filter(|c| c.pg_name != c.name)
+        .map(|c| format!("column {:?} of table {:?} is named {:?} in PostgreSQL", c.name, plan.name, c.pg_name));
+    table_note.into_iter().chain(columns).collect()
 }
 
 /// Scans what a table stores, in rowid ranges on several threads when it is big.
@@ -376,15 +389,16 @@ pub async fn create_or_adopt_shared(
         )
         .with_hint("every source must have the same primary key on a shared table"));
     }
-    for column in plan.columns.iter().filter(|c| !existing.iter().any(|(name, _)| name == &c.name)) {
+    for column in plan.columns.iter().filter(|c| !existing.iter().any(|(name, _)| name == &c.pg_name)) {
         tx.batch_execute(&format!(
             "ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {} {}",
-            quote(&column.name),
+            quote(&column.pg_name),
             column.pg_type.sql()
         ))
         .await?;
     }
-    let logged_key: Vec<String> = plan.pg_key(false).into_iter().filter(|c| c != crate::schema::ROWID_COLUMN).collect();
+    let logged_key: Vec<String> =
+        plan.key_columns().filter(|c| c.name != crate::schema::ROWID_COLUMN).map(|c| c.name.clone()).collect();
     *plan = crate::pg::apply::existing_plan(tx, schema, table, &logged_key).await?;
     Ok(SharedTable::Adopted)
 }

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::ident::check_pg_identifier;
 use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::introspect::{read_schema, SourceSchema, Table};
 use crate::sqlite::{open, Access};
@@ -47,8 +46,8 @@ pub struct Source {
 }
 
 impl Source {
-    /// Opens the file, reads its schema, checks that PostgreSQL can hold every name, and installs (or upgrades)
-    /// capture on the chosen tables.
+    /// Opens the file, reads its schema and installs (or upgrades) capture on the chosen tables (names PostgreSQL
+    /// cannot hold are shortened where PostgreSQL statements are written: `ident::pg_name`).
     /// The schema is read again if it changes before capture is installed (an application migrating meanwhile).
     pub fn prepare(path: &Path, selection: &Selection, source_id: Option<&str>) -> Result<Source> {
         let mut conn = open(path, Access::ReadWrite)?;
@@ -56,12 +55,6 @@ impl Source {
             let version = crate::sqlite::schema_version(&conn)?;
             let schema = read_schema(&conn)?;
             let tables = selection.apply(&schema)?;
-            for table in &tables {
-                check_pg_identifier("table", &table.name)?;
-                for column in &table.columns {
-                    check_pg_identifier(&format!("column of table {:?}", table.name), &column.name)?;
-                }
-            }
             let no_drift = capture::SchemaDrift::default();
             if let Some((capture, _)) = capture::follow(&mut conn, version, &no_drift, &tables, source_id)? {
                 return Ok(Source { path: path.to_path_buf(), conn, schema, capture });

@@ -14,6 +14,8 @@ use crate::sqlite::{open, Access};
 #[derive(Debug, Clone, Serialize)]
 pub struct TableStatus {
     pub table: String,
+    /// Its name in PostgreSQL (`ident::pg_name`: shortened when over 63 bytes).
+    pub postgres_table: String,
     pub sqlite_rows: i64,
     /// `None` when PostgreSQL could not be read.
     pub postgres_rows: Option<i64>,
@@ -83,7 +85,8 @@ fn sqlite_counts(conn: &rusqlite::Connection, capture: &CaptureState) -> Result<
         .iter()
         .map(|t| {
             let rows = conn.query_row(&format!("SELECT count(*) FROM {}", quote(&t.name)), [], |r| r.get(0))?;
-            Ok(TableStatus { table: t.name.clone(), sqlite_rows: rows, postgres_rows: None })
+            let postgres_table = crate::ident::pg_name(&t.name);
+            Ok(TableStatus { table: t.name.clone(), postgres_table, sqlite_rows: rows, postgres_rows: None })
         })
         .collect()
 }

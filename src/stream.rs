@@ -434,18 +434,7 @@ impl Stream {
             for name in drift.uncaptured_rows() {
                 state::register_table(client, &self.capture.source_id, &self.schema, name, &[], true).await?;
             }
-            let chosen: Vec<&Table> = schema
-                .tables
-                .iter()
-                .filter(|t| self.selection.wants(&t.name))
-                .filter(|t| match crate::ident::check_pg_identifier("table", &t.name) {
-                    Ok(()) => true,
-                    Err(err) => {
-                        tracing::warn!("table {:?} is not synced: {err}", t.name);
-                        false
-                    }
-                })
-                .collect();
+            let chosen: Vec<&Table> = schema.tables.iter().filter(|t| self.selection.wants(&t.name)).collect();
             let Some((capture, version)) = capture::follow(
                 &mut self.pruner.lock().expect("the pruner lock is never poisoned"),
                 version,
@@ -725,7 +714,8 @@ impl Stream {
         let now: HashMap<(String, String), String> = rows.iter().map(|r| ((r.get(0), r.get(1)), r.get(2))).collect();
         Ok(self.plans.values().all(|plan| {
             plan.columns.iter().all(|c| {
-                now.get(&(plan.name.clone(), c.name.clone())).and_then(|t| PgType::from_format_type(t)) == Some(c.pg_type)
+                now.get(&(crate::ident::pg_name(&plan.name), c.pg_name.clone())).and_then(|t| PgType::from_format_type(t))
+                    == Some(c.pg_type)
             })
         }))
     }

@@ -58,6 +58,8 @@ pub struct Example {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TableDiff {
     pub table: String,
+    /// Its name in PostgreSQL (`ident::pg_name`: shortened when over 63 bytes).
+    pub postgres_table: String,
     pub sqlite_rows: u64,
     pub postgres_rows: u64,
     pub missing: u64,
@@ -234,6 +236,7 @@ async fn compare_table(
     }
     let mut diff = TableDiff {
         table: plan.name.clone(),
+        postgres_table: crate::ident::pg_name(&plan.name),
         sqlite_rows: sqlite_sums.iter().map(|b| b.rows).sum(),
         postgres_rows: postgres_sums.iter().map(|b| b.rows).sum(),
         pending: known.pending.len() as u64,
@@ -395,8 +398,8 @@ impl PgSql {
             let sent = format!("{send}({})", quote(name));
             format!("coalesce(int4send(octet_length({sent})) || {sent}, decode('ffffffff', 'hex'))")
         };
-        let row = plan.columns.iter().map(|c| field(&c.name, c.pg_type.send_function())).collect::<Vec<_>>().join(" || ");
-        let key = plan.key_columns().map(|c| field(&c.name, c.pg_type.send_function())).collect::<Vec<_>>().join(" || ");
+        let row = plan.columns.iter().map(|c| field(&c.pg_name, c.pg_type.send_function())).collect::<Vec<_>>().join(" || ");
+        let key = plan.key_columns().map(|c| field(&c.pg_name, c.pg_type.send_function())).collect::<Vec<_>>().join(" || ");
         let own = crate::schema::this_source("", shared);
         let fields = format!("SELECT {key} AS k, {row} AS r FROM {} WHERE true{own}", qualified(schema, &plan.name));
         let bucket = "(('x' || left(md5(s.k), 8))::bit(32)::bigint % $1)";

@@ -46,15 +46,15 @@ impl TableMerge {
         let own = this_source("t.", shared);
         let target = qualified(schema, &plan.name);
         let columns = plan.pg_column_list();
-        let keys: Vec<String> = plan.key_columns().map(|c| quote(&c.name)).collect();
+        let keys: Vec<String> = plan.key_columns().map(|c| quote(&c.pg_name)).collect();
         let key_match = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect::<Vec<_>>().join(" AND ");
         let key_tuple = |alias: &str| format!("({})", keys.iter().map(|k| format!("{alias}.{k}")).collect::<Vec<_>>().join(", "));
         let gone = quote(GONE_COLUMN);
         let updates: Vec<String> = plan
             .columns
             .iter()
-            .filter(|c| !keys.contains(&quote(&c.name)))
-            .map(|c| format!("{0} = EXCLUDED.{0}", quote(&c.name)))
+            .filter(|c| !keys.contains(&quote(&c.pg_name)))
+            .map(|c| format!("{0} = EXCLUDED.{0}", quote(&c.pg_name)))
             .collect();
         let on_conflict =
             if updates.is_empty() { "DO NOTHING".to_string() } else { format!("DO UPDATE SET {}", updates.join(", ")) };
@@ -168,7 +168,7 @@ pub async fn existing_plan(
         Error::new(ErrorKind::Schema, format!("table {:?} is captured but missing in PostgreSQL schema {schema}", table.name))
             .with_hint("copy it with `lite2pg snapshot --replace`")
     })?;
-    let names: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+    let names: Vec<String> = table.columns.iter().map(|c| crate::schema::pg_column_name(&c.name)).collect();
     let types = pg_types_for(&table.name, &names, &columns)?;
     if key_columns.is_empty() && !columns.iter().any(|(c, _)| c == ROWID_COLUMN) {
         return Err(Error::new(

@@ -157,7 +157,7 @@ pub async fn table_exists(client: &impl GenericClient, schema: &str, table: &str
     let row = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2)",
-            &[&schema, &table],
+            &[&schema, &crate::ident::pg_name(table)],
         )
         .await?;
     Ok(row.get(0))

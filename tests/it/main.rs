@@ -9,6 +9,7 @@ mod evolve;
 mod fleet;
 mod foreign_keys;
 mod misfit;
+mod names;
 mod observe;
 mod random;
 mod security;
