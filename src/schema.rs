@@ -442,6 +442,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn foreign_keys_group_the_columns_they_join() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE p(a TEXT, b INT, c INT UNIQUE, PRIMARY KEY (a, b));
+             CREATE TABLE q(x, y, z REFERENCES p(c), FOREIGN KEY (x, y) REFERENCES P);
+             CREATE TABLE r(w REFERENCES q(z), v REFERENCES missing(k), u REFERENCES p(nope));",
+        )
+        .unwrap();
+        let schema = crate::sqlite::introspect::read_schema(&conn).unwrap();
+        let tables: Vec<&Table> = schema.tables.iter().collect();
+        let name = |(t, c): (usize, usize)| format!("{}.{}", tables[t].name, tables[t].columns[c].name);
+        let mut groups: Vec<Vec<String>> =
+            foreign_key_groups(&tables).into_iter().map(|g| g.into_iter().map(name).collect()).collect();
+        groups.sort();
+        assert_eq!(groups, [vec!["p.a", "q.x"], vec!["p.b", "q.y"], vec!["p.c", "q.z", "r.w"]]);
+        let alone = foreign_key_group(&tables, 2, 1);
+        assert_eq!(alone.into_iter().map(name).collect::<Vec<_>>(), ["r.v"]);
+    }
+
+    #[test]
     fn defaults_translate_only_when_faithful() {
         assert_eq!(translate_default("'it''s'", PgType::Text).as_deref(), Some("'it''s'"));
         assert_eq!(translate_default("1", PgType::Boolean).as_deref(), Some("true"));
