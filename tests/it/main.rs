@@ -12,6 +12,7 @@ mod misfit;
 mod names;
 mod observe;
 mod random;
+mod realapps;
 mod security;
 mod snapshot;
 mod stream;

@@ -243,3 +243,101 @@ proptest! {
         });
     }
 }
+
+/// What real applications' schemas and maintenance hold: unique indexes on expressions, partial and collated ones
+/// under REPLACE, a NOCASE primary key, a key-less table and untyped columns holding every kind, VACUUM, a
+/// migration tool's rebuilds that loosen and tighten constraints, and a child table created before its parent.
+const REAL_APP: &str = "
+    CREATE TABLE u(id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT COLLATE NOCASE, active INTEGER NOT NULL DEFAULT 1);
+    CREATE UNIQUE INDEX u_name ON u(lower(name));
+    CREATE UNIQUE INDEX u_active_email ON u(email) WHERE active = 1;
+    CREATE TABLE n(code TEXT COLLATE NOCASE PRIMARY KEY, v);
+    CREATE TABLE k(a, b ANY);
+    CREATE TABLE beat(id INTEGER PRIMARY KEY);
+    INSERT INTO u VALUES (1, 'Ann', 'a@x', 1), (2, 'bob', 'b@x', 0);
+    INSERT INTO n VALUES ('abc', 1);
+    INSERT INTO k VALUES (1, 'one'), ('two', 2.5), (x'03', NULL);";
+
+const U_LOOSE: &str = "CREATE TABLE u_new(id INTEGER PRIMARY KEY, name TEXT, email TEXT COLLATE NOCASE, active INTEGER)";
+const U_STRICT: &str =
+    "CREATE TABLE u_new(id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT COLLATE NOCASE UNIQUE, active INTEGER NOT NULL DEFAULT 1)";
+
+#[derive(Debug, Clone)]
+enum AppStep {
+    /// A statement in its own transaction; it may fail on a constraint.
+    Sql(String),
+    /// A migration tool's rebuild of `u`, loosening (no NOT NULL, no unique indexes) or tightening; it may fail
+    /// on rows the tighter table refuses, and then changes nothing.
+    RebuildU { strict: bool },
+    Settle,
+}
+
+fn app_step() -> impl Strategy<Value = AppStep> {
+    let id = 0i64..8;
+    let name = "[aAbB]{1,2}";
+    prop_oneof![
+        3 => (id.clone(), name, name, 0i64..2).prop_map(|(i, n, e, a)| AppStep::Sql(format!(
+            "INSERT OR REPLACE INTO u(id, name, email, active) VALUES ({i}, '{n}', '{e}@x', {a})"
+        ))),
+        2 => (id.clone(), name).prop_map(|(i, n)| AppStep::Sql(format!("UPDATE OR REPLACE u SET name = '{n}' WHERE id = {i}"))),
+        1 => (id.clone(), id.clone()).prop_map(|(i, j)| AppStep::Sql(format!("UPDATE OR REPLACE u SET id = {j} WHERE id = {i}"))),
+        1 => id.clone().prop_map(|i| AppStep::Sql(format!("UPDATE u SET active = 1 - active, name = NULL WHERE id = {i}"))),
+        1 => id.clone().prop_map(|i| AppStep::Sql(format!("DELETE FROM u WHERE id = {i}"))),
+        2 => (name, value()).prop_map(|(c, v)| AppStep::Sql(format!("REPLACE INTO n VALUES ('{c}', {v})"))),
+        1 => (name, value()).prop_map(|(c, v)| AppStep::Sql(format!("UPDATE n SET v = {v} WHERE code = '{c}'"))),
+        2 => (value(), value()).prop_map(|(a, b)| AppStep::Sql(format!("INSERT INTO k VALUES ({a}, {b})"))),
+        1 => (value(), 0i64..6).prop_map(|(v, r)| AppStep::Sql(format!("UPDATE k SET b = {v} WHERE rowid = (SELECT rowid FROM k ORDER BY rowid LIMIT 1 OFFSET {r})"))),
+        1 => (0i64..6).prop_map(|r| AppStep::Sql(format!("DELETE FROM k WHERE rowid = (SELECT rowid FROM k ORDER BY rowid LIMIT 1 OFFSET {r})"))),
+        1 => Just(AppStep::Sql("VACUUM".into())),
+        1 => Just(AppStep::Sql(
+            "BEGIN; CREATE TABLE IF NOT EXISTS ch(id INTEGER PRIMARY KEY, p INTEGER REFERENCES pa(id));
+             CREATE TABLE IF NOT EXISTS pa(id TEXT PRIMARY KEY, name TEXT); INSERT INTO pa VALUES ('1', 'one') ON CONFLICT DO NOTHING;
+             INSERT INTO ch(p) VALUES (1); COMMIT;".into()
+        )),
+        1 => any::<bool>().prop_map(|strict| AppStep::RebuildU { strict }),
+        2 => Just(AppStep::Settle),
+    ]
+}
+
+fn rebuild_u(conn: &rusqlite::Connection, strict: bool) {
+    let indexes = match strict {
+        true => "CREATE UNIQUE INDEX u_name ON u(lower(name)); CREATE UNIQUE INDEX u_active_email ON u(email) WHERE active = 1;",
+        false => "",
+    };
+    let result = conn.execute_batch(&format!(
+        "BEGIN; {}; INSERT INTO u_new SELECT id, name, email, active FROM u; DROP TABLE u; ALTER TABLE u_new RENAME TO u; {indexes} COMMIT;",
+        if strict { U_STRICT } else { U_LOOSE }
+    ));
+    if result.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(6)))]
+
+    #[test]
+    fn a_running_daemon_keeps_a_real_apps_schema_equal_through_replace_vacuum_and_rebuilds(steps in prop::collection::vec(app_step(), 1..30)) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let file = SqliteFile::new(REAL_APP);
+            let db = TestDb::new().await;
+            let mut daemon = crate::stream::start_daemon(&db, &file);
+            let conn = file.conn();
+            for step in &steps {
+                match step {
+                    AppStep::Sql(sql) => {
+                        if conn.execute_batch(sql).is_err() && !conn.is_autocommit() {
+                            conn.execute_batch("ROLLBACK").unwrap();
+                        }
+                    }
+                    AppStep::RebuildU { strict } => rebuild_u(&conn, *strict),
+                    AppStep::Settle => crate::evolve::settle(&db, &file).await,
+                }
+            }
+            crate::evolve::settle(&db, &file).await;
+            assert_eq!(daemon.0.try_wait().unwrap(), None, "the daemon stopped");
+            db.assert_equal(&file.path).await;
+        });
+    }
+}

@@ -206,10 +206,8 @@ async fn killing_the_daemon_loses_nothing_and_doubles_nothing() {
 
 #[tokio::test]
 async fn postgres_restarting_mid_stream_is_ridden_out() {
-    let Some(cluster) = crate::support::cluster::PrivateCluster::start_new() else {
-        eprintln!("skipped: no PostgreSQL server binaries to start a private cluster");
-        return;
-    };
+    let cluster = crate::support::cluster::PrivateCluster::start_new()
+        .expect("this test needs PostgreSQL's server binaries for a private cluster (`bash .ci/run` installs them)");
     let db = TestDb::on(&cluster.url("postgres")).await;
     let file = SqliteFile::new(include_str!("../../examples/writer_schema.sql"));
     let mut daemon = start_daemon(&db, &file);

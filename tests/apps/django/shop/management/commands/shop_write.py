@@ -1,0 +1,67 @@
+"""Writes like the shop would at each stage of its migrations: `manage.py shop_write STAGE`.
+
+Every stage inserts, updates and deletes through the ORM, with values that only the schema of that stage allows
+(NULL nicknames once nullable, duplicate emails once not unique), so a stale constraint in PostgreSQL shows.
+"""
+import datetime
+from decimal import Decimal
+
+from django.contrib.auth.models import User
+from django.contrib.sessions.backends.db import SessionStore
+from django.core.management.base import BaseCommand
+from django.db import connection, transaction
+from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.recorder import MigrationRecorder
+
+
+def applied(migration):
+    return MigrationRecorder.Migration.objects.filter(app="shop", name__startswith=migration).exists()
+
+
+def models_as_migrated():
+    """The shop's models as of its newest applied migration (the model file describes the last one only)."""
+    newest = MigrationRecorder.Migration.objects.filter(app="shop").order_by("-name").first().name
+    state = MigrationExecutor(connection).loader.project_state(("shop", newest))
+    return state.apps.get_model("shop", "Customer"), state.apps.get_model("shop", "Order")
+
+
+class Command(BaseCommand):
+    help = "write one stage of shop data"
+
+    def add_arguments(self, parser):
+        parser.add_argument("stage", type=int)
+
+    def handle(self, *args, stage, **options):
+        with transaction.atomic():
+            self.write(stage)
+
+    def write(self, stage):
+        Customer, Order = models_as_migrated()
+        User.objects.create_user(f"user{stage}", f"user{stage}@example.com", "secret")
+        session = SessionStore()
+        session["stage"] = stage
+        session.create()
+        nullable = applied("0002") and not applied("0005")
+        unique_email = not applied("0004")
+        for n in range(20):
+            email = f"c{stage}-{n}@example.com" if unique_email or n % 2 else "shared@example.com"
+            kwargs = {"name": f"customer {stage}-{n}", "email": email}
+            if nullable and n % 3 == 0:
+                kwargs["nickname"] = None
+            elif n % 3 == 1:
+                kwargs["nickname"] = f"nick{n}"
+            customer = Customer.objects.create(**kwargs)
+            for k in range(3):
+                fields = {
+                    "customer": customer,
+                    "total": Decimal("12.34") * (k + 1) + Decimal(n),
+                    "placed": datetime.date(2024, 1 + k, 1 + n),
+                    "paid": k % 2 == 0,
+                }
+                if applied("0003"):
+                    fields["note"] = None if k == 0 else f"note {k} — ünïcode"
+                Order.objects.create(**fields)
+        Customer.objects.filter(name__endswith="-3").update(name="renamed")
+        Order.objects.filter(paid=False, total__lt=Decimal("20")).update(paid=True)
+        Customer.objects.filter(name__endswith="-5").delete()  # the ORM deletes their orders first
+        Order.objects.filter(placed__month=3, total__gt=Decimal("50")).delete()
