@@ -706,11 +706,14 @@ fn print_status(status: &crate::status::Status) {
         ("lag", or_unknown(status.lag_seconds.map(|s| format!("{s:.1}s")))),
         ("rejects", or_unknown(status.rejects.map(|n| n.to_string()))),
         ("last applied", status.last_applied_at.clone().unwrap_or_else(|| "never".into())),
-        ("last error", match (&status.last_error, &status.last_error_at) {
-            (Some(error), Some(at)) => format!("{error} (at {at})"),
-            (Some(error), None) => error.clone(),
-            (None, _) => "none".into(),
-        }),
+        (
+            "last error",
+            match (&status.last_error, &status.last_error_at) {
+                (Some(error), Some(at)) => format!("{error} (at {at})"),
+                (Some(error), None) => error.clone(),
+                (None, _) => "none".into(),
+            },
+        ),
     ];
     for (label, value) in lines {
         println!("{label:<13}{value}");

@@ -121,7 +121,11 @@ impl Metrics {
             "Rows with values PostgreSQL cannot hold, stored in lite2pg.rejects",
             families.rejects.clone(),
         );
-        registry.register("errors", "Failed batches and connection attempts, by source, error kind and SQLSTATE", families.errors.clone());
+        registry.register(
+            "errors",
+            "Failed batches and connection attempts, by source, error kind and SQLSTATE",
+            families.errors.clone(),
+        );
         registry.register("up", "1 while PostgreSQL accepts the source's batches, 0 while they fail", families.up.clone());
         Arc::new(Metrics { registry, families, limits, sources: Mutex::new(Vec::new()) })
     }

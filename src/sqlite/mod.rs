@@ -75,7 +75,9 @@ fn open_immutable(path: &Path) -> Result<Connection> {
     tracing::warn!(
         "{shown} is in WAL mode in a directory this user cannot write: reading it as immutable, which is correct only while no process writes it"
     );
-    let absolute = path.canonicalize().map_err(|err| Error::new(ErrorKind::SqliteOpen, format!("cannot open SQLite file {shown}: {err}")))?;
+    let absolute = path
+        .canonicalize()
+        .map_err(|err| Error::new(ErrorKind::SqliteOpen, format!("cannot open SQLite file {shown}: {err}")))?;
     let uri = format!("file:{}?immutable=1", uri_path(&absolute));
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(uri, flags)
