@@ -103,6 +103,42 @@ async fn constraints_sqlite_does_not_hold_are_relaxed_where_postgres_raises_them
     db.assert_equal(&file.path).await;
 }
 
+#[tokio::test]
+async fn a_daemon_retries_what_waiting_can_fix_and_shows_it_meanwhile() {
+    let file = SqliteFile::new(APP);
+    let db = TestDb::new().await;
+    let mut daemon = start_daemon(&db, &file);
+    wait_caught_up(&db, &file).await;
+    db.client()
+        .await
+        .batch_execute(
+            "CREATE TABLE busy(); INSERT INTO busy DEFAULT VALUES;
+             CREATE FUNCTION not_now() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+                 IF EXISTS (SELECT 1 FROM busy) THEN RAISE EXCEPTION 'b is busy' USING ERRCODE = 'serialization_failure'; END IF;
+                 RETURN NEW; END $$;
+             CREATE TRIGGER not_now BEFORE INSERT OR UPDATE ON b FOR EACH ROW EXECUTE FUNCTION not_now();",
+        )
+        .await
+        .unwrap();
+    file.exec(BATCH);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, status) = json_of("status", &db, &file);
+        let last_error = status["last_error"].as_str().unwrap_or_default();
+        if last_error.contains("b is busy") && last_error.contains("SQLSTATE 40001") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the retried error is not in status: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(daemon.0.try_wait().unwrap().is_none(), "a daemon keeps retrying an error waiting can fix");
+    db.client().await.batch_execute("DELETE FROM busy").await.unwrap();
+    wait_caught_up(&db, &file).await;
+    let (_, status) = json_of("status", &db, &file);
+    assert!(status["last_error"].is_null(), "{status}");
+    db.assert_equal(&file.path).await;
+}
+
 #[test]
 fn run_once_gives_up_on_an_unreachable_server_within_its_wait() {
     let file = SqliteFile::new(APP);
