@@ -694,7 +694,14 @@ impl Stream {
         }
         let started = Instant::now();
         let attempt = self.attempt_batch(started).await;
-        self.end_transaction().await;
+        if let Err(lost) = self.end_transaction().await {
+            // Nothing more can be done without the connection; the batch is tried again on a new one.
+            return Err(match attempt {
+                Err(err) if err.is_retryable() => err,
+                Err(err) => lost.context(format!("the batch failed ({err}), then")),
+                Ok(_) => lost,
+            });
+        }
         match attempt {
             Ok(Attempt::Committed(stats)) => self.committed(stats, started).await,
             Ok(Attempt::Nothing) => Ok(Applied::Nothing),
@@ -745,14 +752,15 @@ impl Stream {
     }
 
     /// Rolls back a batch transaction still open; a connection that cannot is dropped rather than reused.
-    async fn end_transaction(&mut self) {
-        let Some(client) = self.client.as_ref().filter(|client| client.in_transaction() && !client.is_closed()) else {
-            return;
+    async fn end_transaction(&mut self) -> Result<()> {
+        let Some(client) = self.client.as_ref().filter(|client| client.in_transaction()) else {
+            return Ok(());
         };
-        if let Err(err) = client.rollback().await {
-            tracing::debug!("dropping a connection whose rollback failed: {err}");
+        let rolled_back = client.rollback().await;
+        if rolled_back.is_err() {
             self.client = None;
         }
+        rolled_back
     }
 
     /// Takes a committed batch's position and reports it.
