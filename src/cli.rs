@@ -211,6 +211,10 @@ pub struct RunArgs {
     /// Apply everything committed before it started, then exit.
     #[arg(long)]
     pub once: bool,
+    /// With --once: how long to ride out failures waiting could fix (PostgreSQL unreachable, SQLite busy) before
+    /// exiting 1 with the last error (e.g. 60s, 2m).
+    #[arg(long, env = "LITE2PG_WAIT", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub wait: Duration,
     /// Parallel copy connections for the initial snapshot.
     #[arg(long, default_value_t = default_jobs())]
     pub jobs: usize,
@@ -707,7 +711,14 @@ fn print_status(status: &crate::status::Status) {
         ("lag", or_unknown(status.lag_seconds.map(|s| format!("{s:.1}s")))),
         ("rejects", or_unknown(status.rejects.map(|n| n.to_string()))),
         ("last applied", status.last_applied_at.clone().unwrap_or_else(|| "never".into())),
-        ("last error", status.last_error.clone().unwrap_or_else(|| "none".into())),
+        (
+            "last error",
+            match (&status.last_error, &status.last_error_at) {
+                (Some(error), Some(at)) => format!("{error} (at {at})"),
+                (Some(error), None) => error.clone(),
+                (None, _) => "none".into(),
+            },
+        ),
     ];
     for (label, value) in lines {
         println!("{label:<13}{value}");
@@ -801,9 +812,9 @@ fn uninstall(common: &CommonArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn stop_when(once: bool) -> StopWhen {
-    if once {
-        return StopWhen::CaughtUp;
+fn stop_when(args: &RunArgs) -> StopWhen {
+    if args.once {
+        return StopWhen::CaughtUpWithin(args.wait);
     }
     let notify = Arc::new(Notify::new());
     tokio::spawn(forward_signals(notify.clone()));
@@ -832,7 +843,7 @@ fn print_run_summary(summary: &crate::stream::RunSummary) {
 
 async fn run(common: &CommonArgs, args: &RunArgs) -> Result<ExitCode> {
     let options = common.snapshot_options(false, args.jobs)?;
-    let stop = stop_when(args.once);
+    let stop = stop_when(args);
     let json = common.json;
     let metrics = served_metrics(args).await?;
     let summary = crate::stream::run(&options, stop, metrics, |report| {
@@ -852,7 +863,7 @@ async fn run(common: &CommonArgs, args: &RunArgs) -> Result<ExitCode> {
 /// `run` for every source of the config file, in one process.
 async fn run_fleet(common: &CommonArgs, args: &RunArgs) -> Result<ExitCode> {
     let template = common.snapshot_options_for(false, args.jobs)?;
-    let stop = stop_when(args.once);
+    let stop = stop_when(args);
     let metrics = served_metrics(args).await?;
     let summary = crate::fleet::run(&common.fleet, &template, args.pool_size, stop, metrics).await?;
     if common.json {

@@ -78,7 +78,8 @@ struct Captured {
 /// The SQLite file's checks; returns its capture state and schema when it has capture.
 fn sqlite_checks(options: &SnapshotOptions, findings: &mut Vec<Finding>) -> Option<Captured> {
     const FILE: &str = "sqlite file";
-    let conn = match open(&options.sqlite, Access::ReadWrite) {
+    // Read-only: the checks write nothing, and a file this user cannot write is a finding, not a failure to run.
+    let conn = match open(&options.sqlite, Access::ReadOnly) {
         Ok(conn) => conn,
         Err(err) => {
             findings.push(Finding::from_error(FILE, &err));

@@ -25,6 +25,8 @@ pub enum ErrorKind {
     PgTransient,
     /// PostgreSQL failed a statement in a way retrying will not fix.
     PgQuery,
+    /// PostgreSQL refused rows for a constraint (NOT NULL, UNIQUE, foreign key, CHECK) that SQLite did not hold.
+    PgConstraint,
     /// The SQLite and PostgreSQL schemas do not fit together.
     Schema,
     /// The stored sync state contradicts the SQLite file (restored backup, other database).
@@ -38,6 +40,8 @@ pub enum ErrorKind {
 pub enum RetryPolicy {
     /// Wait (with backoff) and try again: the cause is expected to go away by itself.
     Timed,
+    /// Drop the PostgreSQL constraint SQLite does not hold (loudly) and try again at once: the copy follows SQLite.
+    Relax,
     /// Stop: a person has to change something first.
     Manual,
 }
@@ -47,6 +51,7 @@ impl ErrorKind {
     pub fn retry_policy(self) -> RetryPolicy {
         match self {
             ErrorKind::SqliteBusy | ErrorKind::PgConnect | ErrorKind::PgTransient | ErrorKind::Locked => RetryPolicy::Timed,
+            ErrorKind::PgConstraint => RetryPolicy::Relax,
             _ => RetryPolicy::Manual,
         }
     }
@@ -58,8 +63,29 @@ pub struct Error {
     kind: ErrorKind,
     message: String,
     hint: Option<String>,
+    postgres: Option<Box<PgDetails>>,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// What PostgreSQL said about a statement it refused: the fields of its error report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PgDetails {
+    /// SQLSTATE, e.g. `23514`.
+    pub code: String,
+    pub message: String,
+    pub detail: Option<String>,
+    pub schema: Option<String>,
+    pub table: Option<String>,
+    pub column: Option<String>,
+    pub constraint: Option<String>,
+}
+
+impl PgDetails {
+    /// The SQLSTATE class (its first two characters, e.g. `23` for integrity violations).
+    pub fn class(&self) -> &str {
+        self.code.get(..2).unwrap_or(&self.code)
+    }
 }
 
 /// The library's result type.
@@ -68,7 +94,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A new error of `kind` with a message saying what went wrong.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), hint: None, source: None }
+        Error { kind, message: message.into(), hint: None, postgres: None, source: None }
     }
 
     /// Adds what the user can do about it.
@@ -81,6 +107,17 @@ impl Error {
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Box::new(source));
         self
+    }
+
+    /// Keeps what PostgreSQL reported, for the relax policy, `status` and metrics.
+    pub fn with_postgres(mut self, details: PgDetails) -> Self {
+        self.postgres = Some(Box::new(details));
+        self
+    }
+
+    /// What PostgreSQL reported, when it refused a statement.
+    pub fn postgres(&self) -> Option<&PgDetails> {
+        self.postgres.as_deref()
     }
 
     /// What went wrong, grouped by reaction.

@@ -33,6 +33,8 @@ struct TableOp {
 struct ErrorLabel {
     source: String,
     kind: String,
+    /// PostgreSQL's SQLSTATE when it refused a statement, else empty.
+    sqlstate: String,
 }
 
 /// When `/healthz` turns unhealthy.
@@ -83,6 +85,8 @@ pub struct SourceMetrics {
     limits: HealthLimits,
     /// Since when batches have been failing, if they are.
     failing_since: Mutex<Option<Instant>>,
+    /// The last failure, for `/healthz`.
+    last_error: Mutex<Option<String>>,
     /// All changes applied, for live counters.
     applied_total: AtomicU64,
 }
@@ -117,7 +121,11 @@ impl Metrics {
             "Rows with values PostgreSQL cannot hold, stored in lite2pg.rejects",
             families.rejects.clone(),
         );
-        registry.register("errors", "Failed batches and connection attempts, by source and error kind", families.errors.clone());
+        registry.register(
+            "errors",
+            "Failed batches and connection attempts, by source, error kind and SQLSTATE",
+            families.errors.clone(),
+        );
         registry.register("up", "1 while PostgreSQL accepts the source's batches, 0 while they fail", families.up.clone());
         Arc::new(Metrics { registry, families, limits, sources: Mutex::new(Vec::new()) })
     }
@@ -135,6 +143,7 @@ impl Metrics {
             families: self.families.clone(),
             limits: self.limits,
             failing_since: Mutex::new(None),
+            last_error: Mutex::new(None),
             applied_total: AtomicU64::new(0),
         });
         sources.push(source.clone());
@@ -199,9 +208,11 @@ impl SourceMetrics {
         *self.failing_since.lock().expect("health lock is never poisoned") = None;
     }
 
-    /// Records a failure of `kind`.
-    pub fn failed(&self, kind: ErrorKind) {
-        let series = ErrorLabel { source: self.label.source.clone(), kind: format!("{kind:?}") };
+    /// Records a failure.
+    pub fn failed(&self, err: &Error) {
+        let sqlstate = err.postgres().map(|pg| pg.code.clone()).unwrap_or_default();
+        let series = ErrorLabel { source: self.label.source.clone(), kind: format!("{:?}", err.kind()), sqlstate };
+        *self.last_error.lock().expect("health lock is never poisoned") = Some(err.to_string());
         self.families.errors.get_or_create(&series).inc();
         self.families.up.get_or_create(&self.label).set(0);
         self.failing_since.lock().expect("health lock is never poisoned").get_or_insert_with(Instant::now);
@@ -230,8 +241,9 @@ impl SourceMetrics {
     pub fn health(&self) -> std::result::Result<&'static str, String> {
         let failing_since = *self.failing_since.lock().expect("health lock is never poisoned");
         if let Some(since) = failing_since.filter(|since| since.elapsed() > self.limits.max_outage) {
+            let last_error = self.last_error.lock().expect("health lock is never poisoned").clone().unwrap_or_default();
             return Err(format!(
-                "batches have failed for {:.0}s (limit {}s); see lite2pg_errors_total and the log",
+                "batches have failed for {:.0}s (limit {}s), last: {last_error}",
                 since.elapsed().as_secs_f64(),
                 self.limits.max_outage.as_secs()
             ));

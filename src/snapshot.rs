@@ -312,7 +312,7 @@ async fn create_tables(client: &mut Client, options: &SnapshotOptions, prepared:
          VALUES ($1, $2, $3, $4, now())
          ON CONFLICT (source_id) DO UPDATE SET database_id = excluded.database_id, sqlite_path = excluded.sqlite_path,
            target_schema = excluded.target_schema, snapshot_started_at = now(), snapshot_seq = NULL,
-           snapshot_finished_at = NULL, applied_seq = 0, last_error = NULL",
+           snapshot_finished_at = NULL, applied_seq = 0, last_error = NULL, last_error_at = NULL",
         &[&prepared.source_id, &prepared.database_id, &prepared.sqlite_path, &options.schema],
     )
     .await?;

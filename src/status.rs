@@ -37,7 +37,10 @@ pub struct Status {
     /// Age of the oldest change not yet in PostgreSQL; 0 when caught up.
     pub lag_seconds: Option<f64>,
     pub rejects: Option<i64>,
+    /// The error that last stopped or held up the daemon (PostgreSQL's message with SQLSTATE, table and
+    /// constraint when PostgreSQL refused a batch); cleared by the next applied batch.
     pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
     pub last_applied_at: Option<String>,
     /// Who holds the source's daemon lock, or `None` when no daemon runs.
     pub daemon: Option<String>,
@@ -61,6 +64,7 @@ pub async fn status(options: &SnapshotOptions) -> Result<Status> {
         lag_seconds: None,
         rejects: None,
         last_error: None,
+        last_error_at: None,
         last_applied_at: None,
         daemon: None,
         tables: sqlite_counts(&conn, &capture)?,
@@ -101,7 +105,7 @@ async fn postgres_status(options: &SnapshotOptions, capture: &CaptureState, stat
     let Some(row) = client
         .query_opt(
             "SELECT s.applied_seq, s.snapshot_seq IS NOT NULL, s.last_error, s.last_applied_at::text, s.target_schema,
-                    (SELECT count(*) FROM lite2pg.rejects r WHERE r.source_id = s.source_id)
+                    (SELECT count(*) FROM lite2pg.rejects r WHERE r.source_id = s.source_id), s.last_error_at::text
              FROM lite2pg.sources s WHERE s.source_id = $1",
             &[&capture.source_id],
         )
@@ -113,6 +117,7 @@ async fn postgres_status(options: &SnapshotOptions, capture: &CaptureState, stat
     status.last_error = row.get(2);
     status.last_applied_at = row.get(3);
     status.rejects = Some(row.get(5));
+    status.last_error_at = row.get(6);
     let schema: String = row.get(4);
     state::act_as_source(&client, &capture.source_id, false).await?;
     let own = crate::schema::this_source("", options.policies.shared_tables());

@@ -42,6 +42,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(5);
 const IDLE_POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Longest wait between retries after a failure.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a one-off run (`StopWhen::CaughtUp`) rides out failures that waiting could fix before giving up.
+pub const ONCE_WAIT: Duration = Duration::from_secs(60);
 /// Prune the log once this many entries are applied, or `PRUNE_EVERY` passed.
 const PRUNE_ENTRIES: i64 = 10_000;
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
@@ -82,8 +84,11 @@ pub struct SnapshotSummary {
 /// When a `run` stops.
 #[derive(Debug, Clone)]
 pub enum StopWhen {
-    /// Apply what was committed before the start, then return.
+    /// Apply what was committed before the start, then return; give up when failures waiting could fix (PostgreSQL
+    /// unreachable, SQLite busy) last `ONCE_WAIT`.
     CaughtUp,
+    /// `CaughtUp`, giving up after failures lasting this long.
+    CaughtUpWithin(Duration),
     /// Keep streaming until the future resolves (SIGINT/SIGTERM in the CLI).
     Signal(Arc<tokio::sync::Notify>),
 }
@@ -111,33 +116,29 @@ pub async fn run_in(
     let metrics = metrics.source(&source_id);
     let options = SnapshotOptions { source_id: Some(source_id.clone()), ..options.clone() };
     let mut summary = RunSummary { source_id: source_id.clone(), ..RunSummary::default() };
-    let mut failures = 0u32;
+    let mut outage = Outage::default();
     let mut stream = loop {
         match start(pool, &options, &mut summary, &on_snapshot).await {
             Ok(stream) => break stream,
             // A daemon waits for another process's lock (a standby); a one-off run says who holds it.
-            Err(err) if err.is_retryable() && !(err.kind() == ErrorKind::Locked && matches!(stop, StopWhen::CaughtUp)) => {
-                metrics.failed(err.kind());
-                failures += 1;
-                let pause = backoff(failures);
-                if failures == 1 || failures % 10 == 0 {
-                    tracing::warn!("{err}; retrying in {:.1}s (attempt {failures})", pause.as_secs_f64());
-                }
+            Err(err) if err.is_retryable() && !(err.kind() == ErrorKind::Locked && stop.is_once()) => {
+                metrics.failed(&err);
+                let pause = outage.failed(&err, &stop)?;
                 if stop.wait(pause).await {
                     return Ok(summary);
                 }
             }
             Err(err) => {
-                metrics.failed(err.kind());
+                metrics.failed(&err);
                 return Err(err);
             }
         }
     };
     stream.metrics = metrics;
     let result = async {
-        let target_seq = match &stop {
-            StopWhen::CaughtUp => Some(stream.newest_seq().await?),
-            StopWhen::Signal(_) => None,
+        let target_seq = match stop.is_once() {
+            true => Some(stream.newest_seq().await?),
+            false => None,
         };
         stream.run(&mut summary, target_seq, stop).await
     }
@@ -260,23 +261,84 @@ impl StopWhen {
     /// The same kind of stop for one of several streams, woken by `notify`.
     pub fn own(&self, notify: Arc<tokio::sync::Notify>) -> StopWhen {
         match self {
-            StopWhen::CaughtUp => StopWhen::CaughtUp,
             StopWhen::Signal(_) => StopWhen::Signal(notify),
+            once => once.clone(),
+        }
+    }
+
+    /// Whether this is a one-off run, which ends once caught up.
+    pub fn is_once(&self) -> bool {
+        !matches!(self, StopWhen::Signal(_))
+    }
+
+    /// How long a one-off run rides out failures waiting could fix; a daemon never gives up on them.
+    fn gives_up_after(&self) -> Option<Duration> {
+        match self {
+            StopWhen::CaughtUp => Some(ONCE_WAIT),
+            StopWhen::CaughtUpWithin(wait) => Some(*wait),
+            StopWhen::Signal(_) => None,
         }
     }
 
     /// Sleeps for `period`; returns true when asked to stop.
     pub async fn wait(&self, period: Duration) -> bool {
         match self {
-            StopWhen::CaughtUp => {
-                tokio::time::sleep(period).await;
-                false
-            }
             StopWhen::Signal(notify) => tokio::select! {
                 _ = tokio::time::sleep(period) => false,
                 _ = notify.notified() => true,
             },
+            _ => {
+                tokio::time::sleep(period).await;
+                false
+            }
         }
+    }
+}
+
+/// Failures in a row that waiting could fix: how long to wait before the next attempt, and when a one-off run
+/// gives up.
+#[derive(Default)]
+struct Outage {
+    failures: u32,
+    since: Option<Instant>,
+}
+
+impl Outage {
+    /// Counts a failure and warns about it (the first, then every tenth); returns how long to wait before trying
+    /// again, or the error itself once a one-off run has waited as long as it may.
+    fn failed(&mut self, err: &Error, stop: &StopWhen) -> Result<Duration> {
+        self.failures += 1;
+        let since = *self.since.get_or_insert_with(Instant::now);
+        let mut pause = backoff(self.failures);
+        if let Some(limit) = stop.gives_up_after() {
+            let left = limit.saturating_sub(since.elapsed());
+            if left.is_zero() {
+                return Err(Error::new(err.kind(), format!("gave up after {:.0}s of failures: {err}", limit.as_secs_f64())));
+            }
+            pause = pause.min(left);
+        }
+        if self.noteworthy() {
+            tracing::warn!("{err}; retrying in {:.1}s (attempt {})", pause.as_secs_f64(), self.failures);
+        }
+        Ok(pause)
+    }
+
+    /// Whether this failure is worth a warning (the first, then every tenth).
+    fn noteworthy(&self) -> bool {
+        self.failures == 1 || self.failures % 10 == 0
+    }
+
+    /// Whether the last attempt failed.
+    fn ongoing(&self) -> bool {
+        self.failures > 0
+    }
+
+    /// Ends the outage; says so when there was one.
+    fn recovered(&mut self) {
+        if self.failures > 0 {
+            tracing::info!("sync resumed after {} failed attempt(s)", self.failures);
+        }
+        *self = Outage::default();
     }
 }
 
@@ -359,7 +421,8 @@ impl Stream {
     /// taken now (at the start, or after the lock connection was lost), checks the file against the stored
     /// position and follows the schema first.
     async fn ready(&mut self) -> Result<()> {
-        if self.client.as_ref().is_some_and(|client| client.is_closed()) {
+        // A connection still inside a transaction (a batch that ended some unforeseen way) is not reused.
+        if self.client.as_ref().is_some_and(|client| client.is_closed() || client.in_transaction()) {
             self.client = None;
         }
         if self.client.is_none() {
@@ -520,7 +583,7 @@ impl Stream {
     /// Applies batches until `target_seq` is reached (if given) or `stop` fires.
     async fn run(&mut self, summary: &mut RunSummary, target_seq: Option<i64>, stop: StopWhen) -> Result<()> {
         self.prune().await?;
-        let mut failures = 0u32;
+        let mut outage = Outage::default();
         let mut last_version = None;
         let mut poll = POLL_INTERVAL;
         loop {
@@ -533,7 +596,9 @@ impl Stream {
             }
             self.measure_backlog()?;
             let version = self.data_version()?;
-            if target_seq.is_none() && last_version == Some(version) && failures == 0 {
+            if target_seq.is_none() && last_version == Some(version) && !outage.ongoing() {
+                // Idle after a burst: the applied entries leave the log now, not at the next write.
+                self.maybe_prune().await?;
                 if stop.wait(poll).await {
                     return Ok(());
                 }
@@ -547,10 +612,7 @@ impl Stream {
                     if matches!(applied, Applied::Nothing) {
                         self.metrics.succeeded();
                     }
-                    if failures > 0 {
-                        tracing::info!("sync resumed after {failures} failed attempt(s)");
-                    }
-                    failures = 0;
+                    outage.recovered();
                     last_version = Some(version);
                     if let Applied::Batch(stats) = applied {
                         self.last_backlog = None;
@@ -561,23 +623,23 @@ impl Stream {
                     }
                     self.maybe_prune().await?;
                 }
-                Err(err) if err.kind().retry_policy() == RetryPolicy::Timed => {
-                    self.metrics.failed(err.kind());
-                    failures += 1;
-                    let backoff = backoff(failures);
+                Err(err) if err.is_retryable() => {
+                    self.metrics.failed(&err);
                     tracing::debug!("batch failed: {err}");
-                    if failures == 1 || failures % 10 == 0 {
-                        tracing::warn!("{err}; retrying in {:.1}s (attempt {failures})", backoff.as_secs_f64());
-                    }
                     if err.kind() == ErrorKind::PgConnect {
                         self.client = None;
                     }
-                    if stop.wait(backoff).await {
+                    let pause = outage.failed(&err, &stop);
+                    // A daemon that keeps failing shows why in `status`, not only in its log.
+                    if outage.noteworthy() || pause.is_err() {
+                        self.record_error(&err).await;
+                    }
+                    if stop.wait(pause?).await {
                         return Ok(());
                     }
                 }
                 Err(err) => {
-                    self.metrics.failed(err.kind());
+                    self.metrics.failed(&err);
                     tracing::debug!(kind = ?err.kind(), "stopping: {err}");
                     self.record_error(&err).await;
                     return Err(err);
@@ -602,13 +664,17 @@ impl Stream {
         Ok(reader.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))?)
     }
 
+    /// Stores `err` for `status`, when PostgreSQL can be reached on this stream's connection.
     async fn record_error(&self, err: &Error) {
         if let Some(client) = &self.client {
-            let _ = state::record_error(&**client, &self.capture.source_id, &err.to_string()).await;
+            if let Err(failed) = state::record_error(&**client, &self.capture.source_id, &err.to_string()).await {
+                tracing::debug!("could not record the error for status: {failed}");
+            }
         }
     }
 
-    /// Reads and applies one batch.
+    /// Reads and applies one batch. Whatever happens, the batch's transaction has ended when this returns (or its
+    /// connection is dropped); a constraint PostgreSQL holds and SQLite does not is relaxed here.
     async fn apply_batch(&mut self) -> Result<Applied> {
         self.ready().await?;
         if crate::sqlite::schema_version(self.reader.as_ref().expect("reader is home between batches"))? != self.schema_version {
@@ -616,13 +682,35 @@ impl Stream {
             return Ok(Applied::Adjusted);
         }
         let started = Instant::now();
+        let attempt = self.attempt_batch(started).await;
+        if let Err(lost) = self.end_transaction().await {
+            // Nothing more can be done without the connection; the batch is tried again on a new one.
+            return Err(match attempt {
+                Err(err) if err.is_retryable() => err,
+                Err(err) => lost.context(format!("the batch failed ({err}), then")),
+                Ok(_) => lost,
+            });
+        }
+        match attempt {
+            Ok(Attempt::Committed(stats)) => self.committed(stats, started).await,
+            Ok(Attempt::Nothing) => Ok(Applied::Nothing),
+            Ok(Attempt::SchemaMoved) => Ok(Applied::Adjusted),
+            Ok(Attempt::TypesMoved) => self.load_plans().await.map(|()| Applied::Adjusted),
+            Ok(Attempt::Widen(widening)) => self.widen(&widening).await.map(|()| Applied::Adjusted),
+            Err(err) if err.kind().retry_policy() == RetryPolicy::Relax => match self.relax_constraint(&err).await? {
+                true => Ok(Applied::Adjusted),
+                false => Err(err),
+            },
+            Err(err) => Err(err),
+        }
+    }
+
+    /// One try at a batch, inside a transaction it leaves open unless it committed.
+    async fn attempt_batch(&mut self, started: Instant) -> Result<Attempt> {
         // Before the reader leaves: a failure here must find it home.
-        let client: &Client = self.client.as_ref().expect("connected above");
-        client.batch_execute("BEGIN").await?;
+        self.client.as_ref().expect("connected above").begin().await?;
         if self.policies.shared_tables() && !self.shared_types_current().await? {
-            self.client.as_ref().expect("connected above").batch_execute("ROLLBACK").await?;
-            self.load_plans().await?;
-            return Ok(Applied::Adjusted);
+            return Ok(Attempt::TypesMoved);
         }
         let (sender, mut receiver) = mpsc::channel::<Message>(4);
         let reader = self.reader.take().expect("reader is home between batches");
@@ -641,55 +729,83 @@ impl Stream {
         drop(receiver);
         let (reader, read_result) = read.await.expect("batch readers do not panic");
         self.reader = Some(reader);
-        let (mut widening, mut schema_moved) = (None, false);
-        let result = match (read_result, written) {
-            (Ok(BatchRead::Sent(range)), Ok(written)) => self.finish_batch(range, written, started).await.map(Some),
-            (Ok(BatchRead::Nothing), Ok(_)) => Ok(None),
-            (Ok(BatchRead::SchemaMoved), _) => {
-                schema_moved = true;
-                Ok(None)
-            }
-            (Ok(BatchRead::Widen(needed)), _) => {
-                widening = Some(needed);
-                Ok(None)
-            }
-            (Err(err), _) | (_, Err(err)) => Err(err),
+        match (read_result, written) {
+            (Ok(BatchRead::Sent(range)), Ok(written)) => self.finish_batch(range, written, started).await.map(Attempt::Committed),
+            (Ok(BatchRead::Nothing), Ok(_)) => Ok(Attempt::Nothing),
+            (Ok(BatchRead::SchemaMoved), _) => Ok(Attempt::SchemaMoved),
+            (Ok(BatchRead::Widen(needed)), _) => Ok(Attempt::Widen(needed)),
+            // When PostgreSQL refused a statement, the reader only saw the writing side leave: PostgreSQL's
+            // error is the cause.
+            (_, Err(err)) | (Err(err), Ok(_)) => Err(err),
+        }
+    }
+
+    /// Rolls back a batch transaction still open; a connection that cannot is dropped rather than reused.
+    async fn end_transaction(&mut self) -> Result<()> {
+        let Some(client) = self.client.as_ref().filter(|client| client.in_transaction()) else {
+            return Ok(());
         };
-        let client: &Client = self.client.as_ref().expect("connected above");
-        match &result {
-            Ok(Some(_)) => {}
-            _ if client.is_closed() => {}
-            _ => client.batch_execute("ROLLBACK").await?,
+        let rolled_back = client.rollback().await;
+        if rolled_back.is_err() {
+            self.client = None;
         }
-        if let Some(widening) = widening {
-            self.widen(&widening).await?;
-            return Ok(Applied::Adjusted);
+        rolled_back
+    }
+
+    /// Takes a committed batch's position and reports it.
+    async fn committed(&mut self, stats: BatchStats, started: Instant) -> Result<Applied> {
+        self.applied_seq = stats.to_seq;
+        self.known_rejects |= stats.rejects > 0;
+        if !self.whole_tables.is_empty() {
+            // Keys may have moved; plans are made anew from the tables as they are now.
+            self.load_plans().await?;
         }
-        if schema_moved {
-            return Ok(Applied::Adjusted);
+        tracing::info!(
+            "applied {} changes ({} upserts, {} deletes) in {} tables, seq {}→{}, {} ms",
+            stats.upserts + stats.deletes,
+            stats.upserts,
+            stats.deletes,
+            stats.tables,
+            stats.from_seq,
+            stats.to_seq,
+            started.elapsed().as_millis()
+        );
+        Ok(Applied::Batch(stats))
+    }
+
+    /// SQLite enforces foreign keys only when the writer asks, holds no constraint PostgreSQL was given by hand,
+    /// and its UNIQUE and NOT NULL semantics differ from PostgreSQL's in corner cases. When PostgreSQL refuses a
+    /// state SQLite committed, the PostgreSQL constraint is the one that is wrong about this data: drop it
+    /// (loudly) so the copy stays equal and the stream does not stall. Only constraints on the tables this stream
+    /// writes are dropped; returns false (the error stands) for any other.
+    async fn relax_constraint(&self, err: &Error) -> Result<bool> {
+        let Some(pg) = err.postgres() else { return Ok(false) };
+        let (Some(schema), Some(table)) = (&pg.schema, &pg.table) else { return Ok(false) };
+        if *schema != self.schema || !self.plans.values().any(|plan| &plan.name == table) {
+            return Ok(false);
         }
-        match result? {
-            None => Ok(Applied::Nothing),
-            Some(stats) => {
-                self.applied_seq = stats.to_seq;
-                self.known_rejects |= stats.rejects > 0;
-                if !self.whole_tables.is_empty() {
-                    // Keys may have moved; plans are made anew from the tables as they are now.
-                    self.load_plans().await?;
-                }
-                tracing::info!(
-                    "applied {} changes ({} upserts, {} deletes) in {} tables, seq {}→{}, {} ms",
-                    stats.upserts + stats.deletes,
-                    stats.upserts,
-                    stats.deletes,
-                    stats.tables,
-                    stats.from_seq,
-                    stats.to_seq,
-                    started.elapsed().as_millis()
-                );
-                Ok(Applied::Batch(stats))
-            }
-        }
+        let target = crate::ident::qualified(schema, table);
+        let (statement, what) = match (pg.code.as_str(), &pg.column, &pg.constraint) {
+            ("23502", Some(column), _) => (
+                format!("ALTER TABLE {target} ALTER COLUMN {} DROP NOT NULL", crate::ident::quote(column)),
+                format!("NOT NULL on column {column:?}"),
+            ),
+            (_, _, Some(constraint)) => (
+                format!("ALTER TABLE {target} DROP CONSTRAINT IF EXISTS {}", crate::ident::quote(constraint)),
+                format!("constraint {constraint:?}"),
+            ),
+            _ => return Ok(false),
+        };
+        let client: &Client = self.client.as_ref().expect("connected");
+        client.batch_execute(&statement).await.map_err(|failed| {
+            Error::from(failed).context(format!("cannot drop {what} of {table:?}, which SQLite's rows break ({err})"))
+        })?;
+        tracing::warn!(
+            "SQLite committed rows that break {what} on {table:?} ({}, SQLSTATE {}); it was dropped in PostgreSQL so the copy stays equal; retrying the batch",
+            pg.message,
+            pg.code
+        );
+        Ok(true)
     }
 
     /// In the batch's transaction on shared tables: says whose rows it writes, locks the tables against DDL until
@@ -794,12 +910,7 @@ impl Stream {
         state::store_rejects(client, &self.capture.source_id, &written.rejects).await?;
         state::advance(client, &self.capture.source_id, range.after, range.up_to).await?;
         crate::fail_point!("batch-before-commit");
-        if let Err(err) = client.batch_execute("COMMIT").await {
-            return Err(match relax_constraint(client, &err).await? {
-                Some(relaxed) => Error::new(ErrorKind::PgTransient, relaxed),
-                None => err.into(),
-            });
-        }
+        self.client.as_ref().expect("connected above").commit().await?;
         crate::fail_point!("batch-after-commit");
         self.metrics.batch_applied(&written.per_table, written.rejects.len() as u64, started.elapsed());
         Ok(BatchStats {
@@ -836,34 +947,6 @@ impl Stream {
     }
 }
 
-/// SQLite enforces foreign keys only when the writer asks, and its UNIQUE semantics differ from PostgreSQL's
-/// in corner cases. When PostgreSQL refuses a state SQLite committed, the PostgreSQL constraint is the one that
-/// is wrong about this data: drop it (loudly) so the copy stays equal and the stream does not stall.
-async fn relax_constraint(client: &Client, err: &tokio_postgres::Error) -> Result<Option<String>> {
-    use tokio_postgres::error::SqlState;
-    let Some(db) = err.as_db_error() else {
-        return Ok(None);
-    };
-    let (Some(schema), Some(table), Some(constraint)) = (db.schema(), db.table(), db.constraint()) else {
-        return Ok(None);
-    };
-    if *db.code() != SqlState::FOREIGN_KEY_VIOLATION && *db.code() != SqlState::UNIQUE_VIOLATION {
-        return Ok(None);
-    }
-    client
-        .batch_execute(&format!(
-            "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
-            crate::ident::qualified(schema, table),
-            crate::ident::quote(constraint)
-        ))
-        .await?;
-    let message = format!(
-        "SQLite committed rows that break constraint {constraint:?} on {table:?} ({}); the constraint was dropped in PostgreSQL so the copy stays equal; retrying the batch",
-        db.message()
-    );
-    Ok(Some(message))
-}
-
 fn backoff(failures: u32) -> Duration {
     (Duration::from_millis(100) * 2u32.saturating_pow(failures.min(10))).min(MAX_BACKOFF)
 }
@@ -880,6 +963,18 @@ struct TableCounts {
     upserts: u64,
     deletes: u64,
     rejects: Vec<Reject>,
+}
+
+/// How one try at a batch ended, before its transaction was closed.
+enum Attempt {
+    Committed(BatchStats),
+    Nothing,
+    /// SQLite's schema changed since the plans were made.
+    SchemaMoved,
+    /// Another source widened a shared table's column since the plans were made.
+    TypesMoved,
+    /// A value needs a wider column first.
+    Widen(Widening),
 }
 
 /// What one attempt at a batch did.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, PgDetails, Result};
 
 /// A PostgreSQL target: connection settings plus a printable description that never holds the password.
 #[derive(Clone)]
@@ -223,36 +223,66 @@ fn io_cause(err: &tokio_postgres::Error) -> Option<String> {
     None
 }
 
-/// Turns a statement error into a kind: what retrying can fix, what needs a person.
+/// Turns a statement error into a kind (what retrying can fix, what needs a person, what the relax policy
+/// handles) and keeps what PostgreSQL reported: SQLSTATE, message, detail and the table, column and constraint.
 pub fn classify(err: tokio_postgres::Error) -> Error {
     let Some(db) = err.as_db_error() else {
         let kind = if err.is_closed() || io_cause(&err).is_some() { ErrorKind::PgConnect } else { ErrorKind::PgQuery };
         let message = format!("PostgreSQL: {err}");
         return Error::new(kind, message).with_source(err);
     };
-    let code = db.code().code();
+    let details = PgDetails {
+        code: db.code().code().to_string(),
+        message: db.message().to_string(),
+        detail: db.detail().map(str::to_string),
+        schema: db.schema().map(str::to_string),
+        table: db.table().map(str::to_string),
+        column: db.column().map(str::to_string),
+        constraint: db.constraint().map(str::to_string),
+    };
+    let code = details.code.as_str();
     let kind = match code {
         c if c.starts_with("08") || c.starts_with("57P") => ErrorKind::PgConnect,
-        "40001" | "40P01" | "55P03" => ErrorKind::PgTransient,
+        "40001" | "40P01" | "55P03" | "57014" => ErrorKind::PgTransient,
         c if c.starts_with("53") => ErrorKind::PgTransient,
         "42501" => ErrorKind::PgPermission,
         c if c.starts_with("28") => ErrorKind::PgAuth,
+        c if c.starts_with("23") => ErrorKind::PgConstraint,
         _ => ErrorKind::PgQuery,
     };
-    let mut message = format!("PostgreSQL: {} ({code})", db.message());
-    if let Some(detail) = db.detail() {
-        message.push_str(": ");
-        message.push_str(detail);
-    }
-    let error = Error::new(kind, message);
+    let error = Error::new(kind, describe_refusal(&details));
     let error = match kind {
         ErrorKind::PgPermission => error.with_hint("grant lite2pg's user the privilege named above (see docs)"),
         _ if code == "25006" => error.with_hint(
             "this PostgreSQL (or database) is read-only — a standby, or default_transaction_read_only is on: point lite2pg at the primary",
         ),
+        _ if code.starts_with("42") => {
+            error.with_hint("PostgreSQL's tables no longer fit what lite2pg made: see `lite2pg doctor`, or copy again with `lite2pg snapshot --replace`")
+        }
+        _ if code == "P0001" => error.with_hint("a trigger or rule in PostgreSQL raised this: change or drop it, then start lite2pg again"),
         _ => error,
     };
-    error.with_source(err)
+    error.with_postgres(details).with_source(err)
+}
+
+/// `PostgreSQL: <message> (SQLSTATE 23514, table "s"."t", constraint "c"): <detail>`.
+fn describe_refusal(details: &PgDetails) -> String {
+    let mut context = vec![format!("SQLSTATE {}", details.code)];
+    if let Some(table) = &details.table {
+        let name = match &details.schema {
+            Some(schema) => crate::ident::qualified(schema, table),
+            None => crate::ident::quote(table),
+        };
+        context.push(format!("table {name}"));
+    }
+    context.extend(details.column.as_ref().map(|column| format!("column {}", crate::ident::quote(column))));
+    context.extend(details.constraint.as_ref().map(|constraint| format!("constraint {}", crate::ident::quote(constraint))));
+    let mut message = format!("PostgreSQL: {} ({})", details.message, context.join(", "));
+    if let Some(detail) = &details.detail {
+        message.push_str(": ");
+        message.push_str(detail);
+    }
+    message
 }
 
 #[cfg(test)]

@@ -1,10 +1,11 @@
 //! PostgreSQL connections shared by every source one process syncs: at most `size` are leased at once, handed
 //! out in the order they were asked for (so one busy source cannot starve the others), plus one connection that
-//! holds every source's advisory lock for as long as the process syncs it.
+//! holds every source's advisory lock for as long as the process syncs it. A connection left inside a
+//! transaction is never handed out again: its lease closes it instead.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -38,6 +39,8 @@ struct Locks {
 struct PooledClient {
     client: Client,
     temp_tables: HashMap<String, u64>,
+    /// Between `Lease::begin` and the end of that transaction.
+    in_transaction: AtomicBool,
 }
 
 /// A connection leased from the pool; it goes back when dropped.
@@ -90,7 +93,11 @@ impl Pool {
         };
         let conn = match idle {
             Some(conn) => conn,
-            None => PooledClient { client: self.target.connect().await?, temp_tables: HashMap::new() },
+            None => PooledClient {
+                client: self.target.connect().await?,
+                temp_tables: HashMap::new(),
+                in_transaction: AtomicBool::new(false),
+            },
         };
         Ok(Lease { conn: Some(conn), pool: self.clone(), _permit: permit })
     }
@@ -134,6 +141,39 @@ impl Pool {
 }
 
 impl Lease {
+    fn conn(&self) -> &PooledClient {
+        self.conn.as_ref().expect("a lease holds its connection until dropped")
+    }
+
+    /// Starts a transaction to end with `commit` or `rollback`. Until it ends, the connection does not go back
+    /// to the pool: a lease dropped inside it (an early return, an error) closes the connection, and PostgreSQL
+    /// rolls the transaction back.
+    pub async fn begin(&self) -> Result<()> {
+        // Marked first: a BEGIN whose answer is lost may still have started the transaction.
+        self.conn().in_transaction.store(true, Ordering::SeqCst);
+        self.conn().client.batch_execute("BEGIN").await?;
+        Ok(())
+    }
+
+    /// Commits. A COMMIT PostgreSQL refuses rolls the transaction back, so it has ended either way.
+    pub async fn commit(&self) -> Result<()> {
+        let committed = self.conn().client.batch_execute("COMMIT").await;
+        self.conn().in_transaction.store(false, Ordering::SeqCst);
+        Ok(committed?)
+    }
+
+    /// Rolls back the transaction `begin` started.
+    pub async fn rollback(&self) -> Result<()> {
+        self.conn().client.batch_execute("ROLLBACK").await?;
+        self.conn().in_transaction.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Whether a transaction `begin` started has not ended yet.
+    pub fn in_transaction(&self) -> bool {
+        self.conn().in_transaction.load(Ordering::SeqCst)
+    }
+
     /// Makes `merge`'s session temp table unless this connection already made it for plans `version` (temp table
     /// names are unique per stream, and a stream's plans versions only grow).
     pub async fn ensure_temp_table(&mut self, merge: &TableMerge, version: u64) -> Result<()> {
@@ -151,7 +191,7 @@ impl Deref for Lease {
     type Target = Client;
 
     fn deref(&self) -> &Client {
-        &self.conn.as_ref().expect("a lease holds its connection until dropped").client
+        &self.conn().client
     }
 }
 
@@ -163,7 +203,8 @@ impl DerefMut for Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take().filter(|conn| !conn.client.is_closed()) {
+        let reusable = |conn: &PooledClient| !conn.client.is_closed() && !conn.in_transaction.load(Ordering::SeqCst);
+        if let Some(conn) = self.conn.take().filter(reusable) {
             self.pool.idle.lock().expect("pool lock is never poisoned").push(conn);
         }
     }

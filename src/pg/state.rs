@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS lite2pg.sources (
     applied_seq bigint NOT NULL DEFAULT 0,
     last_applied_at timestamptz,
     last_error text,
+    last_error_at timestamptz,
     promoted boolean NOT NULL DEFAULT false
 );
 CREATE TABLE IF NOT EXISTS lite2pg.tables (
@@ -48,6 +49,10 @@ DO $$ BEGIN
     -- The SQLite columns a shared table last had from this source, to tell what changed while stopped.
     IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'lite2pg.tables'::regclass AND attname = 'columns') THEN
         ALTER TABLE lite2pg.tables ADD COLUMN columns jsonb;
+    END IF;
+    -- When the last error was met, for status.
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'lite2pg.sources'::regclass AND attname = 'last_error_at') THEN
+        ALTER TABLE lite2pg.sources ADD COLUMN last_error_at timestamptz;
     END IF;
 END $$;
 CREATE TABLE IF NOT EXISTS lite2pg.rejects (
@@ -167,7 +172,7 @@ pub async fn table_exists(client: &impl GenericClient, schema: &str, table: &str
 pub async fn advance(client: &impl GenericClient, source_id: &str, from: i64, to: i64) -> Result<()> {
     let moved = client
         .execute(
-            "UPDATE lite2pg.sources SET applied_seq = $3, last_applied_at = now(), last_error = NULL
+            "UPDATE lite2pg.sources SET applied_seq = $3, last_applied_at = now(), last_error = NULL, last_error_at = NULL
              WHERE source_id = $1 AND applied_seq = $2",
             &[&source_id, &from, &to],
         )
@@ -270,9 +275,12 @@ pub async fn set_synced_columns(client: &impl GenericClient, source_id: &str, ta
     Ok(())
 }
 
-/// Records the last error a source met, for `status` (outside any batch transaction).
+/// Records the last error a source met and when, for `status` (outside any batch transaction); the next
+/// applied batch clears it.
 pub async fn record_error(client: &impl GenericClient, source_id: &str, error: &str) -> Result<()> {
-    client.execute("UPDATE lite2pg.sources SET last_error = $2 WHERE source_id = $1", &[&source_id, &error]).await?;
+    client
+        .execute("UPDATE lite2pg.sources SET last_error = $2, last_error_at = now() WHERE source_id = $1", &[&source_id, &error])
+        .await?;
     Ok(())
 }
 

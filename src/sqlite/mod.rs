@@ -5,7 +5,7 @@ pub mod changes;
 pub mod introspect;
 pub mod scan;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -23,6 +23,10 @@ pub enum Access {
 }
 
 /// Opens an existing SQLite database; never creates a file, and checks that it really is a database.
+///
+/// Read-only access works on a file and directory this user cannot write. A WAL file there is read normally
+/// while its -wal and -shm files exist (a writer has it open); without them SQLite cannot create them, and the
+/// file is opened `immutable=1`: no locks and no WAL, which reads correctly only while no process writes it.
 pub fn open(path: &Path, access: Access) -> Result<Connection> {
     let shown = path.display();
     let metadata = std::fs::metadata(path).map_err(|err| {
@@ -41,19 +45,66 @@ pub fn open(path: &Path, access: Access) -> Result<Connection> {
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|err| Error::from(err).context(format!("cannot open SQLite file {shown}")))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    check_is_database(&conn, path)?;
+    match check_is_database(&conn) {
+        Err(err) if access == Access::ReadOnly && cannot_create_wal_files(&err) => open_immutable(path),
+        Err(err) => Err(database_error(err, path)),
+        Ok(()) => Ok(conn),
+    }
+}
+
+fn check_is_database(conn: &Connection) -> rusqlite::Result<()> {
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get::<_, i64>(0)).map(|_| ())
+}
+
+/// A WAL file in a directory this user cannot write, with no -wal and -shm files for SQLite to use.
+fn cannot_create_wal_files(err: &rusqlite::Error) -> bool {
+    err.sqlite_error().is_some_and(|e| e.extended_code == rusqlite::ffi::SQLITE_READONLY_DIRECTORY)
+}
+
+/// Opens a WAL file that no process has open (it has no -wal file) in a read-only directory as immutable.
+fn open_immutable(path: &Path) -> Result<Connection> {
+    let shown = path.display();
+    let wal = PathBuf::from(format!("{}-wal", path.display()));
+    if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+        return Err(Error::new(
+            ErrorKind::SqliteOpen,
+            format!("cannot read {shown}: it is in WAL mode, and SQLite cannot create its -shm file in a directory this user cannot write"),
+        )
+        .with_hint("run as a user who may write the directory, or while the application has the file open"));
+    }
+    tracing::warn!(
+        "{shown} is in WAL mode in a directory this user cannot write: reading it as immutable, which is correct only while no process writes it"
+    );
+    let absolute = path
+        .canonicalize()
+        .map_err(|err| Error::new(ErrorKind::SqliteOpen, format!("cannot open SQLite file {shown}: {err}")))?;
+    let uri = format!("file:{}?immutable=1", uri_path(&absolute));
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(uri, flags)
+        .map_err(|err| Error::from(err).context(format!("cannot open SQLite file {shown}")))?;
+    check_is_database(&conn).map_err(|err| database_error(err, path))?;
     Ok(conn)
 }
 
-fn check_is_database(conn: &Connection, path: &Path) -> Result<()> {
-    match conn.query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get::<_, i64>(0)) {
-        Ok(_) => Ok(()),
-        Err(err) if err.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => {
-            Err(Error::new(ErrorKind::SqliteOpen, format!("{} is not a SQLite database (or it is encrypted)", path.display()))
-                .with_hint("check the --sqlite path; encrypted databases must be decrypted first"))
-        }
-        Err(err) => Err(Error::from(err).context(format!("cannot read SQLite file {}", path.display()))),
+/// A path for a `file:` URI: every byte but unreserved characters and `/` percent-encoded.
+fn uri_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str()
+        .as_bytes()
+        .iter()
+        .map(|&b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn database_error(err: rusqlite::Error, path: &Path) -> Error {
+    if err.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) {
+        return Error::new(ErrorKind::SqliteOpen, format!("{} is not a SQLite database (or it is encrypted)", path.display()))
+            .with_hint("check the --sqlite path; encrypted databases must be decrypted first");
     }
+    Error::from(err).context(format!("cannot read SQLite file {}", path.display()))
 }
 
 /// The SQLite file's journal mode (`wal`, `delete`, …).

@@ -334,3 +334,41 @@ async fn a_column_one_source_widens_is_written_right_by_the_others() {
     tenants.assert_all_equal(&db, &files).await;
     assert_eq!(db.texts("SELECT n FROM m WHERE source_id = 'b' AND id = 2").await, [Some("4702394921427289928".into())]);
 }
+
+#[tokio::test]
+async fn a_source_postgres_refuses_stops_alone_and_leaves_no_connection_in_a_transaction() {
+    let db = TestDb::new().await;
+    let tenants = Tenants::new(&db, 1);
+    let schema = "CREATE TABLE m(id INTEGER PRIMARY KEY, n INTEGER); INSERT INTO m VALUES (1, 1);";
+    let files: Vec<(PathBuf, &str)> = ["good", "bad"].iter().map(|id| (tenants.add_with(id, schema), *id)).collect();
+    let mut daemon = tenants.daemon(&[]);
+    wait_all_caught_up(&db, &files).await;
+    db.client()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION bad.refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'closed'; END $$;
+             CREATE TRIGGER refuse BEFORE INSERT ON bad.m FOR EACH ROW EXECUTE FUNCTION bad.refuse();",
+        )
+        .await
+        .unwrap();
+    let write =
+        |n: usize, id: i64| rusqlite::Connection::open(&files[n].0).unwrap().execute("INSERT INTO m VALUES (?1, 2)", [id]);
+    write(1, 2).unwrap();
+    let client = db.client().await;
+    let stopped = "SELECT last_error FROM lite2pg.sources WHERE source_id = 'bad' AND last_error IS NOT NULL";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.query_opt(stopped, &[]).await.unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the refused source recorded no error");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The one pooled connection the refused batch ran on serves the other source.
+    for id in 2..20 {
+        write(0, id).unwrap();
+    }
+    wait_all_caught_up(&db, &files[..1]).await;
+    tenants.assert_equal(&db, &files[0].0, "good").await;
+    let in_transaction = "SELECT count(*) FROM pg_stat_activity
+                          WHERE application_name = 'lite2pg' AND datname = current_database() AND state LIKE 'idle in transaction%'";
+    assert_eq!(client.query_one(in_transaction, &[]).await.unwrap().get::<_, i64>(0), 0);
+    assert!(daemon.0.try_wait().unwrap().is_none(), "the other source keeps the daemon running");
+}

@@ -5,6 +5,7 @@ mod support;
 mod crash;
 mod cutover;
 mod demo;
+mod errors;
 mod evolve;
 mod fleet;
 mod foreign_keys;

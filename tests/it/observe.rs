@@ -251,7 +251,7 @@ async fn metrics_and_health_are_served_while_running() {
     }
     let (_, metrics) = http_get(port, "/metrics");
     let down = metrics.lines().any(|line| line.starts_with("lite2pg_up{source=") && line.ends_with("} 0"));
-    assert!(metrics.contains(",kind=\"PgConnect\"}") && down, "{metrics}");
+    assert!(metrics.contains(",kind=\"PgConnect\",sqlstate=\"\"}") && down, "{metrics}");
     assert!(!metrics.contains("secret"));
 }
 
