@@ -714,6 +714,12 @@ fn print_status(status: &crate::status::Status) {
         .collect();
     println!();
     print_table(&["table", "sqlite rows", "postgres rows"], &rows);
+    if let Some(missing) = status.missing_constraints.as_ref().filter(|missing| !missing.is_empty()) {
+        println!("\nconstraints SQLite declares that PostgreSQL lacks:");
+        for constraint in missing {
+            println!("  - {constraint}");
+        }
+    }
 }
 
 async fn doctor(common: &CommonArgs) -> Result<Verdict> {

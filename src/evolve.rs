@@ -4,12 +4,13 @@
 //! Contract: every change here is idempotent and leaves PostgreSQL's rows either exact or marked in
 //! `lite2pg.tables.resync`, so that the next batch copies that table whole inside its own transaction.
 
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::{Client, GenericClient, Transaction};
 
 use crate::config::{DroppedTables, Policies};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
-use crate::pg::apply::{primary_key, table_columns, unique_sets};
+use crate::constraints::Declared;
+use crate::pg::apply::{primary_key, table_columns};
 use crate::pg::state;
 use crate::schema::{
     foreign_key_statement, post_data_statements, this_source, translate_default, TablePlan, ROWID_COLUMN, SOURCE_COLUMN,
@@ -74,7 +75,7 @@ pub struct TableNow<'a> {
 }
 
 /// Brings PostgreSQL's tables to SQLite's current shape inside `tx`: renames, creates, added, dropped and renamed
-/// columns, indexes; dropped tables per policy. Tables whose rows cannot be made exact by DDL alone are marked
+/// columns, indexes, constraints SQLite no longer declares; dropped tables per policy. Tables whose rows cannot be made exact by DDL alone are marked
 /// to be copied whole. Each change is logged once.
 pub async fn follow(tx: &Transaction<'_>, target: &Target<'_>, tables: &[TableNow<'_>], dropped: &[String]) -> Result<()> {
     if target.policies.shared_tables() {
@@ -86,12 +87,14 @@ pub async fn follow(tx: &Transaction<'_>, target: &Target<'_>, tables: &[TableNo
     let renames: Vec<(&str, &str)> =
         tables.iter().filter_map(|now| now.renamed_from.map(|old| (old, now.table.name.as_str()))).collect();
     rename_tables(tx, target, &renames).await?;
+    let known: Vec<&Table> = tables.iter().map(|now| now.table).collect();
     for now in tables {
         match table_columns(tx, target.schema, &now.table.name).await? {
             None => create_table(tx, target, now).await?,
             Some(columns) => {
                 let exact = follow_columns(tx, target, now, &columns).await?;
                 follow_indexes(tx, target, now).await?;
+                loosen_constraints(tx, target, now, &known).await?;
                 if !exact {
                     state::set_resync(tx, target.source_id, &now.table.name, true).await?;
                 }
@@ -117,12 +120,14 @@ async fn follow_shared(tx: &Transaction<'_>, target: &Target<'_>, tables: &[Tabl
         state::forget_table(tx, target.source_id, name).await?;
     }
     let names = |t: &Table| t.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+    let known: Vec<&Table> = tables.iter().map(|now| now.table).collect();
     for now in tables {
         let empty = vec![ColumnStats::default(); now.table.columns.len()];
         let mut plan = TablePlan::from_stats(now.table, now.stats.as_deref().unwrap_or(&empty), now.key_columns, target.policies);
         let found = crate::snapshot::create_or_adopt_shared(tx, target.schema, &mut plan, now.table).await?;
-        if found == SharedTable::Missing {
-            create_with_constraints(tx, target, now, &plan).await?;
+        match found {
+            SharedTable::Missing => create_with_constraints(tx, target, now, &plan).await?,
+            _ => loosen_constraints(tx, target, now, &known).await?,
         }
         // Columns dropped and added again while lite2pg was stopped hold old values: compare with the last record.
         let before = match now.previous {
@@ -345,8 +350,17 @@ fn inferred_renames<'a>(pg: &'a [(String, String)], sqlite: &[&'a str]) -> (Vec<
     (renames, exact)
 }
 
-/// Creates indexes SQLite has and PostgreSQL lacks/// Creates indexes SQLite has and PostgreSQL lacks (by name, or by columns for unique ones), and drops those
-/// SQLite dropped since the stream last saw the table.
+/// Creates indexes SQLite has and PostgreSQL lacks/// Drops the NOT NULL, UNIQUE and foreign key constraints SQLite no longer declares on `now`'s table (see
+/// `constraints`; new ones are made by the batch that follows, once PostgreSQL holds SQLite's rows).
+async fn loosen_constraints(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNow<'_>, known: &[&Table]) -> Result<()> {
+    let empty = vec![ColumnStats::default(); now.table.columns.len()];
+    let plan = TablePlan::from_stats(now.table, &empty, now.key_columns, target.policies);
+    let shared = target.policies.shared_tables();
+    crate::constraints::loosen(tx, target.schema, &Declared { table: now.table, plan: &plan, tables: known, shared }).await
+}
+
+/// Creates indexes SQLite has and PostgreSQL lacks, by name, and drops those SQLite dropped since the stream last
+/// saw the table. Unique ones on plain columns are constraints, kept by `constraints`.
 async fn follow_indexes(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNow<'_>) -> Result<()> {
     let table = qualified(target.schema, &now.table.name);
     let existing: Vec<String> = tx
@@ -358,11 +372,10 @@ async fn follow_indexes(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNo
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let uniques = unique_sets(tx, target.schema, &now.table.name).await?;
     let created: Vec<&Index> = now.table.indexes.iter().filter(|i| i.origin == "c").collect();
     for index in &created {
-        let unique_exists = index.unique && index.columns.as_ref().is_some_and(|columns| uniques.contains(columns));
-        if existing.contains(&index.name) || unique_exists {
+        let unique_constraint = index.unique && !index.partial && index.columns.is_some();
+        if existing.contains(&index.name) || unique_constraint {
             continue;
         }
         let empty = vec![ColumnStats::default(); now.table.columns.len()];
@@ -392,7 +405,7 @@ async fn follow_indexes(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNo
 }
 
 /// Runs `sql` in a savepoint; a refusal is returned (and rolled back) instead of failing the transaction.
-async fn attempt(tx: &Transaction<'_>, sql: &str) -> Result<Option<Error>> {
+pub(crate) async fn attempt(tx: &impl GenericClient, sql: &str) -> Result<Option<Error>> {
     tx.batch_execute("SAVEPOINT lite2pg_attempt").await?;
     match tx.batch_execute(sql).await {
         Ok(()) => {

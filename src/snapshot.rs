@@ -554,7 +554,7 @@ async fn build_post_data(
     created: &[bool],
 ) -> Result<Vec<String>> {
     let mut notes = Vec::new();
-    let referenced = referenced_columns(&prepared.tables);
+    let referenced = referenced_columns(&prepared.tables.iter().collect::<Vec<_>>());
     let shared = options.policies.shared_tables();
     let made = prepared.tables.iter().zip(&prepared.plans).zip(created).filter(|(_, made)| **made);
     for ((table, plan), _) in made {
@@ -572,7 +572,7 @@ async fn build_post_data(
 }
 
 /// `(parent table, parent columns)` for every foreign key, with the parent's primary key filled in.
-fn referenced_columns(tables: &[Table]) -> Vec<(String, Vec<String>)> {
+pub(crate) fn referenced_columns(tables: &[&Table]) -> Vec<(String, Vec<String>)> {
     tables
         .iter()
         .flat_map(|t| &t.foreign_keys)
