@@ -163,16 +163,16 @@ async fn a_child_table_created_before_its_parent_gets_its_foreign_key() {
     let db = TestDb::new().await;
     let _daemon = start_daemon_with(&db, &file, &[]);
     settle(&db, &file).await;
-    // In one transaction, child first, as migration files often have it.
+    // In one transaction, child first, as migration files often have it (and the child's name sorts first).
     file.exec(
         "BEGIN;
-         CREATE TABLE posts(id INTEGER PRIMARY KEY, author_id INTEGER REFERENCES authors(id), body TEXT);
-         CREATE TABLE authors(id INTEGER PRIMARY KEY, name TEXT);
-         INSERT INTO authors VALUES (1, 'Ann'); INSERT INTO posts VALUES (1, 1, 'hello');
+         CREATE TABLE posts(id INTEGER PRIMARY KEY, author_id INTEGER REFERENCES writers(id), body TEXT);
+         CREATE TABLE writers(id INTEGER PRIMARY KEY, name TEXT);
+         INSERT INTO writers VALUES (1, 'Ann'); INSERT INTO posts VALUES (1, 1, 'hello');
          COMMIT;",
     );
     settle(&db, &file).await;
-    assert_eq!(foreign_keys(&db).await, ["posts(author_id) -> authors(id)"]);
+    assert_eq!(foreign_keys(&db).await, ["posts(author_id) -> writers(id)"]);
     db.assert_equal(&file.path).await;
 
     // A child whose parent comes in a later migration: listed as missing until then.
@@ -185,7 +185,7 @@ async fn a_child_table_created_before_its_parent_gets_its_foreign_key() {
     assert_eq!(missing[0]["waiting_for"], "threads");
     file.exec("CREATE TABLE threads(id INTEGER PRIMARY KEY, topic TEXT); INSERT INTO threads VALUES (5, 'news');");
     settle(&db, &file).await;
-    assert_eq!(foreign_keys(&db).await, ["comments(thread_id) -> threads(id)", "posts(author_id) -> authors(id)"]);
+    assert_eq!(foreign_keys(&db).await, ["comments(thread_id) -> threads(id)", "posts(author_id) -> writers(id)"]);
     assert_eq!(status_json(&db, &file)["missing_constraints"], serde_json::json!([]));
     db.assert_equal(&file.path).await;
 }
