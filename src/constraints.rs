@@ -234,17 +234,13 @@ pub async fn missing(client: &impl GenericClient, schema: &str, declared: &Decla
         if present_references.contains(&&reference) {
             continue;
         }
-        let key = &table.foreign_keys[n];
-        let statement = foreign_key_statement(
-            schema,
-            name,
-            free.next().expect("names never run out"),
-            key,
-            &declared.parent_columns(n),
-            declared.shared,
-        );
+        let (key, free_n) = (&table.foreign_keys[n], free.next().expect("names never run out"));
+        let statement = foreign_key_statement(schema, name, free_n, key, &declared.parent_columns(n), declared.shared);
+        // Validated at once: rows that break it would fail a later batch (and have it dropped again).
+        let validate = format!("ALTER TABLE {} VALIDATE CONSTRAINT {}", qualified(schema, name), quote(&constraint_name(name, free_n)));
         let parent_exists = crate::pg::state::table_exists(client, schema, &key.parent_table).await?;
-        found.push(missing(statement.what, statement.sql, (!parent_exists).then(|| key.parent_table.clone())));
+        let waiting_for = (!parent_exists).then(|| key.parent_table.clone());
+        found.push(missing(statement.what, format!("{}; {validate}", statement.sql), waiting_for));
     }
     Ok(found)
 }
