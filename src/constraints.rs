@@ -166,7 +166,8 @@ pub async fn loosen(client: &impl GenericClient, schema: &str, declared: &Declar
     let table = qualified(schema, name);
     let present = present(client, schema, name).await?;
     let (not_null, keys) = (declared.not_null(), declared.plan.pg_key(declared.shared));
-    let loosened = present.not_null.iter().filter(|c| !not_null.contains(c) && !present.primary_key.contains(c) && !keys.contains(c));
+    let loosened =
+        present.not_null.iter().filter(|c| !not_null.contains(c) && !present.primary_key.contains(c) && !keys.contains(c));
     for column in loosened.filter(|c| c.as_str() != SOURCE_COLUMN) {
         client.batch_execute(&format!("ALTER TABLE {table} ALTER COLUMN {} DROP NOT NULL", quote(column))).await?;
         tracing::info!("column {column:?} of table {name:?} may hold NULL in SQLite now: dropped NOT NULL in PostgreSQL");
@@ -179,10 +180,7 @@ pub async fn loosen(client: &impl GenericClient, schema: &str, declared: &Declar
             None => format!("DROP INDEX {} CASCADE", qualified(schema, index)),
         };
         client.batch_execute(&sql).await?;
-        tracing::info!(
-            "unique ({}) on {name:?} is no longer declared in SQLite: dropped it in PostgreSQL",
-            columns.join(", ")
-        );
+        tracing::info!("unique ({}) on {name:?} is no longer declared in SQLite: dropped it in PostgreSQL", columns.join(", "));
     }
     let references = declared.references();
     for (constraint, reference) in present.foreign_keys.iter().filter(|(_, r)| !references.contains(r)) {
@@ -200,7 +198,8 @@ pub async fn loosen(client: &impl GenericClient, schema: &str, declared: &Declar
 pub async fn missing(client: &impl GenericClient, schema: &str, declared: &Declared<'_>) -> Result<Vec<Missing>> {
     let (table, name) = (declared.table, &declared.table.name);
     let present = present(client, schema, name).await?;
-    let missing = |what: String, sql: String, waiting_for: Option<String>| Missing { table: name.clone(), what, sql, waiting_for };
+    let missing =
+        |what: String, sql: String, waiting_for: Option<String>| Missing { table: name.clone(), what, sql, waiting_for };
     let mut found: Vec<Missing> = declared
         .not_null()
         .into_iter()
@@ -237,7 +236,8 @@ pub async fn missing(client: &impl GenericClient, schema: &str, declared: &Decla
         let (key, free_n) = (&table.foreign_keys[n], free.next().expect("names never run out"));
         let statement = foreign_key_statement(schema, name, free_n, key, &declared.parent_columns(n), declared.shared);
         // Validated at once: rows that break it would fail a later batch (and have it dropped again).
-        let validate = format!("ALTER TABLE {} VALIDATE CONSTRAINT {}", qualified(schema, name), quote(&constraint_name(name, free_n)));
+        let validate =
+            format!("ALTER TABLE {} VALIDATE CONSTRAINT {}", qualified(schema, name), quote(&constraint_name(name, free_n)));
         let parent_exists = crate::pg::state::table_exists(client, schema, &key.parent_table).await?;
         let waiting_for = (!parent_exists).then(|| key.parent_table.clone());
         found.push(missing(statement.what, format!("{}; {validate}", statement.sql), waiting_for));

@@ -7,9 +7,9 @@
 use tokio_postgres::{Client, GenericClient, Transaction};
 
 use crate::config::{DroppedTables, Policies};
+use crate::constraints::Declared;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
-use crate::constraints::Declared;
 use crate::pg::apply::{primary_key, table_columns};
 use crate::pg::state;
 use crate::schema::{

@@ -104,7 +104,9 @@ async fn a_rebuild_that_drops_unique_deletes_no_row_for_a_duplicate() {
         "INSERT INTO new__users (id, email, name, score) SELECT id, email, name, score FROM users",
     );
     // Without the UNIQUE, these share Ann's email: a stale constraint would make the merge delete Ann as displaced.
-    file.exec("INSERT INTO users VALUES (3, 'a@x', 'Ann two', 0); INSERT OR REPLACE INTO users VALUES (4, 'a@x', 'Ann three', 0);");
+    file.exec(
+        "INSERT INTO users VALUES (3, 'a@x', 'Ann two', 0); INSERT OR REPLACE INTO users VALUES (4, 'a@x', 'Ann three', 0);",
+    );
     settle(&db, &file).await;
     assert_eq!(unique_indexes(&db, "users").await, Vec::<String>::new());
     assert_eq!(db.texts("SELECT count(*)::text FROM users WHERE email = 'a@x'").await, [Some("3".into())]);
