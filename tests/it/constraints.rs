@@ -84,6 +84,7 @@ async fn a_rebuild_that_drops_not_null_lets_nulls_through() {
         "CREATE TABLE new__users(id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT, score REAL)",
         "INSERT INTO new__users (id, email, name, score) SELECT id, email, name, score FROM users",
     );
+    settle(&db, &file).await;
     file.exec("INSERT INTO users VALUES (3, 'c@x', NULL, 1); UPDATE users SET name = NULL WHERE id = 1;");
     settle(&db, &file).await;
     assert_eq!(not_null_columns(&db, "users").await, ["id", "email"]);
@@ -103,6 +104,7 @@ async fn a_rebuild_that_drops_unique_deletes_no_row_for_a_duplicate() {
         "CREATE TABLE new__users(id INTEGER PRIMARY KEY, email TEXT NOT NULL, name TEXT NOT NULL, score REAL)",
         "INSERT INTO new__users (id, email, name, score) SELECT id, email, name, score FROM users",
     );
+    settle(&db, &file).await;
     // Without the UNIQUE, these share Ann's email: a stale constraint would make the merge delete Ann as displaced.
     file.exec(
         "INSERT INTO users VALUES (3, 'a@x', 'Ann two', 0); INSERT OR REPLACE INTO users VALUES (4, 'a@x', 'Ann three', 0);",
