@@ -75,8 +75,8 @@ pub struct TableNow<'a> {
 }
 
 /// Brings PostgreSQL's tables to SQLite's current shape inside `tx`: renames, creates, added, dropped and renamed
-/// columns, indexes, constraints SQLite no longer declares; dropped tables per policy. Tables whose rows cannot be made exact by DDL alone are marked
-/// to be copied whole. Each change is logged once.
+/// columns, indexes, constraints SQLite no longer declares; dropped tables per policy. Tables whose rows cannot be
+/// made exact by DDL alone are marked to be copied whole. Each change is logged once.
 pub async fn follow(tx: &Transaction<'_>, target: &Target<'_>, tables: &[TableNow<'_>], dropped: &[String]) -> Result<()> {
     if target.policies.shared_tables() {
         return follow_shared(tx, target, tables, dropped).await;
@@ -354,7 +354,7 @@ fn inferred_renames<'a>(pg: &'a [(String, String)], sqlite: &[&'a str]) -> (Vec<
     (renames, exact)
 }
 
-/// Creates indexes SQLite has and PostgreSQL lacks/// Drops the NOT NULL, UNIQUE and foreign key constraints SQLite no longer declares on `now`'s table (see
+/// Drops the NOT NULL, UNIQUE and foreign key constraints SQLite no longer declares on `now`'s table (see
 /// `constraints`; new ones are made by the batch that follows, once PostgreSQL holds SQLite's rows).
 async fn loosen_constraints(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNow<'_>, known: &[&Table]) -> Result<()> {
     let empty = vec![ColumnStats::default(); now.table.columns.len()];

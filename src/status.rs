@@ -1,5 +1,6 @@
 //! Status: where the sync of one source stands, read from the SQLite file and from `lite2pg.sources` (and the
-//! constraints PostgreSQL lacks, from its catalog), whether or not a daemon is running. PostgreSQL being unreachable is reported, not fatal: the SQLite side still shows.
+//! constraints PostgreSQL lacks, from its catalog), whether or not a daemon is running. PostgreSQL being
+//! unreachable is reported, not fatal: the SQLite side still shows.
 
 use serde::Serialize;
 
