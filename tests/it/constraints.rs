@@ -71,6 +71,11 @@ fn status_json(db: &TestDb, file: &SqliteFile) -> Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
+fn doctor_text(db: &TestDb, file: &SqliteFile) -> String {
+    let output = lite2pg_output(&["doctor", "--sqlite", file.path.to_str().unwrap(), "--postgres", &db.url()]);
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 #[tokio::test]
 async fn a_rebuild_that_drops_not_null_lets_nulls_through() {
     let file = SqliteFile::new(APP);
@@ -187,9 +192,35 @@ async fn a_child_table_created_before_its_parent_gets_its_foreign_key() {
     assert_eq!(missing.as_array().map(Vec::len), Some(1), "{missing}");
     assert_eq!(missing[0]["table"], "comments");
     assert_eq!(missing[0]["waiting_for"], "threads");
+    assert!(doctor_text(&db, &file).contains("[warn] constraints: PostgreSQL lacks foreign key comments(thread_id) -> threads"));
     file.exec("CREATE TABLE threads(id INTEGER PRIMARY KEY, topic TEXT); INSERT INTO threads VALUES (5, 'news');");
     settle(&db, &file).await;
     assert_eq!(foreign_keys(&db).await, ["comments(thread_id) -> threads(id)", "posts(author_id) -> writers(id)"]);
     assert_eq!(status_json(&db, &file)["missing_constraints"], serde_json::json!([]));
+    assert!(doctor_text(&db, &file).contains("[ok  ] constraints"));
+    db.assert_equal(&file.path).await;
+}
+
+#[tokio::test]
+async fn a_foreign_key_existing_rows_break_stays_missing_and_the_stream_goes_on() {
+    let file = SqliteFile::new(APP);
+    file.exec("CREATE TABLE teams(id INTEGER PRIMARY KEY, title TEXT); INSERT INTO teams VALUES (7, 'seven');");
+    let db = TestDb::new().await;
+    let _daemon = start_daemon_with(&db, &file, &[]);
+    settle(&db, &file).await;
+    // SQLite does not check the copied rows (foreign_keys is off): team 99 does not exist.
+    rebuild(
+        &file,
+        "CREATE TABLE new__users(id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, name TEXT NOT NULL, score REAL,
+                                 team_id INTEGER REFERENCES teams(id))",
+        "INSERT INTO new__users (id, email, name, score, team_id) SELECT id, email, name, score, 99 FROM users",
+    );
+    settle(&db, &file).await;
+    assert_eq!(foreign_keys(&db).await, Vec::<String>::new());
+    let missing = status_json(&db, &file)["missing_constraints"].clone();
+    assert_eq!(missing.as_array().map(Vec::len), Some(1), "{missing}");
+    assert_eq!(missing[0]["waiting_for"], Value::Null);
+    file.exec("INSERT INTO users VALUES (3, 'c@x', 'Cy', 3, 99); UPDATE users SET team_id = 7;");
+    settle(&db, &file).await;
     db.assert_equal(&file.path).await;
 }
