@@ -733,6 +733,12 @@ fn print_status(status: &crate::status::Status) {
         .collect();
     println!();
     print_table(&["table", "sqlite rows", "postgres rows"], &rows);
+    if let Some(missing) = status.missing_constraints.as_ref().filter(|missing| !missing.is_empty()) {
+        println!("\nconstraints SQLite declares that PostgreSQL lacks:");
+        for constraint in missing {
+            println!("  - {constraint}");
+        }
+    }
 }
 
 /// A table's name, with its PostgreSQL name when that is shortened.

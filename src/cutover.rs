@@ -8,6 +8,7 @@ use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use crate::constraints::missing_for_source;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
 use crate::metrics::Metrics;
@@ -133,6 +134,8 @@ async fn finish(options: &CutoverOptions, conn: &Connection, client: &Client, ca
         not_carried.extend(untranslated_defaults(table, &plan));
     }
     statements.extend(unvalidated_foreign_keys(client, &row.target_schema).await?);
+    let missing = missing_for_source(client, &row.target_schema, &schema, &capture.tables, false).await?;
+    not_carried.extend(missing.into_iter().map(|m| NotCarried { what: format!("{m}, missing in PostgreSQL"), sql: m.sql }));
     let mut report =
         CutoverReport { source_id: source_id.to_string(), statements, not_carried, promoted: false, capture_removed: false };
     if options.dry_run {

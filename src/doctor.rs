@@ -3,6 +3,7 @@
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use crate::constraints::missing_for_source;
 use crate::error::Result;
 use crate::pg::apply::existing_plan;
 use crate::pg::state::{self, MIN_PG_VERSION};
@@ -238,9 +239,26 @@ async fn postgres_checks(
     findings.push(Finding::pass("lite2pg schema", "present"));
     let Some(captured) = captured else { return Ok(()) };
     tables_check(client, captured, findings).await?;
+    constraints_check(client, captured, options.policies.shared_tables(), findings).await?;
     findings.push(match state::lock_holder(client, &captured.state.source_id).await? {
         Some(holder) => Finding::pass("daemon", format!("`lite2pg run` is syncing this source ({holder})")),
         None => Finding::pass("daemon", "no `lite2pg run` holds this source; start one to keep syncing"),
+    });
+    Ok(())
+}
+
+/// Every NOT NULL, UNIQUE and foreign key SQLite declares is in PostgreSQL.
+async fn constraints_check(client: &Client, captured: &Captured, shared: bool, findings: &mut Vec<Finding>) -> Result<()> {
+    let Some(row) = state::source(client, &captured.state.source_id).await? else { return Ok(()) };
+    let missing = missing_for_source(client, &row.target_schema, &captured.schema, &captured.state.tables, shared).await?;
+    findings.push(match missing.is_empty() {
+        true => Finding::pass("constraints", "PostgreSQL has every NOT NULL, UNIQUE and foreign key SQLite declares"),
+        false => Finding::warn(
+            "constraints",
+            format!("PostgreSQL lacks {}", missing.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")),
+            "`lite2pg run` makes them after each schema change once PostgreSQL accepts them: a foreign key waits for its \
+             parent table; for one PostgreSQL refuses, the daemon's log says why",
+        ),
     });
     Ok(())
 }

@@ -29,6 +29,8 @@ pub enum ErrorKind {
     PgConstraint,
     /// The SQLite and PostgreSQL schemas do not fit together.
     Schema,
+    /// The SQLite schema changed while lite2pg read the file (a migration ran): reading starts over.
+    SchemaMoved,
     /// The stored sync state contradicts the SQLite file (restored backup, other database).
     State,
     /// Another lite2pg process holds the source.
@@ -50,7 +52,11 @@ impl ErrorKind {
     /// The single place that decides what retrying can fix.
     pub fn retry_policy(self) -> RetryPolicy {
         match self {
-            ErrorKind::SqliteBusy | ErrorKind::PgConnect | ErrorKind::PgTransient | ErrorKind::Locked => RetryPolicy::Timed,
+            ErrorKind::SqliteBusy
+            | ErrorKind::SchemaMoved
+            | ErrorKind::PgConnect
+            | ErrorKind::PgTransient
+            | ErrorKind::Locked => RetryPolicy::Timed,
             ErrorKind::PgConstraint => RetryPolicy::Relax,
             _ => RetryPolicy::Manual,
         }

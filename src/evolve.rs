@@ -4,16 +4,17 @@
 //! Contract: every change here is idempotent and leaves PostgreSQL's rows either exact or marked in
 //! `lite2pg.tables.resync`, so that the next batch copies that table whole inside its own transaction.
 
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::{Client, GenericClient, Transaction};
 
 use crate::config::{DroppedTables, Policies};
+use crate::constraints::Declared;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{pg_name, qualified, quote};
-use crate::pg::apply::{table_columns, unique_sets};
+use crate::pg::apply::table_columns;
 use crate::pg::state;
 use crate::schema::{
-    foreign_key_groups, foreign_key_statement, pg_column_name, pg_column_names, post_data_statements, this_source,
-    translate_default, TablePlan, ROWID_COLUMN,
+    foreign_key_groups, foreign_key_statement, pg_column_name, post_data_statements, this_source, translate_default, TablePlan,
+    ROWID_COLUMN,
 };
 use crate::snapshot::SharedTable;
 use crate::sqlite::introspect::{Index, Table};
@@ -124,8 +125,8 @@ pub struct TableNow<'a> {
 }
 
 /// Brings PostgreSQL's tables to SQLite's current shape inside `tx`: renames, creates, added, dropped and renamed
-/// columns, indexes; dropped tables per policy. Tables whose rows cannot be made exact by DDL alone are marked
-/// to be copied whole. Each change is logged once.
+/// columns, indexes, constraints SQLite no longer declares; dropped tables per policy. Tables whose rows cannot be
+/// made exact by DDL alone are marked to be copied whole. Each change is logged once.
 pub async fn follow(tx: &Transaction<'_>, target: &Target<'_>, tables: &[TableNow<'_>], dropped: &[String]) -> Result<()> {
     if target.policies.shared_tables() {
         return follow_shared(tx, target, tables, dropped).await;
@@ -136,6 +137,7 @@ pub async fn follow(tx: &Transaction<'_>, target: &Target<'_>, tables: &[TableNo
     let renames: Vec<(&str, &str)> =
         tables.iter().filter_map(|now| now.renamed_from.map(|old| (old, now.table.name.as_str()))).collect();
     rename_tables(tx, target, &renames).await?;
+    let known: Vec<&Table> = tables.iter().map(|now| now.table).collect();
     let mut created = Vec::new();
     for now in tables {
         let columns = table_columns(tx, target.schema, &now.table.name).await?;
@@ -143,6 +145,7 @@ pub async fn follow(tx: &Transaction<'_>, target: &Target<'_>, tables: &[TableNo
         if let Some(columns) = columns {
             let exact = follow_columns(tx, target, now, &columns).await?;
             follow_indexes(tx, target, now).await?;
+            loosen_constraints(tx, target, now, &known).await?;
             if !exact {
                 state::set_resync(tx, target.source_id, &now.table.name, true).await?;
             }
@@ -230,14 +233,16 @@ async fn follow_shared(tx: &Transaction<'_>, target: &Target<'_>, tables: &[Tabl
         state::forget_table(tx, target.source_id, name).await?;
     }
     let names = |t: &Table| t.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+    let known: Vec<&Table> = tables.iter().map(|now| now.table).collect();
     let mut created = Vec::new();
     for now in tables {
         let empty = vec![ColumnStats::default(); now.table.columns.len()];
         let mut plan = TablePlan::from_stats(now.table, now.stats.as_deref().unwrap_or(&empty), now.key_columns, target.policies);
         let found = crate::snapshot::create_or_adopt_shared(tx, target.schema, &mut plan, now.table).await?;
         created.push(found == SharedTable::Missing);
-        if found == SharedTable::Missing {
-            create_with_constraints(tx, target, now, &plan).await?;
+        match found {
+            SharedTable::Missing => create_with_constraints(tx, target, now, &plan).await?,
+            _ => loosen_constraints(tx, target, now, &known).await?,
         }
         // Columns dropped and added again while lite2pg was stopped hold old values: compare with the last record.
         let before = match now.previous {
@@ -466,8 +471,17 @@ fn inferred_renames<'a>(pg: &'a [(String, String)], sqlite: &[&'a str]) -> (Vec<
     (renames, exact)
 }
 
-/// Creates indexes SQLite has and PostgreSQL lacks/// Creates indexes SQLite has and PostgreSQL lacks (by name, or by columns for unique ones), and drops those
-/// SQLite dropped since the stream last saw the table.
+/// Drops the NOT NULL, UNIQUE and foreign key constraints SQLite no longer declares on `now`'s table (see
+/// `constraints`; new ones are made by the batch that follows, once PostgreSQL holds SQLite's rows).
+async fn loosen_constraints(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNow<'_>, known: &[&Table]) -> Result<()> {
+    let empty = vec![ColumnStats::default(); now.table.columns.len()];
+    let plan = TablePlan::from_stats(now.table, &empty, now.key_columns, target.policies);
+    let shared = target.policies.shared_tables();
+    crate::constraints::loosen(tx, target.schema, &Declared { table: now.table, plan: &plan, tables: known, shared }).await
+}
+
+/// Creates indexes SQLite has and PostgreSQL lacks, by name, and drops those SQLite dropped since the stream last
+/// saw the table. Unique ones on plain columns are constraints, kept by `constraints`.
 async fn follow_indexes(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNow<'_>) -> Result<()> {
     let table = qualified(target.schema, &now.table.name);
     let existing: Vec<String> = tx
@@ -479,12 +493,10 @@ async fn follow_indexes(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNo
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let uniques = unique_sets(tx, target.schema, &now.table.name).await?;
     let created: Vec<&Index> = now.table.indexes.iter().filter(|i| i.origin == "c").collect();
     for index in &created {
-        let unique_exists =
-            index.unique && index.columns.as_ref().is_some_and(|columns| uniques.contains(&pg_column_names(columns)));
-        if existing.contains(&index.name) || unique_exists {
+        let unique_constraint = index.unique && !index.partial && index.columns.is_some();
+        if existing.contains(&index.name) || unique_constraint {
             continue;
         }
         let empty = vec![ColumnStats::default(); now.table.columns.len()];
@@ -514,7 +526,7 @@ async fn follow_indexes(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNo
 }
 
 /// Runs `sql` in a savepoint; a refusal is returned (and rolled back) instead of failing the transaction.
-async fn attempt(tx: &Transaction<'_>, sql: &str) -> Result<Option<Error>> {
+pub(crate) async fn attempt(tx: &impl GenericClient, sql: &str) -> Result<Option<Error>> {
     tx.batch_execute("SAVEPOINT lite2pg_attempt").await?;
     match tx.batch_execute(sql).await {
         Ok(()) => {

@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod constraints;
 pub mod cutover;
 pub mod demo;
 pub mod doctor;

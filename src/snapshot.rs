@@ -28,7 +28,7 @@ use crate::source::{Selection, Source};
 use crate::sqlite::capture::newest_seq;
 use crate::sqlite::introspect::Table;
 use crate::sqlite::scan::{column_stats, read_values, rowid_filter, rowid_ranges};
-use crate::sqlite::{open, Access};
+use crate::sqlite::{begin_read_at, open, Access};
 use crate::types::{joined_types, ColumnStats, PgType, SqlValue};
 
 /// Tables with more rows than this are copied as several rowid ranges in parallel.
@@ -95,6 +95,24 @@ impl SnapshotReport {
 
 /// Runs a snapshot of the whole selection.
 pub async fn snapshot(options: &SnapshotOptions) -> Result<SnapshotReport> {
+    let mut attempts = 0;
+    loop {
+        match snapshot_once(options).await {
+            Err(err) if err.kind() == ErrorKind::SchemaMoved && attempts < SCHEMA_MOVED_ATTEMPTS => {
+                attempts += 1;
+                tracing::info!(
+                    "the SQLite schema changed during the snapshot (a migration ran): copying again from the new schema"
+                );
+            }
+            result => return result,
+        }
+    }
+}
+
+/// How often a snapshot starts over because a migration changed the schema under it, before it gives up.
+const SCHEMA_MOVED_ATTEMPTS: u32 = 10;
+
+async fn snapshot_once(options: &SnapshotOptions) -> Result<SnapshotReport> {
     let started = Instant::now();
     let mut prepared = {
         let options = options.clone();
@@ -137,6 +155,8 @@ struct Prepared {
     mapping: Vec<ColumnMapping>,
     notes: Vec<String>,
     snapshot_seq: i64,
+    /// SQLite's schema version the plans are of: every read checks it, in its own read transaction.
+    schema_version: i64,
 }
 
 fn prepare(options: &SnapshotOptions) -> Result<Prepared> {
@@ -152,10 +172,11 @@ fn prepare(options: &SnapshotOptions) -> Result<Prepared> {
         mapping: Vec::new(),
         notes: source.schema.skipped.iter().map(|s| format!("{} {:?} is not copied", s.kind, s.name)).collect(),
         snapshot_seq,
+        schema_version: source.schema_version,
     };
     let (mut stats, mut keys) = (Vec::new(), Vec::new());
     for (table, captured) in source.captured_tables() {
-        let (rows, table_stats) = scan_table(&options.sqlite, table, options.jobs)?;
+        let (rows, table_stats) = scan_table(&options.sqlite, table, options.jobs, source.schema_version)?;
         let plan = TablePlan::from_stats(table, &table_stats, &captured.key_columns, &options.policies);
         if captured.key_columns.is_empty() && !table.primary_key.is_empty() {
             prepared.notes.push(format!(
@@ -217,13 +238,19 @@ fn shortened_names(plan: &TablePlan) -> Vec<String> {
 }
 
 /// Scans what a table stores, in rowid ranges on several threads when it is big.
-fn scan_table(path: &std::path::Path, table: &Table, jobs: usize) -> Result<(u64, Vec<ColumnStats>)> {
+fn scan_table(path: &std::path::Path, table: &Table, jobs: usize, schema_version: i64) -> Result<(u64, Vec<ColumnStats>)> {
     let conn = open(path, Access::ReadOnly)?;
     let ranges = rowid_ranges(&conn, table, jobs as u64)?;
     let parts: Vec<Result<(u64, Vec<ColumnStats>)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = ranges
             .into_iter()
-            .map(|range| scope.spawn(move || column_stats(&open(path, Access::ReadOnly)?, table, range)))
+            .map(|range| {
+                scope.spawn(move || {
+                    let conn = open(path, Access::ReadOnly)?;
+                    begin_read_at(&conn, schema_version)?;
+                    column_stats(&conn, table, range)
+                })
+            })
             .collect();
         handles.into_iter().map(|h| h.join().expect("scans do not panic")).collect()
     });
@@ -435,7 +462,7 @@ async fn copy_all(options: &SnapshotOptions, prepared: &Prepared, progress: &Pro
             replace_own_rows(&client, &options.schema, prepared).await?;
         }
         let (queue, plans, bars) = (queue.clone(), plans.clone(), bars.clone());
-        let (path, schema) = (options.sqlite.clone(), options.schema.clone());
+        let (path, schema, schema_version) = (options.sqlite.clone(), options.schema.clone(), prepared.schema_version);
         handles.push(tokio::spawn(async move {
             let mut done: Vec<(usize, Copied)> = Vec::new();
             loop {
@@ -447,7 +474,9 @@ async fn copy_all(options: &SnapshotOptions, prepared: &Prepared, progress: &Pro
                     return Ok::<_, Error>(done);
                 };
                 let started = Instant::now();
-                let mut copied = copy_item(&client, &path, &schema, &plans[item.table], item.rowids, &bars[item.table]).await?;
+                let plan = &plans[item.table];
+                let mut copied =
+                    copy_item(&client, (&path, schema_version), &schema, plan, item.rowids, &bars[item.table]).await?;
                 copied.seconds = started.elapsed().as_secs_f64();
                 done.push((item.table, copied));
             }
@@ -517,9 +546,10 @@ struct Chunk {
     rows: u64,
 }
 
+/// Copies one table or rowid range, read from the file at `sqlite.0` in the schema of version `sqlite.1`.
 async fn copy_item(
     client: &Client,
-    path: &std::path::Path,
+    sqlite: (&std::path::Path, i64),
     schema: &str,
     plan: &TablePlan,
     rowids: Option<(i64, i64)>,
@@ -527,8 +557,8 @@ async fn copy_item(
 ) -> Result<Copied> {
     let (sender, mut receiver) = mpsc::channel::<Chunk>(4);
     let reader = {
-        let (path, plan) = (path.to_path_buf(), plan.clone());
-        tokio::task::spawn_blocking(move || read_rows(&path, &plan, rowids, sender))
+        let ((path, schema_version), plan) = ((sqlite.0.to_path_buf(), sqlite.1), plan.clone());
+        tokio::task::spawn_blocking(move || read_rows(&path, schema_version, &plan, rowids, sender))
     };
     let copy_sql = format!("COPY {} ({}) FROM STDIN (FORMAT binary)", qualified(schema, &plan.name), plan.pg_column_list());
     let sink = client.copy_in::<_, Bytes>(copy_sql.as_str()).await?;
@@ -550,11 +580,13 @@ async fn copy_item(
 /// cannot hold are left out and returned as rejects.
 fn read_rows(
     path: &std::path::Path,
+    schema_version: i64,
     plan: &TablePlan,
     rowids: Option<(i64, i64)>,
     sender: mpsc::Sender<Chunk>,
 ) -> Result<(u64, Vec<Reject>)> {
     let conn = open(path, Access::ReadOnly)?;
+    begin_read_at(&conn, schema_version)?;
     let (range, bounds) = rowid_filter(plan.rowid_name, rowids);
     let sql = format!("SELECT {} FROM {} AS t{range}", plan.select_list("t"), quote(&plan.name));
     let mut stmt = conn.prepare(&sql)?;
@@ -592,7 +624,7 @@ async fn build_post_data(
     created: &[bool],
 ) -> Result<Vec<String>> {
     let mut notes = Vec::new();
-    let referenced = referenced_columns(&prepared.tables);
+    let referenced = referenced_columns(&prepared.tables.iter().collect::<Vec<_>>());
     let shared = options.policies.shared_tables();
     let made: Vec<(&Table, &TablePlan)> =
         prepared.tables.iter().zip(&prepared.plans).zip(created).filter(|(_, made)| **made).map(|(both, _)| both).collect();
@@ -614,7 +646,7 @@ async fn build_post_data(
 }
 
 /// `(parent table, parent columns)` for every foreign key, with the parent's primary key filled in.
-fn referenced_columns(tables: &[Table]) -> Vec<(String, Vec<String>)> {
+pub(crate) fn referenced_columns(tables: &[&Table]) -> Vec<(String, Vec<String>)> {
     tables
         .iter()
         .flat_map(|t| &t.foreign_keys)

@@ -43,6 +43,8 @@ pub struct Source {
     pub conn: Connection,
     pub schema: SourceSchema,
     pub capture: CaptureState,
+    /// SQLite's schema version `schema` and `capture` are of.
+    pub schema_version: i64,
 }
 
 impl Source {
@@ -56,8 +58,8 @@ impl Source {
             let schema = read_schema(&conn)?;
             let tables = selection.apply(&schema)?;
             let no_drift = capture::SchemaDrift::default();
-            if let Some((capture, _)) = capture::follow(&mut conn, version, &no_drift, &tables, source_id)? {
-                return Ok(Source { path: path.to_path_buf(), conn, schema, capture });
+            if let Some((capture, schema_version)) = capture::follow(&mut conn, version, &no_drift, &tables, source_id)? {
+                return Ok(Source { path: path.to_path_buf(), conn, schema, capture, schema_version });
             }
         }
     }

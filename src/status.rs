@@ -1,13 +1,16 @@
-//! Status: where the sync of one source stands, read from the SQLite file and from `lite2pg.sources`, whether or
-//! not a daemon is running. PostgreSQL being unreachable is reported, not fatal: the SQLite side still shows.
+//! Status: where the sync of one source stands, read from the SQLite file and from `lite2pg.sources` (and the
+//! constraints PostgreSQL lacks, from its catalog), whether or not a daemon is running. PostgreSQL being
+//! unreachable is reported, not fatal: the SQLite side still shows.
 
 use serde::Serialize;
 
+use crate::constraints::{missing_for_source, Missing};
 use crate::error::Result;
 use crate::ident::{qualified, quote};
 use crate::pg::state;
 use crate::snapshot::SnapshotOptions;
 use crate::sqlite::capture::{self, CaptureState};
+use crate::sqlite::introspect::{read_schema, SourceSchema};
 use crate::sqlite::{open, Access};
 
 /// One table's row counts on both sides.
@@ -45,6 +48,9 @@ pub struct Status {
     /// Who holds the source's daemon lock, or `None` when no daemon runs.
     pub daemon: Option<String>,
     pub tables: Vec<TableStatus>,
+    /// Constraints SQLite declares that PostgreSQL lacks (refused, or a foreign key waiting for its parent table);
+    /// `None` when PostgreSQL could not be read.
+    pub missing_constraints: Option<Vec<Missing>>,
 }
 
 /// Reads the status of `options.sqlite`'s source.
@@ -68,8 +74,10 @@ pub async fn status(options: &SnapshotOptions) -> Result<Status> {
         last_applied_at: None,
         daemon: None,
         tables: sqlite_counts(&conn, &capture)?,
+        missing_constraints: None,
     };
-    match postgres_status(options, &capture, &mut status).await {
+    let sqlite_schema = read_schema(&conn)?;
+    match postgres_status(options, &capture, &sqlite_schema, &mut status).await {
         Ok(Some(applied_seq)) => {
             status.applied_seq = Some(applied_seq);
             let pending = capture::pending(&conn, applied_seq)?;
@@ -96,7 +104,12 @@ fn sqlite_counts(conn: &rusqlite::Connection, capture: &CaptureState) -> Result<
 }
 
 /// Fills in the PostgreSQL side and returns the applied position (`None` when the source was never copied).
-async fn postgres_status(options: &SnapshotOptions, capture: &CaptureState, status: &mut Status) -> Result<Option<i64>> {
+async fn postgres_status(
+    options: &SnapshotOptions,
+    capture: &CaptureState,
+    sqlite_schema: &SourceSchema,
+    status: &mut Status,
+) -> Result<Option<i64>> {
     let client = options.target.connect().await?;
     if !state::state_schema_exists(&client).await? {
         return Ok(None);
@@ -128,5 +141,7 @@ async fn postgres_status(options: &SnapshotOptions, capture: &CaptureState, stat
             table.postgres_rows = Some(count.get(0));
         }
     }
+    let shared = options.policies.shared_tables();
+    status.missing_constraints = Some(missing_for_source(&client, &schema, sqlite_schema, &capture.tables, shared).await?);
     Ok(Some(row.get(0)))
 }

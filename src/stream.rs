@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
 use crate::config::{MisfitAction, Policies};
+use crate::constraints::Declared;
 use crate::error::{Error, ErrorKind, Result, RetryPolicy};
 use crate::metrics::{Metrics, SourceMetrics};
 use crate::pg::apply::{existing_plan, primary_key, unique_sets, TableMerge};
@@ -366,6 +367,9 @@ struct Stream {
     tables: HashMap<i64, Table>,
     /// Tables the next batch copies whole (after a schema change or an inexact widening).
     whole_tables: Arc<HashSet<i64>>,
+    /// The schema was looked at since constraints were last made: the next batch makes those SQLite declares and
+    /// PostgreSQL lacks, once its rows are written.
+    constraints_due: bool,
     policies: Arc<Policies>,
     selection: Selection,
     /// SQLite's schema version the plans and capture were made for, and that schema.
@@ -402,6 +406,7 @@ impl Stream {
             merges: HashMap::new(),
             tables: HashMap::new(),
             whole_tables: Arc::new(HashSet::new()),
+            constraints_due: false,
             policies: Arc::new(options.policies.clone()),
             selection: options.selection.clone(),
             schema_version: 0,
@@ -527,6 +532,8 @@ impl Stream {
             self.capture = CaptureState { tables: capture.tables, ..self.capture.clone() };
             self.schema_version = version;
             self.sqlite_schema = schema;
+            // Shared tables are only loosened: another source's rows may not keep a constraint this one declares.
+            self.constraints_due = !self.policies.shared_tables();
             return self.load_plans().await;
         }
     }
@@ -587,7 +594,8 @@ impl Stream {
         let mut last_version = None;
         let mut poll = POLL_INTERVAL;
         loop {
-            if target_seq.is_some_and(|target| self.applied_seq >= target) && self.whole_tables.is_empty() {
+            let owed = !self.whole_tables.is_empty() || self.constraints_due;
+            if target_seq.is_some_and(|target| self.applied_seq >= target) && !owed {
                 return self.prune().await;
             }
             if self.pool.contended() {
@@ -718,6 +726,7 @@ impl Stream {
             plans: self.plans.clone(),
             policies: self.policies.clone(),
             whole_tables: self.whole_tables.clone(),
+            constraints_due: self.constraints_due,
             schema_version: self.schema_version,
         };
         let applied = self.applied_seq;
@@ -756,8 +765,9 @@ impl Stream {
     async fn committed(&mut self, stats: BatchStats, started: Instant) -> Result<Applied> {
         self.applied_seq = stats.to_seq;
         self.known_rejects |= stats.rejects > 0;
-        if !self.whole_tables.is_empty() {
-            // Keys may have moved; plans are made anew from the tables as they are now.
+        if !self.whole_tables.is_empty() || self.constraints_due {
+            // Keys and unique constraints may have moved; plans are made anew from the tables as they are now.
+            self.constraints_due = false;
             self.load_plans().await?;
         }
         tracing::info!(
@@ -904,9 +914,12 @@ impl Stream {
         Ok(written)
     }
 
-    /// Stores rejects and the new position, then commits.
+    /// Makes constraints when due, stores rejects and the new position, then commits.
     async fn finish_batch(&self, range: SeqRange, written: Written, started: Instant) -> Result<BatchStats> {
         let client: &Client = self.client.as_ref().expect("connected above");
+        if self.constraints_due {
+            self.make_constraints().await?;
+        }
         state::store_rejects(client, &self.capture.source_id, &written.rejects).await?;
         state::advance(client, &self.capture.source_id, range.after, range.up_to).await?;
         crate::fail_point!("batch-before-commit");
@@ -921,6 +934,18 @@ impl Stream {
             deletes: written.deletes,
             rejects: written.rejects.len() as u64,
         })
+    }
+
+    /// Inside the batch's transaction, once its rows are written (PostgreSQL holds SQLite's rows, so what it
+    /// refuses now SQLite's rows do not keep either): makes each table's constraints what SQLite declares.
+    async fn make_constraints(&self) -> Result<()> {
+        let client: &Client = self.client.as_ref().expect("connected above");
+        let known: Vec<&Table> = self.sqlite_schema.tables.iter().collect();
+        for (id, plan) in self.plans.iter() {
+            let declared = Declared { table: &self.tables[id], plan, tables: &known, shared: false };
+            crate::constraints::reconcile(client, &self.schema, &declared).await?;
+        }
+        Ok(())
     }
 
     /// Prunes when enough was applied or enough time passed.
@@ -988,7 +1013,7 @@ enum Applied {
 
 /// What the reading thread found.
 enum BatchRead {
-    /// Nothing committed since the position, and no table to copy again.
+    /// Nothing committed since the position, no table to copy again and no constraint to make.
     Nothing,
     /// SQLite's schema changed since the plans were made: follow it first.
     SchemaMoved,
@@ -1014,6 +1039,8 @@ struct ReadPlan {
     plans: Arc<HashMap<i64, TablePlan>>,
     policies: Arc<Policies>,
     whole_tables: Arc<HashSet<i64>>,
+    /// Forces a batch even when nothing was committed, for the constraints it makes.
+    constraints_due: bool,
     schema_version: i64,
 }
 
@@ -1046,7 +1073,7 @@ fn read_batch_in_transaction(
         return Ok(BatchRead::SchemaMoved);
     }
     let up_to = capture::newest_seq(conn)?.max(applied);
-    if up_to == applied && read.whole_tables.is_empty() {
+    if up_to == applied && read.whole_tables.is_empty() && !read.constraints_due {
         return Ok(BatchRead::Nothing);
     }
     let range = SeqRange { after: applied, up_to };

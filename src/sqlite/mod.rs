@@ -112,6 +112,22 @@ pub fn journal_mode(conn: &Connection) -> Result<String> {
     Ok(conn.query_row("PRAGMA journal_mode", [], |row| row.get(0))?)
 }
 
+/// Starts a read transaction on `conn` and checks that the schema is still at `expected`: reads made from a schema
+/// read earlier would otherwise meet tables and columns a migration has just changed.
+pub fn begin_read_at(conn: &Connection, expected: i64) -> Result<()> {
+    conn.execute_batch("BEGIN")?;
+    let now = schema_version(conn)?;
+    if now != expected {
+        conn.execute_batch("ROLLBACK")?;
+        return Err(Error::new(
+            ErrorKind::SchemaMoved,
+            "the SQLite schema changed while lite2pg was reading the file (a migration ran)",
+        )
+        .with_hint("lite2pg reads it again from the new schema by itself"));
+    }
+    Ok(())
+}
+
 /// The schema's version number, which SQLite bumps on every schema change (ours included).
 pub fn schema_version(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("PRAGMA schema_version", [], |r| r.get(0))?)

@@ -372,3 +372,26 @@ async fn a_source_postgres_refuses_stops_alone_and_leaves_no_connection_in_a_tra
     assert_eq!(client.query_one(in_transaction, &[]).await.unwrap().get::<_, i64>(0), 0);
     assert!(daemon.0.try_wait().unwrap().is_none(), "the other source keeps the daemon running");
 }
+
+#[tokio::test]
+async fn a_rebuild_that_loosens_a_shared_tables_constraints_lets_its_source_write_what_they_refused() {
+    let db = TestDb::new().await;
+    let tenants = Tenants::shared(&db, 2);
+    let schema = "CREATE TABLE m(id INTEGER PRIMARY KEY, k TEXT NOT NULL UNIQUE); INSERT INTO m VALUES (1, 'x'), (2, 'y');";
+    let files: Vec<(PathBuf, &str)> = ["a", "b"].iter().map(|id| (tenants.add_with(id, schema), *id)).collect();
+    let _daemon = tenants.daemon(&[]);
+    wait_all_caught_up(&db, &files).await;
+    let write = |n: usize, sql: &str| rusqlite::Connection::open(&files[n].0).unwrap().execute_batch(sql).unwrap();
+    write(
+        0,
+        "PRAGMA foreign_keys=OFF; BEGIN; CREATE TABLE new__m(id INTEGER PRIMARY KEY, k TEXT); INSERT INTO new__m SELECT * FROM m;
+         DROP TABLE m; ALTER TABLE new__m RENAME TO m; COMMIT;",
+    );
+    wait_all_caught_up(&db, &files).await;
+    write(0, "INSERT INTO m VALUES (3, NULL), (4, 'x');");
+    write(1, "INSERT OR REPLACE INTO m VALUES (3, 'y');");
+    wait_all_caught_up(&db, &files).await;
+    tenants.assert_all_equal(&db, &files).await;
+    let rows = "SELECT string_agg(source_id || id || coalesce(k, '-'), ',' ORDER BY source_id, id) FROM m";
+    assert_eq!(db.texts(rows).await, [Some("a1x,a2y,a3-,a4x,b1x,b3y".into())]);
+}

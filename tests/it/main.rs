@@ -2,6 +2,7 @@
 
 mod support;
 
+mod constraints;
 mod crash;
 mod cutover;
 mod demo;

@@ -268,7 +268,9 @@ enum AppStep {
     Sql(String),
     /// A migration tool's rebuild of `u`, loosening (no NOT NULL, no unique indexes) or tightening; it may fail
     /// on rows the tighter table refuses, and then changes nothing.
-    RebuildU { strict: bool },
+    RebuildU {
+        strict: bool,
+    },
     Settle,
 }
 

@@ -1,0 +1,290 @@
+//! A PostgreSQL table's NOT NULL, UNIQUE and foreign key constraints kept to what its SQLite table declares now.
+//!
+//! Constraints are matched by what they are (columns; parent table and columns), never by name: a migration
+//! tool's table rebuild renumbers foreign keys and renames unique indexes. Loosening (dropping what SQLite no
+//! longer declares) is always safe and runs as soon as a schema change is seen, so a stale constraint can neither
+//! refuse a row SQLite took nor make the merge delete a row as "displaced". Tightening may meet rows PostgreSQL
+//! still holds from before the change, so it runs once PostgreSQL holds SQLite's rows again (inside a batch), each
+//! statement in a savepoint; what PostgreSQL refuses, or a foreign key whose parent table does not exist yet, stays
+//! missing and is tried again after the next schema look. `missing` compares SQLite with PostgreSQL's catalog each
+//! time it is asked (for `status`, `doctor` and `cutover`), so its answer cannot be stale.
+
+use serde::Serialize;
+use tokio_postgres::GenericClient;
+
+use crate::error::Result;
+use crate::ident::{qualified, quote};
+use crate::pg::apply::{existing_plan, primary_key};
+use crate::schema::{
+    constraint_name, foreign_key_statement, post_data_statements, scoped, KeyPlan, TablePlan, ROWID_COLUMN, SOURCE_COLUMN,
+};
+use crate::sqlite::capture::CapturedTable;
+use crate::sqlite::introspect::{Index, SourceSchema, Table};
+
+/// A constraint SQLite declares that PostgreSQL does not have, with the statement that would make it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Missing {
+    pub table: String,
+    pub what: String,
+    pub sql: String,
+    /// The parent table a foreign key waits for, when PostgreSQL does not have it yet.
+    pub waiting_for: Option<String>,
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.waiting_for {
+            Some(parent) => write!(f, "{} (waits for table {parent:?} in PostgreSQL)", self.what),
+            None => f.write_str(&self.what),
+        }
+    }
+}
+
+/// A foreign key by what it is, in PostgreSQL's columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Reference {
+    columns: Vec<String>,
+    parent: String,
+    parent_columns: Vec<String>,
+}
+
+/// A table's constraints as PostgreSQL's catalog has them.
+struct Present {
+    not_null: Vec<String>,
+    primary_key: Vec<String>,
+    /// Plain unique indexes: the index's name, the name of the constraint it backs (if any), its columns.
+    uniques: Vec<(String, Option<String>, Vec<String>)>,
+    foreign_keys: Vec<(String, Reference)>,
+}
+
+/// One SQLite table and everything its constraints are read against.
+pub struct Declared<'a> {
+    pub table: &'a Table,
+    pub plan: &'a TablePlan,
+    /// Every SQLite table lite2pg knows now: parents' keys and the column sets foreign keys point at.
+    pub tables: &'a [&'a Table],
+    pub shared: bool,
+}
+
+impl Declared<'_> {
+    fn not_null(&self) -> Vec<String> {
+        self.plan.columns.iter().filter(|c| c.not_null && c.name != ROWID_COLUMN).map(|c| c.name.clone()).collect()
+    }
+
+    /// Unique column sets, in PostgreSQL's columns, with the index that declares each (`None`: the declared
+    /// primary key of a table keyed by rowid).
+    fn uniques(&self) -> Vec<(Vec<String>, Option<&Index>)> {
+        let key = (self.plan.key == KeyPlan::Rowid && !self.table.primary_key.is_empty())
+            .then(|| (scoped(&self.table.primary_key, self.shared), None));
+        let indexes = self.table.indexes.iter().filter(|i| i.origin != "pk" && i.unique && !i.partial);
+        let mut uniques: Vec<(Vec<String>, Option<&Index>)> = key.into_iter().collect();
+        for index in indexes {
+            let Some(columns) = &index.columns else { continue };
+            let columns = scoped(columns, self.shared);
+            if !uniques.iter().any(|(known, _)| known == &columns) {
+                uniques.push((columns, Some(index)));
+            }
+        }
+        uniques
+    }
+
+    /// The parent columns of foreign key `n`, as SQLite names them (a bare `REFERENCES parent` means its key).
+    fn parent_columns(&self, n: usize) -> Vec<String> {
+        let key = &self.table.foreign_keys[n];
+        match key.parent_columns.is_empty() {
+            false => key.parent_columns.clone(),
+            true => self.tables.iter().find(|t| t.name == key.parent_table).map(|t| t.primary_key.clone()).unwrap_or_default(),
+        }
+    }
+
+    fn references(&self) -> Vec<Reference> {
+        (0..self.table.foreign_keys.len())
+            .map(|n| Reference {
+                columns: scoped(&self.table.foreign_keys[n].columns, self.shared),
+                parent: self.table.foreign_keys[n].parent_table.clone(),
+                parent_columns: scoped(&self.parent_columns(n), self.shared),
+            })
+            .collect()
+    }
+}
+
+async fn present(client: &impl GenericClient, schema: &str, table: &str) -> Result<Present> {
+    let relation = qualified(schema, table);
+    let not_null = client
+        .query(
+            "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped AND attnotnull",
+            &[&relation],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let uniques = client
+        .query(
+            "SELECT ic.relname::text, (SELECT conname::text FROM pg_constraint WHERE conindid = i.indexrelid AND contype = 'u'),
+                    array_agg(a.attname::text ORDER BY k.ord)
+             FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+             CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+             WHERE i.indrelid = to_regclass($1) AND i.indisunique AND NOT i.indisprimary
+               AND i.indexprs IS NULL AND i.indpred IS NULL
+             GROUP BY i.indexrelid, ic.relname",
+            &[&relation],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let columns_of = |keys: &str, relation: &str| {
+        format!(
+            "(SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(c.{keys}) WITH ORDINALITY AS k(attnum, ord)
+              JOIN pg_attribute a ON a.attrelid = c.{relation} AND a.attnum = k.attnum)"
+        )
+    };
+    let foreign_keys = client
+        .query(
+            &format!(
+                "SELECT c.conname::text, {}, p.relname::text, {} FROM pg_constraint c JOIN pg_class p ON p.oid = c.confrelid
+                 WHERE c.conrelid = to_regclass($1) AND c.contype = 'f'",
+                columns_of("conkey", "conrelid"),
+                columns_of("confkey", "confrelid")
+            ),
+            &[&relation],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), Reference { columns: r.get(1), parent: r.get(2), parent_columns: r.get(3) }))
+        .collect();
+    let primary_key = primary_key(client, schema, table).await?.map(|(_, columns)| columns).unwrap_or_default();
+    Ok(Present { not_null, primary_key, uniques, foreign_keys })
+}
+
+/// Drops the NOT NULL, UNIQUE and foreign key constraints of `declared`'s table that SQLite no longer declares
+/// (never the primary key, nor NOT NULL on its columns or on the key the plan moves to).
+pub async fn loosen(client: &impl GenericClient, schema: &str, declared: &Declared<'_>) -> Result<()> {
+    let name = &declared.table.name;
+    let table = qualified(schema, name);
+    let present = present(client, schema, name).await?;
+    let (not_null, keys) = (declared.not_null(), declared.plan.pg_key(declared.shared));
+    let loosened =
+        present.not_null.iter().filter(|c| !not_null.contains(c) && !present.primary_key.contains(c) && !keys.contains(c));
+    for column in loosened.filter(|c| c.as_str() != SOURCE_COLUMN) {
+        client.batch_execute(&format!("ALTER TABLE {table} ALTER COLUMN {} DROP NOT NULL", quote(column))).await?;
+        tracing::info!("column {column:?} of table {name:?} may hold NULL in SQLite now: dropped NOT NULL in PostgreSQL");
+    }
+    let uniques: Vec<Vec<String>> = declared.uniques().into_iter().map(|(columns, _)| columns).collect();
+    for (index, constraint, columns) in present.uniques.iter().filter(|(_, _, columns)| !uniques.contains(columns)) {
+        // CASCADE: a foreign key on these columns is one SQLite cannot enforce any more either; it goes too.
+        let sql = match constraint {
+            Some(constraint) => format!("ALTER TABLE {table} DROP CONSTRAINT {} CASCADE", quote(constraint)),
+            None => format!("DROP INDEX {} CASCADE", qualified(schema, index)),
+        };
+        client.batch_execute(&sql).await?;
+        tracing::info!("unique ({}) on {name:?} is no longer declared in SQLite: dropped it in PostgreSQL", columns.join(", "));
+    }
+    let references = declared.references();
+    for (constraint, reference) in present.foreign_keys.iter().filter(|(_, r)| !references.contains(r)) {
+        client.batch_execute(&format!("ALTER TABLE {table} DROP CONSTRAINT {}", quote(constraint))).await?;
+        tracing::info!(
+            "foreign key {name}({}) -> {} is no longer declared in SQLite: dropped it in PostgreSQL",
+            reference.columns.join(", "),
+            reference.parent
+        );
+    }
+    Ok(())
+}
+
+/// What `declared`'s table lacks in PostgreSQL, each with the statement that makes it.
+pub async fn missing(client: &impl GenericClient, schema: &str, declared: &Declared<'_>) -> Result<Vec<Missing>> {
+    let (table, name) = (declared.table, &declared.table.name);
+    let present = present(client, schema, name).await?;
+    let missing =
+        |what: String, sql: String, waiting_for: Option<String>| Missing { table: name.clone(), what, sql, waiting_for };
+    let mut found: Vec<Missing> = declared
+        .not_null()
+        .into_iter()
+        .filter(|c| !present.not_null.contains(c))
+        .map(|c| {
+            let sql = format!("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL", qualified(schema, name), quote(&c));
+            missing(format!("not null {name}.{c}"), sql, None)
+        })
+        .collect();
+    let present_uniques: Vec<&Vec<String>> = present.uniques.iter().map(|(_, _, columns)| columns).collect();
+    let lacking: Vec<Option<&Index>> =
+        declared.uniques().into_iter().filter(|(columns, _)| !present_uniques.contains(&columns)).map(|(_, i)| i).collect();
+    // The statements the snapshot makes, for the lacking ones only.
+    let only_lacking = Table {
+        indexes: lacking.iter().flatten().map(|i| (*i).clone()).collect(),
+        primary_key: if lacking.contains(&None) { table.primary_key.clone() } else { Vec::new() },
+        ..table.clone()
+    };
+    let referenced: Vec<Vec<String>> = crate::snapshot::referenced_columns(declared.tables)
+        .into_iter()
+        .filter(|(parent, _)| parent == name)
+        .map(|(_, columns)| columns)
+        .collect();
+    for statement in post_data_statements(schema, &only_lacking, declared.plan, &referenced, declared.shared) {
+        found.push(missing(statement.what, statement.sql, None));
+    }
+    let names: Vec<&str> = present.foreign_keys.iter().map(|(constraint, _)| constraint.as_str()).collect();
+    let mut free = (0..).filter(|n| !names.contains(&constraint_name(name, *n).as_str()));
+    let present_references: Vec<&Reference> = present.foreign_keys.iter().map(|(_, r)| r).collect();
+    for (n, reference) in declared.references().into_iter().enumerate() {
+        if present_references.contains(&&reference) {
+            continue;
+        }
+        let (key, free_n) = (&table.foreign_keys[n], free.next().expect("names never run out"));
+        let statement = foreign_key_statement(schema, name, free_n, key, &declared.parent_columns(n), declared.shared);
+        // Validated at once: rows that break it would fail a later batch (and have it dropped again).
+        let validate =
+            format!("ALTER TABLE {} VALIDATE CONSTRAINT {}", qualified(schema, name), quote(&constraint_name(name, free_n)));
+        let parent_exists = crate::pg::state::table_exists(client, schema, &key.parent_table).await?;
+        let waiting_for = (!parent_exists).then(|| key.parent_table.clone());
+        found.push(missing(statement.what, format!("{}; {validate}", statement.sql), waiting_for));
+    }
+    Ok(found)
+}
+
+/// Makes what `declared`'s table lacks, each statement in a savepoint of the caller's open transaction, after
+/// dropping what SQLite no longer declares. Returns what is still missing; refusals are warned about.
+pub async fn reconcile(client: &impl GenericClient, schema: &str, declared: &Declared<'_>) -> Result<Vec<Missing>> {
+    loosen(client, schema, declared).await?;
+    let mut still = Vec::new();
+    for missing in missing(client, schema, declared).await? {
+        if missing.waiting_for.is_some() {
+            tracing::warn!("{missing}: it is created as soon as that table exists");
+            still.push(missing);
+            continue;
+        }
+        match crate::evolve::attempt(client, &missing.sql).await? {
+            None => tracing::info!("{} is declared in SQLite: created it in PostgreSQL", missing.what),
+            Some(err) => {
+                tracing::warn!("{} is declared in SQLite but PostgreSQL refuses it: {err}", missing.what);
+                still.push(missing);
+            }
+        }
+    }
+    Ok(still)
+}
+
+/// What the captured tables lack in PostgreSQL schema `schema`, read from SQLite's schema and PostgreSQL's catalog
+/// now. A table PostgreSQL lacks, or holds in a shape lite2pg does not write, is left to the other checks.
+pub async fn missing_for_source(
+    client: &impl GenericClient,
+    schema: &str,
+    sqlite: &SourceSchema,
+    captured: &[CapturedTable],
+    shared: bool,
+) -> Result<Vec<Missing>> {
+    let tables: Vec<&Table> = sqlite.tables.iter().collect();
+    let mut found = Vec::new();
+    for captured in captured {
+        let Some(table) = sqlite.table(&captured.name) else { continue };
+        if !crate::pg::state::table_exists(client, schema, &table.name).await? {
+            continue;
+        }
+        let Ok(plan) = existing_plan(client, schema, table, &captured.key_columns).await else { continue };
+        found.extend(missing(client, schema, &Declared { table, plan: &plan, tables: &tables, shared }).await?);
+    }
+    Ok(found)
+}
