@@ -940,6 +940,8 @@ impl Stream {
     /// refuses now SQLite's rows do not keep either): makes each table's constraints what SQLite declares.
     async fn make_constraints(&self) -> Result<()> {
         let client: &Client = self.client.as_ref().expect("connected above");
+        // PostgreSQL alters no table with deferred checks pending (rows this batch wrote): run them now.
+        client.batch_execute("SET CONSTRAINTS ALL IMMEDIATE").await?;
         let known: Vec<&Table> = self.sqlite_schema.tables.iter().collect();
         for (id, plan) in self.plans.iter() {
             let declared = Declared { table: &self.tables[id], plan, tables: &known, shared: false };

@@ -90,13 +90,16 @@ async fn django_migrations_run_while_streaming_and_the_copy_stays_equal() {
     assert!(unique(&db, "shop_customer", "email").await, "the UNIQUE the rebuild added is missing in PostgreSQL");
     db.assert_equal(&file.path).await;
 
-    // 0004 drops that UNIQUE again; stage 4 writes one email twenty times. No row may be taken for displaced.
+    // 0004 drops that UNIQUE again; stage 4 writes one email ten times. No row may be taken for displaced.
     manage(&file, &["migrate", "shop", "0004"]);
     manage(&file, &["shop_write", "4"]);
     wait_caught_up(&db, &file).await;
     assert_running(&mut daemon);
     assert!(!unique(&db, "shop_customer", "email").await, "the UNIQUE the rebuild dropped is still in PostgreSQL");
-    assert_eq!(count(&db, "SELECT count(*) FROM shop_customer WHERE email = 'shared@example.com'").await, 20);
+    let shared = "SELECT count(*) FROM shop_customer WHERE email = 'shared@example.com'";
+    let in_sqlite: i64 = file.conn().query_row(shared, [], |r| r.get(0)).unwrap();
+    assert!(in_sqlite > 1);
+    assert_eq!(count(&db, shared).await, in_sqlite);
     db.assert_equal(&file.path).await;
 
     // 0005 makes nickname NOT NULL again (the rebuild fills NULLs with 'anon') and adds an indexed column.
@@ -108,8 +111,8 @@ async fn django_migrations_run_while_streaming_and_the_copy_stays_equal() {
     assert_eq!(count(&db, "SELECT count(*) FROM shop_customer WHERE nickname IS NULL").await, 0);
     db.assert_equal(&file.path).await;
 
-    // Back down to 0002 (Django's reverse migrations rebuild again), then more writes.
-    manage(&file, &["migrate", "shop", "0002"]);
+    // Back to 0004 (Django's reverse migration rebuilds again: nickname nullable, status gone), then more writes.
+    manage(&file, &["migrate", "shop", "0004"]);
     manage(&file, &["shop_write", "6"]);
     wait_caught_up(&db, &file).await;
     assert_running(&mut daemon);

@@ -14,7 +14,15 @@ INSTALLED_APPS = [
     "shop",
 ]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ.get("SHOP_SQLITE", "shop.db")}}
+# IMMEDIATE transactions and a busy timeout, as Django recommends when another process writes the file too
+# (here lite2pg pruning its change log): a DEFERRED transaction that reads first fails at once instead of waiting.
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("SHOP_SQLITE", "shop.db"),
+        "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 30},
+    }
+}
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
