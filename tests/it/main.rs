@@ -10,6 +10,7 @@ mod fleet;
 mod misfit;
 mod observe;
 mod random;
+mod replace;
 mod security;
 mod snapshot;
 mod stream;
