@@ -107,22 +107,24 @@ async fn replace_through_composite_and_several_indexes_at_once() {
 
 #[tokio::test]
 async fn swapping_unique_values_inside_one_transaction() {
+    let swap = |column: &str, first: &str, second: &str| {
+        format!(
+            "BEGIN; UPDATE users SET {column} = 'tmp' WHERE id = 1; UPDATE users SET {column} = '{first}' WHERE id = 2;
+             UPDATE users SET {column} = '{second}' WHERE id = 1; COMMIT;"
+        )
+    };
+    let (nick, seat, email) = (swap("nick", "ann", "BOB"), swap("seat", "s1", "s2"), swap("email", "a@x", "b@x"));
     streams_equal(
         "CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT UNIQUE, nick TEXT, seat TEXT, active INTEGER);
          CREATE UNIQUE INDEX users_nick ON users(lower(nick));
          CREATE UNIQUE INDEX users_seat ON users(seat) WHERE active = 1;
          INSERT INTO users VALUES (1, 'a@x', 'Ann', 's1', 1), (2, 'b@x', 'Bob', 's2', 1);",
         &[
-            "BEGIN;
-             UPDATE users SET email = 'tmp', nick = 'tmp', seat = 'tmp' WHERE id = 1;
-             UPDATE users SET email = 'a@x', nick = 'ann', seat = 's1' WHERE id = 2;
-             UPDATE users SET email = 'b@x', nick = 'BOB', seat = 's2' WHERE id = 1;
-             COMMIT;",
-            "BEGIN;
-             DELETE FROM users WHERE id = 1;
-             UPDATE users SET nick = 'Ann', seat = 's1' WHERE id = 2;
-             INSERT INTO users VALUES (1, 'c@x', 'bob', 's2', 1);
-             COMMIT;",
+            &nick,
+            &seat,
+            &email,
+            "BEGIN; DELETE FROM users WHERE id = 1; UPDATE users SET nick = 'BOB', seat = 's2' WHERE id = 2;
+             INSERT INTO users VALUES (1, 'c@x', 'ann', 's1', 1); COMMIT;",
         ],
     )
     .await;
