@@ -22,7 +22,7 @@ use tokio_postgres::Client;
 use crate::config::{MisfitAction, Policies};
 use crate::error::{Error, ErrorKind, Result, RetryPolicy};
 use crate::metrics::{Metrics, SourceMetrics};
-use crate::pg::apply::{existing_plan, primary_key, unique_sets, TableMerge};
+use crate::pg::apply::{existing_plan, loosen_unique_indexes, primary_key, unique_sets, TableMerge};
 use crate::pg::copy::{CopyEncoder, CHUNK_BYTES};
 use crate::pg::pool::{Lease, Pool};
 use crate::pg::state::{self, Reject, StoredReject};
@@ -492,6 +492,7 @@ impl Stream {
             })?;
             let plan = existing_plan(client, &self.schema, table, &captured.key_columns).await?;
             let uniques = unique_sets(client, &self.schema, &table.name).await?;
+            loosen_unique_indexes(client, &self.schema, &table.name).await?;
             let temp_table = format!("{}{}", self.temp_prefix, captured.id);
             let shared = self.policies.shared_tables();
             let mut merge = TableMerge::new(&self.schema, temp_table, &plan, &uniques, shared);

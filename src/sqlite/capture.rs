@@ -353,12 +353,16 @@ pub fn displacement_trigger_sql(id: i64, table: &Table, key_columns: &[String]) 
         Some(all)
     });
     let update_of = match watched {
-        Some(columns) if !columns.is_empty() => format!("UPDATE OF {}", columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")),
+        Some(columns) if !columns.is_empty() => {
+            format!("UPDATE OF {}", columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", "))
+        }
         _ => "UPDATE".to_string(),
     };
     [("insert", "INSERT".to_string()), ("update", update_of)]
         .into_iter()
-        .map(|(name, event)| format!("CREATE TRIGGER \"{OWN_PREFIX}{id}_displace_{name}\" BEFORE {event} ON {target} BEGIN {logs}END"))
+        .map(|(name, event)| {
+            format!("CREATE TRIGGER \"{OWN_PREFIX}{id}_displace_{name}\" BEFORE {event} ON {target} BEGIN {logs}END")
+        })
         .collect()
 }
 

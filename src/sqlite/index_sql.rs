@@ -88,7 +88,8 @@ fn tokenize(sql: &str) -> Option<Vec<Token<'_>>> {
                 Kind::Literal
             }
             c if c == b'_' || c.is_ascii_alphabetic() || c >= 0x80 => {
-                while i < bytes.len() && (bytes[i] == b'_' || bytes[i] == b'$' || bytes[i].is_ascii_alphanumeric() || bytes[i] >= 0x80)
+                while i < bytes.len()
+                    && (bytes[i] == b'_' || bytes[i] == b'$' || bytes[i].is_ascii_alphanumeric() || bytes[i] >= 0x80)
                 {
                     i += 1;
                 }
@@ -248,7 +249,9 @@ pub fn on_row(expr: &str, columns: &[String], row: &str) -> Option<(String, Vec<
                 }
                 None
             }
-            Kind::Word if column_named(token.text).is_none() && ROWID_NAMES.iter().any(|r| token.text.eq_ignore_ascii_case(r)) => {
+            Kind::Word
+                if column_named(token.text).is_none() && ROWID_NAMES.iter().any(|r| token.text.eq_ignore_ascii_case(r)) =>
+            {
                 return None
             }
             Kind::Word => column_named(token.text),

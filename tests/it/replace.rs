@@ -131,6 +131,27 @@ async fn swapping_unique_values_inside_one_transaction() {
 }
 
 #[tokio::test]
+async fn a_unique_expression_index_from_an_older_version_stops_being_unique() {
+    let (db, file) = streams_equal(
+        "CREATE TABLE users(id INTEGER PRIMARY KEY, nick TEXT); CREATE UNIQUE INDEX users_nick ON users(lower(nick));
+         INSERT INTO users VALUES (1, 'Ann'), (2, 'Bob');",
+        &[],
+    )
+    .await;
+    db.client()
+        .await
+        .batch_execute("DROP INDEX users_nick; CREATE UNIQUE INDEX users_nick ON users (lower(nick))")
+        .await
+        .unwrap();
+    let _daemon = start_daemon_with(&db, &file, &[]);
+    file.exec("BEGIN; UPDATE users SET nick = 'x' WHERE id = 1; UPDATE users SET nick = 'ann' WHERE id = 2; UPDATE users SET nick = 'bob' WHERE id = 1; COMMIT;");
+    wait_caught_up(&db, &file).await;
+    db.assert_equal(&file.path).await;
+    let definition = db.texts("SELECT indexdef FROM pg_indexes WHERE indexname = 'users_nick'").await;
+    assert!(definition[0].as_deref().is_some_and(|d| d.starts_with("CREATE INDEX")), "{definition:?}");
+}
+
+#[tokio::test]
 async fn cutover_makes_expression_and_partial_indexes_unique() {
     let (db, file) = streams_equal(
         "CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT, active INTEGER);
