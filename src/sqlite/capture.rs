@@ -667,7 +667,7 @@ mod tests {
         Ok(())
     }
 
-    /// The log entries after the first `skip`, as `key` strings of table `table`.
+    /// The keys logged after the first `skip` entries, as `log` shows them.
     fn logged_after(conn: &Connection, skip: usize) -> Result<Vec<String>> {
         Ok(log(conn)?.into_iter().skip(skip).map(|(_, key)| key).collect())
     }
