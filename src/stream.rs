@@ -430,9 +430,13 @@ impl Stream {
             let version = crate::sqlite::schema_version(reader)?;
             let schema = crate::sqlite::introspect::read_schema(reader)?;
             let drift = capture::drift(reader, &schema, |name| self.selection.wants(name))?;
+            let unprobed = self.tables_with_unprobed_indexes(reader, &schema)?;
             let client: &mut Client = self.client.as_mut().expect("connected");
             for name in drift.uncaptured_rows() {
                 state::register_table(client, &self.capture.source_id, &self.schema, name, &[], true).await?;
+            }
+            for name in unprobed {
+                state::set_resync(&*client, &self.capture.source_id, &name, true).await?;
             }
             let chosen: Vec<&Table> = schema
                 .tables
@@ -477,6 +481,26 @@ impl Stream {
             self.sqlite_schema = schema;
             return self.load_plans().await;
         }
+    }
+
+    /// Captured tables with a unique index their capture triggers do not probe yet (made since they were
+    /// installed): a REPLACE through it may have displaced rows unlogged, so the table is copied whole (marked
+    /// before `follow` installs the new triggers, like new tables, so a crash cannot skip the copy).
+    fn tables_with_unprobed_indexes(&self, reader: &rusqlite::Connection, schema: &SourceSchema) -> Result<Vec<String>> {
+        let mut found = Vec::new();
+        for captured in &self.capture.tables {
+            let Some(table) = schema.table(&captured.name) else { continue };
+            let unprobed = capture::unprobed_indexes(reader, table, captured)?;
+            if !unprobed.is_empty() {
+                tracing::info!(
+                    "table {:?} has unique indexes capture did not watch ({}): copying it whole, as a REPLACE through them may have gone unlogged",
+                    table.name,
+                    unprobed.join(", ")
+                );
+                found.push(table.name.clone());
+            }
+        }
+        Ok(found)
     }
 
     /// Builds the table plans from SQLite's schema as last followed and PostgreSQL's column types as they are

@@ -33,6 +33,9 @@ const WRITTEN_AT: &str = "written_at";
 /// The Julian day number of 1970-01-01 00:00 UTC.
 const UNIX_EPOCH_JULIAN_DAY: f64 = 2440587.5;
 
+/// Starts the comment naming the indexes a displacement trigger probes.
+const PROBES_MARK: &str = "lite2pg probes";
+
 /// Rows deleted per write transaction when pruning, so the application's writers never wait long.
 const PRUNE_CHUNK: i64 = 5000;
 
@@ -320,12 +323,8 @@ pub fn trigger_sql(id: i64, table: &Table, key_columns: &[String]) -> [String; 3
 /// NOCASE key 'ABC' displaces 'abc'. A statement that then fails takes its log rows with it; one that ignores
 /// the conflict (or updates the row, as an UPSERT does) leaves a harmless extra entry for a row that still exists.
 pub fn displacement_trigger_sql(id: i64, table: &Table, key_columns: &[String]) -> Vec<String> {
-    let probes: Vec<Probe> = table
-        .indexes
-        .iter()
-        .filter(|index| index.unique && !is_binary_key_index(index, key_columns))
-        .map(|index| probe(table, index))
-        .collect();
+    let indexes: Vec<&Index> = displacing_indexes(table, key_columns).collect();
+    let probes: Vec<Probe> = indexes.iter().map(|index| probe(table, index)).collect();
     if probes.is_empty() {
         return Vec::new();
     }
@@ -361,9 +360,71 @@ pub fn displacement_trigger_sql(id: i64, table: &Table, key_columns: &[String]) 
     [("insert", "INSERT".to_string()), ("update", update_of)]
         .into_iter()
         .map(|(name, event)| {
-            format!("CREATE TRIGGER \"{OWN_PREFIX}{id}_displace_{name}\" BEFORE {event} ON {target} BEGIN {logs}END")
+            format!(
+                "CREATE TRIGGER \"{OWN_PREFIX}{id}_displace_{name}\" BEFORE {event} ON {target} BEGIN {} {logs}END",
+                probes_mark(&indexes)
+            )
         })
         .collect()
+}
+
+/// Names the indexes a displacement trigger probes, in a comment SQLite keeps in the trigger's text (hex, so no
+/// name can end the comment), for `unprobed_indexes` to read back.
+fn probes_mark(indexes: &[&Index]) -> String {
+    let names: String = indexes.iter().map(|index| format!(" {}", crate::types::hex(index.name.as_bytes()))).collect();
+    format!("/* {PROBES_MARK}{names} */")
+}
+
+/// The index names in a displacement trigger's `probes_mark`, or `None` for a trigger made before it had one.
+fn probed_names(trigger_sql: &str) -> Option<Vec<String>> {
+    let start = trigger_sql.find(PROBES_MARK)? + PROBES_MARK.len();
+    let end = start + trigger_sql[start..].find("*/")?;
+    trigger_sql[start..end].split_whitespace().map(unhex).collect()
+}
+
+fn unhex(text: &str) -> Option<String> {
+    let bytes =
+        (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// Unique indexes of `table` its installed capture triggers do not probe: a REPLACE through one of them since
+/// they were installed (the index is newer, or lite2pg was) may have displaced rows without logging them.
+pub fn unprobed_indexes(conn: &Connection, table: &Table, captured: &CapturedTable) -> Result<Vec<String>> {
+    let trigger_sql = |suffix: &str| -> Result<Option<String>> {
+        let name = format!("{OWN_PREFIX}{}_{suffix}", captured.id);
+        Ok(conn
+            .query_row("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1", [name], |r| r.get(0))
+            .optional()?)
+    };
+    if trigger_sql("insert")?.is_none() {
+        // Not captured now: the table is copied whole when capture is installed.
+        return Ok(Vec::new());
+    }
+    let probed = match trigger_sql("displace_insert")? {
+        None => Vec::new(),
+        Some(sql) => probed_names(&sql).unwrap_or_else(|| format_2_probes(table, &captured.key_columns)),
+    };
+    Ok(displacing_indexes(table, &captured.key_columns)
+        .map(|index| index.name.clone())
+        .filter(|name| !probed.contains(name))
+        .collect())
+}
+
+/// What displacement triggers of capture format 2 before the mark probed: unique column indexes, not partial,
+/// other than the key's.
+fn format_2_probes(table: &Table, key_columns: &[String]) -> Vec<String> {
+    table
+        .indexes
+        .iter()
+        .filter(|index| index.unique && !index.partial && index.columns.as_ref().is_some_and(|columns| columns != key_columns))
+        .map(|index| index.name.clone())
+        .collect()
+}
+
+/// The unique indexes through which a REPLACE can displace a row with another key.
+pub fn displacing_indexes<'a>(table: &'a Table, key_columns: &'a [String]) -> impl Iterator<Item = &'a Index> + 'a {
+    table.indexes.iter().filter(|index| index.unique && !is_binary_key_index(index, key_columns))
 }
 
 /// The key's own index when it compares byte for byte: a row colliding there has the same key, so it is
@@ -722,6 +783,28 @@ mod tests {
         )?;
         conn.execute_batch("INSERT OR REPLACE INTO t VALUES (3, 1, 5);")?;
         assert_eq!(logged_after(&conn, 0)?, ["1", "2", "3"]);
+        Ok(())
+    }
+
+    #[test]
+    fn finds_unique_indexes_made_after_its_triggers() -> Result<()> {
+        let (mut conn, state) = setup("CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT UNIQUE, b TEXT);")?;
+        let unprobed = |conn: &Connection| -> Result<Vec<String>> {
+            let schema = read_schema(conn)?;
+            unprobed_indexes(conn, schema.table("t").unwrap(), state.table("t").unwrap())
+        };
+        assert_eq!(unprobed(&conn)?, Vec::<String>::new());
+        conn.execute_batch("CREATE UNIQUE INDEX \"t*/b\" ON t(lower(b));")?;
+        assert_eq!(unprobed(&conn)?, ["t*/b"]);
+        let schema = read_schema(&conn)?;
+        install(&mut conn, &schema.tables.iter().collect::<Vec<_>>(), None)?;
+        assert_eq!(unprobed(&conn)?, Vec::<String>::new(), "probed once the triggers are installed again");
+        // A trigger of format 2 without the mark probed the plain unique column only.
+        let id = state.table("t").unwrap().id;
+        conn.execute_batch(&format!(
+            "DROP TRIGGER _lite2pg_{id}_displace_insert; CREATE TRIGGER _lite2pg_{id}_displace_insert BEFORE INSERT ON t BEGIN SELECT 1; END;"
+        ))?;
+        assert_eq!(unprobed(&conn)?, ["t*/b"]);
         Ok(())
     }
 

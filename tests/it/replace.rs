@@ -152,6 +152,19 @@ async fn a_unique_expression_index_from_an_older_version_stops_being_unique() {
 }
 
 #[tokio::test]
+async fn a_unique_index_made_while_streaming_covers_replaces_before_capture_sees_it() {
+    streams_equal(
+        "CREATE TABLE users(id INTEGER PRIMARY KEY, nick TEXT); INSERT INTO users VALUES (1, 'Ann'), (2, 'Bob');",
+        &[
+            // Both in one transaction: the REPLACE runs before lite2pg can install a trigger for the new index.
+            "BEGIN; CREATE UNIQUE INDEX users_nick ON users(lower(nick)); INSERT OR REPLACE INTO users VALUES (3, 'ANN'); COMMIT;",
+            "INSERT OR REPLACE INTO users VALUES (4, 'bob')",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn cutover_makes_expression_and_partial_indexes_unique() {
     let (db, file) = streams_equal(
         "CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT, active INTEGER);
