@@ -1,6 +1,7 @@
 //! Cutover: the last step of a migration. Applies the last changes while new SQLite writes wait, proves equality,
 //! makes PostgreSQL ready for the application's own writes (keys that generate values after the highest ever
-//! used, CHECK constraints, validated foreign keys), marks the source promoted and removes capture.
+//! used, CHECK constraints, unique expression and partial indexes, validated foreign keys), marks the source
+//! promoted and removes capture.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use crate::ident::{qualified, quote};
 use crate::metrics::Metrics;
 use crate::pg::apply::existing_plan;
 use crate::pg::state;
-use crate::schema::{KeyPlan, TablePlan, ROWID_COLUMN};
+use crate::schema::{deferred_unique_indexes, KeyPlan, TablePlan, ROWID_COLUMN};
 use crate::snapshot::SnapshotOptions;
 use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::introspect::{read_schema, Table, OWN_PREFIX};
@@ -131,6 +132,7 @@ async fn finish(options: &CutoverOptions, conn: &Connection, client: &Client, ca
         let plan = existing_plan(client, &row.target_schema, table, &captured.key_columns).await?;
         statements.extend(key_generator(conn, client, &row.target_schema, table, &plan).await?);
         statements.extend(check_constraints(conn, &row.target_schema, table)?);
+        statements.extend(deferred_unique_indexes(&row.target_schema, table).into_iter().map(|s| s.sql));
         not_carried.extend(untranslated_defaults(table, &plan));
     }
     statements.extend(unvalidated_foreign_keys(client, &row.target_schema).await?);
@@ -151,25 +153,24 @@ async fn finish(options: &CutoverOptions, conn: &Connection, client: &Client, ca
     Ok(report)
 }
 
-/// Runs the statements in one transaction; a CHECK PostgreSQL cannot take is reported instead of failing all.
+/// Runs the statements in one transaction; a CHECK or unique index PostgreSQL cannot take is reported instead
+/// of failing all.
 async fn apply(client: &Client, report: &mut CutoverReport) -> Result<()> {
     client.batch_execute("BEGIN").await?;
     let mut kept = Vec::new();
     for statement in std::mem::take(&mut report.statements) {
-        let optional = statement.contains(" CHECK (");
-        if optional {
-            client.batch_execute("SAVEPOINT check_constraint").await?;
+        let refusable = refusable(&statement);
+        if refusable.is_some() {
+            client.batch_execute("SAVEPOINT refusable").await?;
         }
-        match client.batch_execute(&statement).await {
-            Ok(()) => kept.push(statement),
-            Err(err) if optional => {
-                client.batch_execute("ROLLBACK TO SAVEPOINT check_constraint").await?;
+        match (client.batch_execute(&statement).await, refusable) {
+            (Ok(()), _) => kept.push(statement),
+            (Err(err), Some(what)) => {
+                client.batch_execute("ROLLBACK TO SAVEPOINT refusable").await?;
                 let reason = err.as_db_error().map_or_else(|| err.to_string(), |db| db.message().to_string());
-                report
-                    .not_carried
-                    .push(NotCarried { what: format!("CHECK constraint PostgreSQL refused ({reason})"), sql: statement });
+                report.not_carried.push(NotCarried { what: format!("{what} PostgreSQL refused ({reason})"), sql: statement });
             }
-            Err(err) => {
+            (Err(err), None) => {
                 client.batch_execute("ROLLBACK").await?;
                 return Err(Error::from(err).context(format!("cutover statement failed, nothing was changed: {statement}")));
             }
@@ -178,6 +179,19 @@ async fn apply(client: &Client, report: &mut CutoverReport) -> Result<()> {
     client.batch_execute("COMMIT").await?;
     report.statements = kept;
     Ok(())
+}
+
+/// What a statement adds when PostgreSQL may refuse it without failing the cutover: a CHECK (its SQLite
+/// expression may not be PostgreSQL's) or a unique index (PostgreSQL's functions and collations may find
+/// duplicates SQLite's did not).
+fn refusable(statement: &str) -> Option<&'static str> {
+    if statement.contains(" CHECK (") {
+        Some("CHECK constraint")
+    } else if statement.contains("CREATE UNIQUE INDEX") {
+        Some("unique index")
+    } else {
+        None
+    }
 }
 
 /// An identity on the rowid key (INTEGER PRIMARY KEY, or lite2pg's rowid column) starting after the highest

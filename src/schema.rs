@@ -266,18 +266,46 @@ fn unique_constraint(
 }
 
 /// Expression and partial indexes: SQLite's own text after `ON table`, tried as is; PostgreSQL may refuse it.
+/// Made without UNIQUE while streaming: PostgreSQL checks a unique index at every row (only constraints can be
+/// deferred), so a batch that swaps two values would fail in any order; `deferred_unique_indexes` adds it.
 fn expression_index(target: &str, index: &Index) -> Option<PostDataStatement> {
-    let sql = index.sql.as_deref()?;
-    let open = sql.find('(')?;
     Some(PostDataStatement {
-        sql: format!(
-            "CREATE {}INDEX {} ON {target} {}",
-            if index.unique { "UNIQUE " } else { "" },
-            quote(&index.name),
-            &sql[open..]
-        ),
+        sql: format!("CREATE INDEX {} ON {target} {}", quote(&index.name), index_body(index)?),
         what: format!("index {}", index.name),
     })
+}
+
+/// The index's SQLite text from its column list on: `(terms) [WHERE predicate]`.
+fn index_body(index: &Index) -> Option<&str> {
+    let sql = index.sql.as_deref()?;
+    Some(&sql[sql.find('(')?..])
+}
+
+/// Whether PostgreSQL gets `index` without its UNIQUE until cutover.
+fn unique_at_cutover(index: &Index) -> bool {
+    index.unique && (index.partial || index.columns.is_none())
+}
+
+/// For cutover, when PostgreSQL stops following SQLite: the unique expression and partial indexes of `table`,
+/// made unique in place of the plain ones streaming used.
+pub fn deferred_unique_indexes(schema: &str, table: &Table) -> Vec<PostDataStatement> {
+    let target = qualified(schema, &table.name);
+    table
+        .indexes
+        .iter()
+        .filter(|index| unique_at_cutover(index))
+        .filter_map(|index| {
+            Some(PostDataStatement {
+                sql: format!(
+                    "DROP INDEX IF EXISTS {}; CREATE UNIQUE INDEX {} ON {target} {}",
+                    qualified(schema, &index.name),
+                    quote(&index.name),
+                    index_body(index)?
+                ),
+                what: format!("unique index {} on {}", index.name, table.name),
+            })
+        })
+        .collect()
 }
 
 /// The `n`th foreign key of `table`, deferrable and without actions (SQLite's cascades arrive as their own

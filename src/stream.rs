@@ -23,7 +23,7 @@ use crate::config::{MisfitAction, Policies};
 use crate::constraints::Declared;
 use crate::error::{Error, ErrorKind, Result, RetryPolicy};
 use crate::metrics::{Metrics, SourceMetrics};
-use crate::pg::apply::{existing_plan, primary_key, unique_sets, TableMerge};
+use crate::pg::apply::{existing_plan, loosen_unique_indexes, primary_key, unique_sets, TableMerge};
 use crate::pg::copy::{CopyEncoder, CHUNK_BYTES};
 use crate::pg::pool::{Lease, Pool};
 use crate::pg::state::{self, Reject, StoredReject};
@@ -498,9 +498,13 @@ impl Stream {
             let version = crate::sqlite::schema_version(reader)?;
             let schema = crate::sqlite::introspect::read_schema(reader)?;
             let drift = capture::drift(reader, &schema, |name| self.selection.wants(name))?;
+            let unprobed = self.tables_with_unprobed_indexes(reader, &schema)?;
             let client: &mut Client = self.client.as_mut().expect("connected");
             for name in drift.uncaptured_rows() {
                 state::register_table(client, &self.capture.source_id, &self.schema, name, &[], true).await?;
+            }
+            for name in unprobed {
+                state::set_resync(&*client, &self.capture.source_id, &name, true).await?;
             }
             let chosen: Vec<&Table> = schema.tables.iter().filter(|t| self.selection.wants(&t.name)).collect();
             let Some((capture, version)) = capture::follow(
@@ -538,6 +542,26 @@ impl Stream {
         }
     }
 
+    /// Captured tables with a unique index their capture triggers do not probe yet (made since they were
+    /// installed): a REPLACE through it may have displaced rows unlogged, so the table is copied whole (marked
+    /// before `follow` installs the new triggers, like new tables, so a crash cannot skip the copy).
+    fn tables_with_unprobed_indexes(&self, reader: &rusqlite::Connection, schema: &SourceSchema) -> Result<Vec<String>> {
+        let mut found = Vec::new();
+        for captured in &self.capture.tables {
+            let Some(table) = schema.table(&captured.name) else { continue };
+            let unprobed = capture::unprobed_indexes(reader, table, captured)?;
+            if !unprobed.is_empty() {
+                tracing::info!(
+                    "table {:?} has unique indexes capture did not watch ({}): copying it whole, as a REPLACE through them may have gone unlogged",
+                    table.name,
+                    unprobed.join(", ")
+                );
+                found.push(table.name.clone());
+            }
+        }
+        Ok(found)
+    }
+
     /// Builds the table plans from SQLite's schema as last followed and PostgreSQL's column types as they are
     /// now, and reads which tables are to be copied whole.
     async fn load_plans(&mut self) -> Result<()> {
@@ -551,6 +575,7 @@ impl Stream {
             })?;
             let plan = existing_plan(client, &self.schema, table, &captured.key_columns).await?;
             let uniques = unique_sets(client, &self.schema, &table.name).await?;
+            loosen_unique_indexes(client, &self.schema, &table.name).await?;
             let temp_table = format!("{}{}", self.temp_prefix, captured.id);
             let shared = self.policies.shared_tables();
             let mut merge = TableMerge::new(&self.schema, temp_table, &plan, &uniques, shared);

@@ -231,3 +231,28 @@ pub async fn unique_sets(client: &impl GenericClient, schema: &str, table: &str)
         .await?;
     Ok(rows.into_iter().map(|r| r.get(0)).collect())
 }
+
+/// Makes the target's unique expression and partial indexes plain ones of the same name, as earlier lite2pg
+/// versions made them unique: PostgreSQL checks such an index at every row (only constraints can be deferred),
+/// so a batch swapping two values fails in any order, at every retry. Cutover makes them unique again.
+pub async fn loosen_unique_indexes(client: &Client, schema: &str, table: &str) -> Result<()> {
+    let rows = client
+        .query(
+            "SELECT c.relname::text, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+             WHERE i.indrelid = to_regclass($1) AND i.indisunique AND NOT i.indisprimary
+               AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)
+               AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)",
+            &[&qualified(schema, table)],
+        )
+        .await?;
+    for row in rows {
+        let (name, definition): (String, String) = (row.get(0), row.get(1));
+        let plain = definition.replacen("CREATE UNIQUE INDEX", "CREATE INDEX", 1);
+        // One simple query: the drop and the new index commit together.
+        client.batch_execute(&format!("DROP INDEX {}; {plain}", qualified(schema, &name))).await?;
+        tracing::info!(
+            "index {name} on {table:?} is no longer unique in PostgreSQL while streaming; cutover makes it unique again"
+        );
+    }
+    Ok(())
+}

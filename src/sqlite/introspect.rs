@@ -25,6 +25,8 @@ pub struct Index {
     pub unique: bool,
     /// The indexed columns, or `None` when an expression is indexed.
     pub columns: Option<Vec<String>>,
+    /// The collation each indexed term is compared with (`BINARY`, `NOCASE`, `RTRIM`, …), in term order.
+    pub collations: Vec<String>,
     pub partial: bool,
     /// `c` for CREATE INDEX, `u` for a UNIQUE constraint, `pk` for the primary key.
     pub origin: String,
@@ -171,14 +173,15 @@ fn read_indexes(conn: &Connection, table: &str) -> Result<Vec<Index>> {
     let listed: Vec<(String, bool, String, bool, Option<String>)> = stmt
         .query_map([table], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)))?
         .collect::<Result<_, _>>()?;
-    let mut columns_stmt = conn.prepare("SELECT cid, name FROM pragma_index_info(?1) ORDER BY seqno")?;
+    let mut terms_stmt = conn.prepare("SELECT cid, name, coll FROM pragma_index_xinfo(?1) WHERE key ORDER BY seqno")?;
     listed
         .into_iter()
         .map(|(name, unique, origin, partial, sql)| {
-            let parts: Vec<(i64, Option<String>)> =
-                columns_stmt.query_map([&name], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?;
-            let columns = parts.into_iter().map(|(cid, column)| if cid >= 0 { column } else { None }).collect();
-            Ok(Index { name, unique, columns, partial, origin, sql })
+            let terms: Vec<(i64, Option<String>, String)> =
+                terms_stmt.query_map([&name], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?.collect::<Result<_, _>>()?;
+            let collations = terms.iter().map(|(_, _, collation)| collation.clone()).collect();
+            let columns = terms.into_iter().map(|(cid, column, _)| if cid >= 0 { column } else { None }).collect();
+            Ok(Index { name, unique, columns, collations, partial, origin, sql })
         })
         .collect()
 }
@@ -230,6 +233,7 @@ mod tests {
         let loose = schema.table("loose").unwrap();
         assert_eq!(loose.rowid_name(), Some("_rowid_"));
         assert_eq!(loose.indexes[0].columns, None);
+        assert_eq!(loose.indexes[0].collations, ["BINARY"]);
         assert_eq!(schema.skipped, [Skipped { kind: "view", name: "v".into() }, Skipped { kind: "trigger", name: "t".into() }]);
         Ok(())
     }

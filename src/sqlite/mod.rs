@@ -2,6 +2,7 @@
 
 pub mod capture;
 pub mod changes;
+pub mod index_sql;
 pub mod introspect;
 pub mod scan;
 

@@ -15,6 +15,7 @@ mod names;
 mod observe;
 mod random;
 mod realapps;
+mod replace;
 mod security;
 mod snapshot;
 mod stream;

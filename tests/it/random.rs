@@ -9,6 +9,10 @@ const SCHEMA: &str = "
     CREATE TABLE a(id INTEGER PRIMARY KEY, u TEXT UNIQUE, v REAL);
     CREATE TABLE b(x TEXT, y INTEGER, note TEXT, PRIMARY KEY (x, y)) WITHOUT ROWID;
     CREATE TABLE c(k INTEGER, v BLOB);
+    CREATE TABLE r(id INTEGER PRIMARY KEY, name TEXT UNIQUE COLLATE NOCASE, code TEXT, seat TEXT, state TEXT);
+    CREATE UNIQUE INDEX r_code ON r(lower(code));
+    CREATE UNIQUE INDEX r_seat ON r(seat COLLATE RTRIM) WHERE state = 'on';
+    CREATE TABLE n(k TEXT PRIMARY KEY COLLATE NOCASE, v INTEGER);
     INSERT INTO a VALUES (1, 'u1', 0.5);
     INSERT INTO b VALUES ('p', 1, 'first');
     INSERT INTO c VALUES (1, x'01');";
@@ -41,8 +45,19 @@ fn statement() -> impl Strategy<Value = String> {
         text.prop_map(|x| format!("DELETE FROM b WHERE x = '{x}'")),
         (id.clone(), any::<Vec<u8>>()).prop_map(|(k, v)| format!("INSERT INTO c VALUES ({k}, x'{}')", lite2pg::types::hex(&v))),
         id.clone().prop_map(|k| format!("UPDATE c SET k = k + 1 WHERE k = {k}")),
-        id.prop_map(|k| format!("DELETE FROM c WHERE k = {k}")),
+        id.clone().prop_map(|k| format!("DELETE FROM c WHERE k = {k}")),
         Just("DELETE FROM c".to_string()),
+        // REPLACE through expression, partial and collated unique indexes, and over a NOCASE key.
+        (id.clone(), "[aAbB]{1,2}", "[aAbB]", "[ab] ?", prop::bool::ANY).prop_map(|(i, name, code, seat, on)| format!(
+            "INSERT OR REPLACE INTO r VALUES ({i}, '{name}', '{code}', '{seat}', '{}')",
+            if on { "on" } else { "off" }
+        )),
+        (id.clone(), "[aAbB]", "[ab] ?").prop_map(|(i, code, seat)| format!(
+            "UPDATE OR REPLACE r SET code = '{code}', seat = '{seat}', state = 'on' WHERE id = {i}"
+        )),
+        ("[aAbB]{1,2}", id).prop_map(|(k, v)| format!("INSERT OR REPLACE INTO n VALUES ('{k}', {v})")),
+        "[aAbB]{1,2}".prop_map(|k| format!("INSERT INTO n VALUES ('{k}', 0) ON CONFLICT (k) DO UPDATE SET v = v + 1")),
+        ("[aAbB]{1,2}", "[aAbB]{1,2}").prop_map(|(k, to)| format!("UPDATE OR REPLACE n SET k = '{to}' WHERE k = '{k}'")),
     ]
 }
 
