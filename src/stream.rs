@@ -7,7 +7,7 @@
 //! batch or nothing.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -287,6 +287,10 @@ struct Stream {
     /// The file's identity and the captured tables this stream applies.
     capture: CaptureState,
     sqlite: PathBuf,
+    /// Device and inode of the file the connections opened: another file renamed over the path is noticed.
+    opened_file: Option<(u64, u64)>,
+    /// The path holds another file than the one opened: reopen and check it before the next batch.
+    replaced: bool,
     reader: Option<Connection>,
     /// Writes to the file (prune, capture changes) off the async thread: a prune may wait for a checkpoint's
     /// fsync, and other sources' streams share that thread.
@@ -310,6 +314,8 @@ struct Stream {
     schema_version: i64,
     sqlite_schema: SourceSchema,
     applied_seq: i64,
+    /// The mark of the log entry at `applied_seq` (`capture::entry_mark`), when known.
+    applied_mark: Option<String>,
     pruned_seq: i64,
     last_prune: Instant,
     last_backlog: Option<Instant>,
@@ -322,14 +328,14 @@ static STREAMS: AtomicU64 = AtomicU64::new(0);
 
 impl Stream {
     async fn start(pool: &Arc<Pool>, options: &SnapshotOptions, capture: &CaptureState) -> Result<Stream> {
-        let reader = open(&options.sqlite, Access::ReadOnly)?;
-        let pruner = open(&options.sqlite, Access::ReadWrite)?;
-        pruner.pragma_update(None, "synchronous", "NORMAL")?;
+        let (opened_file, reader, pruner) = open_connections(&options.sqlite)?;
         let mut stream = Stream {
             target: options.target.clone(),
             schema: options.schema.clone(),
             capture: capture.clone(),
             sqlite: options.sqlite.clone(),
+            opened_file,
+            replaced: false,
             reader: Some(reader),
             pruner: Arc::new(std::sync::Mutex::new(pruner)),
             pool: pool.clone(),
@@ -345,6 +351,7 @@ impl Stream {
             schema_version: 0,
             sqlite_schema: SourceSchema::default(),
             applied_seq: 0,
+            applied_mark: None,
             pruned_seq: 0,
             last_prune: Instant::now(),
             last_backlog: None,
@@ -401,24 +408,53 @@ impl Stream {
             )
             .with_hint("if this file replaced the old one on purpose, copy it again with `lite2pg snapshot --replace`"));
         }
-        let newest = capture::newest_seq(self.reader.as_ref().expect("reader is home between batches"))?;
-        if newest < row.applied_seq {
-            return Err(Error::new(
-                ErrorKind::State,
-                format!(
-                    "the SQLite file's change log ends at seq {newest}, before the applied position {}: the file was restored from an older copy",
-                    row.applied_seq
-                ),
-            )
-            .with_hint("changes after the backup exist only in PostgreSQL; to start over from the file, run `lite2pg snapshot --replace`"));
-        }
+        let reader = self.reader.as_ref().expect("reader is home between batches");
+        capture::check_position(reader, &self.sqlite, row.applied_seq, row.applied_mark.as_deref())?;
         let known_rejects = client
             .query_one("SELECT EXISTS (SELECT 1 FROM lite2pg.rejects WHERE source_id = $1)", &[&self.capture.source_id])
             .await?
             .get(0);
         self.applied_seq = row.applied_seq;
+        self.applied_mark = row.applied_mark;
         self.known_rejects = known_rejects;
         self.follow_schema().await
+    }
+
+    /// Another file was renamed over the path (a `VACUUM INTO` copy, a restored backup) while the connections
+    /// still read the old one: opens the path again and checks it as at a start (same database, the applied entry
+    /// still there), then follows its schema.
+    async fn reopen(&mut self) -> Result<()> {
+        tracing::info!("{} is another file now; reading that one", self.sqlite.display());
+        let (opened_file, reader, pruner) = open_connections(&self.sqlite)?;
+        let installed = capture::require_state(&reader, &self.sqlite)?;
+        self.opened_file = opened_file;
+        self.reader = Some(reader);
+        self.pruner = Arc::new(std::sync::Mutex::new(pruner));
+        self.capture.database_id = installed.database_id;
+        self.attach().await
+    }
+
+    /// Whether the path names another file than the one the connections opened.
+    fn file_replaced(&self) -> bool {
+        let now = file_identity(&self.sqlite);
+        now.is_some() && now != self.opened_file
+    }
+
+    /// A VACUUM renumbered rowids: every table keyed by rowid is marked to be copied whole (in PostgreSQL first, so
+    /// a crash cannot skip the copy), then the canary is armed again, then the plans take up the marks. A VACUUM
+    /// before the arming is in the copy, which reads the tables after it; one after it moves the canary again.
+    async fn copy_rowid_tables_again(&mut self) -> Result<()> {
+        let client: &Client = self.client.as_ref().expect("connected");
+        let rowid_keyed: Vec<&str> =
+            self.capture.tables.iter().filter(|t| t.key_columns.is_empty()).map(|t| t.name.as_str()).collect();
+        for name in &rowid_keyed {
+            state::set_resync(client, &self.capture.source_id, name, true).await?;
+        }
+        capture::arm_canary(&mut self.pruner.lock().expect("the pruner lock is never poisoned"))?;
+        if !rowid_keyed.is_empty() {
+            tracing::info!("a VACUUM renumbered SQLite's rowids; copying the tables keyed by rowid again: {}", rowid_keyed.join(", "));
+        }
+        self.load_plans().await
     }
 
     /// Follows SQLite's schema changes: capture first marks tables that may hold unlogged rows to be copied whole
@@ -543,8 +579,9 @@ impl Stream {
                 self.client = None;
             }
             self.measure_backlog()?;
+            self.replaced |= self.file_replaced();
             let version = self.data_version()?;
-            if target_seq.is_none() && last_version == Some(version) && failures == 0 {
+            if target_seq.is_none() && last_version == Some(version) && failures == 0 && !self.replaced {
                 if stop.wait(poll).await {
                     return Ok(());
                 }
@@ -622,6 +659,11 @@ impl Stream {
     /// Reads and applies one batch.
     async fn apply_batch(&mut self) -> Result<Applied> {
         self.ready().await?;
+        if self.replaced {
+            self.reopen().await?;
+            self.replaced = false;
+            return Ok(Applied::Adjusted);
+        }
         if crate::sqlite::schema_version(self.reader.as_ref().expect("reader is home between batches"))? != self.schema_version {
             self.follow_schema().await?;
             return Ok(Applied::Adjusted);
@@ -642,6 +684,8 @@ impl Stream {
             policies: self.policies.clone(),
             whole_tables: self.whole_tables.clone(),
             schema_version: self.schema_version,
+            sqlite: self.sqlite.clone(),
+            applied_mark: self.applied_mark.clone(),
         };
         let applied = self.applied_seq;
         let read = tokio::task::spawn_blocking(move || {
@@ -652,12 +696,18 @@ impl Stream {
         drop(receiver);
         let (reader, read_result) = read.await.expect("batch readers do not panic");
         self.reader = Some(reader);
-        let (mut widening, mut schema_moved) = (None, false);
+        let (mut widening, mut schema_moved, mut vacuumed) = (None, false, false);
         let result = match (read_result, written) {
-            (Ok(BatchRead::Sent(range)), Ok(written)) => self.finish_batch(range, written, started).await.map(Some),
+            (Ok(BatchRead::Sent(range, mark)), Ok(written)) => {
+                self.finish_batch(range, mark.as_deref(), written, started).await.map(|stats| Some((stats, mark)))
+            }
             (Ok(BatchRead::Nothing), Ok(_)) => Ok(None),
             (Ok(BatchRead::SchemaMoved), _) => {
                 schema_moved = true;
+                Ok(None)
+            }
+            (Ok(BatchRead::Vacuumed), _) => {
+                vacuumed = true;
                 Ok(None)
             }
             (Ok(BatchRead::Widen(needed)), _) => {
@@ -676,13 +726,17 @@ impl Stream {
             self.widen(&widening).await?;
             return Ok(Applied::Adjusted);
         }
-        if schema_moved {
+        if vacuumed {
+            self.copy_rowid_tables_again().await?;
+        }
+        if schema_moved || vacuumed {
             return Ok(Applied::Adjusted);
         }
         match result? {
             None => Ok(Applied::Nothing),
-            Some(stats) => {
+            Some((stats, mark)) => {
                 self.applied_seq = stats.to_seq;
+                self.applied_mark = mark;
                 self.known_rejects |= stats.rejects > 0;
                 if !self.whole_tables.is_empty() {
                     // Keys may have moved; plans are made anew from the tables as they are now.
@@ -795,11 +849,11 @@ impl Stream {
         Ok(written)
     }
 
-    /// Stores rejects and the new position, then commits.
-    async fn finish_batch(&self, range: SeqRange, written: Written, started: Instant) -> Result<BatchStats> {
+    /// Stores rejects and the new position with the mark of its log entry, then commits.
+    async fn finish_batch(&self, range: SeqRange, mark: Option<&str>, written: Written, started: Instant) -> Result<BatchStats> {
         let client: &Client = self.client.as_ref().expect("connected above");
         state::store_rejects(client, &self.capture.source_id, &written.rejects).await?;
-        state::advance(client, &self.capture.source_id, range.after, range.up_to).await?;
+        state::advance(client, &self.capture.source_id, range.after, range.up_to, mark).await?;
         crate::fail_point!("batch-before-commit");
         if let Err(err) = client.batch_execute("COMMIT").await {
             return Err(match relax_constraint(client, &err).await? {
@@ -871,6 +925,28 @@ async fn relax_constraint(client: &Client, err: &tokio_postgres::Error) -> Resul
     Ok(Some(message))
 }
 
+/// Opens the stream's reader and pruner, with the identity of the file at the path taken first (a file renamed
+/// over it meanwhile is then noticed as a change).
+fn open_connections(path: &Path) -> Result<(Option<(u64, u64)>, Connection, Connection)> {
+    let identity = file_identity(path);
+    let reader = open(path, Access::ReadOnly)?;
+    let pruner = open(path, Access::ReadWrite)?;
+    pruner.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok((identity, reader, pruner))
+}
+
+/// The device and inode of the file at `path`: another file renamed over the path has others.
+#[cfg(unix)]
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_identity(_: &Path) -> Option<(u64, u64)> {
+    None
+}
+
 fn backoff(failures: u32) -> Duration {
     (Duration::from_millis(100) * 2u32.saturating_pow(failures.min(10))).min(MAX_BACKOFF)
 }
@@ -904,8 +980,10 @@ enum BatchRead {
     Nothing,
     /// SQLite's schema changed since the plans were made: follow it first.
     SchemaMoved,
-    /// Changes up to `up_to` were sent.
-    Sent(SeqRange),
+    /// A VACUUM renumbered rowids: tables keyed by rowid are to be copied whole first.
+    Vacuumed,
+    /// Changes up to `up_to` were sent; the mark of the log entry there.
+    Sent(SeqRange, Option<String>),
     /// A value needs a wider column first; what was sent must be rolled back.
     Widen(Widening),
 }
@@ -927,6 +1005,9 @@ struct ReadPlan {
     policies: Arc<Policies>,
     whole_tables: Arc<HashSet<i64>>,
     schema_version: i64,
+    /// The file, for messages, and the mark of the entry at the position the batch starts from.
+    sqlite: PathBuf,
+    applied_mark: Option<String>,
 }
 
 /// What a batch wrote before commit.
@@ -957,7 +1038,11 @@ fn read_batch_in_transaction(
     if crate::sqlite::schema_version(conn)? != read.schema_version {
         return Ok(BatchRead::SchemaMoved);
     }
-    let up_to = capture::newest_seq(conn)?.max(applied);
+    // The file must still be the one the position was applied from, and its rowids those of the last batch.
+    let up_to = capture::check_position(conn, &read.sqlite, applied, read.applied_mark.as_deref())?;
+    if capture::vacuumed(conn)? {
+        return Ok(BatchRead::Vacuumed);
+    }
     if up_to == applied && read.whole_tables.is_empty() {
         return Ok(BatchRead::Nothing);
     }
@@ -971,7 +1056,7 @@ fn read_batch_in_transaction(
             return Ok(BatchRead::Widen(widening));
         }
     }
-    Ok(BatchRead::Sent(range))
+    Ok(BatchRead::Sent(range, capture::entry_mark(conn, up_to)?))
 }
 
 /// One table's part of a batch on the reading thread.
