@@ -288,7 +288,7 @@ struct Stream {
     capture: CaptureState,
     sqlite: PathBuf,
     /// Device and inode of the file the connections opened: another file renamed over the path is noticed.
-    opened_file: Option<(u64, u64)>,
+    opened_file: Option<FileIdentity>,
     /// The path holds another file than the one opened: reopen and check it before the next batch.
     replaced: bool,
     reader: Option<Connection>,
@@ -452,7 +452,10 @@ impl Stream {
         }
         capture::arm_canary(&mut self.pruner.lock().expect("the pruner lock is never poisoned"))?;
         if !rowid_keyed.is_empty() {
-            tracing::info!("a VACUUM renumbered SQLite's rowids; copying the tables keyed by rowid again: {}", rowid_keyed.join(", "));
+            tracing::info!(
+                "a VACUUM renumbered SQLite's rowids; copying the tables keyed by rowid again: {}",
+                rowid_keyed.join(", ")
+            );
         }
         self.load_plans().await
     }
@@ -884,6 +887,11 @@ impl Stream {
     }
 
     async fn prune(&mut self) -> Result<()> {
+        // Never write through the old file's connection once another was renamed over the path: the two share
+        // the journal's name, and the application may be writing the new one. The new file is pruned once opened.
+        if self.file_replaced() {
+            return Ok(());
+        }
         let (pruner, up_to) = (self.pruner.clone(), self.applied_seq);
         let deleted = tokio::task::spawn_blocking(move || {
             capture::prune(&pruner.lock().expect("the pruner lock is never poisoned"), up_to)
@@ -925,9 +933,12 @@ async fn relax_constraint(client: &Client, err: &tokio_postgres::Error) -> Resul
     Ok(Some(message))
 }
 
+/// A file's device and inode: another file renamed over a path has others.
+type FileIdentity = (u64, u64);
+
 /// Opens the stream's reader and pruner, with the identity of the file at the path taken first (a file renamed
 /// over it meanwhile is then noticed as a change).
-fn open_connections(path: &Path) -> Result<(Option<(u64, u64)>, Connection, Connection)> {
+fn open_connections(path: &Path) -> Result<(Option<FileIdentity>, Connection, Connection)> {
     let identity = file_identity(path);
     let reader = open(path, Access::ReadOnly)?;
     let pruner = open(path, Access::ReadWrite)?;
@@ -935,15 +946,15 @@ fn open_connections(path: &Path) -> Result<(Option<(u64, u64)>, Connection, Conn
     Ok((identity, reader, pruner))
 }
 
-/// The device and inode of the file at `path`: another file renamed over the path has others.
+/// The identity of the file at `path`, if it can be read.
 #[cfg(unix)]
-fn file_identity(path: &Path) -> Option<(u64, u64)> {
+fn file_identity(path: &Path) -> Option<FileIdentity> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 #[cfg(not(unix))]
-fn file_identity(_: &Path) -> Option<(u64, u64)> {
+fn file_identity(_: &Path) -> Option<FileIdentity> {
     None
 }
 

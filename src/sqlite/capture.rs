@@ -275,7 +275,9 @@ fn add_written_at(conn: &Connection) -> Result<()> {
 /// Creates the canary, armed, unless it exists (a moved canary must stay moved until a batch has seen it).
 fn ensure_canary(conn: &Connection) -> Result<()> {
     let exists: bool =
-        conn.query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1", [CANARY_TABLE], |r| r.get(0))?;
+        conn.query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1", [CANARY_TABLE], |r| {
+            r.get(0)
+        })?;
     if !exists {
         conn.execute_batch(&format!("CREATE TABLE {CANARY_TABLE} (armed INTEGER)"))?;
         arm_canary_in(conn)?;
@@ -284,7 +286,9 @@ fn ensure_canary(conn: &Connection) -> Result<()> {
 }
 
 fn arm_canary_in(conn: &Connection) -> Result<()> {
-    conn.execute_batch(&format!("DELETE FROM {CANARY_TABLE}; INSERT INTO {CANARY_TABLE} (rowid, armed) VALUES ({CANARY_ROWID}, 1);"))?;
+    conn.execute_batch(&format!(
+        "DELETE FROM {CANARY_TABLE}; INSERT INTO {CANARY_TABLE} (rowid, armed) VALUES ({CANARY_ROWID}, 1);"
+    ))?;
     Ok(())
 }
 
@@ -341,7 +345,9 @@ pub fn check_position(conn: &Connection, path: &std::path::Path, applied_seq: i6
         .with_hint("changes applied after that copy exist only in PostgreSQL; to start over from the file as it is now, run `lite2pg snapshot --replace`")
     };
     if newest < applied_seq {
-        return Err(restored(format!("the SQLite file's change log ends at seq {newest}, before the applied position {applied_seq}")));
+        return Err(restored(format!(
+            "the SQLite file's change log ends at seq {newest}, before the applied position {applied_seq}"
+        )));
     }
     if let Some(applied_mark) = applied_mark {
         if entry_mark(conn, applied_seq)?.as_deref() != Some(applied_mark) {

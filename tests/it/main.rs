@@ -7,6 +7,7 @@ mod cutover;
 mod demo;
 mod evolve;
 mod fleet;
+mod identity;
 mod misfit;
 mod observe;
 mod random;
