@@ -113,8 +113,12 @@ pub async fn run_in(
     let mut summary = RunSummary { source_id: source_id.clone(), ..RunSummary::default() };
     let mut failures = 0u32;
     let mut stream = loop {
+        let opened = file_identity(&options.sqlite);
         match start(pool, &options, &mut summary, &on_snapshot).await {
             Ok(stream) => break stream,
+            // Another file was renamed over the path meanwhile: reading the old one can fail on the new one's
+            // journal (see `Stream::look`); the new one is what to start from.
+            Err(_) if file_identity(&options.sqlite) != opened => continue,
             // A daemon waits for another process's lock (a standby); a one-off run says who holds it.
             Err(err) if err.is_retryable() && !(err.kind() == ErrorKind::Locked && matches!(stop, StopWhen::CaughtUp)) => {
                 metrics.failed(err.kind());
@@ -291,6 +295,8 @@ struct Stream {
     opened_file: Option<FileIdentity>,
     /// The path holds another file than the one opened: reopen and check it before the next batch.
     replaced: bool,
+    /// Whether the file was checked and the position and plans read since this process took the source's lock.
+    attached: bool,
     reader: Option<Connection>,
     /// Writes to the file (prune, capture changes) off the async thread: a prune may wait for a checkpoint's
     /// fsync, and other sources' streams share that thread.
@@ -336,6 +342,7 @@ impl Stream {
             sqlite: options.sqlite.clone(),
             opened_file,
             replaced: false,
+            attached: false,
             reader: Some(reader),
             pruner: Arc::new(std::sync::Mutex::new(pruner)),
             pool: pool.clone(),
@@ -363,8 +370,8 @@ impl Stream {
     }
 
     /// Makes sure this stream holds its source's lock and a connection with its temp tables. When the lock was
-    /// taken now (at the start, or after the lock connection was lost), checks the file against the stored
-    /// position and follows the schema first.
+    /// taken now (at the start, or after the lock connection was lost) or the file was opened again, checks the file
+    /// against the stored position and follows the schema first.
     async fn ready(&mut self) -> Result<()> {
         if self.client.as_ref().is_some_and(|client| client.is_closed()) {
             self.client = None;
@@ -372,8 +379,11 @@ impl Stream {
         if self.client.is_none() {
             self.client = Some(self.pool.lease().await?);
         }
-        if self.pool.lock_source(&self.capture.source_id).await? {
+        // A failed attach is tried again before the next batch, though the lock is held by then.
+        self.attached &= !self.pool.lock_source(&self.capture.source_id).await?;
+        if !self.attached {
             self.attach().await?;
+            self.attached = true;
             tracing::info!("connected to PostgreSQL at {}", self.target.shown());
         }
         let client = self.client.as_mut().expect("leased above");
@@ -421,9 +431,9 @@ impl Stream {
     }
 
     /// Another file was renamed over the path (a `VACUUM INTO` copy, a restored backup) while the connections
-    /// still read the old one: opens the path again and checks it as at a start (same database, the applied entry
-    /// still there), then follows its schema.
-    async fn reopen(&mut self) -> Result<()> {
+    /// still read the old one: opens the path again, to be checked as at a start (same database, the applied entry
+    /// still there) before the next batch.
+    fn reopen(&mut self) -> Result<()> {
         tracing::info!("{} is another file now; reading that one", self.sqlite.display());
         let (opened_file, reader, pruner) = open_connections(&self.sqlite)?;
         let installed = capture::require_state(&reader, &self.sqlite)?;
@@ -431,7 +441,9 @@ impl Stream {
         self.reader = Some(reader);
         self.pruner = Arc::new(std::sync::Mutex::new(pruner));
         self.capture.database_id = installed.database_id;
-        self.attach().await
+        self.attached = false;
+        self.replaced = false;
+        Ok(())
     }
 
     /// Whether the path names another file than the one the connections opened.
@@ -581,10 +593,11 @@ impl Stream {
                 // Another source waits for a connection: this one goes back, one batch per turn.
                 self.client = None;
             }
-            self.measure_backlog()?;
-            self.replaced |= self.file_replaced();
-            let version = self.data_version()?;
-            if target_seq.is_none() && last_version == Some(version) && failures == 0 && !self.replaced {
+            let version = self.look()?;
+            if version.is_none() {
+                last_version = None;
+            }
+            if target_seq.is_none() && version.is_some() && last_version == version && failures == 0 {
                 if stop.wait(poll).await {
                     return Ok(());
                 }
@@ -602,7 +615,7 @@ impl Stream {
                         tracing::info!("sync resumed after {failures} failed attempt(s)");
                     }
                     failures = 0;
-                    last_version = Some(version);
+                    last_version = version;
                     if let Applied::Batch(stats) = applied {
                         self.last_backlog = None;
                         summary.batches += 1;
@@ -612,6 +625,8 @@ impl Stream {
                     }
                     self.maybe_prune().await?;
                 }
+                // Reading the old file tripped over the new one's journal (see `look`): the next batch opens it.
+                Err(_) if !self.replaced && self.file_replaced() => self.replaced = true,
                 Err(err) if err.kind().retry_policy() == RetryPolicy::Timed => {
                     self.metrics.failed(err.kind());
                     failures += 1;
@@ -635,6 +650,21 @@ impl Stream {
                 }
             }
         }
+    }
+
+    /// Between batches: the file's data version (after measuring the backlog), or `None` once another file was
+    /// renamed over the path; the next batch opens that one. Until then, reading the old file can trip over the new
+    /// one's rollback journal, which has the same name: such an error is the replacement, not a failure.
+    fn look(&mut self) -> Result<Option<i64>> {
+        if !self.replaced && !self.file_replaced() {
+            match self.measure_backlog().and_then(|()| self.data_version()) {
+                Ok(version) => return Ok(Some(version)),
+                Err(err) if !self.file_replaced() => return Err(err),
+                Err(_) => {}
+            }
+        }
+        self.replaced = true;
+        Ok(None)
     }
 
     /// Measures pending entries and lag for metrics, at most once per `BACKLOG_EVERY`.
@@ -661,12 +691,10 @@ impl Stream {
 
     /// Reads and applies one batch.
     async fn apply_batch(&mut self) -> Result<Applied> {
-        self.ready().await?;
         if self.replaced {
-            self.reopen().await?;
-            self.replaced = false;
-            return Ok(Applied::Adjusted);
+            self.reopen()?;
         }
+        self.ready().await?;
         if crate::sqlite::schema_version(self.reader.as_ref().expect("reader is home between batches"))? != self.schema_version {
             self.follow_schema().await?;
             return Ok(Applied::Adjusted);
@@ -897,7 +925,13 @@ impl Stream {
             capture::prune(&pruner.lock().expect("the pruner lock is never poisoned"), up_to)
         })
         .await
-        .expect("pruning does not panic")?;
+        .expect("pruning does not panic");
+        let deleted = match deleted {
+            Ok(deleted) => deleted,
+            // Renamed over meanwhile, and the old file's connection tripped over the new one's journal (see `look`).
+            Err(_) if self.file_replaced() => return Ok(()),
+            Err(err) => return Err(err),
+        };
         tracing::debug!(deleted, up_to = self.applied_seq, "pruned change log");
         self.pruned_seq = self.applied_seq;
         self.last_prune = Instant::now();

@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::evolve::settle;
 use crate::stream::{start_daemon, wait_caught_up, Daemon};
 use crate::support::{lite2pg, stderr, SqliteFile, TestDb};
 
 /// A table without a declared key (keyed by rowid, renumbered by VACUUM) and one with a text primary key, with
 /// gaps in the rowids so VACUUM has something to renumber.
 const TABLES: &str = "
+    CREATE TABLE beat(id INTEGER PRIMARY KEY);
     CREATE TABLE bare(a INTEGER, b TEXT);
     CREATE TABLE coded(code TEXT PRIMARY KEY, n INTEGER);
     WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300) INSERT INTO bare SELECT i, 'row ' || i FROM n;
@@ -49,8 +51,11 @@ fn sync_once(db: &TestDb, file: &SqliteFile) {
     assert!(output.status.success(), "{}", stderr(&output));
 }
 
-/// Renames `from` over the file, as a restore or a `VACUUM INTO` swap does.
+/// Renames `from` over the file, as a restore or a `VACUUM INTO` swap does: while no process writes the file, as
+/// SQLite requires (the old and the new file share the journal's name). A running daemon writes it only to prune
+/// the log right after a batch, so the swap waits for that prune to be done.
 fn rename_over(from: &Path, file: &SqliteFile) {
+    std::thread::sleep(Duration::from_millis(300));
     std::fs::rename(from, &file.path).unwrap();
 }
 
@@ -114,7 +119,7 @@ async fn vacuum_while_the_daemon_runs_renumbers_nothing_in_postgres() {
     let db = TestDb::new().await;
     let _daemon = start_daemon(&db, &file);
     file.exec("UPDATE bare SET b = 'before' WHERE a = 20");
-    wait_caught_up(&db, &file).await;
+    settle(&db, &file).await;
     file.exec("VACUUM");
     file.exec(LATER_WRITES);
     wait_caught_up(&db, &file).await;
@@ -143,7 +148,7 @@ async fn a_vacuum_into_copy_renamed_over_the_file_while_the_daemon_runs_is_follo
     let db = TestDb::new().await;
     let _daemon = start_daemon(&db, &file);
     file.exec("UPDATE bare SET b = 'before' WHERE a = 20");
-    wait_caught_up(&db, &file).await;
+    settle(&db, &file).await;
     let copy = copy_of(&file, "compact.db");
     rename_over(&copy, &file);
     file.exec(LATER_WRITES);
@@ -188,7 +193,7 @@ async fn a_backup_restored_while_the_daemon_runs_stops_it() {
     let db = TestDb::new().await;
     let mut daemon = start_daemon_watched(&db, &file);
     file.exec("UPDATE bare SET b = 'before' WHERE a = 20");
-    wait_caught_up(&db, &file).await;
+    settle(&db, &file).await;
     let backup = copy_of(&file, "backup.db");
     file.exec("UPDATE bare SET b = 'lost' WHERE a = 20; DELETE FROM coded WHERE n = 1;");
     wait_caught_up(&db, &file).await;
@@ -206,7 +211,7 @@ async fn a_backup_copied_into_the_file_while_the_daemon_runs_stops_it() {
     let db = TestDb::new().await;
     let mut daemon = start_daemon_watched(&db, &file);
     file.exec("UPDATE bare SET b = 'before' WHERE a = 20");
-    wait_caught_up(&db, &file).await;
+    settle(&db, &file).await;
     let backup = copy_of(&file, "backup.db");
     file.exec("UPDATE bare SET b = 'lost' WHERE a = 20; DELETE FROM coded WHERE n = 1;");
     wait_caught_up(&db, &file).await;
