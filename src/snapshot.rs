@@ -105,7 +105,11 @@ pub async fn snapshot(options: &SnapshotOptions) -> Result<SnapshotReport> {
     state::lock_source(&client, &prepared.source_id).await?;
     check_targets(&client, options, &prepared).await?;
     // Only now, holding the source: the canary is re-armed, which must not hide a VACUUM from a running daemon.
-    (prepared.snapshot_seq, prepared.snapshot_mark) = mark_position(&mut open(&options.sqlite, Access::ReadWrite)?)?;
+    let sqlite = options.sqlite.clone();
+    (prepared.snapshot_seq, prepared.snapshot_mark) =
+        tokio::task::spawn_blocking(move || mark_position(&mut open(&sqlite, Access::ReadWrite)?))
+            .await
+            .expect("marking the position does not panic")?;
     let created = create_tables(&mut client, options, &mut prepared).await?;
     let progress = Progress::new(options.progress);
     let copied = copy_all(options, &prepared, &progress).await?;
