@@ -1,8 +1,8 @@
 //! Snapshot: create the PostgreSQL tables and copy every row with binary COPY, several tables or rowid ranges at
 //! once, then build indexes and foreign keys, then record the position streaming starts from.
 //!
-//! Contract: the position recorded (`snapshot_seq`) is the newest log entry before any row was read, and capture
-//! was installed before that. Every change after it is in the log, and applying is idempotent, so a row copied
+//! Contract: the position recorded (`snapshot_seq`) is a marker entry appended to the log before any row was
+//! copied (with the VACUUM canary armed), and capture was installed before that. Every change after it is in the log, and applying is idempotent, so a row copied
 //! while it changed is fixed by the first streamed batch.
 
 use std::collections::{HashMap, VecDeque};
@@ -25,7 +25,7 @@ use crate::pg::PgTarget;
 use crate::progress::Progress;
 use crate::schema::{constraint_name, foreign_key_groups, foreign_key_statement, post_data_statements, TablePlan, SOURCE_COLUMN};
 use crate::source::{Selection, Source};
-use crate::sqlite::capture::newest_seq;
+use crate::sqlite::capture::mark_position;
 use crate::sqlite::introspect::Table;
 use crate::sqlite::scan::{column_stats, read_values, rowid_filter, rowid_ranges};
 use crate::sqlite::{begin_read_at, open, Access};
@@ -122,6 +122,12 @@ async fn snapshot_once(options: &SnapshotOptions) -> Result<SnapshotReport> {
     state::ensure_state_schema(&mut client).await?;
     state::lock_source(&client, &prepared.source_id).await?;
     check_targets(&client, options, &prepared).await?;
+    // Only now, holding the source: the canary is re-armed, which must not hide a VACUUM from a running daemon.
+    let sqlite = options.sqlite.clone();
+    (prepared.snapshot_seq, prepared.snapshot_mark) =
+        tokio::task::spawn_blocking(move || mark_position(&mut open(&sqlite, Access::ReadWrite)?))
+            .await
+            .expect("marking the position does not panic")?;
     let created = create_tables(&mut client, options, &mut prepared).await?;
     let progress = Progress::new(options.progress);
     let copied = copy_all(options, &prepared, &progress).await?;
@@ -154,14 +160,15 @@ struct Prepared {
     row_counts: Vec<u64>,
     mapping: Vec<ColumnMapping>,
     notes: Vec<String>,
+    /// The position streaming starts from, taken after the source is locked and before any row is copied.
     snapshot_seq: i64,
     /// SQLite's schema version the plans are of: every read checks it, in its own read transaction.
     schema_version: i64,
+    snapshot_mark: Option<String>,
 }
 
 fn prepare(options: &SnapshotOptions) -> Result<Prepared> {
     let source = Source::prepare(&options.sqlite, &options.selection, options.source_id.as_deref())?;
-    let snapshot_seq = newest_seq(&source.conn)?;
     let mut prepared = Prepared {
         source_id: source.capture.source_id.clone(),
         database_id: source.capture.database_id.clone(),
@@ -171,7 +178,8 @@ fn prepare(options: &SnapshotOptions) -> Result<Prepared> {
         row_counts: Vec::new(),
         mapping: Vec::new(),
         notes: source.schema.skipped.iter().map(|s| format!("{} {:?} is not copied", s.kind, s.name)).collect(),
-        snapshot_seq,
+        snapshot_seq: 0,
+        snapshot_mark: None,
         schema_version: source.schema_version,
     };
     let (mut stats, mut keys) = (Vec::new(), Vec::new());
@@ -339,7 +347,7 @@ async fn create_tables(client: &mut Client, options: &SnapshotOptions, prepared:
          VALUES ($1, $2, $3, $4, now())
          ON CONFLICT (source_id) DO UPDATE SET database_id = excluded.database_id, sqlite_path = excluded.sqlite_path,
            target_schema = excluded.target_schema, snapshot_started_at = now(), snapshot_seq = NULL,
-           snapshot_finished_at = NULL, applied_seq = 0, last_error = NULL, last_error_at = NULL",
+           snapshot_finished_at = NULL, applied_seq = 0, applied_mark = NULL, last_error = NULL, last_error_at = NULL",
         &[&prepared.source_id, &prepared.database_id, &prepared.sqlite_path, &options.schema],
     )
     .await?;
@@ -715,8 +723,9 @@ async fn finish(
         });
     }
     tx.execute(
-        "UPDATE lite2pg.sources SET snapshot_seq = $2, applied_seq = $2, snapshot_finished_at = now() WHERE source_id = $1",
-        &[&prepared.source_id, &prepared.snapshot_seq],
+        "UPDATE lite2pg.sources SET snapshot_seq = $2, applied_seq = $2, applied_mark = $3, snapshot_finished_at = now()
+         WHERE source_id = $1",
+        &[&prepared.source_id, &prepared.snapshot_seq, &prepared.snapshot_mark],
     )
     .await?;
     tx.commit().await?;

@@ -7,7 +7,7 @@
 //! batch or nothing.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -119,8 +119,12 @@ pub async fn run_in(
     let mut summary = RunSummary { source_id: source_id.clone(), ..RunSummary::default() };
     let mut outage = Outage::default();
     let mut stream = loop {
+        let opened = file_identity(&options.sqlite);
         match start(pool, &options, &mut summary, &on_snapshot).await {
             Ok(stream) => break stream,
+            // Another file was renamed over the path meanwhile: reading the old one can fail on the new one's
+            // journal (see `Stream::look`); the new one is what to start from.
+            Err(_) if file_identity(&options.sqlite) != opened => continue,
             // A daemon waits for another process's lock (a standby); a one-off run says who holds it.
             Err(err) if err.is_retryable() && !(err.kind() == ErrorKind::Locked && stop.is_once()) => {
                 metrics.failed(&err);
@@ -350,6 +354,12 @@ struct Stream {
     /// The file's identity and the captured tables this stream applies.
     capture: CaptureState,
     sqlite: PathBuf,
+    /// Device and inode of the file the connections opened: another file renamed over the path is noticed.
+    opened_file: Option<FileIdentity>,
+    /// The path holds another file than the one opened: reopen and check it before the next batch.
+    replaced: bool,
+    /// Whether the file was checked and the position and plans read since this process took the source's lock.
+    attached: bool,
     reader: Option<Connection>,
     /// Writes to the file (prune, capture changes) off the async thread: a prune may wait for a checkpoint's
     /// fsync, and other sources' streams share that thread.
@@ -376,6 +386,8 @@ struct Stream {
     schema_version: i64,
     sqlite_schema: SourceSchema,
     applied_seq: i64,
+    /// The mark of the log entry at `applied_seq` (`capture::entry_mark`), when known.
+    applied_mark: Option<String>,
     pruned_seq: i64,
     last_prune: Instant,
     last_backlog: Option<Instant>,
@@ -388,14 +400,15 @@ static STREAMS: AtomicU64 = AtomicU64::new(0);
 
 impl Stream {
     async fn start(pool: &Arc<Pool>, options: &SnapshotOptions, capture: &CaptureState) -> Result<Stream> {
-        let reader = open(&options.sqlite, Access::ReadOnly)?;
-        let pruner = open(&options.sqlite, Access::ReadWrite)?;
-        pruner.pragma_update(None, "synchronous", "NORMAL")?;
+        let (opened_file, reader, pruner) = open_connections(&options.sqlite)?;
         let mut stream = Stream {
             target: options.target.clone(),
             schema: options.schema.clone(),
             capture: capture.clone(),
             sqlite: options.sqlite.clone(),
+            opened_file,
+            replaced: false,
+            attached: false,
             reader: Some(reader),
             pruner: Arc::new(std::sync::Mutex::new(pruner)),
             pool: pool.clone(),
@@ -412,6 +425,7 @@ impl Stream {
             schema_version: 0,
             sqlite_schema: SourceSchema::default(),
             applied_seq: 0,
+            applied_mark: None,
             pruned_seq: 0,
             last_prune: Instant::now(),
             last_backlog: None,
@@ -423,8 +437,8 @@ impl Stream {
     }
 
     /// Makes sure this stream holds its source's lock and a connection with its temp tables. When the lock was
-    /// taken now (at the start, or after the lock connection was lost), checks the file against the stored
-    /// position and follows the schema first.
+    /// taken now (at the start, or after the lock connection was lost) or the file was opened again, checks the file
+    /// against the stored position and follows the schema first.
     async fn ready(&mut self) -> Result<()> {
         // A connection still inside a transaction (a batch that ended some unforeseen way) is not reused.
         if self.client.as_ref().is_some_and(|client| client.is_closed() || client.in_transaction()) {
@@ -433,8 +447,11 @@ impl Stream {
         if self.client.is_none() {
             self.client = Some(self.pool.lease().await?);
         }
-        if self.pool.lock_source(&self.capture.source_id).await? {
+        // A failed attach is tried again before the next batch, though the lock is held by then.
+        self.attached &= !self.pool.lock_source(&self.capture.source_id).await?;
+        if !self.attached {
             self.attach().await?;
+            self.attached = true;
             tracing::info!("connected to PostgreSQL at {}", self.target.shown());
         }
         let client = self.client.as_mut().expect("leased above");
@@ -469,24 +486,58 @@ impl Stream {
             )
             .with_hint("if this file replaced the old one on purpose, copy it again with `lite2pg snapshot --replace`"));
         }
-        let newest = capture::newest_seq(self.reader.as_ref().expect("reader is home between batches"))?;
-        if newest < row.applied_seq {
-            return Err(Error::new(
-                ErrorKind::State,
-                format!(
-                    "the SQLite file's change log ends at seq {newest}, before the applied position {}: the file was restored from an older copy",
-                    row.applied_seq
-                ),
-            )
-            .with_hint("changes after the backup exist only in PostgreSQL; to start over from the file, run `lite2pg snapshot --replace`"));
-        }
+        let reader = self.reader.as_ref().expect("reader is home between batches");
+        capture::check_position(reader, &self.sqlite, row.applied_seq, row.applied_mark.as_deref())?;
         let known_rejects = client
             .query_one("SELECT EXISTS (SELECT 1 FROM lite2pg.rejects WHERE source_id = $1)", &[&self.capture.source_id])
             .await?
             .get(0);
         self.applied_seq = row.applied_seq;
+        self.applied_mark = row.applied_mark;
         self.known_rejects = known_rejects;
         self.follow_schema().await
+    }
+
+    /// Another file was renamed over the path (a `VACUUM INTO` copy, a restored backup) while the connections
+    /// still read the old one: opens the path again, to be checked as at a start (same database, the applied entry
+    /// still there) before the next batch.
+    fn reopen(&mut self) -> Result<()> {
+        tracing::info!("{} is another file now; reading that one", self.sqlite.display());
+        let (opened_file, reader, pruner) = open_connections(&self.sqlite)?;
+        let installed = capture::require_state(&reader, &self.sqlite)?;
+        self.opened_file = opened_file;
+        self.reader = Some(reader);
+        self.pruner = Arc::new(std::sync::Mutex::new(pruner));
+        self.capture.database_id = installed.database_id;
+        self.attached = false;
+        self.replaced = false;
+        Ok(())
+    }
+
+    /// Whether the path names another file than the one the connections opened.
+    fn file_replaced(&self) -> bool {
+        let now = file_identity(&self.sqlite);
+        now.is_some() && now != self.opened_file
+    }
+
+    /// A VACUUM renumbered rowids: every table keyed by rowid is marked to be copied whole (in PostgreSQL first, so
+    /// a crash cannot skip the copy), then the canary is armed again, then the plans take up the marks. A VACUUM
+    /// before the arming is in the copy, which reads the tables after it; one after it moves the canary again.
+    async fn copy_rowid_tables_again(&mut self) -> Result<()> {
+        let client: &Client = self.client.as_ref().expect("connected");
+        let rowid_keyed: Vec<&str> =
+            self.capture.tables.iter().filter(|t| t.key_columns.is_empty()).map(|t| t.name.as_str()).collect();
+        for name in &rowid_keyed {
+            state::set_resync(client, &self.capture.source_id, name, true).await?;
+        }
+        capture::arm_canary(&mut self.pruner.lock().expect("the pruner lock is never poisoned"))?;
+        if !rowid_keyed.is_empty() {
+            tracing::info!(
+                "a VACUUM renumbered SQLite's rowids; copying the tables keyed by rowid again: {}",
+                rowid_keyed.join(", ")
+            );
+        }
+        self.load_plans().await
     }
 
     /// Follows SQLite's schema changes: capture first marks tables that may hold unlogged rows to be copied whole
@@ -627,9 +678,11 @@ impl Stream {
                 // Another source waits for a connection: this one goes back, one batch per turn.
                 self.client = None;
             }
-            self.measure_backlog()?;
-            let version = self.data_version()?;
-            if target_seq.is_none() && last_version == Some(version) && !outage.ongoing() {
+            let version = self.look()?;
+            if version.is_none() {
+                last_version = None;
+            }
+            if target_seq.is_none() && version.is_some() && last_version == version && !outage.ongoing() {
                 // Idle after a burst: the applied entries leave the log now, not at the next write.
                 self.maybe_prune().await?;
                 if stop.wait(poll).await {
@@ -646,7 +699,7 @@ impl Stream {
                         self.metrics.succeeded();
                     }
                     outage.recovered();
-                    last_version = Some(version);
+                    last_version = version;
                     if let Applied::Batch(stats) = applied {
                         self.last_backlog = None;
                         summary.batches += 1;
@@ -656,6 +709,8 @@ impl Stream {
                     }
                     self.maybe_prune().await?;
                 }
+                // Reading the old file tripped over the new one's journal (see `look`): the next batch opens it.
+                Err(_) if !self.replaced && self.file_replaced() => self.replaced = true,
                 Err(err) if err.is_retryable() => {
                     self.metrics.failed(&err);
                     tracing::debug!("batch failed: {err}");
@@ -679,6 +734,21 @@ impl Stream {
                 }
             }
         }
+    }
+
+    /// Between batches: the file's data version (after measuring the backlog), or `None` once another file was
+    /// renamed over the path; the next batch opens that one. Until then, reading the old file can trip over the new
+    /// one's rollback journal, which has the same name: such an error is the replacement, not a failure.
+    fn look(&mut self) -> Result<Option<i64>> {
+        if !self.replaced && !self.file_replaced() {
+            match self.measure_backlog().and_then(|()| self.data_version()) {
+                Ok(version) => return Ok(Some(version)),
+                Err(err) if !self.file_replaced() => return Err(err),
+                Err(_) => {}
+            }
+        }
+        self.replaced = true;
+        Ok(None)
     }
 
     /// Measures pending entries and lag for metrics, at most once per `BACKLOG_EVERY`.
@@ -709,6 +779,9 @@ impl Stream {
     /// Reads and applies one batch. Whatever happens, the batch's transaction has ended when this returns (or its
     /// connection is dropped); a constraint PostgreSQL holds and SQLite does not is relaxed here.
     async fn apply_batch(&mut self) -> Result<Applied> {
+        if self.replaced {
+            self.reopen()?;
+        }
         self.ready().await?;
         if crate::sqlite::schema_version(self.reader.as_ref().expect("reader is home between batches"))? != self.schema_version {
             self.follow_schema().await?;
@@ -725,9 +798,10 @@ impl Stream {
             });
         }
         match attempt {
-            Ok(Attempt::Committed(stats)) => self.committed(stats, started).await,
+            Ok(Attempt::Committed(stats, mark)) => self.committed(stats, mark, started).await,
             Ok(Attempt::Nothing) => Ok(Applied::Nothing),
             Ok(Attempt::SchemaMoved) => Ok(Applied::Adjusted),
+            Ok(Attempt::Vacuumed) => self.copy_rowid_tables_again().await.map(|()| Applied::Adjusted),
             Ok(Attempt::TypesMoved) => self.load_plans().await.map(|()| Applied::Adjusted),
             Ok(Attempt::Widen(widening)) => self.widen(&widening).await.map(|()| Applied::Adjusted),
             Err(err) if err.kind().retry_policy() == RetryPolicy::Relax => match self.relax_constraint(&err).await? {
@@ -753,6 +827,8 @@ impl Stream {
             whole_tables: self.whole_tables.clone(),
             constraints_due: self.constraints_due,
             schema_version: self.schema_version,
+            sqlite: self.sqlite.clone(),
+            applied_mark: self.applied_mark.clone(),
         };
         let applied = self.applied_seq;
         let read = tokio::task::spawn_blocking(move || {
@@ -764,9 +840,12 @@ impl Stream {
         let (reader, read_result) = read.await.expect("batch readers do not panic");
         self.reader = Some(reader);
         match (read_result, written) {
-            (Ok(BatchRead::Sent(range)), Ok(written)) => self.finish_batch(range, written, started).await.map(Attempt::Committed),
+            (Ok(BatchRead::Sent(range, mark)), Ok(written)) => {
+                self.finish_batch(range, mark.as_deref(), written, started).await.map(|stats| Attempt::Committed(stats, mark))
+            }
             (Ok(BatchRead::Nothing), Ok(_)) => Ok(Attempt::Nothing),
             (Ok(BatchRead::SchemaMoved), _) => Ok(Attempt::SchemaMoved),
+            (Ok(BatchRead::Vacuumed), _) => Ok(Attempt::Vacuumed),
             (Ok(BatchRead::Widen(needed)), _) => Ok(Attempt::Widen(needed)),
             // When PostgreSQL refused a statement, the reader only saw the writing side leave: PostgreSQL's
             // error is the cause.
@@ -787,8 +866,9 @@ impl Stream {
     }
 
     /// Takes a committed batch's position and reports it.
-    async fn committed(&mut self, stats: BatchStats, started: Instant) -> Result<Applied> {
+    async fn committed(&mut self, stats: BatchStats, mark: Option<String>, started: Instant) -> Result<Applied> {
         self.applied_seq = stats.to_seq;
+        self.applied_mark = mark;
         self.known_rejects |= stats.rejects > 0;
         if !self.whole_tables.is_empty() || self.constraints_due {
             // Keys and unique constraints may have moved; plans are made anew from the tables as they are now.
@@ -939,14 +1019,14 @@ impl Stream {
         Ok(written)
     }
 
-    /// Makes constraints when due, stores rejects and the new position, then commits.
-    async fn finish_batch(&self, range: SeqRange, written: Written, started: Instant) -> Result<BatchStats> {
+    /// Makes constraints when due, stores rejects and the new position with the mark of its log entry, then commits.
+    async fn finish_batch(&self, range: SeqRange, mark: Option<&str>, written: Written, started: Instant) -> Result<BatchStats> {
         let client: &Client = self.client.as_ref().expect("connected above");
         if self.constraints_due {
             self.make_constraints().await?;
         }
         state::store_rejects(client, &self.capture.source_id, &written.rejects).await?;
-        state::advance(client, &self.capture.source_id, range.after, range.up_to).await?;
+        state::advance(client, &self.capture.source_id, range.after, range.up_to, mark).await?;
         crate::fail_point!("batch-before-commit");
         self.client.as_ref().expect("connected above").commit().await?;
         crate::fail_point!("batch-after-commit");
@@ -986,17 +1066,53 @@ impl Stream {
     }
 
     async fn prune(&mut self) -> Result<()> {
+        // Never write through the old file's connection once another was renamed over the path: the two share
+        // the journal's name, and the application may be writing the new one. The new file is pruned once opened.
+        if self.file_replaced() {
+            return Ok(());
+        }
         let (pruner, up_to) = (self.pruner.clone(), self.applied_seq);
         let deleted = tokio::task::spawn_blocking(move || {
             capture::prune(&pruner.lock().expect("the pruner lock is never poisoned"), up_to)
         })
         .await
-        .expect("pruning does not panic")?;
+        .expect("pruning does not panic");
+        let deleted = match deleted {
+            Ok(deleted) => deleted,
+            // Renamed over meanwhile, and the old file's connection tripped over the new one's journal (see `look`).
+            Err(_) if self.file_replaced() => return Ok(()),
+            Err(err) => return Err(err),
+        };
         tracing::debug!(deleted, up_to = self.applied_seq, "pruned change log");
         self.pruned_seq = self.applied_seq;
         self.last_prune = Instant::now();
         Ok(())
     }
+}
+
+/// A file's device and inode: another file renamed over a path has others.
+type FileIdentity = (u64, u64);
+
+/// Opens the stream's reader and pruner, with the identity of the file at the path taken first (a file renamed
+/// over it meanwhile is then noticed as a change).
+fn open_connections(path: &Path) -> Result<(Option<FileIdentity>, Connection, Connection)> {
+    let identity = file_identity(path);
+    let reader = open(path, Access::ReadOnly)?;
+    let pruner = open(path, Access::ReadWrite)?;
+    pruner.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok((identity, reader, pruner))
+}
+
+/// The identity of the file at `path`, if it can be read.
+#[cfg(unix)]
+fn file_identity(path: &Path) -> Option<FileIdentity> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_identity(_: &Path) -> Option<FileIdentity> {
+    None
 }
 
 fn backoff(failures: u32) -> Duration {
@@ -1019,10 +1135,13 @@ struct TableCounts {
 
 /// How one try at a batch ended, before its transaction was closed.
 enum Attempt {
-    Committed(BatchStats),
+    /// Committed, with the mark of the log entry at its new position.
+    Committed(BatchStats, Option<String>),
     Nothing,
     /// SQLite's schema changed since the plans were made.
     SchemaMoved,
+    /// VACUUM renumbered rowids since the last batch: rowid-keyed tables are to be copied whole first.
+    Vacuumed,
     /// Another source widened a shared table's column since the plans were made.
     TypesMoved,
     /// A value needs a wider column first.
@@ -1044,8 +1163,10 @@ enum BatchRead {
     Nothing,
     /// SQLite's schema changed since the plans were made: follow it first.
     SchemaMoved,
-    /// Changes up to `up_to` were sent.
-    Sent(SeqRange),
+    /// A VACUUM renumbered rowids: tables keyed by rowid are to be copied whole first.
+    Vacuumed,
+    /// Changes up to `up_to` were sent; the mark of the log entry there.
+    Sent(SeqRange, Option<String>),
     /// A value needs a wider column first; what was sent must be rolled back.
     Widen(Widening),
 }
@@ -1069,6 +1190,9 @@ struct ReadPlan {
     /// Forces a batch even when nothing was committed, for the constraints it makes.
     constraints_due: bool,
     schema_version: i64,
+    /// The file, for messages, and the mark of the entry at the position the batch starts from.
+    sqlite: PathBuf,
+    applied_mark: Option<String>,
 }
 
 /// What a batch wrote before commit.
@@ -1099,7 +1223,11 @@ fn read_batch_in_transaction(
     if crate::sqlite::schema_version(conn)? != read.schema_version {
         return Ok(BatchRead::SchemaMoved);
     }
-    let up_to = capture::newest_seq(conn)?.max(applied);
+    // The file must still be the one the position was applied from, and its rowids those of the last batch.
+    let up_to = capture::check_position(conn, &read.sqlite, applied, read.applied_mark.as_deref())?;
+    if capture::vacuumed(conn)? {
+        return Ok(BatchRead::Vacuumed);
+    }
     if up_to == applied && read.whole_tables.is_empty() && !read.constraints_due {
         return Ok(BatchRead::Nothing);
     }
@@ -1113,7 +1241,7 @@ fn read_batch_in_transaction(
             return Ok(BatchRead::Widen(widening));
         }
     }
-    Ok(BatchRead::Sent(range))
+    Ok(BatchRead::Sent(range, capture::entry_mark(conn, up_to)?))
 }
 
 /// One table's part of a batch on the reading thread.

@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS lite2pg.sources (
     last_applied_at timestamptz,
     last_error text,
     last_error_at timestamptz,
-    promoted boolean NOT NULL DEFAULT false
+    promoted boolean NOT NULL DEFAULT false,
+    applied_mark text
 );
 CREATE TABLE IF NOT EXISTS lite2pg.tables (
     source_id text NOT NULL REFERENCES lite2pg.sources ON DELETE CASCADE,
@@ -43,6 +44,10 @@ CREATE TABLE IF NOT EXISTS lite2pg.tables (
 );
 -- Added after the first release: tables whose rows must be copied again in the next batch.
 DO $$ BEGIN
+    -- The mark of the log entry at applied_seq (`capture::entry_mark`): tells a restored or replaced file.
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'lite2pg.sources'::regclass AND attname = 'applied_mark') THEN
+        ALTER TABLE lite2pg.sources ADD COLUMN applied_mark text;
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'lite2pg.tables'::regclass AND attname = 'resync') THEN
         ALTER TABLE lite2pg.tables ADD COLUMN resync boolean NOT NULL DEFAULT false;
     END IF;
@@ -128,6 +133,8 @@ pub struct SourceRow {
     /// Set once a snapshot finished.
     pub snapshot_seq: Option<i64>,
     pub applied_seq: i64,
+    /// The mark of the SQLite log entry at `applied_seq`; `None` before the first batch of an older lite2pg's source.
+    pub applied_mark: Option<String>,
     pub promoted: bool,
 }
 
@@ -135,7 +142,8 @@ pub struct SourceRow {
 pub async fn source(client: &impl GenericClient, source_id: &str) -> Result<Option<SourceRow>> {
     let row = client
         .query_opt(
-            "SELECT source_id, database_id, target_schema, snapshot_seq, applied_seq, promoted FROM lite2pg.sources WHERE source_id = $1",
+            "SELECT source_id, database_id, target_schema, snapshot_seq, applied_seq, promoted, applied_mark
+             FROM lite2pg.sources WHERE source_id = $1",
             &[&source_id],
         )
         .await?;
@@ -145,6 +153,7 @@ pub async fn source(client: &impl GenericClient, source_id: &str) -> Result<Opti
         target_schema: r.get(2),
         snapshot_seq: r.get(3),
         applied_seq: r.get(4),
+        applied_mark: r.get(6),
         promoted: r.get(5),
     }))
 }
@@ -168,13 +177,14 @@ pub async fn table_exists(client: &impl GenericClient, schema: &str, table: &str
     Ok(row.get(0))
 }
 
-/// Moves `applied_seq` from `from` to `to` inside the caller's transaction; fails if another process moved it.
-pub async fn advance(client: &impl GenericClient, source_id: &str, from: i64, to: i64) -> Result<()> {
+/// Moves `applied_seq` from `from` to `to`, whose log entry has `mark`, inside the caller's transaction; fails if
+/// another process moved it.
+pub async fn advance(client: &impl GenericClient, source_id: &str, from: i64, to: i64, mark: Option<&str>) -> Result<()> {
     let moved = client
         .execute(
-            "UPDATE lite2pg.sources SET applied_seq = $3, last_applied_at = now(), last_error = NULL, last_error_at = NULL
+            "UPDATE lite2pg.sources SET applied_seq = $3, applied_mark = $4, last_applied_at = now(), last_error = NULL, last_error_at = NULL
              WHERE source_id = $1 AND applied_seq = $2",
-            &[&source_id, &from, &to],
+            &[&source_id, &from, &to, &mark],
         )
         .await?;
     if moved != 1 {

@@ -10,6 +10,11 @@
 //! Each entry also records when it was written (`julianday('now')`, fixed for one statement), so the age of the
 //! oldest entry not yet applied is the sync's lag.
 //!
+//! The file's identity over time: the entry at the applied position is never pruned, and its table id and write
+//! time (`mark`) are stored in PostgreSQL with the position, so a file restored from a backup, rewound or replaced
+//! shows a different entry there (or none). A one-row canary table without an index sits at rowid 2: VACUUM gives
+//! it rowid 1 exactly when it renumbers the rowids of tables keyed by rowid.
+//!
 //! The trigger SQL is plain SQL-92-style trigger syntax that SQLite 3.31 already runs: no JSON, no RETURNING.
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
@@ -28,6 +33,12 @@ pub const FORMAT_VERSION: i64 = 2;
 pub const CHANGES_TABLE: &str = "_lite2pg_changes";
 const META_TABLE: &str = "_lite2pg_meta";
 const TABLES_TABLE: &str = "_lite2pg_tables";
+/// A rowid table without an index: VACUUM renumbers its rowids whenever it renumbers any table's.
+const CANARY_TABLE: &str = "_lite2pg_canary";
+/// The canary's rowid while armed; VACUUM would make it 1.
+const CANARY_ROWID: i64 = 2;
+/// The `tbl` of lite2pg's own log entries (a snapshot's position marker), which belong to no table.
+const MARKER_TABLE_ID: i64 = 0;
 /// The log column holding when an entry was written, as a Julian day number.
 const WRITTEN_AT: &str = "written_at";
 /// The Julian day number of 1970-01-01 00:00 UTC.
@@ -190,6 +201,7 @@ fn install_in(tx: &Connection, tables: &[&Table], source_id: Option<&str>) -> Re
     ))?;
     check_format_version(tx)?;
     add_written_at(tx)?;
+    ensure_canary(tx)?;
     tx.execute(&format!("INSERT OR REPLACE INTO {META_TABLE} VALUES ('format_version', ?1)"), [FORMAT_VERSION.to_string()])?;
     let database_id = random_id()?;
     tx.execute(&format!("INSERT OR IGNORE INTO {META_TABLE} VALUES ('database_id', ?1)"), [&database_id])?;
@@ -262,6 +274,93 @@ fn add_written_at(conn: &Connection) -> Result<()> {
         conn.execute_batch(&format!("ALTER TABLE {CHANGES_TABLE} ADD COLUMN {WRITTEN_AT} REAL"))?;
     }
     Ok(())
+}
+
+/// Creates the canary, armed, unless it exists (a moved canary must stay moved until a batch has seen it).
+fn ensure_canary(conn: &Connection) -> Result<()> {
+    let exists: bool =
+        conn.query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1", [CANARY_TABLE], |r| {
+            r.get(0)
+        })?;
+    if !exists {
+        conn.execute_batch(&format!("CREATE TABLE {CANARY_TABLE} (armed INTEGER)"))?;
+        arm_canary_in(conn)?;
+    }
+    Ok(())
+}
+
+fn arm_canary_in(conn: &Connection) -> Result<()> {
+    conn.execute_batch(&format!(
+        "DELETE FROM {CANARY_TABLE}; INSERT INTO {CANARY_TABLE} (rowid, armed) VALUES ({CANARY_ROWID}, 1);"
+    ))?;
+    Ok(())
+}
+
+/// Puts the canary back at its rowid, so the next VACUUM is noticed too. The caller has recorded first what the
+/// last one requires (tables to copy again), so nothing is lost between.
+pub fn arm_canary(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    arm_canary_in(&tx)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Whether a VACUUM renumbered rowids since the canary was armed (its row moved, or is gone).
+pub fn vacuumed(conn: &Connection) -> Result<bool> {
+    let armed: bool = conn
+        .prepare_cached(&format!("SELECT count(*) = 1 AND max(rowid) = {CANARY_ROWID} FROM {CANARY_TABLE}"))?
+        .query_row([], |r| r.get(0))?;
+    Ok(!armed)
+}
+
+/// Starts a snapshot's position: arms the canary (the copy that follows holds the rowids as they are then) and
+/// appends a marker entry of lite2pg's own, so even an empty log has an entry at the position to check the file
+/// by. Returns the marker's seq and mark.
+pub fn mark_position(conn: &mut Connection) -> Result<(i64, Option<String>)> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    arm_canary_in(&tx)?;
+    tx.execute(&format!("INSERT INTO {CHANGES_TABLE} (tbl, {WRITTEN_AT}) VALUES ({MARKER_TABLE_ID}, julianday('now'))"), [])?;
+    let seq = tx.last_insert_rowid();
+    let mark = entry_mark(&tx, seq)?;
+    tx.commit()?;
+    Ok((seq, mark))
+}
+
+/// What tells the log entry at `seq` from any other entry that could take that seq in a restored or replaced
+/// file: its table id and write time (a Julian day with milliseconds). `None` when there is no such entry.
+pub fn entry_mark(conn: &Connection, seq: i64) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT tbl, {WRITTEN_AT} FROM {CHANGES_TABLE} WHERE seq = ?1"))?
+        .query_row([seq], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<f64>>(1)?)))
+        .optional()?
+        .map(|(tbl, written_at)| format!("{tbl}@{}", written_at.map_or_else(|| "?".to_string(), |at| at.to_string()))))
+}
+
+/// Checks that the file still holds the entry PostgreSQL's position was applied up to (`applied_mark`, when
+/// recorded), and returns the newest seq. A missing or different entry means the file was restored from an older
+/// copy, rewound or replaced: the changes applied after that copy exist only in PostgreSQL.
+pub fn check_position(conn: &Connection, path: &std::path::Path, applied_seq: i64, applied_mark: Option<&str>) -> Result<i64> {
+    let newest = newest_seq(conn)?;
+    let restored = |what: String| {
+        Error::new(
+            ErrorKind::State,
+            format!("{what}: the file {} was restored from an older copy, rewound or replaced", path.display()),
+        )
+        .with_hint("changes applied after that copy exist only in PostgreSQL; to start over from the file as it is now, run `lite2pg snapshot --replace`")
+    };
+    if newest < applied_seq {
+        return Err(restored(format!(
+            "the SQLite file's change log ends at seq {newest}, before the applied position {applied_seq}"
+        )));
+    }
+    if let Some(applied_mark) = applied_mark {
+        if entry_mark(conn, applied_seq)?.as_deref() != Some(applied_mark) {
+            return Err(restored(format!(
+                "the SQLite file's change log entry at the applied position {applied_seq} is not the one applied"
+            )));
+        }
+    }
+    Ok(newest)
 }
 
 /// Registers a table and returns its key columns; a table keeps the key it was registered with.
@@ -557,7 +656,8 @@ pub fn remove_objects(conn: &Connection) -> Result<bool> {
     let had_capture = read_state(conn)?.is_some();
     drop_triggers(conn)?;
     conn.execute_batch(&format!(
-        "DROP TABLE IF EXISTS {CHANGES_TABLE}; DROP TABLE IF EXISTS {TABLES_TABLE}; DROP TABLE IF EXISTS {META_TABLE};"
+        "DROP TABLE IF EXISTS {CHANGES_TABLE}; DROP TABLE IF EXISTS {TABLES_TABLE}; DROP TABLE IF EXISTS {META_TABLE};
+         DROP TABLE IF EXISTS {CANARY_TABLE};"
     ))?;
     Ok(had_capture)
 }
@@ -817,6 +917,41 @@ mod tests {
         assert_eq!(prune(&conn, 12000)?, 11999);
         conn.execute("INSERT INTO t VALUES (0)", [])?;
         assert_eq!(newest_seq(&conn)?, 12001);
+        Ok(())
+    }
+
+    #[test]
+    fn the_canary_moves_when_vacuum_renumbers_rowids() -> Result<()> {
+        let (mut conn, _) = setup("CREATE TABLE t(x); INSERT INTO t VALUES (1), (2); DELETE FROM t WHERE x = 1;")?;
+        assert!(!vacuumed(&conn)?);
+        conn.execute_batch("VACUUM")?;
+        assert!(vacuumed(&conn)?);
+        assert_eq!(conn.query_row("SELECT rowid FROM t", [], |r| r.get::<_, i64>(0))?, 1, "the table was renumbered too");
+        arm_canary(&mut conn)?;
+        assert!(!vacuumed(&conn)?);
+        assert!(uninstall(&mut conn)?);
+        let left: i64 = conn.query_row("SELECT count(*) FROM sqlite_master WHERE name LIKE '%lite2pg%'", [], |r| r.get(0))?;
+        assert_eq!(left, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn a_rewritten_log_is_told_from_the_applied_one() -> Result<()> {
+        let (mut conn, _) = setup("CREATE TABLE t(id INTEGER PRIMARY KEY);")?;
+        let (seq, mark) = mark_position(&mut conn)?;
+        let path = std::path::Path::new("app.db");
+        assert_eq!(check_position(&conn, path, seq, mark.as_deref())?, seq, "an empty log gets an entry to check");
+        conn.execute_batch("INSERT INTO t VALUES (1);")?;
+        let applied = newest_seq(&conn)?;
+        let applied_mark = entry_mark(&conn, applied)?;
+        // A restored copy from before that insert, then more writes than were lost: the seq comes again.
+        conn.execute_batch(&format!("DELETE FROM {CHANGES_TABLE} WHERE seq = {applied};"))?;
+        assert!(check_position(&conn, path, applied, applied_mark.as_deref()).is_err(), "the log ends before the position");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        conn.execute_batch("INSERT INTO t VALUES (2); INSERT INTO t VALUES (3);")?;
+        let err = check_position(&conn, path, applied, applied_mark.as_deref()).unwrap_err();
+        assert!(err.message().contains("restored from an older copy"), "{err}");
+        assert_eq!(err.kind(), ErrorKind::State);
         Ok(())
     }
 
