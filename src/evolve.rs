@@ -30,12 +30,17 @@ pub async fn widen_column(
 ) -> Result<bool> {
     let name = quote(&new.columns[column].name);
     let (from, to) = (old.columns[column].pg_type, new.columns[column].pg_type);
-    let (using, exact) = widen_cast(&name, from, to);
     let default = match &new.columns[column].default_sql {
         Some(default) => format!(", ALTER COLUMN {name} SET DEFAULT {default}"),
         None => String::new(),
     };
     let tx = client.transaction().await?;
+    // A column holding only NULLs (one without a declared kind, empty at the snapshot) takes any type exactly.
+    let only_nulls = format!("SELECT NOT EXISTS (SELECT 1 FROM {} WHERE {name} IS NOT NULL)", qualified(schema, &new.name));
+    let (using, exact) = match tx.query_one(&only_nulls, &[]).await?.get(0) {
+        true => (format!("NULL::{}", to.sql()), true),
+        false => widen_cast(&name, from, to),
+    };
     tx.batch_execute(&format!(
         "ALTER TABLE {} ALTER COLUMN {name} DROP DEFAULT, ALTER COLUMN {name} TYPE {} USING {using}{default}",
         qualified(schema, &new.name),

@@ -34,12 +34,15 @@ use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::changes::{changed_tables, read_all, read_changes, Change, SeqRange};
 use crate::sqlite::introspect::{SourceSchema, Table};
 use crate::sqlite::{open, Access};
-use crate::types::{widened_type, PgType, SqlValue};
+use crate::sqlite::scan::column_stats_of;
+use crate::types::{encode_binary, holding_type, is_untyped, widened_type, PgType, SqlValue};
 
 /// How often a stream looks for new commits: soon after the last one, less often the longer it has been idle
 /// (a hundred idle sources in one process then cost little CPU).
 const POLL_INTERVAL: Duration = Duration::from_millis(5);
 const IDLE_POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// Added to a reject's reason when the column's policy asked to widen it but no type holds the value with the rest.
+const NO_WIDER_TYPE: &str = "; no PostgreSQL type holds it together with the column's other values as themselves";
 /// Longest wait between retries after a failure.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Prune the log once this many entries are applied, or `PRUNE_EVERY` passed.
@@ -992,6 +995,7 @@ impl TableRead<'_> {
         let mut encoder = CopyEncoder::default();
         let mut counts = TableCounts::default();
         let mut widening = None;
+        let mut holding_types = HashMap::new();
         let types: Vec<_> = plan.columns.iter().map(|c| c.pg_type).chain([PgType::Boolean]).collect();
         // Rows for the target itself carry no gone flag.
         let flag_columns = usize::from(!whole_table);
@@ -1013,29 +1017,30 @@ impl TableRead<'_> {
                     match encoder.push_row(ExactChain(with_flag, row.len() + flag_columns)) {
                         Ok(()) => counts.upserts += 1,
                         Err((column, misfit)) => {
-                            let reject = Reject {
+                            let mut reject = Reject {
                                 table: plan.name.clone(),
                                 key: plan.key_of(row),
                                 column: plan.columns[column].name.clone(),
                                 reason: misfit.reason,
                                 value: row[column].clone(),
                             };
-                            let column_type = plan.columns[column].pg_type;
-                            match self.policies.misfit(&plan.name, &reject.column).action(&reject.value, column_type) {
-                                MisfitAction::Reject => {
-                                    if !whole_table {
-                                        counts.deletes += u64::from(push_gone(&mut encoder, &reject.key));
-                                    }
-                                    counts.rejects.push(reject);
-                                }
+                            let (column_type, declared) = (plan.columns[column].pg_type, &plan.columns[column].declared_type);
+                            match self.policies.misfit(&plan.name, &reject.column).action(&reject.value, column_type, declared) {
+                                MisfitAction::Reject => {}
                                 MisfitAction::Stop => return Err(reject.stop_error()),
-                                MisfitAction::Widen => {
-                                    let to = widened_type(column_type, &reject.value);
-                                    widening =
-                                        Some(Widening { table_id: self.id, column, to, key: reject.key, value: reject.value });
-                                    return Err(Error::new(ErrorKind::Schema, "a column must be widened first"));
-                                }
+                                MisfitAction::Widen => match self.wider_type(column, &reject.value, &mut holding_types)? {
+                                    Some(to) => {
+                                        widening =
+                                            Some(Widening { table_id: self.id, column, to, key: reject.key, value: reject.value });
+                                        return Err(Error::new(ErrorKind::Schema, "a column must be widened first"));
+                                    }
+                                    None => reject.reason.push_str(NO_WIDER_TYPE),
+                                },
                             }
+                            if !whole_table {
+                                counts.deletes += u64::from(push_gone(&mut encoder, &reject.key));
+                            }
+                            counts.rejects.push(reject);
                         }
                     }
                 }
@@ -1057,6 +1062,31 @@ impl TableRead<'_> {
         self.send_message(Message::Data { id: self.id, chunk: encoder.finish() })?;
         self.send_message(Message::End { id: self.id, counts })?;
         Ok(None)
+    }
+
+    /// The type column `column` widens to so that it holds `value` as itself along with its other values, if one
+    /// does. A column whose declaration names no kind takes the type holding everything SQLite stores in it now
+    /// (one scan per batch and column, kept in `holding_types`), so it also leaves a type an older version
+    /// chose; any other column moves one step up from its current type.
+    fn wider_type(
+        &self,
+        column: usize,
+        value: &SqlValue,
+        holding_types: &mut HashMap<usize, Option<PgType>>,
+    ) -> Result<Option<PgType>> {
+        let current = &self.plan.columns[column];
+        let to = if is_untyped(&current.declared_type) {
+            match holding_types.get(&column) {
+                Some(to) => *to,
+                None => {
+                    let stored = column_stats_of(self.conn, &self.plan.name, &current.name)?;
+                    *holding_types.entry(column).or_insert(holding_type(&current.declared_type, &stored))
+                }
+            }
+        } else {
+            widened_type(current.pg_type, value)
+        };
+        Ok(to.filter(|to| *to != current.pg_type && encode_binary(value, *to, &mut Vec::new()).is_ok()))
     }
 
     fn send_message(&self, message: Message) -> Result<()> {

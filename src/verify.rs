@@ -1,7 +1,8 @@
 //! Verify: prove that PostgreSQL holds what SQLite holds, value by value, at one consistent point, while the
 //! daemon may be running. Every row becomes its fields in PostgreSQL's binary form (doubles by their bits, blobs
-//! by their bytes) on both sides; rows are hashed into buckets by key — inside PostgreSQL, and in Rust for SQLite —
-//! and only buckets whose count or hash sum differ are read row by row. An equal table costs one scan per side.
+//! by their bytes; a value its column does not hold as its own kind never equals one) on both sides; rows are
+//! hashed into buckets by key — inside PostgreSQL, and in Rust for SQLite — and only buckets whose count or hash
+//! sum differ are read row by row. An equal table costs one scan per side.
 //!
 //! The consistent point: while `lite2pg.sources` is locked (the daemon cannot commit a batch), a repeatable-read
 //! PostgreSQL snapshot fixes the applied position and a SQLite read transaction starts. Keys logged after that
@@ -329,13 +330,15 @@ fn scan_sqlite(
     Ok(())
 }
 
-/// Appends a value as a binary COPY field (length, then PostgreSQL's binary form). A value PostgreSQL cannot hold
-/// is written raw: it never matches, so its row shows up as a difference (or a known reject).
+/// Appends a value as a binary COPY field (length, then PostgreSQL's binary form). The encoder accepts a value only
+/// as itself or in a documented mixed form (a number in a text column), so kinds are compared, not only bytes:
+/// integer 1, text '1' and blob x'31' differ. A value its column cannot hold so is written after a length
+/// PostgreSQL never sends (-2): it never matches, so its row shows up as a difference (or a known reject).
 fn push_field(value: &SqlValue, pg_type: crate::types::PgType, out: &mut Vec<u8>) {
     if write_field(value, pg_type, out).is_err() {
-        let raw = value.raw_bytes();
-        out.extend_from_slice(&(raw.len() as i32).to_be_bytes());
-        out.extend_from_slice(&raw);
+        out.extend_from_slice(&(-2i32).to_be_bytes());
+        out.extend_from_slice(value.storage_class().as_bytes());
+        out.extend_from_slice(&value.raw_bytes());
     }
 }
 

@@ -13,3 +13,4 @@ mod random;
 mod security;
 mod snapshot;
 mod stream;
+mod untyped;
