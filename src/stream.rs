@@ -6,6 +6,7 @@
 //! `applied_seq` commit together; the log is pruned afterwards. A crash at any point re-applies an idempotent
 //! batch or nothing.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,7 +36,7 @@ use crate::sqlite::changes::{changed_tables, read_all, read_changes, Change, Seq
 use crate::sqlite::introspect::{SourceSchema, Table};
 use crate::sqlite::{open, Access};
 use crate::sqlite::scan::column_stats_of;
-use crate::types::{encode_binary, holding_type, is_untyped, widened_type, PgType, SqlValue};
+use crate::types::{encode_binary, is_untyped, untyped_target, widened_type, ColumnStats, PgType, SqlValue};
 
 /// How often a stream looks for new commits: soon after the last one, less often the longer it has been idle
 /// (a hundred idle sources in one process then cost little CPU).
@@ -995,7 +996,7 @@ impl TableRead<'_> {
         let mut encoder = CopyEncoder::default();
         let mut counts = TableCounts::default();
         let mut widening = None;
-        let mut holding_types = HashMap::new();
+        let mut stored_kinds = HashMap::new();
         let types: Vec<_> = plan.columns.iter().map(|c| c.pg_type).chain([PgType::Boolean]).collect();
         // Rows for the target itself carry no gone flag.
         let flag_columns = usize::from(!whole_table);
@@ -1028,7 +1029,7 @@ impl TableRead<'_> {
                             match self.policies.misfit(&plan.name, &reject.column).action(&reject.value, column_type, declared) {
                                 MisfitAction::Reject => {}
                                 MisfitAction::Stop => return Err(reject.stop_error()),
-                                MisfitAction::Widen => match self.wider_type(column, &reject.value, &mut holding_types)? {
+                                MisfitAction::Widen => match self.wider_type(column, &reject.value, &mut stored_kinds)? {
                                     Some(to) => {
                                         widening =
                                             Some(Widening { table_id: self.id, column, to, key: reject.key, value: reject.value });
@@ -1065,24 +1066,22 @@ impl TableRead<'_> {
     }
 
     /// The type column `column` widens to so that it holds `value` as itself along with its other values, if one
-    /// does. A column whose declaration names no kind takes the type holding everything SQLite stores in it now
-    /// (one scan per batch and column, kept in `holding_types`), so it also leaves a type an older version
-    /// chose; any other column moves one step up from its current type.
+    /// does. A column whose declaration names no kind takes its type from what SQLite stores in it now (one scan
+    /// per batch and column, kept in `stored_kinds`), so it also leaves a type an older version chose; any other
+    /// column moves one step up from its current type.
     fn wider_type(
         &self,
         column: usize,
         value: &SqlValue,
-        holding_types: &mut HashMap<usize, Option<PgType>>,
+        stored_kinds: &mut HashMap<usize, ColumnStats>,
     ) -> Result<Option<PgType>> {
         let current = &self.plan.columns[column];
         let to = if is_untyped(&current.declared_type) {
-            match holding_types.get(&column) {
-                Some(to) => *to,
-                None => {
-                    let stored = column_stats_of(self.conn, &self.plan.name, &current.name)?;
-                    *holding_types.entry(column).or_insert(holding_type(&current.declared_type, &stored))
-                }
-            }
+            let stored = match stored_kinds.entry(column) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => entry.insert(column_stats_of(self.conn, &self.plan.name, &current.name)?),
+            };
+            untyped_target(current.pg_type, value, stored)
         } else {
             widened_type(current.pg_type, value)
         };

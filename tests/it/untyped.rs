@@ -1,6 +1,8 @@
 //! Columns whose declaration names no kind (none at all, or `ANY`): their type follows the values that arrive, each
 //! held as itself, and what no type can hold with the rest is recorded in rejects; verify tells kinds apart.
 
+use lite2pg::stream::{run, StopWhen};
+
 use crate::evolve::settle;
 use crate::stream::start_daemon_with;
 use crate::support::{SqliteFile, TestDb};
@@ -138,5 +140,23 @@ async fn verify_tells_integer_text_and_blob_apart() {
     lite2pg::verify::repair(&options, &report).await.unwrap();
     let types = db.texts("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'kinds'::regclass AND attnum > 1 ORDER BY attnum").await;
     assert_eq!(types, [Some("bigint".into()), Some("text".into()), Some("bytea".into())]);
+    db.assert_equal(&file.path).await;
+}
+
+#[tokio::test]
+async fn an_any_column_holding_numbers_takes_text_later() {
+    let file = SqliteFile::new("CREATE TABLE kv(k TEXT PRIMARY KEY, v ANY); INSERT INTO kv VALUES ('a', 1), ('b', 2.5);");
+    let db = TestDb::new().await;
+    let options = db.options(&file.path);
+    let sync = || run(&options, StopWhen::CaughtUp, lite2pg::metrics::Metrics::new(Default::default()), |_| {});
+    sync().await.unwrap();
+    let v_type = "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'kv'::regclass AND attname = 'v'";
+    assert_eq!(db.texts(v_type).await, [Some("numeric".into())]);
+    file.exec("INSERT INTO kv VALUES ('c', 'three'), ('d', x'04'), ('e', '5')");
+    sync().await.unwrap();
+    assert_eq!(db.texts(v_type).await, [Some("text".into())], "text no longer rejected from a column declared ANY");
+    let rows = db.texts("SELECT string_agg(k || '=' || v, ' ' ORDER BY k) FROM kv").await;
+    assert_eq!(rows, [Some("a=1 b=2.5 c=three e=5".into())], "'5' was stored as integer 5 (ANY has numeric affinity)");
+    assert_eq!(db.texts("SELECT key::text FROM lite2pg.rejects").await, [Some("[\"d\"]".into())], "the blob is recorded");
     db.assert_equal(&file.path).await;
 }
