@@ -1026,7 +1026,11 @@ impl TableRead<'_> {
                                 value: row[column].clone(),
                             };
                             let (column_type, declared) = (plan.columns[column].pg_type, &plan.columns[column].declared_type);
-                            match self.policies.misfit(&plan.name, &reject.column).action(&reject.value, column_type, declared) {
+                            let action = match self.awaits_first_type(column, &mut stored_kinds)? {
+                                true => MisfitAction::Widen,
+                                false => self.policies.misfit(&plan.name, &reject.column).action(&reject.value, column_type, declared),
+                            };
+                            match action {
                                 MisfitAction::Reject => {}
                                 MisfitAction::Stop => return Err(reject.stop_error()),
                                 MisfitAction::Widen => match self.wider_type(column, &reject.value, &mut stored_kinds)? {
@@ -1076,16 +1080,30 @@ impl TableRead<'_> {
         stored_kinds: &mut HashMap<usize, ColumnStats>,
     ) -> Result<Option<PgType>> {
         let current = &self.plan.columns[column];
-        let to = if is_untyped(&current.declared_type) {
-            let stored = match stored_kinds.entry(column) {
-                Entry::Occupied(entry) => entry.into_mut(),
-                Entry::Vacant(entry) => entry.insert(column_stats_of(self.conn, &self.plan.name, &current.name)?),
-            };
-            untyped_target(current.pg_type, value, stored)
-        } else {
-            widened_type(current.pg_type, value)
+        let to = match is_untyped(&current.declared_type) {
+            true => untyped_target(current.pg_type, value, self.stored_kinds(column, stored_kinds)?),
+            false => widened_type(current.pg_type, value),
         };
         Ok(to.filter(|to| *to != current.pg_type && encode_binary(value, *to, &mut Vec::new()).is_ok()))
+    }
+
+    /// Whether column `column` has no type of its own yet: declared without a kind and still bytea while SQLite
+    /// stores no blob in it (empty at the snapshot, or bytes an older version wrote for numbers and text). It then
+    /// takes one whatever its misfit policy, which governs the values that come after.
+    fn awaits_first_type(&self, column: usize, stored_kinds: &mut HashMap<usize, ColumnStats>) -> Result<bool> {
+        let current = &self.plan.columns[column];
+        Ok(is_untyped(&current.declared_type)
+            && current.pg_type == PgType::Bytea
+            && self.stored_kinds(column, stored_kinds)?.blobs == 0)
+    }
+
+    /// What SQLite stores in column `column` now, in the batch's read transaction: scanned once per batch, and
+    /// only for columns without a declared kind.
+    fn stored_kinds<'k>(&self, column: usize, stored_kinds: &'k mut HashMap<usize, ColumnStats>) -> Result<&'k ColumnStats> {
+        Ok(match stored_kinds.entry(column) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => entry.insert(column_stats_of(self.conn, &self.plan.name, &self.plan.columns[column].name)?),
+        })
     }
 
     fn send_message(&self, message: Message) -> Result<()> {

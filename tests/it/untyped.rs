@@ -160,3 +160,21 @@ async fn an_any_column_holding_numbers_takes_text_later() {
     assert_eq!(db.texts("SELECT key::text FROM lite2pg.rejects").await, [Some("[\"d\"]".into())], "the blob is recorded");
     db.assert_equal(&file.path).await;
 }
+
+#[tokio::test]
+async fn an_empty_untyped_column_takes_its_first_type_under_any_policy() {
+    let file = SqliteFile::new("CREATE TABLE kv(k TEXT PRIMARY KEY, v);");
+    let db = TestDb::new().await;
+    let mut options = db.options(&file.path);
+    options.policies.on_misfit = lite2pg::config::MisfitPolicy::Reject;
+    let sync = || run(&options, StopWhen::CaughtUp, lite2pg::metrics::Metrics::new(Default::default()), |_| {});
+    sync().await.unwrap();
+    file.exec("INSERT INTO kv VALUES ('a', 1), ('b', 'two')");
+    assert_eq!(sync().await.unwrap().rejects, 0, "bytea was only a placeholder");
+    file.exec("INSERT INTO kv VALUES ('c', 3.5), ('d', x'04')");
+    assert_eq!(sync().await.unwrap().rejects, 1, "after that, the policy: reject what does not fit");
+    let v_type = "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'kv'::regclass AND attname = 'v'";
+    assert_eq!(db.texts(v_type).await, [Some("text".into())]);
+    assert_eq!(db.texts("SELECT key::text FROM lite2pg.rejects").await, [Some("[\"d\"]".into())]);
+    db.assert_equal(&file.path).await;
+}
