@@ -15,8 +15,8 @@ use crate::schema::{
     foreign_key_statement, post_data_statements, this_source, translate_default, TablePlan, ROWID_COLUMN, SOURCE_COLUMN,
 };
 use crate::snapshot::SharedTable;
-use crate::sqlite::introspect::{Index, Table};
-use crate::types::{choose_pg_type, widen_cast, ColumnStats};
+use crate::sqlite::introspect::{Column, Index, Table};
+use crate::types::{choose_pg_type, is_untyped, widen_cast, ColumnStats, PgType};
 
 /// Alters column `column` from its type in `old` to its type in `new` (keeping the default, translated anew).
 /// Returns whether the conversion was exact; when not, the table is marked to be copied whole.
@@ -260,6 +260,19 @@ async fn create_with_constraints(tx: &Transaction<'_>, target: &Target<'_>, now:
     Ok(())
 }
 
+/// The type of a column just added in SQLite, which holds only its default yet: from the declared type, or for a
+/// column declared without a kind from its default's kind (a number or text literal), so rows take it in place.
+fn added_column_type(column: &Column) -> PgType {
+    let declared = choose_pg_type(&column.declared_type, &ColumnStats::default());
+    match column.default_sql.as_deref().filter(|_| is_untyped(&column.declared_type)) {
+        Some(default) => [PgType::BigInt, PgType::Double, PgType::Text]
+            .into_iter()
+            .find(|pg_type| translate_default(default, *pg_type).is_some())
+            .unwrap_or(declared),
+        None => declared,
+    }
+}
+
 /// Renames, drops and adds columns so PostgreSQL's match SQLite's. SQLite keeps a renamed column in its place,
 /// drops in place and adds at the end, so a column at the same position under a name neither side has is a
 /// rename. Returns false when the rows must be copied whole (an added column's default does not translate).
@@ -303,10 +316,7 @@ async fn follow_columns(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNo
     }
     exact &= now.key_columns.is_empty() == has_rowid;
     for column in now.table.columns.iter().filter(|c| !pg_names.contains(&c.name.as_str())) {
-        let pg_type = target
-            .policies
-            .type_override(&now.table.name, &column.name)
-            .unwrap_or_else(|| choose_pg_type(&column.declared_type, &ColumnStats::default()));
+        let pg_type = target.policies.type_override(&now.table.name, &column.name).unwrap_or_else(|| added_column_type(column));
         let default = column.default_sql.as_deref().map(|sql| translate_default(sql, pg_type));
         let clause = match default {
             Some(Some(default)) => format!(" DEFAULT {default}{}", if column.not_null { " NOT NULL" } else { "" }),

@@ -34,8 +34,8 @@ use crate::source::Selection;
 use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::changes::{changed_tables, read_all, read_changes, Change, SeqRange};
 use crate::sqlite::introspect::{SourceSchema, Table};
-use crate::sqlite::{open, Access};
 use crate::sqlite::scan::column_stats_of;
+use crate::sqlite::{open, Access};
 use crate::types::{encode_binary, is_untyped, untyped_target, widened_type, ColumnStats, PgType, SqlValue};
 
 /// How often a stream looks for new commits: soon after the last one, less often the longer it has been idle
@@ -1028,15 +1028,22 @@ impl TableRead<'_> {
                             let (column_type, declared) = (plan.columns[column].pg_type, &plan.columns[column].declared_type);
                             let action = match self.awaits_first_type(column, &mut stored_kinds)? {
                                 true => MisfitAction::Widen,
-                                false => self.policies.misfit(&plan.name, &reject.column).action(&reject.value, column_type, declared),
+                                false => {
+                                    self.policies.misfit(&plan.name, &reject.column).action(&reject.value, column_type, declared)
+                                }
                             };
                             match action {
                                 MisfitAction::Reject => {}
                                 MisfitAction::Stop => return Err(reject.stop_error()),
                                 MisfitAction::Widen => match self.wider_type(column, &reject.value, &mut stored_kinds)? {
                                     Some(to) => {
-                                        widening =
-                                            Some(Widening { table_id: self.id, column, to, key: reject.key, value: reject.value });
+                                        widening = Some(Widening {
+                                            table_id: self.id,
+                                            column,
+                                            to,
+                                            key: reject.key,
+                                            value: reject.value,
+                                        });
                                         return Err(Error::new(ErrorKind::Schema, "a column must be widened first"));
                                     }
                                     None => reject.reason.push_str(NO_WIDER_TYPE),

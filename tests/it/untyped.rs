@@ -57,9 +57,7 @@ async fn settings_without_a_declared_kind_hold_every_value_as_itself() {
     settle(&db, &file).await;
     assert_eq!(value_types(&db).await, ["files bytea", "settings text", "settings_any text"], "no type holds both kinds");
     let rejects = db
-        .texts(
-            "SELECT table_name || ' ' || key::text || ': ' || reason FROM lite2pg.rejects ORDER BY table_name, key::text",
-        )
+        .texts("SELECT table_name || ' ' || key::text || ': ' || reason FROM lite2pg.rejects ORDER BY table_name, key::text")
         .await;
     let because = "; no PostgreSQL type holds it together with the column's other values as themselves";
     assert_eq!(
@@ -87,16 +85,18 @@ async fn a_column_added_without_a_kind_follows_its_default_and_values() {
     let _daemon = start_daemon_with(&db, &file, &[]);
     write_settings(&file, "('a', 1), ('b', 'two')");
     settle(&db, &file).await;
+    let types = || async {
+        let sql = "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum)
+                   FROM pg_attribute WHERE attrelid = 'settings'::regclass AND attnum > 0 AND NOT attisdropped";
+        db.texts(sql).await
+    };
     file.exec("ALTER TABLE settings ADD COLUMN note DEFAULT 0; ALTER TABLE settings ADD COLUMN extra;");
+    settle(&db, &file).await;
+    assert_eq!(types().await, [Some("key text, value text, note bigint, extra bytea".into())], "the default's kind");
+    db.assert_equal(&file.path).await;
     file.exec("INSERT INTO settings VALUES ('c', 3.5, 'three', x'03')");
     settle(&db, &file).await;
-    let types = db
-        .texts(
-            "SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum) FROM pg_attribute
-             WHERE attrelid = 'settings'::regclass AND attnum > 0 AND NOT attisdropped",
-        )
-        .await;
-    assert_eq!(types, [Some("key text, value text, note text, extra bytea".into())]);
+    assert_eq!(types().await, [Some("key text, value text, note text, extra bytea".into())]);
     db.assert_equal(&file.path).await;
 }
 
