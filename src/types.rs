@@ -427,9 +427,9 @@ pub fn widen_cast(column: &str, from: PgType, to: PgType) -> (String, bool) {
         (PgType::TimestampSeconds, PgType::Text) => (format!("to_char({column}, 'YYYY-MM-DD HH24:MI:SS')"), true),
         (PgType::TimestampMillis, PgType::Text) => (format!("to_char({column}, 'YYYY-MM-DD HH24:MI:SS.MS')"), true),
         (PgType::Date, PgType::Text) => (format!("to_char({column}, 'YYYY-MM-DD')"), true),
-        // Bytes do not say what they were (older versions wrote numbers and text into bytea as their text).
-        (PgType::Bytea, to) => (format!("NULL::{}", to.sql()), false),
-        (_, PgType::Bytea) => (format!("convert_to({column}::text, 'UTF8')"), false),
+        // Bytes and other kinds never convert into each other (older versions wrote numbers and text into bytea as
+        // their text): the table is copied whole.
+        (PgType::Bytea, to) | (_, to @ PgType::Bytea) => (format!("NULL::{}", to.sql()), false),
         (_, to) => (format!("{column}::text::{}", to.sql()), false),
     }
 }
