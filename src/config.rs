@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::types::{PgType, SqlValue};
+use crate::types::{is_untyped, same_kind, PgType, SqlValue};
 
 /// The file looked for next to the SQLite file when `--config` is not given.
 pub const DEFAULT_FILE_NAME: &str = "lite2pg.toml";
@@ -20,7 +20,8 @@ pub const DEFAULT_FILE_NAME: &str = "lite2pg.toml";
 #[serde(rename_all = "lowercase")]
 pub enum MisfitPolicy {
     /// `widen` for a value of the column's own kind (a number in a number column, text in a date or time
-    /// column), `reject` for anything else: the stream never stalls and no value disappears.
+    /// column) and for every value in a column whose declaration names no kind, `reject` for anything else: the
+    /// stream never stalls and no value disappears.
     #[default]
     Auto,
     /// Alter the PostgreSQL column to a type holding both, then apply the row.
@@ -40,13 +41,13 @@ pub enum MisfitAction {
 }
 
 impl MisfitPolicy {
-    /// The action for `value` arriving in a column of type `column_type`.
-    pub fn action(self, value: &SqlValue, column_type: PgType) -> MisfitAction {
+    /// The action for `value` arriving in a column of type `column_type` declared as `declared` in SQLite.
+    pub fn action(self, value: &SqlValue, column_type: PgType, declared: &str) -> MisfitAction {
         match self {
             MisfitPolicy::Widen => MisfitAction::Widen,
             MisfitPolicy::Reject => MisfitAction::Reject,
             MisfitPolicy::Stop => MisfitAction::Stop,
-            MisfitPolicy::Auto if crate::types::same_kind(value, column_type) => MisfitAction::Widen,
+            MisfitPolicy::Auto if is_untyped(declared) || same_kind(value, column_type) => MisfitAction::Widen,
             MisfitPolicy::Auto => MisfitAction::Reject,
         }
     }

@@ -17,8 +17,8 @@ use crate::schema::{
     ROWID_COLUMN,
 };
 use crate::snapshot::SharedTable;
-use crate::sqlite::introspect::{Index, Table};
-use crate::types::{choose_pg_type, joined_type, joined_types, widen_cast, ColumnStats, PgType};
+use crate::sqlite::introspect::{Column, Index, Table};
+use crate::types::{choose_pg_type, is_untyped, joined_type, joined_types, widen_cast, ColumnStats, PgType};
 
 /// A column to widen: its table as SQLite has it, its position there, and a type it must hold.
 pub struct ColumnWidening<'a> {
@@ -44,8 +44,10 @@ async fn widen_columns(tx: &Transaction<'_>, schema: &str, source_id: &str, colu
     let mut alters = Vec::new();
     for widening in columns {
         let name = &widening.table.columns[widening.column].name;
+        // bytea holds blobs only, so a column leaves it for the type asked (its rows are copied again), never joins it.
+        let target = |from| if from == PgType::Bytea { widening.to } else { joined_type(from, widening.to) };
         match current_type(tx, schema, name, &widening.table.name).await? {
-            Some(from) if joined_type(from, widening.to) != from => alters.push((widening, from, joined_type(from, widening.to))),
+            Some(from) if target(from) != from => alters.push((widening, from, target(from))),
             _ => {}
         }
     }
@@ -71,14 +73,19 @@ async fn widen_columns(tx: &Transaction<'_>, schema: &str, source_id: &str, colu
     for (widening, from, to) in alters {
         let column = &widening.table.columns[widening.column];
         let name = quote(&pg_column_name(&column.name));
-        let (using, exact_cast) = widen_cast(&name, from, to);
+        let table = qualified(schema, &widening.table.name);
+        // A column holding only NULLs (one without a declared kind, empty at the snapshot) takes any type exactly.
+        let only_nulls = format!("SELECT NOT EXISTS (SELECT 1 FROM {table} WHERE {name} IS NOT NULL)");
+        let (using, exact_cast) = match tx.query_one(&only_nulls, &[]).await?.get(0) {
+            true => (format!("NULL::{}", to.sql()), true),
+            false => widen_cast(&name, from, to),
+        };
         let default = match column.default_sql.as_deref().and_then(|sql| translate_default(sql, to)) {
             Some(default) => format!(", ALTER COLUMN {name} SET DEFAULT {default}"),
             None => String::new(),
         };
         tx.batch_execute(&format!(
-            "ALTER TABLE {} ALTER COLUMN {name} DROP DEFAULT, ALTER COLUMN {name} TYPE {} USING {using}{default}",
-            qualified(schema, &widening.table.name),
+            "ALTER TABLE {table} ALTER COLUMN {name} DROP DEFAULT, ALTER COLUMN {name} TYPE {} USING {using}{default}",
             to.sql()
         ))
         .await
@@ -379,6 +386,19 @@ async fn create_foreign_keys(tx: &Transaction<'_>, target: &Target<'_>, tables: 
     Ok(())
 }
 
+/// The type of a column just added in SQLite, which holds only its default yet: from the declared type, or for a
+/// column declared without a kind from its default's kind (a number or text literal), so rows take it in place.
+fn added_column_type(column: &Column) -> PgType {
+    let declared = choose_pg_type(&column.declared_type, &ColumnStats::default());
+    match column.default_sql.as_deref().filter(|_| is_untyped(&column.declared_type)) {
+        Some(default) => [PgType::BigInt, PgType::Double, PgType::Text]
+            .into_iter()
+            .find(|pg_type| translate_default(default, *pg_type).is_some())
+            .unwrap_or(declared),
+        None => declared,
+    }
+}
+
 /// Renames, drops and adds columns so PostgreSQL's match SQLite's. SQLite keeps a renamed column in its place,
 /// drops in place and adds at the end, so a column at the same position under a name neither side has is a
 /// rename. Returns false when the rows must be copied whole (an added column's default does not translate).
@@ -424,10 +444,7 @@ async fn follow_columns(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNo
     }
     exact &= now.key_columns.is_empty() == has_rowid;
     for (column, pg_column) in now.table.columns.iter().zip(&sqlite_names).filter(|(_, name)| !pg_names.contains(name)) {
-        let pg_type = target
-            .policies
-            .type_override(&now.table.name, &column.name)
-            .unwrap_or_else(|| choose_pg_type(&column.declared_type, &ColumnStats::default()));
+        let pg_type = target.policies.type_override(&now.table.name, &column.name).unwrap_or_else(|| added_column_type(column));
         let default = column.default_sql.as_deref().map(|sql| translate_default(sql, pg_type));
         let clause = match default {
             Some(Some(default)) => format!(" DEFAULT {default}{}", if column.not_null { " NOT NULL" } else { "" }),

@@ -453,7 +453,6 @@ fn literal_default(value: &SqlValue, pg_type: PgType) -> Option<String> {
     let mut bytes = Vec::new();
     encode_binary(value, pg_type, &mut bytes).ok()?;
     Some(match (value, pg_type) {
-        (_, PgType::Bytea) => format!("'\\x{}'::bytea", crate::types::hex(&bytes)),
         (SqlValue::Integer(i), PgType::Boolean) => (if *i == 1 { "true" } else { "false" }).to_string(),
         (SqlValue::Integer(i), _) if pg_type != PgType::Text => i.to_string(),
         (SqlValue::Real(f), PgType::Double | PgType::Numeric) => crate::types::real_to_plain_decimal(*f),
@@ -496,11 +495,7 @@ mod tests {
         assert_eq!(translate_default("-5", PgType::BigInt).as_deref(), Some("-5"));
         assert_eq!(translate_default("2.5", PgType::Double).as_deref(), Some("2.5"));
         assert_eq!(translate_default("'x'", PgType::BigInt), None);
-        assert_eq!(
-            translate_default("7", PgType::Bytea).as_deref(),
-            Some("'\\x37'::bytea"),
-            "what lite2pg writes for 7 in bytea"
-        );
+        assert_eq!(translate_default("7", PgType::Bytea), None, "bytea holds blobs only, not 7 as its bytes");
         assert_eq!(translate_default("(datetime('now'))", PgType::Text), translate_default("CURRENT_TIMESTAMP", PgType::Text));
         assert_eq!(translate_default("(date( 'now' ))", PgType::Date).as_deref(), Some("(timezone('UTC', now()))::date"));
         assert_eq!(

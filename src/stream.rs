@@ -6,6 +6,7 @@
 //! `applied_seq` commit together; the log is pruned afterwards. A crash at any point re-applies an idempotent
 //! batch or nothing.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,13 +35,16 @@ use crate::source::Selection;
 use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::changes::{changed_tables, read_all, read_changes, Change, SeqRange};
 use crate::sqlite::introspect::{SourceSchema, Table};
+use crate::sqlite::scan::column_stats_of;
 use crate::sqlite::{open, Access};
-use crate::types::{widened_type, PgType, SqlValue};
+use crate::types::{encode_binary, is_untyped, untyped_target, widened_type, ColumnStats, PgType, SqlValue};
 
 /// How often a stream looks for new commits: soon after the last one, less often the longer it has been idle
 /// (a hundred idle sources in one process then cost little CPU).
 const POLL_INTERVAL: Duration = Duration::from_millis(5);
 const IDLE_POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// Added to a reject's reason when the column's policy asked to widen it but no type holds the value with the rest.
+const NO_WIDER_TYPE: &str = "; no PostgreSQL type holds it together with the column's other values as themselves";
 /// Longest wait between retries after a failure.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long a one-off run (`StopWhen::CaughtUp`) rides out failures that waiting could fix before giving up.
@@ -1262,6 +1266,7 @@ impl TableRead<'_> {
         let mut encoder = CopyEncoder::default();
         let mut counts = TableCounts::default();
         let mut widening = None;
+        let mut stored_kinds = HashMap::new();
         let types: Vec<_> = plan.columns.iter().map(|c| c.pg_type).chain([PgType::Boolean]).collect();
         // Rows for the target itself carry no gone flag.
         let flag_columns = usize::from(!whole_table);
@@ -1283,29 +1288,41 @@ impl TableRead<'_> {
                     match encoder.push_row(ExactChain(with_flag, row.len() + flag_columns)) {
                         Ok(()) => counts.upserts += 1,
                         Err((column, misfit)) => {
-                            let reject = Reject {
+                            let mut reject = Reject {
                                 table: plan.name.clone(),
                                 key: plan.key_of(row),
                                 column: plan.columns[column].name.clone(),
                                 reason: misfit.reason,
                                 value: row[column].clone(),
                             };
-                            let column_type = plan.columns[column].pg_type;
-                            match self.policies.misfit(&plan.name, &reject.column).action(&reject.value, column_type) {
-                                MisfitAction::Reject => {
-                                    if !whole_table {
-                                        counts.deletes += u64::from(push_gone(&mut encoder, &reject.key));
-                                    }
-                                    counts.rejects.push(reject);
+                            let (column_type, declared) = (plan.columns[column].pg_type, &plan.columns[column].declared_type);
+                            let action = match self.awaits_first_type(column, &mut stored_kinds)? {
+                                true => MisfitAction::Widen,
+                                false => {
+                                    self.policies.misfit(&plan.name, &reject.column).action(&reject.value, column_type, declared)
                                 }
+                            };
+                            match action {
+                                MisfitAction::Reject => {}
                                 MisfitAction::Stop => return Err(reject.stop_error()),
-                                MisfitAction::Widen => {
-                                    let to = widened_type(column_type, &reject.value);
-                                    widening =
-                                        Some(Widening { table_id: self.id, column, to, key: reject.key, value: reject.value });
-                                    return Err(Error::new(ErrorKind::Schema, "a column must be widened first"));
-                                }
+                                MisfitAction::Widen => match self.wider_type(column, &reject.value, &mut stored_kinds)? {
+                                    Some(to) => {
+                                        widening = Some(Widening {
+                                            table_id: self.id,
+                                            column,
+                                            to,
+                                            key: reject.key,
+                                            value: reject.value,
+                                        });
+                                        return Err(Error::new(ErrorKind::Schema, "a column must be widened first"));
+                                    }
+                                    None => reject.reason.push_str(NO_WIDER_TYPE),
+                                },
                             }
+                            if !whole_table {
+                                counts.deletes += u64::from(push_gone(&mut encoder, &reject.key));
+                            }
+                            counts.rejects.push(reject);
                         }
                     }
                 }
@@ -1327,6 +1344,43 @@ impl TableRead<'_> {
         self.send_message(Message::Data { id: self.id, chunk: encoder.finish() })?;
         self.send_message(Message::End { id: self.id, counts })?;
         Ok(None)
+    }
+
+    /// The type column `column` widens to so that it holds `value` as itself along with its other values, if one
+    /// does. A column whose declaration names no kind takes its type from what SQLite stores in it now (one scan
+    /// per batch and column, kept in `stored_kinds`), so it also leaves a type an older version chose; any other
+    /// column moves one step up from its current type.
+    fn wider_type(
+        &self,
+        column: usize,
+        value: &SqlValue,
+        stored_kinds: &mut HashMap<usize, ColumnStats>,
+    ) -> Result<Option<PgType>> {
+        let current = &self.plan.columns[column];
+        let to = match is_untyped(&current.declared_type) {
+            true => untyped_target(current.pg_type, value, self.stored_kinds(column, stored_kinds)?),
+            false => widened_type(current.pg_type, value),
+        };
+        Ok(to.filter(|to| *to != current.pg_type && encode_binary(value, *to, &mut Vec::new()).is_ok()))
+    }
+
+    /// Whether column `column` has no type of its own yet: declared without a kind and still bytea while SQLite
+    /// stores no blob in it (empty at the snapshot, or bytes an older version wrote for numbers and text). It then
+    /// takes one whatever its misfit policy, which governs the values that come after.
+    fn awaits_first_type(&self, column: usize, stored_kinds: &mut HashMap<usize, ColumnStats>) -> Result<bool> {
+        let current = &self.plan.columns[column];
+        Ok(is_untyped(&current.declared_type)
+            && current.pg_type == PgType::Bytea
+            && self.stored_kinds(column, stored_kinds)?.blobs == 0)
+    }
+
+    /// What SQLite stores in column `column` now, in the batch's read transaction: scanned once per batch, and
+    /// only for columns without a declared kind.
+    fn stored_kinds<'k>(&self, column: usize, stored_kinds: &'k mut HashMap<usize, ColumnStats>) -> Result<&'k ColumnStats> {
+        Ok(match stored_kinds.entry(column) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => entry.insert(column_stats_of(self.conn, &self.plan.name, &self.plan.columns[column].name)?),
+        })
     }
 
     fn send_message(&self, message: Message) -> Result<()> {

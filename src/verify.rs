@@ -1,7 +1,8 @@
 //! Verify: prove that PostgreSQL holds what SQLite holds, value by value, at one consistent point, while the
 //! daemon may be running. Every row becomes its fields in PostgreSQL's binary form (doubles by their bits, blobs
-//! by their bytes) on both sides; rows are hashed into buckets by key — inside PostgreSQL, and in Rust for SQLite —
-//! and only buckets whose count or hash sum differ are read row by row. An equal table costs one scan per side.
+//! by their bytes; a value its column does not hold as its own kind never equals one) on both sides; rows are
+//! hashed into buckets by key — inside PostgreSQL, and in Rust for SQLite — and only buckets whose count or hash
+//! sum differ are read row by row. An equal table costs one scan per side.
 //!
 //! The consistent point: while `lite2pg.sources` is locked (the daemon cannot commit a batch), a repeatable-read
 //! PostgreSQL snapshot fixes the applied position and a SQLite read transaction starts. Keys logged after that
@@ -130,9 +131,12 @@ pub async fn verify(options: &SnapshotOptions) -> Result<VerifyReport> {
             Error::new(ErrorKind::State, format!("source {} has not been copied to PostgreSQL yet", capture.source_id))
                 .with_hint("run `lite2pg snapshot` (or `lite2pg run`) first")
         })?;
-    let plans = plans(&conn, &snapshot_client, options, &capture, &row.target_schema).await?;
+    let compared = plans(&conn, &snapshot_client, options, &capture, &row.target_schema).await?;
+    let tables: Vec<String> = compared.iter().map(|(_, plan)| qualified(&row.target_schema, &plan.name)).collect();
     let lock_client = options.target.connect().await?;
-    let applied_seq = consistent_point(&conn, &lock_client, &snapshot_client, &capture.source_id).await?;
+    let applied_seq = consistent_point(&conn, &lock_client, &snapshot_client, &capture.source_id, &tables).await?;
+    // The column types as of the snapshot: a column may have been widened since the first look.
+    let plans = plans(&conn, &snapshot_client, options, &capture, &row.target_schema).await?;
     let target = (row.target_schema.as_str(), options.policies.shared_tables());
     let result = compare_all(&conn, &snapshot_client, &capture.source_id, target, &plans, applied_seq).await;
     conn.execute_batch("COMMIT")?;
@@ -159,11 +163,23 @@ async fn plans(
 }
 
 /// Opens the PostgreSQL and SQLite read snapshots at one position and returns it. The source row stays locked
-/// only until both snapshots exist, so a running daemon pauses for milliseconds.
-async fn consistent_point(conn: &Connection, lock_client: &Client, snapshot_client: &Client, source_id: &str) -> Result<i64> {
+/// only until both snapshots exist, so a running daemon pauses for milliseconds. The compared `tables` stay
+/// locked against DDL until verify ends (taken before the snapshot, which then sees their current columns): a
+/// column widened meanwhile would no longer match the plans, and rewriting a table hides its rows from older
+/// snapshots. They are locked before the source row, so a batch altering a table finishes first.
+async fn consistent_point(
+    conn: &Connection,
+    lock_client: &Client,
+    snapshot_client: &Client,
+    source_id: &str,
+    tables: &[String],
+) -> Result<i64> {
+    snapshot_client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+    if !tables.is_empty() {
+        snapshot_client.batch_execute(&format!("LOCK TABLE {} IN ACCESS SHARE MODE", tables.join(", "))).await?;
+    }
     lock_client.batch_execute("BEGIN").await?;
     lock_client.query_one("SELECT 1 FROM lite2pg.sources WHERE source_id = $1 FOR UPDATE", &[&source_id]).await?;
-    snapshot_client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
     let applied: i64 =
         snapshot_client.query_one("SELECT applied_seq FROM lite2pg.sources WHERE source_id = $1", &[&source_id]).await?.get(0);
     conn.execute_batch("BEGIN")?;
@@ -332,13 +348,15 @@ fn scan_sqlite(
     Ok(())
 }
 
-/// Appends a value as a binary COPY field (length, then PostgreSQL's binary form). A value PostgreSQL cannot hold
-/// is written raw: it never matches, so its row shows up as a difference (or a known reject).
+/// Appends a value as a binary COPY field (length, then PostgreSQL's binary form). The encoder accepts a value only
+/// as itself or in a documented mixed form (a number in a text column), so kinds are compared, not only bytes:
+/// integer 1, text '1' and blob x'31' differ. A value its column cannot hold so is written after a length
+/// PostgreSQL never sends (-2): it never matches, so its row shows up as a difference (or a known reject).
 fn push_field(value: &SqlValue, pg_type: crate::types::PgType, out: &mut Vec<u8>) {
     if write_field(value, pg_type, out).is_err() {
-        let raw = value.raw_bytes();
-        out.extend_from_slice(&(raw.len() as i32).to_be_bytes());
-        out.extend_from_slice(&raw);
+        out.extend_from_slice(&(-2i32).to_be_bytes());
+        out.extend_from_slice(value.storage_class().as_bytes());
+        out.extend_from_slice(&value.raw_bytes());
     }
 }
 

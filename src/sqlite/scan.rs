@@ -29,6 +29,18 @@ pub fn column_stats(conn: &Connection, table: &Table, rowids: Option<(i64, i64)>
     Ok((count, stats))
 }
 
+/// What one column of a table stores now (in the open read transaction), for a column without a declared kind
+/// whose type follows its values.
+pub fn column_stats_of(conn: &Connection, table: &str, column: &str) -> Result<ColumnStats> {
+    let mut stmt = conn.prepare(&format!("SELECT {} FROM {}", quote(column), quote(table)))?;
+    let mut rows = stmt.query([])?;
+    let mut stats = ColumnStats::default();
+    while let Some(row) = rows.next()? {
+        stats.observe(row.get_ref(0)?, false);
+    }
+    Ok(stats)
+}
+
 /// The `WHERE` clause (on a table aliased `t`) and its parameters that limit a scan to an inclusive rowid range;
 /// nothing for the whole table or a WITHOUT ROWID table.
 pub fn rowid_filter(rowid_name: Option<&str>, rowids: Option<(i64, i64)>) -> (String, Vec<i64>) {

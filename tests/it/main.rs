@@ -20,3 +20,4 @@ mod replace;
 mod security;
 mod snapshot;
 mod stream;
+mod untyped;

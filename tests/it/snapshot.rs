@@ -10,7 +10,7 @@ async fn every_storage_class_round_trips_bit_exact() {
          INSERT INTO v VALUES (1, 0.1, 9223372036854775807, '', x'', 1);
          INSERT INTO v VALUES (2, -0.0, -9223372036854775808, 'ünï©ødé 🎉', x'00ff00', 'text');
          INSERT INTO v VALUES (3, 5e-324, 0, 'line1\nline2\r\n\ttab', NULL, 2.5);
-         INSERT INTO v VALUES (4, 1.7976931348623157e308, 1, NULL, x'deadbeef', x'01');
+         INSERT INTO v VALUES (4, 1.7976931348623157e308, 1, NULL, x'deadbeef', '01');
          INSERT INTO v VALUES (5, -1.7976931348623157e308, -1, 'x', zeroblob(3), NULL);
          INSERT INTO v VALUES (6, NULL, NULL, 'quote''s \"dq\" \\ back', NULL, 1e300);",
     );
@@ -38,7 +38,11 @@ async fn every_storage_class_round_trips_bit_exact() {
         .collect();
     assert_eq!(empty, [(Some(String::new()), Some(Vec::new())), (Some("line1\nline2\r\n\ttab".into()), None)]);
     let anything = db.texts("SELECT anything::text FROM v ORDER BY id").await;
-    assert_eq!(anything[0].as_deref(), Some("\\x31"), "a column holding blobs becomes bytea, numbers as their text");
+    assert_eq!(
+        anything.iter().flatten().collect::<Vec<_>>(),
+        ["1", "text", "2.5", "01", "1e300"],
+        "a column without a declared kind holding numbers and text: text, numbers in shortest round-trip form"
+    );
 }
 
 #[tokio::test]
