@@ -129,6 +129,9 @@ pub struct TableNow<'a> {
     pub renamed_from: Option<&'a str>,
     /// What its columns store, for a table PostgreSQL does not have yet.
     pub stats: Option<Vec<ColumnStats>>,
+    /// What its columns store, when a migration tool rebuilt it (its rows are copied whole): its columns are then
+    /// matched by name only, and one whose declared type changed takes the type for what it stores.
+    pub rebuilt: Option<Vec<ColumnStats>>,
 }
 
 /// Brings PostgreSQL's tables to SQLite's current shape inside `tx`: renames, creates, added, dropped and renamed
@@ -407,7 +410,11 @@ async fn follow_columns(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNo
     // Compared in PostgreSQL's names: those of SQLite's columns are `pg_column_name`.
     let sqlite_names: Vec<String> = now.table.columns.iter().map(|c| pg_column_name(&c.name)).collect();
     let sqlite_names: Vec<&str> = sqlite_names.iter().map(String::as_str).collect();
-    let (renames, mut exact) = inferred_renames(pg, &sqlite_names);
+    let (renames, mut exact) = match now.rebuilt {
+        // A rebuild may rename one column and drop another at once: names, not positions, say which is which.
+        Some(_) => (Vec::new(), false),
+        None => inferred_renames(pg, &sqlite_names),
+    };
     for (old, new) in &renames {
         tx.batch_execute(&format!("ALTER TABLE {table} RENAME COLUMN {} TO {}", quote(old), quote(new))).await?;
         tracing::info!("column {old:?} of table {:?} was renamed to {new:?} in SQLite: renamed it in PostgreSQL", now.table.name);
@@ -443,8 +450,12 @@ async fn follow_columns(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNo
         _ => {}
     }
     exact &= now.key_columns.is_empty() == has_rowid;
-    for (column, pg_column) in now.table.columns.iter().zip(&sqlite_names).filter(|(_, name)| !pg_names.contains(name)) {
-        let pg_type = target.policies.type_override(&now.table.name, &column.name).unwrap_or_else(|| added_column_type(column));
+    let added = now.table.columns.iter().enumerate().zip(&sqlite_names).filter(|(_, name)| !pg_names.contains(name));
+    for ((position, column), pg_column) in added {
+        let pg_type = target.policies.type_override(&now.table.name, &column.name).unwrap_or_else(|| match &now.rebuilt {
+            Some(stats) => choose_pg_type(&column.declared_type, &stats[position]),
+            None => added_column_type(column),
+        });
         let default = column.default_sql.as_deref().map(|sql| translate_default(sql, pg_type));
         let clause = match default {
             Some(Some(default)) => format!(" DEFAULT {default}{}", if column.not_null { " NOT NULL" } else { "" }),
@@ -461,7 +472,62 @@ async fn follow_columns(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNo
             now.table.name
         );
     }
+    if let (Some(stats), Some(previous)) = (&now.rebuilt, now.previous) {
+        retype_redeclared_columns(tx, target, now, previous, stats, pg).await?;
+    }
     Ok(exact)
+}
+
+/// In a rebuilt table (copied whole by the next batch), gives each column whose declared type changed (Django's
+/// `AlterField`, Alembic's `alter_column(type_=…)`) the type for what it stores now. Its values are NULL until that
+/// copy, and its NOT NULL comes back after it (`constraints`); PostgreSQL refusing the change (a foreign key or a
+/// view on the column) leaves the old type, and values that do not fit it follow the column's misfit policy.
+async fn retype_redeclared_columns(
+    tx: &Transaction<'_>,
+    target: &Target<'_>,
+    now: &TableNow<'_>,
+    previous: &Table,
+    stats: &[ColumnStats],
+    pg: &[(String, String)],
+) -> Result<()> {
+    let table = qualified(target.schema, &now.table.name);
+    for (column, stats) in now.table.columns.iter().zip(stats) {
+        let redeclared = previous.columns.iter().any(|c| c.name == column.name && c.declared_type != column.declared_type);
+        let name = pg_column_name(&column.name);
+        let Some((_, current)) = pg.iter().find(|(pg_name, _)| *pg_name == name).filter(|_| redeclared) else { continue };
+        let to = target
+            .policies
+            .type_override(&now.table.name, &column.name)
+            .unwrap_or_else(|| choose_pg_type(&column.declared_type, stats));
+        if PgType::from_format_type(current) == Some(to) {
+            continue;
+        }
+        let quoted = quote(&name);
+        let default = match column.default_sql.as_deref().and_then(|sql| translate_default(sql, to)) {
+            Some(default) => format!(", ALTER COLUMN {quoted} SET DEFAULT {default}"),
+            None => String::new(),
+        };
+        let sql = format!(
+            "ALTER TABLE {table} ALTER COLUMN {quoted} DROP NOT NULL, ALTER COLUMN {quoted} DROP DEFAULT, \
+             ALTER COLUMN {quoted} TYPE {} USING NULL::{0}{default}",
+            to.sql()
+        );
+        match attempt(tx, &sql).await? {
+            None => tracing::info!(
+                "column {:?} of table {:?} was declared {:?} by a rebuild: made it {to} in PostgreSQL (was {current})",
+                column.name,
+                now.table.name,
+                column.declared_type
+            ),
+            Some(err) => tracing::warn!(
+                "column {:?} of table {:?} was declared {:?} by a rebuild; PostgreSQL keeps {current}: {err}",
+                column.name,
+                now.table.name,
+                column.declared_type
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// Pairs PostgreSQL's columns with SQLite's in order: a column neither side knows by name, followed by the same

@@ -575,13 +575,19 @@ impl Stream {
             let mut tables = Vec::new();
             for captured in &capture.tables {
                 let table = schema.table(&captured.name).expect("captured tables exist");
-                let stats = match state::table_exists(&*client, &self.schema, &table.name).await? {
-                    true => None,
-                    false => Some(crate::sqlite::scan::column_stats(reader, table, None)?.1),
+                let exists = state::table_exists(&*client, &self.schema, &table.name).await?;
+                let scan = |wanted: bool| -> Result<Option<Vec<ColumnStats>>> {
+                    Ok(match wanted {
+                        true => Some(crate::sqlite::scan::column_stats(reader, table, None)?.1),
+                        false => None,
+                    })
                 };
+                let stats = scan(!exists)?;
+                let rebuilt = scan(exists && drift.rebuilt.contains(&table.name))?;
                 let renamed_from = drift.renamed.iter().find(|(_, new)| new == &table.name).map(|(old, _)| old.as_str());
                 let previous = self.tables.values().find(|t| t.name == renamed_from.unwrap_or(&table.name));
-                tables.push(crate::evolve::TableNow { table, key_columns: &captured.key_columns, previous, renamed_from, stats });
+                let key_columns = &captured.key_columns;
+                tables.push(crate::evolve::TableNow { table, key_columns, previous, renamed_from, stats, rebuilt });
             }
             let target =
                 crate::evolve::Target { schema: &self.schema, source_id: &self.capture.source_id, policies: &self.policies };

@@ -14,17 +14,18 @@ const APP: &str = "
 
 /// Lets the daemon see everything written so far: one more commit, then wait until it is applied (a schema
 /// change is followed before the batch that holds a later commit). A commit made before the daemon installed
-/// capture is not logged, so settling repeats until one was.
+/// capture is not logged (and one the snapshot copied was not streamed), so settling repeats until the row it
+/// wrote came through the stream.
 pub async fn settle(db: &TestDb, file: &SqliteFile) {
-    let logged = |file: &SqliteFile| {
-        file.conn().query_row("SELECT max(seq) FROM _lite2pg_changes", [], |r| r.get::<_, Option<i64>>(0)).ok().flatten()
-    };
+    let streamed = "SELECT (SELECT max(id) FROM beat), applied_seq > snapshot_seq FROM lite2pg.sources";
     loop {
-        let before = logged(file);
         file.exec("INSERT INTO beat DEFAULT VALUES");
+        let newest: i64 = file.conn().query_row("SELECT max(id) FROM beat", [], |r| r.get(0)).unwrap();
         wait_caught_up(db, file).await;
-        if logged(file).is_some_and(|after| Some(after) != before) {
-            return;
+        if let Ok(row) = db.client().await.query_one(streamed, &[]).await {
+            if row.get::<_, Option<i64>>(0) == Some(newest) && row.get::<_, Option<bool>>(1) == Some(true) {
+                return;
+            }
         }
     }
 }
@@ -165,8 +166,8 @@ async fn a_migration_tools_table_rebuild_under_write_load_ends_as_one_table() {
     assert_eq!(compared_tables(&db, &file).await, ["beat", "items"]);
     assert_eq!(
         columns(&db, "items").await,
-        ["id bigint", "title text", "price numeric", "stock bigint"],
-        "NUMERIC stores 51.0 as 51: widened"
+        ["id bigint", "price numeric", "title text", "stock bigint"],
+        "NUMERIC stores 51.0 as 51: widened; in a rebuild columns are matched by name, so `title` is new"
     );
     let indexes =
         db.texts("SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE tablename = 'items'").await;
@@ -242,5 +243,30 @@ async fn a_rebuild_while_lite2pg_is_stopped_is_copied_at_start_and_init_will_not
     let output = lite2pg_output(&["run", "--once", "--sqlite", path, "--postgres", &url]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(db.texts("SELECT name FROM items WHERE id = 9").await, [Some("unlogged".into())]);
+    db.assert_equal(&file.path).await;
+}
+
+#[tokio::test]
+async fn a_rebuild_that_redeclares_renames_and_drops_columns_follows_them_by_name() {
+    let file = SqliteFile::new(APP);
+    file.exec("ALTER TABLE items ADD COLUMN code INTEGER; ALTER TABLE items ADD COLUMN legacy INTEGER DEFAULT 0; UPDATE items SET code = id * 10;");
+    let db = TestDb::new().await;
+    let _daemon = start_daemon_with(&db, &file, &[]);
+    settle(&db, &file).await;
+    // Django's AlterField (INTEGER to varchar) and Alembic's batch rename of `name` with a drop of `legacy`.
+    file.exec(
+        "PRAGMA foreign_keys=OFF; BEGIN;
+         CREATE TABLE new__items(id INTEGER PRIMARY KEY, title TEXT NOT NULL, price REAL, code varchar(20) NOT NULL);
+         INSERT INTO new__items SELECT id, name, price, 'C-' || code FROM items;
+         DROP TABLE items; ALTER TABLE new__items RENAME TO items; COMMIT;",
+    );
+    file.exec("INSERT INTO items VALUES (3, 'pad', 0.5, 'C-30'); UPDATE items SET code = 'X' WHERE id = 1;");
+    settle(&db, &file).await;
+    // Matched by name: `title` is a new column (at the end), `code` keeps its place with its new type.
+    assert_eq!(columns(&db, "items").await, ["id bigint", "price double precision", "code text", "title text"]);
+    assert_eq!(db.texts("SELECT count(*)::text FROM lite2pg.rejects").await, [Some("0".into())], "nothing rejected");
+    let not_null = "SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute
+                    WHERE attrelid = 'public.items'::regclass AND attnum > 0 AND attnotnull";
+    assert_eq!(db.texts(not_null).await, [Some("id,code,title".into())]);
     db.assert_equal(&file.path).await;
 }
