@@ -56,7 +56,7 @@ fn write_one(conn: &Connection, rng: &mut Rng) -> rusqlite::Result<()> {
             )
             .map(drop),
         5 => conn.execute("DELETE FROM entries WHERE account_id = ?1", params![id]).map(drop),
-        6 => conn.execute("INSERT INTO events VALUES ('tick', ?1)", params![rng.real()]).map(drop),
+        6 => conn.execute("INSERT INTO events(kind, payload) VALUES ('tick', ?1)", params![rng.real()]).map(drop),
         _ => conn.execute("DELETE FROM events WHERE rowid IN (SELECT rowid FROM events ORDER BY random() LIMIT 1)", []).map(drop),
     }
 }
