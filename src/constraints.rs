@@ -13,10 +13,11 @@ use serde::Serialize;
 use tokio_postgres::GenericClient;
 
 use crate::error::Result;
-use crate::ident::{qualified, quote};
+use crate::ident::{pg_name, qualified, quote};
 use crate::pg::apply::{existing_plan, primary_key};
 use crate::schema::{
-    constraint_name, foreign_key_statement, post_data_statements, scoped, KeyPlan, TablePlan, ROWID_COLUMN, SOURCE_COLUMN,
+    constraint_name, foreign_key_statement, pg_column_names, post_data_statements, scoped, KeyPlan, TablePlan, ROWID_COLUMN,
+    SOURCE_COLUMN,
 };
 use crate::sqlite::capture::CapturedTable;
 use crate::sqlite::introspect::{Index, SourceSchema, Table};
@@ -68,19 +69,19 @@ pub struct Declared<'a> {
 
 impl Declared<'_> {
     fn not_null(&self) -> Vec<String> {
-        self.plan.columns.iter().filter(|c| c.not_null && c.name != ROWID_COLUMN).map(|c| c.name.clone()).collect()
+        self.plan.columns.iter().filter(|c| c.not_null && c.name != ROWID_COLUMN).map(|c| c.pg_name.clone()).collect()
     }
 
     /// Unique column sets, in PostgreSQL's columns, with the index that declares each (`None`: the declared
     /// primary key of a table keyed by rowid).
     fn uniques(&self) -> Vec<(Vec<String>, Option<&Index>)> {
         let key = (self.plan.key == KeyPlan::Rowid && !self.table.primary_key.is_empty())
-            .then(|| (scoped(&self.table.primary_key, self.shared), None));
+            .then(|| (scoped(&pg_column_names(&self.table.primary_key), self.shared), None));
         let indexes = self.table.indexes.iter().filter(|i| i.origin != "pk" && i.unique && !i.partial);
         let mut uniques: Vec<(Vec<String>, Option<&Index>)> = key.into_iter().collect();
         for index in indexes {
             let Some(columns) = &index.columns else { continue };
-            let columns = scoped(columns, self.shared);
+            let columns = scoped(&pg_column_names(columns), self.shared);
             if !uniques.iter().any(|(known, _)| known == &columns) {
                 uniques.push((columns, Some(index)));
             }
@@ -100,9 +101,9 @@ impl Declared<'_> {
     fn references(&self) -> Vec<Reference> {
         (0..self.table.foreign_keys.len())
             .map(|n| Reference {
-                columns: scoped(&self.table.foreign_keys[n].columns, self.shared),
-                parent: self.table.foreign_keys[n].parent_table.clone(),
-                parent_columns: scoped(&self.parent_columns(n), self.shared),
+                columns: scoped(&pg_column_names(&self.table.foreign_keys[n].columns), self.shared),
+                parent: pg_name(&self.table.foreign_keys[n].parent_table),
+                parent_columns: scoped(&pg_column_names(&self.parent_columns(n)), self.shared),
             })
             .collect()
     }

@@ -80,3 +80,38 @@ async fn long_names_created_while_streaming_are_shortened_the_same_way() {
     assert_eq!(pg_columns(&db).await.len(), 8);
     db.assert_equal(&file.path).await;
 }
+
+#[tokio::test]
+async fn constraints_on_long_names_are_kept_through_a_rebuild() {
+    let (table, column) = (long("parent"), long("code"));
+    let file = SqliteFile::new(&format!(
+        r#"CREATE TABLE "{table}"(id INTEGER PRIMARY KEY, "{column}" TEXT NOT NULL UNIQUE);
+           CREATE TABLE child(id INTEGER PRIMARY KEY, ref TEXT REFERENCES "{table}"("{column}"));
+           INSERT INTO "{table}" VALUES (1, 'a'); INSERT INTO child VALUES (1, 'a');"#
+    ));
+    let db = TestDb::new().await;
+    sync(&db, &file).await;
+    let status = |db: &TestDb, file: &SqliteFile| {
+        let output = crate::support::lite2pg_output(&[
+            "status",
+            "--sqlite",
+            file.path.to_str().unwrap(),
+            "--postgres",
+            &db.url(),
+            "--json",
+        ]);
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    assert_eq!(status(&db, &file)["missing_constraints"], serde_json::json!([]), "nothing missing after the snapshot");
+    // A rebuild that keeps every constraint: none is dropped or reported missing for a name PostgreSQL shortened.
+    file.exec(&format!(
+        r#"PRAGMA foreign_keys=OFF; BEGIN; CREATE TABLE new_p(id INTEGER PRIMARY KEY, "{column}" TEXT NOT NULL UNIQUE, extra TEXT);
+           INSERT INTO new_p(id, "{column}") SELECT id, "{column}" FROM "{table}"; DROP TABLE "{table}";
+           ALTER TABLE new_p RENAME TO "{table}"; COMMIT; INSERT INTO "{table}" VALUES (2, 'b', 'x');"#
+    ));
+    sync(&db, &file).await;
+    assert_eq!(status(&db, &file)["missing_constraints"], serde_json::json!([]));
+    let not_null = "SELECT count(*)::text FROM pg_attribute WHERE attname LIKE 'code_%' AND attnotnull AND attnum > 0";
+    assert_eq!(db.texts(not_null).await, [Some("1".to_string())]);
+    db.assert_equal(&file.path).await;
+}
