@@ -71,7 +71,9 @@ while [ "$(date +%s)" -lt "$end" ]; do
 done
 kill "${writers[@]}"; wait "${writers[@]}" 2>/dev/null || true
 kill -TERM "$daemon"; wait "$daemon" 2>/dev/null || true
-RUST_LOG=error "$LITE2PG" run --once "${sync_args[@]}" >/dev/null
+if ! RUST_LOG=info "$LITE2PG" run --once "${sync_args[@]}" >/dev/null 2>"$WORK/soak-final.log"; then
+  echo "the final run --once failed:"; grep -v NOTICE "$WORK/soak-final.log" | tail -n 20; exit 1
+fi
 # one report, or an array of them (one per source): the same sums either way
 "$LITE2PG" verify "${sync_args[@]}" --json | jq -s 'flatten' > "$WORK/soak-verify.json" || true
 rows=$(jq '[.[].tables[].sqlite_rows] | add' "$WORK/soak-verify.json")
