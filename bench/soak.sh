@@ -51,7 +51,8 @@ maintain() {
   for db in "$WORK"/soak/*.db; do sqlite3 -cmd ".timeout 30000" "$db" "$sql" >/dev/null; done
 }
 
-start_daemon() { RUST_LOG=error "$LITE2PG" run "${sync_args[@]}" >/dev/null & daemon=$!; }
+start_daemon() { RUST_LOG=error "$LITE2PG" run "${sync_args[@]}" >/dev/null 2>>"$WORK/soak-daemon.log" & daemon=$!; }
+: > "$WORK/soak-daemon.log"
 start_daemon
 kills=0; restarts=0; steps=0; vacuums=0; end=$(( $(date +%s) + MINUTES * 60 )); next_restart=$(( $(date +%s) + 30 ))
 declare -A rss_max
@@ -62,7 +63,9 @@ while [ "$(date +%s)" -lt "$end" ]; do
     sleep 1
   done
   maintain "$steps"; steps=$((steps + 1))
-  kill -9 "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null || true; kills=$((kills + 1))
+  # A daemon never stops by itself: one that did is a failure of the soak.
+  if ! kill -9 "$daemon" 2>/dev/null; then echo "lite2pg run exited by itself:"; tail -n 5 "$WORK/soak-daemon.log"; exit 1; fi
+  wait "$daemon" 2>/dev/null || true; kills=$((kills + 1))
   if [ "$(date +%s)" -ge "$next_restart" ]; then
     "$LITE2PG" local stop >/dev/null; sleep 1; "$LITE2PG" local start >/dev/null 2>&1
     restarts=$((restarts + 1)); next_restart=$(( $(date +%s) + 30 ))

@@ -117,7 +117,9 @@ pub async fn run_in(
     metrics: &Metrics,
     on_snapshot: impl Fn(&SnapshotReport),
 ) -> Result<RunSummary> {
-    let source_id = source_identity(options)?;
+    let Some(source_id) = wait_for_identity(options, &stop).await? else {
+        return Ok(RunSummary::default());
+    };
     let metrics = metrics.source(&source_id);
     let options = SnapshotOptions { source_id: Some(source_id.clone()), ..options.clone() };
     let mut summary = RunSummary { source_id: source_id.clone(), ..RunSummary::default() };
@@ -156,6 +158,23 @@ pub async fn run_in(
     drop(stream);
     pool.unlock_source(&source_id).await;
     result.map(|()| summary)
+}
+
+/// `source_identity`, waiting out what waiting can fix as the start does: another process holding the file's lock
+/// (a VACUUM, a migration) must not end a daemon that is starting. `None` when asked to stop meanwhile.
+async fn wait_for_identity(options: &SnapshotOptions, stop: &StopWhen) -> Result<Option<String>> {
+    let mut outage = Outage::default();
+    loop {
+        match source_identity(options) {
+            Ok(source_id) => return Ok(Some(source_id)),
+            Err(err) if err.is_retryable() => {
+                if stop.wait(outage.failed(&err, stop)?).await {
+                    return Ok(None);
+                }
+            }
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 /// The source id `run` syncs under: the one asked for, else the one stored in the file, else the one `init`

@@ -275,3 +275,23 @@ async fn read_only_commands_read_a_wal_file_they_cannot_write() {
     sync_once(&db, &file).await;
     db.assert_equal(&file.path).await;
 }
+
+#[tokio::test]
+async fn a_daemon_starting_while_another_process_locks_the_file_waits_for_it() {
+    // Rollback-journal mode, where a writer's exclusive lock keeps readers out too (a VACUUM, a long migration).
+    let file = SqliteFile::new(
+        "PRAGMA journal_mode = DELETE; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a');",
+    );
+    let db = TestDb::new().await;
+    let holder = file.conn();
+    holder.execute_batch("BEGIN EXCLUSIVE; INSERT INTO t VALUES (2, 'b');").unwrap();
+    let mut daemon = start_daemon(&db, &file);
+    // Longer than SQLite's busy timeout (10 s): one attempt gives up, the daemon must not.
+    std::thread::sleep(Duration::from_secs(12));
+    assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon stopped while the file was locked");
+    holder.execute_batch("COMMIT").unwrap();
+    drop(holder);
+    file.exec("INSERT INTO t VALUES (3, 'c')");
+    wait_caught_up(&db, &file).await;
+    db.assert_equal(&file.path).await;
+}
