@@ -707,7 +707,15 @@ impl Stream {
                 // Another source waits for a connection: this one goes back, one batch per turn.
                 self.client = None;
             }
-            let version = self.look()?;
+            let version = match self.look() {
+                Ok(version) => version,
+                // Another process holding the file's lock a while (a VACUUM, a migration) is waited out.
+                Err(err) if err.is_retryable() => match self.wait_out(&err, &mut outage, &stop).await? {
+                    true => return Ok(()),
+                    false => continue,
+                },
+                Err(err) => return Err(err),
+            };
             if version.is_none() {
                 last_version = None;
             }
@@ -741,17 +749,7 @@ impl Stream {
                 // Reading the old file tripped over the new one's journal (see `look`): the next batch opens it.
                 Err(_) if !self.replaced && self.file_replaced() => self.replaced = true,
                 Err(err) if err.is_retryable() => {
-                    self.metrics.failed(&err);
-                    tracing::debug!("batch failed: {err}");
-                    if err.kind() == ErrorKind::PgConnect {
-                        self.client = None;
-                    }
-                    let pause = outage.failed(&err, &stop);
-                    // A daemon that keeps failing shows why in `status`, not only in its log.
-                    if outage.noteworthy() || pause.is_err() {
-                        self.record_error(&err).await;
-                    }
-                    if stop.wait(pause?).await {
+                    if self.wait_out(&err, &mut outage, &stop).await? {
                         return Ok(());
                     }
                 }
@@ -763,6 +761,22 @@ impl Stream {
                 }
             }
         }
+    }
+
+    /// Counts a failure waiting can fix and waits before the next try; returns whether asked to stop meanwhile, or
+    /// the error once a one-off run has waited as long as it may.
+    async fn wait_out(&mut self, err: &Error, outage: &mut Outage, stop: &StopWhen) -> Result<bool> {
+        self.metrics.failed(err);
+        tracing::debug!("batch failed: {err}");
+        if err.kind() == ErrorKind::PgConnect {
+            self.client = None;
+        }
+        let pause = outage.failed(err, stop);
+        // A daemon that keeps failing shows why in `status`, not only in its log.
+        if outage.noteworthy() || pause.is_err() {
+            self.record_error(err).await;
+        }
+        Ok(stop.wait(pause?).await)
     }
 
     /// Between batches: the file's data version (after measuring the backlog), or `None` once another file was
@@ -1110,6 +1124,12 @@ impl Stream {
             Ok(deleted) => deleted,
             // Renamed over meanwhile, and the old file's connection tripped over the new one's journal (see `look`).
             Err(_) if self.file_replaced() => return Ok(()),
+            // Another process holds the file's lock a while (a VACUUM, a migration): pruning can wait for a later turn.
+            Err(err) if err.is_retryable() => {
+                tracing::debug!("pruning postponed: {err}");
+                self.last_prune = Instant::now();
+                return Ok(());
+            }
             Err(err) => return Err(err),
         };
         tracing::debug!(deleted, up_to = self.applied_seq, "pruned change log");

@@ -277,7 +277,7 @@ async fn read_only_commands_read_a_wal_file_they_cannot_write() {
 }
 
 #[tokio::test]
-async fn a_daemon_starting_while_another_process_locks_the_file_waits_for_it() {
+async fn a_daemon_waits_while_another_process_locks_the_file_at_start_and_later() {
     // Rollback-journal mode, where a writer's exclusive lock keeps readers out too (a VACUUM, a long migration).
     let file = SqliteFile::new(
         "PRAGMA journal_mode = DELETE; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a');",
@@ -292,6 +292,14 @@ async fn a_daemon_starting_while_another_process_locks_the_file_waits_for_it() {
     holder.execute_batch("COMMIT").unwrap();
     drop(holder);
     file.exec("INSERT INTO t VALUES (3, 'c')");
+    wait_caught_up(&db, &file).await;
+    // And while it runs: neither its look at the file nor its pruning may end it.
+    let holder = file.conn();
+    holder.execute_batch("BEGIN EXCLUSIVE; INSERT INTO t VALUES (4, 'd');").unwrap();
+    std::thread::sleep(Duration::from_secs(12));
+    assert!(daemon.0.try_wait().unwrap().is_none(), "the running daemon stopped while the file was locked");
+    holder.execute_batch("COMMIT").unwrap();
+    drop(holder);
     wait_caught_up(&db, &file).await;
     db.assert_equal(&file.path).await;
 }
