@@ -235,8 +235,8 @@ mod tests {
     fn unknown_keys_and_types_are_named() {
         let err = ConfigFile::parse("postgress = 'x'").unwrap_err().to_string();
         assert!(err.contains("postgress"), "{err}");
-        let err = ConfigFile::parse("[table.t.columns.c]\ntype = 'varchar'").unwrap_err().to_string();
-        assert!(err.contains("varchar") && err.contains("bigint"), "{err}");
+        let err = ConfigFile::parse("[table.t.columns.c]\ntype = 'varchar2'").unwrap_err().to_string();
+        assert!(err.contains("varchar2") && err.contains("bigint"), "{err}");
         let err = ConfigFile::parse("on_misfit = 'ignore'").unwrap_err().to_string();
         assert!(err.contains("ignore"), "{err}");
     }

@@ -440,28 +440,46 @@ pub fn translate_default(sqlite_sql: &str, pg_type: PgType) -> Option<String> {
 }
 
 fn timestamp_default(pg_type: PgType, text_format: &str) -> Option<String> {
+    let with_time = text_format.len() > 10;
     match pg_type {
         PgType::Text => Some(format!("to_char(timezone('UTC', now()), '{text_format}')")),
-        PgType::TimestampSeconds | PgType::TimestampMillis if text_format.len() > 10 => Some("timezone('UTC', now())".into()),
+        PgType::TimestampTz if with_time => Some("now()".into()),
+        PgType::Timestamp | PgType::TimestampSeconds | PgType::TimestampMillis if with_time => {
+            Some("timezone('UTC', now())".into())
+        }
         PgType::Date => Some("(timezone('UTC', now()))::date".into()),
         _ => None,
     }
 }
 
 /// A literal default, only when the value fits the column type; written by lite2pg, not copied from the file.
+/// Dates and times are written in their canonical form (an instant with its UTC offset), so PostgreSQL reads
+/// the same value whatever the session's time zone.
 fn literal_default(value: &SqlValue, pg_type: PgType) -> Option<String> {
     let mut bytes = Vec::new();
     encode_binary(value, pg_type, &mut bytes).ok()?;
+    let quoted = |text: &[u8]| format!("'{}'", String::from_utf8_lossy(text).replace('\'', "''"));
     Some(match (value, pg_type) {
         (SqlValue::Integer(i), PgType::Boolean) => (if *i == 1 { "true" } else { "false" }).to_string(),
-        (SqlValue::Integer(i), _) if pg_type != PgType::Text => i.to_string(),
+        (SqlValue::Integer(i), PgType::SmallInt | PgType::Integer | PgType::BigInt | PgType::Numeric) => i.to_string(),
         (SqlValue::Real(f), PgType::Double | PgType::Numeric) => crate::types::real_to_plain_decimal(*f),
-        (SqlValue::Text(t), PgType::Text | PgType::TimestampSeconds | PgType::TimestampMillis | PgType::Date) => {
-            format!("'{}'", String::from_utf8_lossy(t).replace('\'', "''"))
-        }
-        (SqlValue::Integer(i), PgType::Text) => format!("'{i}'"),
+        (SqlValue::Integer(_) | SqlValue::Real(_), PgType::Text | PgType::Varchar(_)) => quoted(&value.raw_bytes()),
+        (SqlValue::Text(t), PgType::Text | PgType::Varchar(_) | PgType::Json) => quoted(t),
+        (SqlValue::Text(_), PgType::TimestampTz) => quoted(&[canonical(&bytes, pg_type)?, b"+00".to_vec()].concat()),
+        (
+            SqlValue::Text(_),
+            PgType::Timestamp | PgType::TimestampSeconds | PgType::TimestampMillis | PgType::Date | PgType::Time,
+        ) => quoted(&canonical(&bytes, pg_type)?),
         _ => return None,
     })
+}
+
+/// The canonical text of a value PostgreSQL holds in binary form.
+fn canonical(bytes: &[u8], pg_type: PgType) -> Option<Vec<u8>> {
+    match crate::types::decode_binary(bytes, pg_type)? {
+        SqlValue::Text(text) => Some(text),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -504,5 +522,14 @@ mod tests {
         );
         assert_eq!(translate_default("(random())", PgType::BigInt), None);
         assert!(translate_default("CURRENT_TIMESTAMP", PgType::Text).unwrap().starts_with("to_char"));
+        assert_eq!(translate_default("CURRENT_TIMESTAMP", PgType::TimestampTz).as_deref(), Some("now()"));
+        assert_eq!(translate_default("CURRENT_TIMESTAMP", PgType::Timestamp).as_deref(), Some("timezone('UTC', now())"));
+        assert_eq!(translate_default("CURRENT_DATE", PgType::TimestampTz), None, "a date is not an instant");
+        let instant = translate_default("'2024-01-02T05:04:05+02:00'", PgType::TimestampTz);
+        assert_eq!(instant.as_deref(), Some("'2024-01-02 03:04:05+00'"), "the instant, whatever the session's zone");
+        assert_eq!(translate_default("'07:08'", PgType::Time).as_deref(), Some("'07:08:00'"));
+        assert_eq!(translate_default("'abc'", PgType::Varchar(Some(2))), None);
+        assert_eq!(translate_default("'ab'", PgType::Varchar(Some(2))).as_deref(), Some("'ab'"));
+        assert_eq!(translate_default("7", PgType::SmallInt).as_deref(), Some("7"));
     }
 }

@@ -5,13 +5,13 @@ use rusqlite::Connection;
 use crate::error::Result;
 use crate::ident::quote;
 use crate::sqlite::introspect::Table;
-use crate::types::{declares_time, ColumnStats, SqlValue};
+use crate::types::{ColumnStats, SqlValue, ValueChecks};
 
 /// Counts, for every column of `table` (or of the rows in an inclusive rowid range), the values of each storage
 /// class and the shapes the mapping cares about. One pass, in Rust: SQLite's aggregate functions cost far more.
 pub fn column_stats(conn: &Connection, table: &Table, rowids: Option<(i64, i64)>) -> Result<(u64, Vec<ColumnStats>)> {
     let columns: Vec<String> = table.columns.iter().map(|c| quote(&c.name)).collect();
-    let checks_time: Vec<bool> = table.columns.iter().map(|c| declares_time(&c.declared_type)).collect();
+    let checks: Vec<ValueChecks> = table.columns.iter().map(|c| ValueChecks::for_declared(&c.declared_type)).collect();
     let mut stats = vec![ColumnStats::default(); columns.len()];
     if columns.is_empty() {
         return Ok((0, stats));
@@ -23,7 +23,7 @@ pub fn column_stats(conn: &Connection, table: &Table, rowids: Option<(i64, i64)>
     while let Some(row) = rows.next()? {
         count += 1;
         for (i, column) in stats.iter_mut().enumerate() {
-            column.observe(row.get_ref(i)?, checks_time[i]);
+            column.observe(row.get_ref(i)?, &checks[i]);
         }
     }
     Ok((count, stats))
@@ -36,7 +36,7 @@ pub fn column_stats_of(conn: &Connection, table: &str, column: &str) -> Result<C
     let mut rows = stmt.query([])?;
     let mut stats = ColumnStats::default();
     while let Some(row) = rows.next()? {
-        stats.observe(row.get_ref(0)?, false);
+        stats.observe(row.get_ref(0)?, &ValueChecks::default());
     }
     Ok(stats)
 }

@@ -85,7 +85,7 @@ async fn tables_created_renamed_and_dropped_are_followed() {
     );
     file.exec("INSERT INTO orders VALUES (3, 1, 9, '2024-05-03 12:00:00'); UPDATE orders SET qty = 4 WHERE id = 1;");
     settle(&db, &file).await;
-    assert_eq!(columns(&db, "orders").await, ["id bigint", "item_id bigint", "qty bigint", "at timestamp(0) without time zone"]);
+    assert_eq!(columns(&db, "orders").await, ["id bigint", "item_id bigint", "qty bigint", "at timestamp with time zone"]);
     assert_eq!(compared_tables(&db, &file).await, ["beat", "items", "orders"]);
     let foreign_keys = "SELECT count(*)::text FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace";
     assert_eq!(db.texts(foreign_keys).await, [Some("1".into())], "the new table's foreign key to items");

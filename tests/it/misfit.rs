@@ -87,7 +87,7 @@ async fn reject_keeps_types_and_lists_the_rows_then_retry_applies_them() {
     assert_eq!(summary.rejects, 6);
     assert_eq!(
         column_types(&db).await,
-        ["id bigint", "flag boolean", "n bigint", "x double precision", "seen timestamp(0) without time zone", "note text"]
+        ["id bigint", "flag boolean", "n bigint", "x double precision", "seen timestamp with time zone", "note text"]
     );
     assert_eq!(reject_keys(&db).await, ["[1] flag", "[2] n", "[3] x", "[4] n", "[5] note", "[6] note"]);
     db.assert_equal(&file.path).await;
