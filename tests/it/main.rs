@@ -20,4 +20,5 @@ mod replace;
 mod security;
 mod snapshot;
 mod stream;
+mod typed;
 mod untyped;
