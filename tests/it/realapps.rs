@@ -9,7 +9,7 @@ use std::process::Command;
 use crate::stream::{start_daemon, wait_caught_up, Daemon};
 use crate::support::{SqliteFile, TestDb};
 
-const DJANGO_PROJECT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps/django");
+pub const DJANGO_PROJECT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps/django");
 const ALEMBIC_STEPS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps/alembic_steps.py");
 
 /// Runs `python3 args…` with `SHOP_SQLITE` naming the file, and fails the test with Python's output if it fails.
@@ -25,7 +25,7 @@ fn python(file: &Path, dir: &str, args: &[&str]) {
     );
 }
 
-fn manage(file: &SqliteFile, args: &[&str]) {
+pub fn manage(file: &SqliteFile, args: &[&str]) {
     python(&file.path, DJANGO_PROJECT, &[&["manage.py"], args, &["-v0"]].concat());
 }
 

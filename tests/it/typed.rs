@@ -329,3 +329,79 @@ async fn every_type_lite2pg_writes_round_trips_through_postgres() {
         ["abcdef01-2345-6789-abcd-ef0123456789 2024-02-29 12:00:00.000001"]
     );
 }
+
+/// The PostgreSQL type of every column of the tables named, as `table.column type`, in `db`.
+async fn table_types(db: &TestDb, tables: &[&str]) -> Vec<(String, String)> {
+    let sql = "SELECT c.relname || '.' || a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+               JOIN pg_class c ON c.oid = a.attrelid
+               WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY($1) AND a.attnum > 0
+                 AND NOT a.attisdropped ORDER BY 1";
+    let rows = db.client().await.query(sql, &[&tables]).await.unwrap();
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+/// What an ORM sees of a type: parameters dropped, sizes of integers and texts alike.
+fn kind(pg_type: &str) -> &str {
+    match pg_type.split('(').next().unwrap_or_default() {
+        "integer" | "smallint" | "bigint" => "integer",
+        "character varying" | "text" => "text",
+        other => other.trim_end(),
+    }
+}
+
+#[tokio::test]
+async fn django_fields_get_the_types_djangos_postgresql_backend_uses() {
+    use crate::realapps::{manage, DJANGO_PROJECT};
+    const TABLES: [&str; 4] = ["ledger_account", "ledger_entry", "auth_user", "django_session"];
+    let file = SqliteFile::new("");
+    manage(&file, &["migrate"]);
+    let db = TestDb::new().await;
+    sync(&db, &file).await;
+    let empty_snapshot = table_types(&db, &TABLES).await;
+    manage(&file, &["ledger_write", "1"]);
+    assert_eq!(sync(&db, &file).await.rejects, 0, "every value Django wrote fits");
+    db.assert_equal(&file.path).await;
+
+    // A snapshot of the file with rows chooses the same types.
+    let with_rows = TestDb::new().await;
+    sync(&with_rows, &file).await;
+    assert_eq!(table_types(&with_rows, &TABLES).await, empty_snapshot);
+    let types: std::collections::HashMap<String, String> = empty_snapshot.into_iter().collect();
+    for (column, expected) in [
+        ("ledger_account.opened", "timestamp with time zone"),
+        ("ledger_account.birthday", "date"),
+        ("ledger_account.wakes", "time without time zone"),
+        ("ledger_account.active", "boolean"),
+        ("ledger_account.balance", "numeric"),
+        ("ledger_account.rate", "double precision"),
+        ("ledger_entry.amount", "numeric"),
+        ("ledger_entry.booked", "timestamp with time zone"),
+        ("ledger_entry.day", "date"),
+        ("ledger_entry.cleared", "boolean"),
+        ("ledger_entry.weight", "double precision"),
+        ("auth_user.date_joined", "timestamp with time zone"),
+        ("auth_user.last_login", "timestamp with time zone"),
+        ("auth_user.is_staff", "boolean"),
+        ("django_session.expire_date", "timestamp with time zone"),
+    ] {
+        assert_eq!(types.get(column).map(String::as_str), Some(expected), "{column}");
+    }
+
+    // Django's own PostgreSQL schema for the same models has the same kind in every column lite2pg made.
+    let django = TestDb::new().await;
+    let output = std::process::Command::new("python3")
+        .current_dir(DJANGO_PROJECT)
+        .args(["manage.py", "migrate", "-v0"])
+        .env("SHOP_POSTGRES", django.url())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for (column, django_type) in table_types(&django, &TABLES).await {
+        if let Some(ours) = types.get(&column) {
+            assert_eq!(kind(ours), kind(&django_type), "{column}: lite2pg made {ours}, Django makes {django_type}");
+        }
+    }
+    let values = "SELECT count(*)::text FROM ledger_entry WHERE booked >= '2024-01-01' AND date_part('year', day) = 2024
+                  AND amount > 20 AND cleared";
+    assert_ne!(db.texts(values).await, [Some("0".to_string())], "ORM-style filters work on the copy");
+}
