@@ -625,8 +625,9 @@ pub fn same_kind(value: &SqlValue, column_type: PgType) -> bool {
 }
 
 /// The narrowest type that holds every value of `current` and `value` too, each as itself: boolean → bigint →
-/// numeric → text, smallint → integer → bigint, real → double → numeric, numeric(p,s) → numeric, dates, times
-/// and the other text types → text. `None` when no type does: a blob with anything but blobs, a number or text
+/// numeric → text, smallint → integer → bigint, real → double → numeric, numeric(p,s) → numeric, date and
+/// earlier versions' timestamp(0)/(3) → timestamptz for a date and time text, dates, times and the other text
+/// types → text. `None` when no type does: a blob with anything but blobs, a number or text
 /// in a bytea column, text PostgreSQL's text cannot hold.
 pub fn widened_type(current: PgType, value: &SqlValue) -> Option<PgType> {
     let numeric_can_hold = |f: f64| f.is_finite() && !(f == 0.0 && f.is_sign_negative());
@@ -636,6 +637,7 @@ pub fn widened_type(current: PgType, value: &SqlValue) -> Option<PgType> {
     Some(match value {
         SqlValue::Blob(_) => return None,
         SqlValue::Text(t) if check_pg_text(t).is_err() => return None,
+        SqlValue::Text(t) if current.holds_instants() && parse_datetime(t).is_some() => PgType::TimestampTz,
         SqlValue::Null | SqlValue::Text(_) => PgType::Text,
         SqlValue::Integer(i) => match current {
             PgType::Boolean => PgType::BigInt,
@@ -662,8 +664,8 @@ fn integer_rank(pg_type: PgType) -> Option<u8> {
 }
 
 /// The narrowest type that holds every value of both `a` and `b`, in `widened_type`'s order: boolean → smallint
-/// → integer → bigint → numeric → text, real → double → numeric, dates, times and other text types → text, and
-/// anything with bytea → bytea.
+/// → integer → bigint → numeric → text, real → double → numeric, dates and instants → timestamptz, other dates,
+/// times and text types → text, and anything with bytea → bytea.
 pub fn joined_type(a: PgType, b: PgType) -> PgType {
     match (a, b) {
         _ if a == b => a,
@@ -671,12 +673,20 @@ pub fn joined_type(a: PgType, b: PgType) -> PgType {
         _ if integer_rank(a).is_some() && integer_rank(b).is_some() => a.max_by_rank(b),
         (PgType::Real, PgType::Double) | (PgType::Double, PgType::Real) => PgType::Double,
         (PgType::Varchar(Some(x)), PgType::Varchar(Some(y))) => PgType::Varchar(Some(x.max(y))),
+        _ if a.holds_instants() && b.holds_instants() => PgType::TimestampTz,
         _ if a.is_number() && b.is_number() => PgType::Numeric,
         _ => PgType::Text,
     }
 }
 
 impl PgType {
+    /// Whether every value is an instant `timestamptz` holds exactly as verify compares them: dates (midnight UTC),
+    /// the UTC wall times of earlier versions' `timestamp(0)`/`(3)`, and instants. Not `timestamp`, which a user
+    /// chose by name.
+    fn holds_instants(self) -> bool {
+        matches!(self, PgType::Date | PgType::TimestampSeconds | PgType::TimestampMillis | PgType::TimestampTz)
+    }
+
     fn max_by_rank(self, other: PgType) -> PgType {
         if integer_rank(self) >= integer_rank(other) {
             self
@@ -710,6 +720,10 @@ pub fn widen_cast(column: &str, from: PgType, to: PgType) -> (String, bool) {
         (PgType::TimestampSeconds, PgType::Text) => (format!("to_char({column}, 'YYYY-MM-DD HH24:MI:SS')"), true),
         (PgType::TimestampMillis, PgType::Text) => (format!("to_char({column}, 'YYYY-MM-DD HH24:MI:SS.MS')"), true),
         (PgType::Date, PgType::Text) => (format!("to_char({column}, 'YYYY-MM-DD')"), true),
+        (PgType::Date, PgType::TimestampTz) => (format!("{column}::timestamp AT TIME ZONE 'UTC'"), true),
+        (PgType::TimestampSeconds | PgType::TimestampMillis, PgType::TimestampTz) => {
+            (format!("{column} AT TIME ZONE 'UTC'"), true)
+        }
         // Bytes and other kinds never convert into each other (older versions wrote numbers and text into bytea as
         // their text): the table is copied whole.
         (PgType::Bytea, _) | (_, PgType::Bytea) => (format!("NULL::{to_sql}"), false),
@@ -1374,7 +1388,7 @@ mod tests {
         assert_eq!(join(BigInt, Double), (Numeric, Numeric));
         assert_eq!(join(Boolean, Double), (Numeric, Numeric));
         assert_eq!(join(BigInt, Text), (Text, Text));
-        assert_eq!(join(Date, TimestampSeconds), (Text, Text));
+        assert_eq!(join(Date, TimestampSeconds), (TimestampTz, TimestampTz));
         assert_eq!(join(Numeric, Bytea), (Bytea, Bytea));
         assert_eq!(join(Date, Date), (Date, Date));
         assert_eq!(joined_types([BigInt, Double, BigInt], false), Some(Numeric));
@@ -1704,7 +1718,16 @@ mod tests {
         assert_eq!(joined_type(Boolean, Integer), Integer);
         assert_eq!(joined_type(Real, Double), Double);
         assert_eq!(joined_type(money, BigInt), Numeric);
-        assert_eq!(joined_type(TimestampTz, Date), Text);
+        assert_eq!(joined_type(TimestampTz, Date), TimestampTz, "a date is midnight UTC");
+        assert_eq!(joined_type(TimestampSeconds, TimestampMillis), TimestampTz);
+        assert_eq!(joined_type(Timestamp, TimestampTz), Text, "timestamp is chosen by name only");
+        assert_eq!(joined_type(Time, Date), Text);
+        assert_eq!(widened_type(Date, &text("2024-01-02 10:00")), Some(TimestampTz));
+        assert_eq!(widened_type(TimestampSeconds, &text("2024-01-02 10:00:00.123456")), Some(TimestampTz));
+        assert_eq!(widened_type(Timestamp, &text("2024-01-02 10:00:00.123456")), Some(Text));
+        assert_eq!(widened_type(Date, &text("10:00")), Some(Text));
+        assert_eq!(widen_cast("c", Date, TimestampTz), ("c::timestamp AT TIME ZONE 'UTC'".to_string(), true));
+        assert_eq!(widen_cast("c", TimestampMillis, TimestampTz), ("c AT TIME ZONE 'UTC'".to_string(), true));
         assert_eq!(joined_type(Varchar(Some(3)), Varchar(Some(5))), Varchar(Some(5)));
         assert_eq!(joined_type(Varchar(Some(3)), Text), Text);
         assert_eq!(widen_cast("c", SmallInt, BigInt), ("c::bigint".to_string(), true));

@@ -405,3 +405,49 @@ async fn django_fields_get_the_types_djangos_postgresql_backend_uses() {
                   AND amount > 20 AND cleared";
     assert_ne!(db.texts(values).await, [Some("0".to_string())], "ORM-style filters work on the copy");
 }
+
+#[tokio::test]
+async fn copies_made_by_earlier_versions_keep_working_and_widen_to_instants() {
+    // Earlier versions made timestamp(0), timestamp(3), date and text columns for SQLite's dates and times.
+    let file = SqliteFile::new(
+        "CREATE TABLE old(id INTEGER PRIMARY KEY, secs DATETIME, millis DATETIME, day DATE, loose DATETIME);
+         INSERT INTO old VALUES (1, '2024-01-02 03:04:05', '2024-01-02 03:04:05.123', '2024-01-02', 'whenever');",
+    );
+    let config = r#"
+        [table.old.columns]
+        secs = { type = "timestamp(0)" }
+        millis = { type = "timestamp(3)" }
+        loose = { type = "text" }
+    "#;
+    let policies = ConfigFile::parse(config).unwrap().policies();
+    let db = TestDb::new().await;
+    sync_with(&db, &file, policies).await.unwrap();
+    let earlier =
+        ["id bigint", "secs timestamp(0) without time zone", "millis timestamp(3) without time zone", "day date", "loose text"];
+    assert_eq!(column_types(&db, "old").await, earlier);
+    // A later lite2pg (no type settings now) reads the plans back from PostgreSQL and streams into them.
+    file.exec("INSERT INTO old VALUES (2, '2024-01-03 00:00:00', '2024-01-03 00:00:00.500', '2024-01-03', '2024-01-03T00:00Z');");
+    sync(&db, &file).await;
+    assert_eq!(column_types(&db, "old").await, earlier);
+    db.assert_equal(&file.path).await;
+    // Values in forms those columns did not take widen them to timestamptz, holding the same instants.
+    file.exec(
+        "INSERT INTO old VALUES (3, '2024-01-04 00:00:00.123456', '2024-01-04T00:00:00Z', '2024-01-04 10:00:00+02:00', NULL);",
+    );
+    assert_eq!(sync(&db, &file).await.rejects, 0);
+    assert_eq!(
+        column_types(&db, "old").await,
+        [
+            "id bigint",
+            "secs timestamp with time zone",
+            "millis timestamp with time zone",
+            "day timestamp with time zone",
+            "loose text",
+        ]
+    );
+    db.assert_equal(&file.path).await;
+    assert_eq!(
+        values(&db, "SELECT to_char(day AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') FROM old ORDER BY id").await,
+        ["2024-01-02 00:00", "2024-01-03 00:00", "2024-01-04 08:00"]
+    );
+}
