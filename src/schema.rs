@@ -420,6 +420,7 @@ pub fn translate_default(sqlite_sql: &str, pg_type: PgType) -> Option<String> {
     match upper.as_str() {
         "CURRENT_TIMESTAMP" | "DATETIME('NOW')" => return timestamp_default(pg_type, "YYYY-MM-DD HH24:MI:SS"),
         "CURRENT_DATE" | "DATE('NOW')" => return timestamp_default(pg_type, "YYYY-MM-DD"),
+        "CURRENT_TIME" | "TIME('NOW')" => return time_default(pg_type),
         "STRFTIME('%S','NOW')" | "UNIXEPOCH()" | "UNIXEPOCH('NOW')" if pg_type == PgType::BigInt => {
             return Some("extract(epoch from now())::bigint".into())
         }
@@ -452,6 +453,16 @@ fn timestamp_default(pg_type: PgType, text_format: &str) -> Option<String> {
     }
 }
 
+/// SQLite's `CURRENT_TIME`: UTC, whole seconds.
+fn time_default(pg_type: PgType) -> Option<String> {
+    let now = "date_trunc('second', timezone('UTC', now()))";
+    match pg_type {
+        PgType::Text => Some(format!("to_char({now}, 'HH24:MI:SS')")),
+        PgType::Time => Some(format!("{now}::time")),
+        _ => None,
+    }
+}
+
 /// A literal default, only when the value fits the column type; written by lite2pg, not copied from the file.
 /// Dates and times are written in their canonical form (an instant with its UTC offset), so PostgreSQL reads
 /// the same value whatever the session's time zone.
@@ -463,6 +474,7 @@ fn literal_default(value: &SqlValue, pg_type: PgType) -> Option<String> {
         (SqlValue::Integer(i), PgType::Boolean) => (if *i == 1 { "true" } else { "false" }).to_string(),
         (SqlValue::Integer(i), PgType::SmallInt | PgType::Integer | PgType::BigInt | PgType::Numeric) => i.to_string(),
         (SqlValue::Real(f), PgType::Double | PgType::Numeric) => crate::types::real_to_plain_decimal(*f),
+        (_, PgType::NumericScaled { precision, scale }) => crate::types::scaled_decimal(value, precision, scale).ok()?,
         (SqlValue::Integer(_) | SqlValue::Real(_), PgType::Text | PgType::Varchar(_)) => quoted(&value.raw_bytes()),
         (SqlValue::Text(t), PgType::Text | PgType::Varchar(_) | PgType::Json) => quoted(t),
         (SqlValue::Text(_), PgType::TimestampTz) => quoted(&[canonical(&bytes, pg_type)?, b"+00".to_vec()].concat()),
@@ -531,5 +543,13 @@ mod tests {
         assert_eq!(translate_default("'abc'", PgType::Varchar(Some(2))), None);
         assert_eq!(translate_default("'ab'", PgType::Varchar(Some(2))).as_deref(), Some("'ab'"));
         assert_eq!(translate_default("7", PgType::SmallInt).as_deref(), Some("7"));
+        let money = PgType::NumericScaled { precision: 12, scale: 2 };
+        assert_eq!(translate_default("0", money).as_deref(), Some("0.00"));
+        assert_eq!(translate_default("'1.5'", money).as_deref(), Some("1.50"));
+        assert_eq!(translate_default("1.005", money), None);
+        assert_eq!(
+            translate_default("CURRENT_TIME", PgType::Time).as_deref(),
+            Some("date_trunc('second', timezone('UTC', now()))::time")
+        );
     }
 }

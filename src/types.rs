@@ -890,7 +890,7 @@ fn encode_real_as_numeric(f: f64, out: &mut Vec<u8>) -> Result<(), Misfit> {
 /// A number (or a decimal text) as the decimal `numeric(precision, scale)` holds, with exactly `scale` fraction
 /// digits; refused when that would round it (`1.005` at scale 2) or it has more than `precision - scale`
 /// integer digits. A real is taken as its shortest round-trip decimal (`12.5` is `12.50`).
-fn scaled_decimal(value: &SqlValue, precision: u16, scale: u16) -> Result<String, Misfit> {
+pub fn scaled_decimal(value: &SqlValue, precision: u16, scale: u16) -> Result<String, Misfit> {
     let pg_type = PgType::NumericScaled { precision, scale };
     let decimal = match value {
         SqlValue::Integer(i) => i.to_string(),
