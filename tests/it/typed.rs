@@ -451,3 +451,60 @@ async fn copies_made_by_earlier_versions_keep_working_and_widen_to_instants() {
         ["2024-01-02 00:00", "2024-01-03 00:00", "2024-01-04 08:00"]
     );
 }
+
+/// JSON texts with nesting, duplicate keys, escapes and numbers in every notation.
+fn json_text() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let leaf = prop_oneof![
+        Just("null".to_string()),
+        Just("true".to_string()),
+        Just("false".to_string()),
+        "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,8})?([eE][+-]?[0-9]{1,2})?",
+        "\"([a-zA-Z é€😀/]|\\\\[nt\"\\\\/bfr]|\\\\u00[1-9a-f][0-9a-f]|\\\\ud83d\\\\ude00){0,6}\"",
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(|items| format!("[{}]", items.join(" ,"))),
+            proptest::collection::vec(("\"[a-cé]{0,2}\"", inner), 0..5).prop_map(|pairs| {
+                let pairs: Vec<String> = pairs.into_iter().map(|(key, value)| format!("{key}:{value}")).collect();
+                format!("{{ {} }}", pairs.join(", "))
+            }),
+        ]
+    })
+}
+
+#[tokio::test]
+async fn postgres_reads_generated_json_dates_and_times_as_lite2pg_does() {
+    use proptest::strategy::{Strategy, ValueTree};
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let datetime = "(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])([ T]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-4])(:?[0-5][0-9])?)?)?";
+    let clock = "([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]{1,6})?)?";
+    let mut sample =
+        |strategy: &dyn Fn() -> proptest::strategy::BoxedStrategy<String>| strategy().new_tree(&mut runner).unwrap().current();
+    let file = SqliteFile::new(
+        "CREATE TABLE g(id INTEGER PRIMARY KEY, doc TEXT, doc_text TEXT, at DATETIME, at_text TEXT, clock TIME, clock_text TEXT);",
+    );
+    {
+        let conn = file.conn();
+        for id in 0..400i64 {
+            let doc = sample(&|| json_text().boxed());
+            let at = sample(&|| datetime.boxed());
+            let time = sample(&|| clock.boxed());
+            conn.execute("INSERT INTO g VALUES (?1, ?2, ?2, ?3, ?3, ?4, ?4)", rusqlite::params![id, doc, at, time]).unwrap();
+        }
+    }
+    let policies = ConfigFile::parse("[table.g.columns]\ndoc = { type = \"jsonb\" }").unwrap().policies();
+    let db = TestDb::new().await;
+    assert_eq!(sync_with(&db, &file, policies).await.unwrap().rejects, 0);
+    assert_eq!(column_types(&db, "g").await[3], "at timestamp with time zone");
+    // verify compares lite2pg's jsonb text and instants with what PostgreSQL sends.
+    db.assert_equal(&file.path).await;
+    // PostgreSQL parsing the same texts itself (no offset = the session's zone, here UTC) agrees on every row.
+    let client = db.client().await;
+    client.batch_execute("SET TIME ZONE 'UTC'").await.unwrap();
+    let disagreeing = "SELECT id, doc_text, at_text, clock_text FROM g WHERE doc IS DISTINCT FROM doc_text::jsonb
+                       OR at IS DISTINCT FROM at_text::timestamptz OR clock IS DISTINCT FROM clock_text::time";
+    let rows = client.query(disagreeing, &[]).await.unwrap();
+    let shown: Vec<(i64, String, String, String)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
+    assert!(shown.is_empty(), "{shown:?}");
+}
