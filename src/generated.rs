@@ -1,0 +1,104 @@
+//! Generated columns at cutover. While streaming they are plain columns holding the values SQLite computed; once
+//! the application writes to PostgreSQL, PostgreSQL must compute them. PostgreSQL 15 cannot turn a plain column
+//! into a generated one, so each is re-added as `GENERATED ALWAYS AS (…) STORED` beside the old one, kept only if
+//! PostgreSQL computes every row's value exactly as SQLite did, then takes the old one's name (and moves to the
+//! end of the table). Anything else keeps the plain column, with the reason.
+
+use tokio_postgres::Client;
+
+use crate::error::Result;
+use crate::ident::{qualified, quote};
+use crate::schema::pg_column_name;
+use crate::sqlite::index_sql::to_postgres;
+use crate::sqlite::introspect::{Column, Table};
+
+/// The temporary name of the generated column while it is compared with the synced one.
+const CANDIDATE: &str = "__lite2pg_generated";
+
+/// What became of one SQLite generated column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// `table.column`, in SQLite's names.
+    pub column: String,
+    /// The SQLite expression (`AS (…)` text), or the column's name when it could not be read.
+    pub expression: String,
+    /// The statement that made it generated, or why it stays a plain column.
+    pub result: std::result::Result<String, String>,
+}
+
+/// Makes `table`'s generated columns generated in PostgreSQL too, inside the caller's open transaction, each in a
+/// savepoint: one that PostgreSQL refuses or computes differently is left as it was.
+pub async fn make_generated(client: &Client, schema: &str, table: &Table) -> Result<Vec<Outcome>> {
+    let plain: Vec<(String, String)> =
+        table.columns.iter().filter(|c| c.generated.is_none()).map(|c| (c.name.clone(), pg_column_name(&c.name))).collect();
+    let mut outcomes = Vec::new();
+    for column in table.columns.iter().filter(|c| c.generated.is_some()) {
+        let expression = column.generated.as_ref().and_then(|g| g.expression.clone());
+        let result = match expression.as_deref().map(|e| to_postgres(e, &plain)) {
+            None => Err("its expression could not be read from the table's SQL".to_string()),
+            Some(Err(reason)) => Err(format!("its expression does not translate: {reason}")),
+            Some(Ok(pg_expression)) => replace_column(client, schema, table, column, &pg_expression).await?,
+        };
+        outcomes.push(Outcome {
+            column: format!("{}.{}", table.name, column.name),
+            expression: expression.unwrap_or_else(|| column.name.clone()),
+            result,
+        });
+    }
+    Ok(outcomes)
+}
+
+/// Swaps the plain column for one PostgreSQL computes from `pg_expression`, when every row comes out the same.
+async fn replace_column(
+    client: &Client,
+    schema: &str,
+    table: &Table,
+    column: &Column,
+    pg_expression: &str,
+) -> Result<std::result::Result<String, String>> {
+    let relation = qualified(schema, &table.name);
+    let name = pg_column_name(&column.name);
+    let found = client
+        .query_opt(
+            "SELECT format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                    EXISTS (SELECT FROM pg_depend d WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = a.attrelid
+                            AND d.refobjsubid = a.attnum)
+             FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped",
+            &[&relation, &name],
+        )
+        .await?;
+    let Some(found) = found else { return Ok(Err("PostgreSQL has no such column".to_string())) };
+    let (pg_type, not_null, used): (String, bool, bool) = (found.get(0), found.get(1), found.get(2));
+    if used {
+        // Dropping the plain column would drop them too.
+        return Ok(Err("an index or constraint in PostgreSQL uses the column".to_string()));
+    }
+    let generated = format!("{pg_type} GENERATED ALWAYS AS ({pg_expression}) STORED");
+    client.batch_execute("SAVEPOINT lite2pg_generated").await?;
+    let add = format!("ALTER TABLE {relation} ADD COLUMN {} {generated}", quote(CANDIDATE));
+    if let Some(err) = crate::evolve::attempt(client, &add).await? {
+        client.batch_execute("ROLLBACK TO SAVEPOINT lite2pg_generated").await?;
+        return Ok(Err(format!("PostgreSQL refused `{pg_expression}`: {}", err.message())));
+    }
+    let differing: i64 = client
+        .query_one(&format!("SELECT count(*) FROM {relation} WHERE {} IS DISTINCT FROM {}", quote(CANDIDATE), quote(&name)), &[])
+        .await?
+        .get(0);
+    if differing > 0 {
+        client.batch_execute("ROLLBACK TO SAVEPOINT lite2pg_generated").await?;
+        return Ok(Err(format!("PostgreSQL computes `{pg_expression}` differently from SQLite for {differing} row(s)")));
+    }
+    let set_not_null = format!("ALTER TABLE {relation} ALTER COLUMN {} SET NOT NULL;", quote(&name));
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE {relation} DROP COLUMN {0};
+             ALTER TABLE {relation} RENAME COLUMN {1} TO {0};
+             {2}
+             RELEASE SAVEPOINT lite2pg_generated",
+            quote(&name),
+            quote(CANDIDATE),
+            if not_null { set_not_null.as_str() } else { "" }
+        ))
+        .await?;
+    Ok(Ok(format!("ALTER TABLE {relation} DROP COLUMN {0}, ADD COLUMN {0} {generated}", quote(&name))))
+}
