@@ -10,6 +10,7 @@ mod errors;
 mod evolve;
 mod fleet;
 mod foreign_keys;
+mod generated;
 mod identity;
 mod misfit;
 mod names;
