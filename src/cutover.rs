@@ -195,7 +195,13 @@ async fn finish(options: &CutoverOptions, conn: &Connection, client: &Client, ca
 
 /// Makes the generated columns, then runs the statements, in one transaction (rolled back for a dry run); a
 /// generated column, CHECK, unique index or foreign key PostgreSQL cannot take is reported instead of failing all.
-async fn apply(client: &Client, report: &mut CutoverReport, schema: &str, with_generated: &[&Table], dry_run: bool) -> Result<()> {
+async fn apply(
+    client: &Client,
+    report: &mut CutoverReport,
+    schema: &str,
+    with_generated: &[&Table],
+    dry_run: bool,
+) -> Result<()> {
     client.batch_execute("BEGIN").await?;
     let mut kept = Vec::new();
     for table in with_generated {

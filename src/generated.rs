@@ -80,10 +80,8 @@ async fn replace_column(
         client.batch_execute("ROLLBACK TO SAVEPOINT lite2pg_generated").await?;
         return Ok(Err(format!("PostgreSQL refused `{pg_expression}`: {}", err.message())));
     }
-    let differing: i64 = client
-        .query_one(&format!("SELECT count(*) FROM {relation} WHERE {} IS DISTINCT FROM {}", quote(CANDIDATE), quote(&name)), &[])
-        .await?
-        .get(0);
+    let differing: i64 =
+        client.query_one(&format!("SELECT count(*) FROM {relation} WHERE {}", differs(&name, &pg_type)), &[]).await?.get(0);
     if differing > 0 {
         client.batch_execute("ROLLBACK TO SAVEPOINT lite2pg_generated").await?;
         return Ok(Err(format!("PostgreSQL computes `{pg_expression}` differently from SQLite for {differing} row(s)")));
@@ -101,4 +99,19 @@ async fn replace_column(
         ))
         .await?;
     Ok(Ok(format!("ALTER TABLE {relation} DROP COLUMN {0}, ADD COLUMN {0} {generated}", quote(&name))))
+}
+
+/// The condition on a row where PostgreSQL's value of the candidate differs from the synced one. SQLite has no
+/// decimal arithmetic: a numeric column with a fraction holds the double SQLite computed (3702.0000000000005 for
+/// 37.02 * 100, which SQLite itself prints as 3702.0), so PostgreSQL's exact value counts as the same when both
+/// agree to a double's 15 significant digits (PostgreSQL's float8-to-numeric cast). Integers must match exactly.
+fn differs(column: &str, pg_type: &str) -> String {
+    let (candidate, synced) = (quote(CANDIDATE), quote(column));
+    let exact = format!("{candidate} IS DISTINCT FROM {synced}");
+    match pg_type.starts_with("numeric") {
+        true => format!(
+            "{exact} AND (scale({synced}) = 0 OR {candidate}::float8::numeric IS DISTINCT FROM {synced}::float8::numeric)"
+        ),
+        false => exact,
+    }
 }

@@ -395,7 +395,9 @@ pub fn to_postgres(expr: &str, columns: &[(String, String)]) -> Result<String, S
                 }
                 None => return Err(format!("{} is not a column PostgreSQL can compute from", token.text)),
             },
-            Kind::Literal if token.text.starts_with(['x', 'X']) || token.text.starts_with("0x") || token.text.starts_with("0X") => {
+            Kind::Literal
+                if token.text.starts_with(['x', 'X']) || token.text.starts_with("0x") || token.text.starts_with("0X") =>
+            {
                 return Err("blob and hexadecimal literals differ in PostgreSQL".to_string())
             }
             // `==` is SQLite's spelling of `=`.
@@ -512,7 +514,10 @@ mod tests {
         assert_eq!(pg("round(abs(price))").as_deref(), Ok("round(CAST(abs(\"price\") AS numeric))"));
         assert_eq!(pg("CAST(qty AS TEXT)").as_deref(), Ok("cast(\"qty\" as text)"));
         assert_eq!(pg("ifnull(qty, 0) == 1").as_deref(), Ok("coalesce(\"qty\", 0) = 1"));
-        assert_eq!(pg("CASE WHEN qty IS NOT NULL THEN upper(price) END").as_deref(), Ok("case when \"qty\" is not null then upper(\"price\") end"));
+        assert_eq!(
+            pg("CASE WHEN qty IS NOT NULL THEN upper(price) END").as_deref(),
+            Ok("case when \"qty\" is not null then upper(\"price\") end")
+        );
         assert!(pg("json_extract(price, '$.a')").unwrap_err().contains("json_extract()"));
         assert!(pg("price + other").unwrap_err().contains("other is not a column"));
         assert!(pg("\"price\" || \"not a column\"").is_err(), "SQLite's double-quoted string fallback");

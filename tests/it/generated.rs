@@ -35,7 +35,9 @@ async fn generated_columns_hold_sqlite_values_while_streaming() {
     db.assert_equal(&file.path).await;
 
     // SQLite computes an added VIRTUAL column for every row at once, logging none of them (the insert is logged).
-    file.exec("ALTER TABLE items ADD COLUMN doubled INTEGER AS (qty * 2); INSERT INTO items(price, qty, name) VALUES (1, 3, 'Cap');");
+    file.exec(
+        "ALTER TABLE items ADD COLUMN doubled INTEGER AS (qty * 2); INSERT INTO items(price, qty, name) VALUES (1, 3, 'Cap');",
+    );
     wait_caught_up(&db, &file).await;
     let doubled = db.texts("SELECT doubled::text FROM items ORDER BY id").await;
     assert_eq!(doubled, [Some("10".into()), Some("2".into()), Some("6".into())]);
@@ -43,16 +45,17 @@ async fn generated_columns_hold_sqlite_values_while_streaming() {
 }
 
 const ORDERS: &str = "
-    CREATE TABLE orders(id INTEGER PRIMARY KEY, price INTEGER NOT NULL, qty INTEGER, name TEXT, weight REAL,
+    CREATE TABLE orders(id INTEGER PRIMARY KEY, price INTEGER NOT NULL, qty INTEGER, name TEXT, weight REAL, amount REAL,
         total INTEGER GENERATED ALWAYS AS (price * qty) STORED NOT NULL,
         slug TEXT AS (lower(name) || '-' || id),
         third REAL AS (round(price / 3.0, 1)),
+        cents NUMERIC AS (CAST(amount * 100 AS NUMERIC)),
         parsed TEXT AS (json_extract('{\"a\": 1}', '$.a')),
         joined TEXT AS (price || qty),
         tag TEXT AS (name || weight),
         half INTEGER AS (price / 2));
     CREATE INDEX orders_half ON orders(half);
-    INSERT INTO orders(price, qty, name, weight) VALUES (10, 2, 'Pen', 2.0), (7, 3, 'Ink', 0.5);";
+    INSERT INTO orders(price, qty, name, weight, amount) VALUES (10, 2, 'Pen', 2.0, 12.34), (7, 3, 'Ink', 0.5, 37.02);";
 
 /// The `not_carried` entries of a JSON cutover report, as (kind, what).
 fn not_carried(report: &Value) -> Vec<(String, String)> {
@@ -88,7 +91,7 @@ async fn cutover_makes_generated_columns_postgres_computes_the_same_and_lists_th
     let report = cutover_json(&file, &db, &[]);
     assert_eq!(dry["generated"], report["generated"]);
     assert_eq!(not_carried(&dry), not_carried(&report), "the dry run lists what the cutover does");
-    assert_eq!(report["generated"], serde_json::json!(["orders.total", "orders.slug", "orders.third"]));
+    assert_eq!(report["generated"], serde_json::json!(["orders.total", "orders.slug", "orders.third", "orders.cents"]));
     let reasons: Vec<String> = not_carried(&report)
         .into_iter()
         .filter(|(kind, _)| kind == "generated_column")
@@ -103,15 +106,24 @@ async fn cutover_makes_generated_columns_postgres_computes_the_same_and_lists_th
     let sql: Vec<&str> = report["not_carried"].as_array().unwrap().iter().filter_map(|i| i["sql"].as_str()).collect();
     assert!(sql.contains(&"GENERATED ALWAYS AS (name || weight)"), "{sql:?}");
 
+    // cents: SQLite computed 37.02 * 100 in floating point (3702.0000000000005, stored beside the integer 1234, so
+    // the column is numeric); PostgreSQL's exact 3702 is the same to a double's 15 digits.
     // The made ones moved to the end of the table, keep NOT NULL and compute what the application inserts.
     let columns = db.texts("SELECT attname::text FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum").await;
     let columns: Vec<String> = columns.into_iter().flatten().collect();
-    assert_eq!(columns, ["id", "price", "qty", "name", "weight", "parsed", "joined", "tag", "half", "total", "slug", "third"]);
-    assert_eq!(generated_in_postgres(&db).await, [Some("total".into()), Some("slug".into()), Some("third".into())]);
+    assert_eq!(
+        columns,
+        ["id", "price", "qty", "name", "weight", "amount", "parsed", "joined", "tag", "half", "total", "slug", "third", "cents"]
+    );
+    assert_eq!(
+        generated_in_postgres(&db).await,
+        [Some("total".into()), Some("slug".into()), Some("third".into()), Some("cents".into())]
+    );
     let client = db.client().await;
-    client.batch_execute("INSERT INTO orders(price, qty, name, weight) VALUES (5, 5, 'Cup', 1.5)").await.unwrap();
-    let row = client.query_one("SELECT concat_ws('|', total, slug, third) FROM orders WHERE name = 'Cup'", &[]).await.unwrap();
-    assert_eq!(row.get::<_, String>(0), "25|cup-3|1.7");
+    client.batch_execute("INSERT INTO orders(price, qty, name, weight, amount) VALUES (5, 5, 'Cup', 1.5, 0.07)").await.unwrap();
+    let row =
+        client.query_one("SELECT concat_ws('|', total, slug, third, cents) FROM orders WHERE name = 'Cup'", &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(0), "25|cup-3|1.7|7");
     let null_total = client.batch_execute("INSERT INTO orders(price, name) VALUES (1, 'no qty')").await;
     assert!(null_total.unwrap_err().as_db_error().unwrap().message().contains("not-null"), "NOT NULL came along");
 }

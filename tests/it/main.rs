@@ -6,6 +6,7 @@ mod constraints;
 mod crash;
 mod cutover;
 mod demo;
+mod django_cutover;
 mod errors;
 mod evolve;
 mod fleet;
