@@ -2,7 +2,8 @@
 //! the application writes to PostgreSQL, PostgreSQL must compute them. PostgreSQL 15 cannot turn a plain column
 //! into a generated one, so each is re-added as `GENERATED ALWAYS AS (…) STORED` beside the old one, kept only if
 //! PostgreSQL computes every row's value exactly as SQLite did, then takes the old one's name (and moves to the
-//! end of the table). Anything else keeps the plain column, with the reason.
+//! end of the table); the indexes and constraints on it are made again. Anything else keeps the plain column, with
+//! the reason.
 
 use tokio_postgres::Client;
 
@@ -60,19 +61,17 @@ async fn replace_column(
     let name = pg_column_name(&column.name);
     let found = client
         .query_opt(
-            "SELECT format_type(a.atttypid, a.atttypmod), a.attnotnull,
-                    EXISTS (SELECT FROM pg_depend d WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = a.attrelid
-                            AND d.refobjsubid = a.attnum)
-             FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped",
+            "SELECT format_type(atttypid, atttypmod), attnotnull FROM pg_attribute
+             WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped",
             &[&relation, &name],
         )
         .await?;
     let Some(found) = found else { return Ok(Err("PostgreSQL has no such column".to_string())) };
-    let (pg_type, not_null, used): (String, bool, bool) = (found.get(0), found.get(1), found.get(2));
-    if used {
-        // Dropping the plain column would drop them too.
-        return Ok(Err("an index or constraint in PostgreSQL uses the column".to_string()));
-    }
+    let (pg_type, not_null): (String, bool) = (found.get(0), found.get(1));
+    let remake = match dependents(client, &relation, &name).await? {
+        Ok(remake) => remake,
+        Err(other) => return Ok(Err(format!("{other} in PostgreSQL uses the column"))),
+    };
     let generated = format!("{pg_type} GENERATED ALWAYS AS ({pg_expression}) STORED");
     client.batch_execute("SAVEPOINT lite2pg_generated").await?;
     let add = format!("ALTER TABLE {relation} ADD COLUMN {} {generated}", quote(CANDIDATE));
@@ -89,16 +88,51 @@ async fn replace_column(
     let set_not_null = format!("ALTER TABLE {relation} ALTER COLUMN {} SET NOT NULL;", quote(&name));
     client
         .batch_execute(&format!(
-            "ALTER TABLE {relation} DROP COLUMN {0};
+            "ALTER TABLE {relation} DROP COLUMN {0} CASCADE;
              ALTER TABLE {relation} RENAME COLUMN {1} TO {0};
-             {2}
-             RELEASE SAVEPOINT lite2pg_generated",
+             {2}",
             quote(&name),
             quote(CANDIDATE),
             if not_null { set_not_null.as_str() } else { "" }
         ))
         .await?;
-    Ok(Ok(format!("ALTER TABLE {relation} DROP COLUMN {0}, ADD COLUMN {0} {generated}", quote(&name))))
+    for statement in &remake {
+        if let Some(err) = crate::evolve::attempt(client, statement).await? {
+            client.batch_execute("ROLLBACK TO SAVEPOINT lite2pg_generated").await?;
+            return Ok(Err(format!("PostgreSQL could not make `{statement}` again on the new column: {}", err.message())));
+        }
+    }
+    client.batch_execute("RELEASE SAVEPOINT lite2pg_generated").await?;
+    let replaced = format!("ALTER TABLE {relation} DROP COLUMN {0}, ADD COLUMN {0} {generated}", quote(&name));
+    Ok(Ok([replaced].into_iter().chain(remake).collect::<Vec<_>>().join("; ")))
+}
+
+/// The statements that make again what dropping the column drops: constraints (other tables' foreign keys to it
+/// last) and indexes on it. `Err` describes a dependent of another kind (a view, …), which keeps the column plain.
+async fn dependents(client: &Client, relation: &str, column: &str) -> Result<std::result::Result<Vec<String>, String>> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT CASE WHEN c.oid IS NOT NULL
+                         THEN format('ALTER TABLE %s ADD CONSTRAINT %I %s', c.conrelid::regclass, c.conname, pg_get_constraintdef(c.oid))
+                         WHEN i.indexrelid IS NOT NULL THEN pg_get_indexdef(i.indexrelid) END,
+                    pg_describe_object(d.classid, d.objid, d.objsubid),
+                    CASE WHEN c.contype = 'f' THEN 2 WHEN c.oid IS NOT NULL THEN 0 ELSE 1 END AS step
+             FROM pg_attribute a
+             JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum
+             LEFT JOIN pg_constraint c ON d.classid = 'pg_constraint'::regclass AND c.oid = d.objid
+             LEFT JOIN pg_index i ON d.classid = 'pg_class'::regclass AND i.indexrelid = d.objid
+             WHERE a.attrelid = to_regclass($1) AND a.attname = $2
+               -- The index behind a constraint comes back with the constraint.
+               AND NOT EXISTS (SELECT FROM pg_constraint k WHERE d.classid = 'pg_class'::regclass AND k.conindid = d.objid
+                                                           AND k.conrelid = a.attrelid AND k.contype IN ('p', 'u', 'x'))
+             ORDER BY step",
+            &[&relation, &column],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| row.get::<_, Option<String>>(0).ok_or_else(|| row.get::<_, String>(1)))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_or_else(|other| Ok(Err(other)), |remake| Ok(Ok(remake)))
 }
 
 /// The condition on a row where PostgreSQL's value of the candidate differs from the synced one. SQLite has no

@@ -53,8 +53,11 @@ const ORDERS: &str = "
         parsed TEXT AS (json_extract('{\"a\": 1}', '$.a')),
         joined TEXT AS (price || qty),
         tag TEXT AS (name || weight),
-        half INTEGER AS (price / 2));
-    CREATE INDEX orders_half ON orders(half);
+        half INTEGER AS (price / 2) UNIQUE,
+        viewed INTEGER AS (qty + 1));
+    CREATE INDEX orders_half_qty ON orders(half, qty);
+    CREATE TABLE halves(half INTEGER REFERENCES orders(half));
+    INSERT INTO halves VALUES (5);
     INSERT INTO orders(price, qty, name, weight, amount) VALUES (10, 2, 'Pen', 2.0, 12.34), (7, 3, 'Ink', 0.5, 37.02);";
 
 /// The `not_carried` entries of a JSON cutover report, as (kind, what).
@@ -86,12 +89,16 @@ async fn cutover_makes_generated_columns_postgres_computes_the_same_and_lists_th
     let (path, url) = (file.path.to_str().unwrap(), db.url());
     assert!(lite2pg_output(&["run", "--once", "--sqlite", path, "--postgres", &url]).status.success());
 
+    db.client().await.batch_execute("CREATE VIEW viewed AS SELECT viewed FROM orders").await.unwrap();
     let dry = cutover_json(&file, &db, &["--dry-run"]);
     assert_eq!(generated_in_postgres(&db).await, Vec::<Option<String>>::new(), "a dry run changes nothing");
     let report = cutover_json(&file, &db, &[]);
     assert_eq!(dry["generated"], report["generated"]);
     assert_eq!(not_carried(&dry), not_carried(&report), "the dry run lists what the cutover does");
-    assert_eq!(report["generated"], serde_json::json!(["orders.total", "orders.slug", "orders.third", "orders.cents"]));
+    assert_eq!(
+        report["generated"],
+        serde_json::json!(["orders.total", "orders.slug", "orders.third", "orders.cents", "orders.half"])
+    );
     let reasons: Vec<String> = not_carried(&report)
         .into_iter()
         .filter(|(kind, _)| kind == "generated_column")
@@ -102,7 +109,7 @@ async fn cutover_makes_generated_columns_postgres_computes_the_same_and_lists_th
     assert!(reasons[1].starts_with("PostgreSQL refused `\"price\" || \"qty\"`"), "{reasons:?}");
     assert!(reasons[1].contains("operator does not exist: bigint || bigint"), "{reasons:?}");
     assert!(reasons[2].contains("differently from SQLite for 1 row(s)"), "'Pen2.0' in SQLite, 'Pen2' in PostgreSQL: {reasons:?}");
-    assert!(reasons[3].contains("an index or constraint in PostgreSQL uses the column"), "{reasons:?}");
+    assert_eq!(reasons[3], "rule _RETURN on view viewed in PostgreSQL uses the column");
     let sql: Vec<&str> = report["not_carried"].as_array().unwrap().iter().filter_map(|i| i["sql"].as_str()).collect();
     assert!(sql.contains(&"GENERATED ALWAYS AS (name || weight)"), "{sql:?}");
 
@@ -113,17 +120,30 @@ async fn cutover_makes_generated_columns_postgres_computes_the_same_and_lists_th
     let columns: Vec<String> = columns.into_iter().flatten().collect();
     assert_eq!(
         columns,
-        ["id", "price", "qty", "name", "weight", "amount", "parsed", "joined", "tag", "half", "total", "slug", "third", "cents"]
+        [
+            "id", "price", "qty", "name", "weight", "amount", "parsed", "joined", "tag", "viewed", "total", "slug", "third",
+            "cents", "half"
+        ]
     );
     assert_eq!(
         generated_in_postgres(&db).await,
-        [Some("total".into()), Some("slug".into()), Some("third".into()), Some("cents".into())]
+        [Some("total".into()), Some("slug".into()), Some("third".into()), Some("cents".into()), Some("half".into())]
     );
     let client = db.client().await;
     client.batch_execute("INSERT INTO orders(price, qty, name, weight, amount) VALUES (5, 5, 'Cup', 1.5, 0.07)").await.unwrap();
     let row =
         client.query_one("SELECT concat_ws('|', total, slug, third, cents) FROM orders WHERE name = 'Cup'", &[]).await.unwrap();
     assert_eq!(row.get::<_, String>(0), "25|cup-3|1.7|7");
+    // half's unique constraint, its index with qty and the foreign key to it were made again.
+    let made_again =
+        "SELECT count(*)::text FROM pg_constraint WHERE conname IN ('orders_half_key', 'halves_fk0') AND convalidated";
+    assert_eq!(db.texts(made_again).await, [Some("2".into())]);
+    assert!(db.texts("SELECT indexdef FROM pg_indexes WHERE indexname = 'orders_half_qty'").await[0]
+        .as_ref()
+        .unwrap()
+        .contains("(half, qty)"));
+    let duplicate = client.batch_execute("INSERT INTO orders(price, qty, name) VALUES (11, 1, 'same half')").await;
+    assert!(duplicate.is_err(), "half stays unique");
     let null_total = client.batch_execute("INSERT INTO orders(price, name) VALUES (1, 'no qty')").await;
     assert!(null_total.unwrap_err().as_db_error().unwrap().message().contains("not-null"), "NOT NULL came along");
 }
