@@ -28,12 +28,25 @@ pub struct Outcome {
 }
 
 /// Makes `table`'s generated columns generated in PostgreSQL too, inside the caller's open transaction, each in a
-/// savepoint: one that PostgreSQL refuses or computes differently is left as it was.
+/// savepoint: one that PostgreSQL refuses or computes differently is left as it was; one PostgreSQL generates
+/// already is left alone.
 pub async fn make_generated(client: &Client, schema: &str, table: &Table) -> Result<Vec<Outcome>> {
     let plain: Vec<(String, String)> =
         table.columns.iter().filter(|c| c.generated.is_none()).map(|c| (c.name.clone(), pg_column_name(&c.name))).collect();
     let mut outcomes = Vec::new();
+    let relation = qualified(schema, &table.name);
     for column in table.columns.iter().filter(|c| c.generated.is_some()) {
+        // The application's own schema (made by its migrations) may generate it already.
+        let already: Option<bool> = client
+            .query_opt(
+                "SELECT attgenerated = 's' FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2",
+                &[&relation, &pg_column_name(&column.name)],
+            )
+            .await?
+            .map(|row| row.get(0));
+        if already == Some(true) {
+            continue;
+        }
         let expression = column.generated.as_ref().and_then(|g| g.expression.clone());
         let result = match expression.as_deref().map(|e| to_postgres(e, &plain)) {
             None => Err("its expression could not be read from the table's SQL".to_string()),

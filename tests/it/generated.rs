@@ -54,7 +54,8 @@ const ORDERS: &str = "
         joined TEXT AS (price || qty),
         tag TEXT AS (name || weight),
         half INTEGER AS (price / 2) UNIQUE,
-        viewed INTEGER AS (qty + 1));
+        viewed INTEGER AS (qty + 1),
+        pre INTEGER AS (qty * 3));
     CREATE INDEX orders_half_qty ON orders(half, qty);
     CREATE TABLE halves(half INTEGER REFERENCES orders(half));
     INSERT INTO halves VALUES (5);
@@ -89,9 +90,11 @@ async fn cutover_makes_generated_columns_postgres_computes_the_same_and_lists_th
     let (path, url) = (file.path.to_str().unwrap(), db.url());
     assert!(lite2pg_output(&["run", "--once", "--sqlite", path, "--postgres", &url]).status.success());
 
-    db.client().await.batch_execute("CREATE VIEW viewed AS SELECT viewed FROM orders").await.unwrap();
+    // A view on one generated column; another PostgreSQL generates already (as an application's own schema may).
+    let already = "ALTER TABLE orders DROP COLUMN pre, ADD COLUMN pre bigint GENERATED ALWAYS AS (qty * 3) STORED";
+    db.client().await.batch_execute(&format!("CREATE VIEW viewed AS SELECT viewed FROM orders; {already}")).await.unwrap();
     let dry = cutover_json(&file, &db, &["--dry-run"]);
-    assert_eq!(generated_in_postgres(&db).await, Vec::<Option<String>>::new(), "a dry run changes nothing");
+    assert_eq!(generated_in_postgres(&db).await, [Some("pre".into())], "a dry run changes nothing");
     let report = cutover_json(&file, &db, &[]);
     assert_eq!(dry["generated"], report["generated"]);
     assert_eq!(not_carried(&dry), not_carried(&report), "the dry run lists what the cutover does");
@@ -121,13 +124,20 @@ async fn cutover_makes_generated_columns_postgres_computes_the_same_and_lists_th
     assert_eq!(
         columns,
         [
-            "id", "price", "qty", "name", "weight", "amount", "parsed", "joined", "tag", "viewed", "total", "slug", "third",
-            "cents", "half"
+            "id", "price", "qty", "name", "weight", "amount", "parsed", "joined", "tag", "viewed", "pre", "total", "slug",
+            "third", "cents", "half"
         ]
     );
     assert_eq!(
         generated_in_postgres(&db).await,
-        [Some("total".into()), Some("slug".into()), Some("third".into()), Some("cents".into()), Some("half".into())]
+        [
+            Some("pre".into()),
+            Some("total".into()),
+            Some("slug".into()),
+            Some("third".into()),
+            Some("cents".into()),
+            Some("half".into())
+        ]
     );
     let client = db.client().await;
     client.batch_execute("INSERT INTO orders(price, qty, name, weight, amount) VALUES (5, 5, 'Cup', 1.5, 0.07)").await.unwrap();
