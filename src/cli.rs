@@ -500,6 +500,10 @@ async fn cutover(common: &CommonArgs, args: &CutoverArgs) -> Result<ExitCode> {
     for statement in &report.statements {
         println!("  {statement};");
     }
+    if !report.generated.is_empty() {
+        println!("\nGenerated columns PostgreSQL computes now (each is now the last column of its table):");
+        println!("  {}", report.generated.join(", "));
+    }
     if !report.not_carried.is_empty() {
         println!("\nNot carried over (port by hand):");
         for item in &report.not_carried {
@@ -507,7 +511,9 @@ async fn cutover(common: &CommonArgs, args: &CutoverArgs) -> Result<ExitCode> {
         }
     }
     match (args.dry_run, report.capture_removed) {
-        (true, _) => println!("\nDry run: nothing was changed; SQLite and PostgreSQL are equal, so the cutover can go ahead."),
+        (true, _) => println!(
+            "\nDry run: all of the above was tried in PostgreSQL and rolled back; nothing was changed. SQLite and PostgreSQL are equal, so the cutover can go ahead."
+        ),
         (false, removed) => println!(
             "\nSource {} is promoted: PostgreSQL is the application's database now{}. Point the application at PostgreSQL.",
             report.source_id,

@@ -1,7 +1,8 @@
 //! Cutover: the last step of a migration. Applies the last changes while new SQLite writes wait, proves equality,
 //! makes PostgreSQL ready for the application's own writes (keys that generate values after the highest ever
-//! used, CHECK constraints, unique expression and partial indexes, validated foreign keys), marks the source
-//! promoted and removes capture.
+//! used, generated columns, CHECK constraints, unique expression and partial indexes, validated foreign keys),
+//! lists everything it could not carry, marks the source promoted and removes capture. A dry run does all of it
+//! in a transaction it rolls back, so its list is the real one.
 
 use std::time::{Duration, Instant};
 
@@ -32,9 +33,32 @@ pub struct CutoverOptions {
     pub dry_run: bool,
 }
 
+/// What kind of thing was not carried over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotCarriedKind {
+    Trigger,
+    View,
+    /// A virtual table (FTS, R*Tree, …): never copied.
+    VirtualTable,
+    /// A generated column left a plain column in PostgreSQL.
+    GeneratedColumn,
+    /// A default PostgreSQL did not get.
+    Default,
+    /// A NOT NULL, UNIQUE or foreign key SQLite declares that PostgreSQL lacks.
+    MissingConstraint,
+    /// A foreign key left NOT VALID: rows break it.
+    NotValid,
+    /// A CHECK constraint PostgreSQL refused.
+    Check,
+    /// A unique expression or partial index PostgreSQL refused.
+    UniqueIndex,
+}
+
 /// Something the application relies on that was not carried over, with its SQL to port by hand.
 #[derive(Debug, Clone, Serialize)]
 pub struct NotCarried {
+    pub kind: NotCarriedKind,
     pub what: String,
     pub sql: String,
 }
@@ -44,6 +68,8 @@ pub struct NotCarried {
 pub struct CutoverReport {
     pub source_id: String,
     pub statements: Vec<String>,
+    /// Generated columns PostgreSQL computes now (`table.column`): each is now its table's last column.
+    pub generated: Vec<String>,
     pub not_carried: Vec<NotCarried>,
     pub promoted: bool,
     pub capture_removed: bool,
@@ -127,8 +153,12 @@ async fn finish(options: &CutoverOptions, conn: &Connection, client: &Client, ca
     let schema = read_schema(conn)?;
     let mut statements = Vec::new();
     let mut not_carried = not_carried_objects(conn)?;
+    let mut with_generated = Vec::new();
     for captured in &capture.tables {
         let Some(table) = schema.table(&captured.name) else { continue };
+        if table.columns.iter().any(|c| c.generated.is_some()) {
+            with_generated.push(table);
+        }
         let plan = existing_plan(client, &row.target_schema, table, &captured.key_columns).await?;
         statements.extend(key_generator(conn, client, &row.target_schema, table, &plan).await?);
         statements.extend(check_constraints(conn, &row.target_schema, table)?);
@@ -137,13 +167,23 @@ async fn finish(options: &CutoverOptions, conn: &Connection, client: &Client, ca
     }
     statements.extend(unvalidated_foreign_keys(client, &row.target_schema).await?);
     let missing = missing_for_source(client, &row.target_schema, &schema, &capture.tables, false).await?;
-    not_carried.extend(missing.into_iter().map(|m| NotCarried { what: format!("{m}, missing in PostgreSQL"), sql: m.sql }));
-    let mut report =
-        CutoverReport { source_id: source_id.to_string(), statements, not_carried, promoted: false, capture_removed: false };
+    not_carried.extend(missing.into_iter().map(|m| NotCarried {
+        kind: NotCarriedKind::MissingConstraint,
+        what: format!("{m}, missing in PostgreSQL"),
+        sql: m.sql,
+    }));
+    let mut report = CutoverReport {
+        source_id: source_id.to_string(),
+        statements,
+        generated: Vec::new(),
+        not_carried,
+        promoted: false,
+        capture_removed: false,
+    };
+    apply(client, &mut report, &row.target_schema, &with_generated, options.dry_run).await?;
     if options.dry_run {
         return Ok(report);
     }
-    apply(client, &mut report).await?;
     client.execute("UPDATE lite2pg.sources SET promoted = true WHERE source_id = $1", &[&source_id]).await?;
     report.promoted = true;
     if !options.keep_capture {
@@ -153,11 +193,32 @@ async fn finish(options: &CutoverOptions, conn: &Connection, client: &Client, ca
     Ok(report)
 }
 
-/// Runs the statements in one transaction; a CHECK or unique index PostgreSQL cannot take is reported instead
-/// of failing all.
-async fn apply(client: &Client, report: &mut CutoverReport) -> Result<()> {
+/// Makes the generated columns, then runs the statements, in one transaction (rolled back for a dry run); a
+/// generated column, CHECK, unique index or foreign key PostgreSQL cannot take is reported instead of failing all.
+async fn apply(
+    client: &Client,
+    report: &mut CutoverReport,
+    schema: &str,
+    with_generated: &[&Table],
+    dry_run: bool,
+) -> Result<()> {
     client.batch_execute("BEGIN").await?;
     let mut kept = Vec::new();
+    for table in with_generated {
+        for outcome in crate::generated::make_generated(client, schema, table).await? {
+            match outcome.result {
+                Ok(statement) => {
+                    kept.push(statement);
+                    report.generated.push(outcome.column);
+                }
+                Err(reason) => report.not_carried.push(NotCarried {
+                    kind: NotCarriedKind::GeneratedColumn,
+                    what: format!("generated column {} stays a plain column in PostgreSQL: {reason}", outcome.column),
+                    sql: format!("GENERATED ALWAYS AS ({})", outcome.expression),
+                }),
+            }
+        }
+    }
     for statement in std::mem::take(&mut report.statements) {
         let refusable = refusable(&statement);
         if refusable.is_some() {
@@ -165,10 +226,10 @@ async fn apply(client: &Client, report: &mut CutoverReport) -> Result<()> {
         }
         match (client.batch_execute(&statement).await, refusable) {
             (Ok(()), _) => kept.push(statement),
-            (Err(err), Some(what)) => {
+            (Err(err), Some((kind, what))) => {
                 client.batch_execute("ROLLBACK TO SAVEPOINT refusable").await?;
                 let reason = err.as_db_error().map_or_else(|| err.to_string(), |db| db.message().to_string());
-                report.not_carried.push(NotCarried { what: format!("{what} PostgreSQL refused ({reason})"), sql: statement });
+                report.not_carried.push(NotCarried { kind, what: format!("{what} ({reason})"), sql: statement });
             }
             (Err(err), None) => {
                 client.batch_execute("ROLLBACK").await?;
@@ -176,19 +237,21 @@ async fn apply(client: &Client, report: &mut CutoverReport) -> Result<()> {
             }
         }
     }
-    client.batch_execute("COMMIT").await?;
+    client.batch_execute(if dry_run { "ROLLBACK" } else { "COMMIT" }).await?;
     report.statements = kept;
     Ok(())
 }
 
 /// What a statement adds when PostgreSQL may refuse it without failing the cutover: a CHECK (its SQLite
-/// expression may not be PostgreSQL's) or a unique index (PostgreSQL's functions and collations may find
-/// duplicates SQLite's did not).
-fn refusable(statement: &str) -> Option<&'static str> {
+/// expression may not be PostgreSQL's), a unique index (PostgreSQL's functions and collations may find
+/// duplicates SQLite's did not) or a foreign key's validation (SQLite let rows break it).
+fn refusable(statement: &str) -> Option<(NotCarriedKind, &'static str)> {
     if statement.contains(" CHECK (") {
-        Some("CHECK constraint")
+        Some((NotCarriedKind::Check, "CHECK constraint PostgreSQL refused"))
     } else if statement.contains("CREATE UNIQUE INDEX") {
-        Some("unique index")
+        Some((NotCarriedKind::UniqueIndex, "unique index PostgreSQL refused"))
+    } else if statement.contains(" VALIDATE CONSTRAINT ") {
+        Some((NotCarriedKind::NotValid, "foreign key stays NOT VALID: rows break it"))
     } else {
         None
     }
@@ -307,6 +370,7 @@ fn untranslated_defaults(table: &Table, plan: &TablePlan) -> Vec<NotCarried> {
         .zip(&plan.columns)
         .filter(|(column, planned)| column.default_sql.is_some() && planned.default_sql.is_none())
         .map(|(column, _)| NotCarried {
+            kind: NotCarriedKind::Default,
             what: format!("default of {}.{}", table.name, column.name),
             sql: column.default_sql.clone().unwrap_or_default(),
         })
@@ -328,14 +392,22 @@ async fn unvalidated_foreign_keys(client: &Client, schema: &str) -> Result<Vec<S
         .collect())
 }
 
-/// The application's triggers and views: SQLite SQL to port by hand.
+/// The application's triggers, views and virtual tables: SQLite SQL to port by hand.
 fn not_carried_objects(conn: &Connection) -> Result<Vec<NotCarried>> {
     let mut stmt = conn.prepare(
-        "SELECT type, name, sql FROM sqlite_master WHERE type IN ('trigger', 'view') AND name NOT LIKE ?1 ESCAPE '\\' ORDER BY type, name",
+        "SELECT CASE type WHEN 'table' THEN 'virtual table' ELSE type END AS kind, name, sql FROM sqlite_master
+         WHERE (type IN ('trigger', 'view') OR (type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'))
+           AND name NOT LIKE ?1 ESCAPE '\\' ORDER BY kind, name",
     )?;
     let pattern = format!("{}%", OWN_PREFIX.replace('_', "\\_"));
     let rows = stmt.query_map([pattern], |r| {
-        Ok(NotCarried { what: format!("{} {}", r.get::<_, String>(0)?, r.get::<_, String>(1)?), sql: r.get(2)? })
+        let (kind, name): (String, String) = (r.get(0)?, r.get(1)?);
+        let kind_of = match kind.as_str() {
+            "trigger" => NotCarriedKind::Trigger,
+            "view" => NotCarriedKind::View,
+            _ => NotCarriedKind::VirtualTable,
+        };
+        Ok(NotCarried { kind: kind_of, what: format!("{kind} {name}"), sql: r.get(2)? })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

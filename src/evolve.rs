@@ -465,6 +465,8 @@ async fn follow_columns(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNo
             }
             None => String::new(),
         };
+        // SQLite computes a generated column added by ALTER TABLE for every row at once, without logging them.
+        exact &= column.generated.is_none();
         tx.batch_execute(&format!("ALTER TABLE {table} ADD COLUMN {} {}{clause}", quote(pg_column), pg_type.sql())).await?;
         tracing::info!(
             "column {:?} was added to table {:?} in SQLite: added it in PostgreSQL as {pg_type}{clause}",

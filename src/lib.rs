@@ -17,6 +17,7 @@ pub mod doctor;
 pub mod error;
 pub mod evolve;
 pub mod fleet;
+pub mod generated;
 pub mod ident;
 pub mod metrics;
 pub mod pg;

@@ -1,6 +1,6 @@
 //! Reads SQLite's `CREATE INDEX` text far enough to evaluate an expression or partial index for a row about to be
 //! written: the indexed terms and the WHERE predicate, with column references rewritten to read from a trigger's
-//! `NEW` row.
+//! `NEW` row. Also reads the expressions of generated columns out of `CREATE TABLE` text.
 //!
 //! A small tokenizer, not a parser: it knows string and blob literals, quoted identifiers ("x", `x`, [x]),
 //! numbers, comments, `COLLATE name`, type names after `AS` and function names (a word followed by `(`). Anything
@@ -216,6 +216,68 @@ pub fn parse_index(sql: &str) -> Option<IndexSql> {
     Some(IndexSql { terms, predicate })
 }
 
+/// The generated columns of a `CREATE TABLE` statement: each column's name (unquoted) and the expression inside
+/// its `[GENERATED ALWAYS] AS (…)`. Empty when the text does not tokenize.
+pub fn generated_columns(sql: &str) -> Vec<(String, String)> {
+    let Some(tokens) = tokenize(sql) else { return Vec::new() };
+    let Some(open) = tokens.iter().position(|t| t.kind == Kind::Open) else { return Vec::new() };
+    let (mut depth, mut start, mut found) = (0usize, open + 1, Vec::new());
+    for (i, token) in tokens.iter().enumerate().skip(open) {
+        match token.kind {
+            Kind::Open => depth += 1,
+            Kind::Close | Kind::Comma if depth == 1 => {
+                found.extend(generated_definition(&tokens[start..i]));
+                start = i + 1;
+                if token.kind == Kind::Close {
+                    break;
+                }
+            }
+            Kind::Close => depth -= 1,
+            _ => {}
+        }
+    }
+    found
+}
+
+/// The name and expression of one column definition when it is `name … AS (expr) …`; `AS` inside parentheses
+/// (a CHECK or DEFAULT's CAST) does not count.
+fn generated_definition(tokens: &[Token<'_>]) -> Option<(String, String)> {
+    let first = tokens.first()?;
+    let name = match first.kind {
+        Kind::QuotedName => unquote(first.text),
+        Kind::Literal if first.text.starts_with('\'') => unquote(first.text),
+        Kind::Word => first.text.to_string(),
+        _ => return None,
+    };
+    let mut depth = 0usize;
+    for (i, token) in tokens.iter().enumerate().skip(1) {
+        match token.kind {
+            Kind::Open => depth += 1,
+            Kind::Close => depth = depth.checked_sub(1)?,
+            Kind::Word if depth == 0 && is_word(token, "as") && tokens.get(i + 1)?.kind == Kind::Open => {
+                let close = matching_close(tokens, i + 1)?;
+                return Some((name, join(&tokens[i + 2..close])));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The position of the `)` closing the `(` at `open`.
+fn matching_close(tokens: &[Token<'_>], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, token) in tokens.iter().enumerate().skip(open) {
+        match token.kind {
+            Kind::Open => depth += 1,
+            Kind::Close if depth == 1 => return Some(i),
+            Kind::Close => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
 /// One indexed term without its trailing `ASC`/`DESC` and `COLLATE name` (the index's collation is read apart).
 fn term(mut tokens: &[Token<'_>]) -> Option<String> {
     if tokens.last().is_some_and(|t| is_word(t, "asc") || is_word(t, "desc")) {
@@ -272,6 +334,111 @@ pub fn on_row(expr: &str, columns: &[String], row: &str) -> Option<(String, Vec<
     Some((text.trim().to_string(), used))
 }
 
+/// Functions whose PostgreSQL namesake computes what SQLite's does (for text, numbers and NULL alike), and the
+/// name to call in PostgreSQL. `round` is called on `numeric`, which rounds halves away from zero as SQLite does.
+const SAME_FUNCTIONS: &[(&str, &str)] = &[
+    ("lower", "lower"),
+    ("upper", "upper"),
+    ("length", "length"),
+    ("abs", "abs"),
+    ("coalesce", "coalesce"),
+    ("ifnull", "coalesce"),
+    ("nullif", "nullif"),
+    ("trim", "trim"),
+    ("ltrim", "ltrim"),
+    ("rtrim", "rtrim"),
+    ("replace", "replace"),
+    ("instr", "strpos"),
+    ("round", "round"),
+];
+
+/// Words that mean the same in both: operators spelled as words and CASE.
+const SAME_WORDS: &[&str] = &["and", "or", "not", "null", "case", "when", "then", "else", "end", "between", "in", "cast", "as"];
+
+/// SQLite's type names in a CAST and PostgreSQL's type with the same affinity.
+const CAST_TYPES: &[(&str, &str)] =
+    &[("integer", "bigint"), ("int", "bigint"), ("real", "double precision"), ("text", "text"), ("numeric", "numeric")];
+
+/// `expr`, a generated column's SQLite expression over `columns` (SQLite name, PostgreSQL name), as a PostgreSQL
+/// expression, or why it does not translate. Only what computes the same in both is taken: column references,
+/// literals, arithmetic, comparison, `||`, CASE, `IS [NOT] NULL`, casts to the basic types and `SAME_FUNCTIONS`.
+pub fn to_postgres(expr: &str, columns: &[(String, String)]) -> Result<String, String> {
+    let tokens = tokenize(expr).ok_or("its text does not read as an expression")?;
+    let column = |name: &str| columns.iter().find(|(c, _)| c.eq_ignore_ascii_case(name)).map(|(_, pg)| quote(pg));
+    // Depths at which a `round(` argument started: its end gets ` AS numeric)`.
+    let (mut text, mut depth, mut numeric_args) = (String::new(), 0usize, Vec::<usize>::new());
+    for (i, token) in tokens.iter().enumerate() {
+        let previous = i.checked_sub(1).map(|p| &tokens[p]);
+        let next = tokens.get(i + 1);
+        let calls = next.is_some_and(|n| n.kind == Kind::Open);
+        let word = token.text.to_ascii_lowercase();
+        let translated = match token.kind {
+            Kind::Unknown => return Err(format!("`{}` has no PostgreSQL equivalent here", token.text)),
+            Kind::Word if calls => match SAME_FUNCTIONS.iter().find(|(f, _)| *f == word) {
+                Some((_, pg)) => pg.to_string(),
+                None if word == "cast" => word,
+                None => return Err(format!("function {}() is not known to compute the same in PostgreSQL", token.text)),
+            },
+            Kind::Word if previous.is_some_and(|p| is_word(p, "as")) => match CAST_TYPES.iter().find(|(t, _)| *t == word) {
+                Some((_, pg)) => pg.to_string(),
+                None => return Err(format!("cast to {} has no PostgreSQL equivalent", token.text)),
+            },
+            Kind::Word if word == "is" => match next {
+                Some(n) if is_word(n, "null") || is_word(n, "not") => word,
+                _ => return Err("IS between values compares differently in PostgreSQL".to_string()),
+            },
+            Kind::Word | Kind::QuotedName => match column(&unquote_name(token)) {
+                Some(pg) => pg,
+                None if token.kind == Kind::Word && SAME_WORDS.contains(&word.as_str()) => word,
+                None if token.kind == Kind::Word && KEYWORDS.contains(&word.as_str()) => {
+                    return Err(format!("{} is not known to work the same in PostgreSQL", word.to_uppercase()))
+                }
+                None => return Err(format!("{} is not a column PostgreSQL can compute from", token.text)),
+            },
+            Kind::Literal
+                if token.text.starts_with(['x', 'X']) || token.text.starts_with("0x") || token.text.starts_with("0X") =>
+            {
+                return Err("blob and hexadecimal literals differ in PostgreSQL".to_string())
+            }
+            // `==` is SQLite's spelling of `=`.
+            Kind::Other if token.text == "=" && previous.is_some_and(|p| p.text == "=" && token.before.is_empty()) => continue,
+            Kind::Open => {
+                depth += 1;
+                let opens = token.text.to_string();
+                match previous.is_some_and(|p| is_word(p, "round")) {
+                    true => {
+                        numeric_args.push(depth);
+                        opens + "CAST("
+                    }
+                    false => opens,
+                }
+            }
+            Kind::Close | Kind::Comma => {
+                let mut closing = String::new();
+                if numeric_args.last() == Some(&depth) {
+                    numeric_args.pop();
+                    closing.push_str(" AS numeric)");
+                }
+                if token.kind == Kind::Close {
+                    depth = depth.saturating_sub(1);
+                }
+                closing + token.text
+            }
+            _ => token.text.to_string(),
+        };
+        text.push_str(gap(token));
+        text.push_str(&translated);
+    }
+    Ok(text.trim().to_string())
+}
+
+fn unquote_name(token: &Token<'_>) -> String {
+    match token.kind {
+        Kind::QuotedName => unquote(token.text),
+        _ => token.text.to_string(),
+    }
+}
+
 /// The name inside `"x"`, `` `x` `` or `[x]`.
 fn unquote(quoted: &str) -> String {
     let (first, inner) = (quoted.as_bytes()[0], &quoted[1..quoted.len() - 1]);
@@ -325,6 +492,40 @@ mod tests {
         assert_eq!(rewrite("text(name)").as_deref(), Some("text(NEW.\"name\")"), "a function of a column's name");
         let (_, used) = on_row("coalesce(name, active, name)", &cols, "NEW").unwrap();
         assert_eq!(used, ["name", "Active"]);
+    }
+
+    #[test]
+    fn finds_generated_columns_in_create_table() {
+        let found = generated_columns(
+            "CREATE TABLE \"t(\"(a INT DEFAULT (CAST(1 AS TEXT)), 'q' AS (a || ','), [b c] INT GENERATED ALWAYS AS (abs(a)) STORED,
+             d TEXT CHECK (d <> 'AS (x)'), PRIMARY KEY (a))",
+        );
+        assert_eq!(found, [("q".to_string(), "a || ','".to_string()), ("b c".to_string(), "abs(a)".to_string())]);
+        assert!(generated_columns("CREATE TABLE t(a AS (unterminated").is_empty());
+    }
+
+    #[test]
+    fn translates_what_computes_the_same_in_postgres() {
+        let cols = vec![("price".to_string(), "price".to_string()), ("Qty".to_string(), "qty".to_string())];
+        let pg = |expr: &str| to_postgres(expr, &cols);
+        assert_eq!(pg("price * qty").as_deref(), Ok("\"price\" * \"qty\""));
+        assert_eq!(pg("[Price] || ' x ' || \"QTY\"").as_deref(), Ok("\"price\" || ' x ' || \"qty\""));
+        assert_eq!(pg("round(price * 1.1, 2)").as_deref(), Ok("round(CAST(\"price\" * 1.1 AS numeric), 2)"));
+        assert_eq!(pg("round(abs(price))").as_deref(), Ok("round(CAST(abs(\"price\") AS numeric))"));
+        assert_eq!(pg("CAST(qty AS TEXT)").as_deref(), Ok("cast(\"qty\" as text)"));
+        assert_eq!(pg("ifnull(qty, 0) == 1").as_deref(), Ok("coalesce(\"qty\", 0) = 1"));
+        assert_eq!(
+            pg("CASE WHEN qty IS NOT NULL THEN upper(price) END").as_deref(),
+            Ok("case when \"qty\" is not null then upper(\"price\") end")
+        );
+        assert!(pg("json_extract(price, '$.a')").unwrap_err().contains("json_extract()"));
+        assert!(pg("price + other").unwrap_err().contains("other is not a column"));
+        assert!(pg("\"price\" || \"not a column\"").is_err(), "SQLite's double-quoted string fallback");
+        assert!(pg("qty IS price").is_err());
+        assert!(pg("CAST(qty AS BLOB)").is_err());
+        assert!(pg("x'00' || price").is_err());
+        assert!(pg("price LIKE 'a%'").is_err(), "LIKE ignores case in SQLite");
+        assert!(pg("t.price").is_err());
     }
 
     #[test]

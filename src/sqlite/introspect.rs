@@ -16,6 +16,17 @@ pub struct Column {
     pub not_null: bool,
     /// The default as SQLite stores it (SQL text), if any.
     pub default_sql: Option<String>,
+    /// Set when SQLite computes the column (`GENERATED ALWAYS AS (…)`); lite2pg copies its values like any other.
+    pub generated: Option<Generated>,
+}
+
+/// How SQLite computes a generated column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generated {
+    /// `STORED` (kept in the row) rather than `VIRTUAL` (computed when read).
+    pub stored: bool,
+    /// The expression inside `AS (…)`, as the table's SQL writes it (`None` if that text could not be read).
+    pub expression: Option<String>,
 }
 
 /// One index, or the index behind a UNIQUE or PRIMARY KEY constraint.
@@ -130,6 +141,7 @@ fn read_table(conn: &Connection, name: String, without_rowid: bool, strict: bool
         conn.prepare("SELECT name, type, \"notnull\", dflt_value, pk, hidden FROM pragma_table_xinfo(?1) ORDER BY cid")?;
     let mut columns = Vec::new();
     let mut key_positions = Vec::new();
+    let expressions = generated_expressions(conn, &name)?;
     let rows = stmt.query_map([&name], |row| {
         Ok((
             row.get::<_, String>(0)?,
@@ -148,7 +160,12 @@ fn read_table(conn: &Connection, name: String, without_rowid: bool, strict: bool
         if pk > 0 {
             key_positions.push((pk, column.clone()));
         }
-        columns.push(Column { name: column, declared_type, not_null, default_sql });
+        // pragma table_xinfo: hidden 2 is a VIRTUAL generated column, 3 a STORED one.
+        let generated = matches!(hidden, 2 | 3).then(|| Generated {
+            stored: hidden == 3,
+            expression: expressions.iter().find(|(c, _)| c.eq_ignore_ascii_case(&column)).map(|(_, e)| e.clone()),
+        });
+        columns.push(Column { name: column, declared_type, not_null, default_sql, generated });
     }
     key_positions.sort();
     let indexes = read_indexes(conn, &name)?;
@@ -162,6 +179,13 @@ fn read_table(conn: &Connection, name: String, without_rowid: bool, strict: bool
         indexes,
         foreign_keys,
     })
+}
+
+/// The generated columns' expressions, read from the table's CREATE TABLE text (SQLite keeps them nowhere else).
+fn generated_expressions(conn: &Connection, table: &str) -> Result<Vec<(String, String)>> {
+    let sql: Option<String> =
+        conn.query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |row| row.get(0))?;
+    Ok(sql.as_deref().map(crate::sqlite::index_sql::generated_columns).unwrap_or_default())
 }
 
 fn read_indexes(conn: &Connection, table: &str) -> Result<Vec<Index>> {
@@ -234,7 +258,36 @@ mod tests {
         assert_eq!(loose.rowid_name(), Some("_rowid_"));
         assert_eq!(loose.indexes[0].columns, None);
         assert_eq!(loose.indexes[0].collations, ["BINARY"]);
+        assert_eq!(parent.columns[1].generated, None);
         assert_eq!(schema.skipped, [Skipped { kind: "view", name: "v".into() }, Skipped { kind: "trigger", name: "t".into() }]);
+        Ok(())
+    }
+
+    #[test]
+    fn reads_generated_columns_and_their_expressions() -> Result<()> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(
+            "CREATE TABLE t(a INT, b TEXT CHECK (CAST(b AS TEXT) <> 'as'),
+                            [Total] INT GENERATED ALWAYS AS (a * (a + 1)) STORED,
+                            v AS (lower(b) || ','),
+                            \"w, x\" TEXT GENERATED ALWAYS AS (b) VIRTUAL NOT NULL);
+             ALTER TABLE t ADD COLUMN later AS (a + 1);",
+        )?;
+        let schema = read_schema(&conn)?;
+        let generated: Vec<_> =
+            schema.tables[0].columns.iter().map(|c| (c.name.as_str(), c.declared_type.as_str(), c.generated.clone())).collect();
+        let made = |stored: bool, expression: &str| Some(Generated { stored, expression: Some(expression.to_string()) });
+        assert_eq!(
+            generated,
+            [
+                ("a", "INT", None),
+                ("b", "TEXT", None),
+                ("Total", "INT", made(true, "a * (a + 1)")),
+                ("v", "", made(false, "lower(b) || ','")),
+                ("w, x", "TEXT", made(false, "b")),
+                ("later", "", made(false, "a + 1")),
+            ]
+        );
         Ok(())
     }
 }
