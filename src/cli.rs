@@ -75,6 +75,10 @@ pub struct CommonArgs {
     /// A captured table dropped in SQLite: keep its PostgreSQL table (default) or drop it.
     #[arg(long, global = true, value_enum)]
     pub dropped_tables: Option<DroppedTables>,
+    /// Sync into tables the application made in PostgreSQL (Django's migrate, Alembic…), matched by name,
+    /// never changing their DDL. Recorded per source: later commands follow it without the flag.
+    #[arg(long, env = "LITE2PG_INTO_EXISTING", global = true)]
+    pub into_existing: bool,
     /// With a config file listing several sources: only the source with this id.
     #[arg(long, global = true, value_name = "ID")]
     pub source: Option<String>,
@@ -307,7 +311,11 @@ impl CommonArgs {
             jobs,
             progress: !self.json && std::io::stderr().is_terminal(),
             source_id: self.source_id.clone(),
-            policies: self.policies.clone(),
+            policies: {
+                let mut policies = self.policies.clone();
+                policies.into_existing = self.into_existing;
+                policies
+            },
         })
     }
 }
