@@ -712,6 +712,13 @@ fn print_status(status: &crate::status::Status) {
         ("daemon", status.daemon.clone().map_or("not running".into(), |holder| format!("running ({holder})"))),
         ("snapshot", if status.snapshot_done { "done".into() } else { "not done".into() }),
         (
+            "target",
+            match status.into_existing {
+                true => "the application's own tables (--into-existing)".into(),
+                false => "tables lite2pg created".into(),
+            },
+        ),
+        (
             "applied seq",
             format!("{} (newest in SQLite {})", or_unknown(status.applied_seq.map(|s| s.to_string())), status.newest_seq),
         ),
@@ -741,6 +748,12 @@ fn print_status(status: &crate::status::Status) {
         .collect();
     println!();
     print_table(&["table", "sqlite rows", "postgres rows"], &rows);
+    if let Some(gaps) = status.gaps.as_ref().filter(|gaps| !gaps.is_empty()) {
+        println!("\nonly on one side:");
+        for gap in gaps.sentences() {
+            println!("  - {gap}");
+        }
+    }
     if let Some(missing) = status.missing_constraints.as_ref().filter(|missing| !missing.is_empty()) {
         println!("\nconstraints SQLite declares that PostgreSQL lacks:");
         for constraint in missing {

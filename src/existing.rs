@@ -82,8 +82,7 @@ pub async fn app_plan(
         return Ok(None);
     };
     check_key(client, schema, table, key_columns).await?;
-    let writable: HashMap<&str, &AppColumn> =
-        columns.iter().filter(|c| !c.generated).map(|c| (c.name.as_str(), c)).collect();
+    let writable: HashMap<&str, &AppColumn> = columns.iter().filter(|c| !c.generated).map(|c| (c.name.as_str(), c)).collect();
     let mut shared = table.clone();
     shared.columns.retain(|c| writable.contains_key(pg_column_name(&c.name).as_str()));
     let types = shared
@@ -285,10 +284,8 @@ pub async fn sequence_restarts(
         for row in sequences {
             let (column, sequence): (String, String) = (row.get(0), row.get(1));
             let column = crate::ident::quote(&column);
-            let highest: i64 = client
-                .query_one(&format!("SELECT coalesce(max({column})::bigint, 0) FROM {relation}"), &[])
-                .await?
-                .get(0);
+            let highest: i64 =
+                client.query_one(&format!("SELECT coalesce(max({column})::bigint, 0) FROM {relation}"), &[]).await?.get(0);
             let start = highest.max(remembered(&plan.name)?.unwrap_or(0)) + 1;
             // The name comes quoted from pg_get_serial_sequence.
             statements.push(format!("ALTER SEQUENCE {sequence} RESTART WITH {start}"));
@@ -397,8 +394,7 @@ pub async fn register(options: &SnapshotOptions) -> Result<SnapshotReport> {
     }
     tx.commit().await?;
     state::unlock_source(&client, &source_id).await?;
-    let mut notes: Vec<String> =
-        sqlite_schema.skipped.iter().map(|s| format!("{} {:?} is not copied", s.kind, s.name)).collect();
+    let mut notes: Vec<String> = sqlite_schema.skipped.iter().map(|s| format!("{} {:?} is not copied", s.kind, s.name)).collect();
     notes.extend(gaps.sentences());
     Ok(SnapshotReport {
         source_id,
@@ -409,4 +405,23 @@ pub async fn register(options: &SnapshotOptions) -> Result<SnapshotReport> {
         notes,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Whether `snapshot` is to fill existing tables: asked for, or recorded for the source at an earlier snapshot
+/// (`--replace` then never drops the application's tables).
+pub async fn asked_or_recorded(options: &SnapshotOptions) -> Result<bool> {
+    if options.policies.into_existing {
+        return Ok(true);
+    }
+    let installed = match &options.source_id {
+        Some(id) => Some(id.clone()),
+        None => crate::sqlite::capture::read_state(&open(&options.sqlite, Access::ReadOnly)?)?.map(|c| c.source_id),
+    };
+    let Some(source_id) = installed else { return Ok(false) };
+    let client = options.target.connect().await?;
+    if !state::state_schema_exists(&client).await? {
+        return Ok(false);
+    }
+    let recorded = state::source(&client, &source_id).await?;
+    mode(false, recorded.as_ref(), options.replace)
 }
