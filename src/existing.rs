@@ -186,7 +186,7 @@ pub async fn shape(client: &impl GenericClient, schema: &str, tables: &[String])
     let row = client
         .query_one(
             "SELECT coalesce(string_agg(c.relname || '.' || a.attname || ':' || format_type(a.atttypid, a.atttypmod)
-                                        || a.attgenerated, ',' ORDER BY c.relname, a.attnum), '')
+                                        || a.attgenerated::text, ',' ORDER BY c.relname, a.attnum), '')
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
              WHERE n.nspname = $1 AND c.relname = ANY ($2) AND c.relkind IN ('r', 'p')",

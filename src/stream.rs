@@ -1435,14 +1435,15 @@ impl TableRead<'_> {
         let flag_columns = usize::from(!whole_table || self.policies.into_existing);
         let key_indexes = plan.key_indexes();
         let (present, gone) = (SqlValue::Integer(0), SqlValue::Integer(1));
-        let mut gone_row = vec![SqlValue::Null; plan.columns.len() + 1];
-        gone_row[plan.columns.len()] = gone;
-        // A key PostgreSQL's key column cannot hold has no row there, so there is nothing to delete.
-        let mut push_gone = |encoder: &mut CopyEncoder, key: &[SqlValue]| {
+        let mut key_row = vec![SqlValue::Null; plan.columns.len() + 1];
+        // A key with its flag: `gone`, or NULL to keep the row PostgreSQL has as it is (neither deleted nor
+        // upserted). A key PostgreSQL's key column cannot hold has no row there, so there is nothing to delete.
+        let mut push_key = |encoder: &mut CopyEncoder, key: &[SqlValue], flag: &SqlValue| {
             for (slot, value) in key_indexes.iter().zip(key) {
-                gone_row[*slot] = value.clone();
+                key_row[*slot] = value.clone();
             }
-            encoder.push_row(gone_row.iter().zip(types.iter().copied())).is_ok()
+            key_row[plan.columns.len()] = flag.clone();
+            encoder.push_row(key_row.iter().zip(types.iter().copied())).is_ok()
         };
         let on_change = |change: Change<'_>| {
             match change {
@@ -1487,14 +1488,18 @@ impl TableRead<'_> {
                                     None => reject.reason.push_str(NO_WIDER_TYPE),
                                 },
                             }
-                            if !whole_table {
-                                counts.deletes += u64::from(push_gone(&mut encoder, &reject.key));
+                            if self.policies.into_existing {
+                                // Deleting the row could break the application's foreign keys (or cascade):
+                                // PostgreSQL keeps the version it has, and verify counts it as a known reject.
+                                push_key(&mut encoder, &reject.key, &SqlValue::Null);
+                            } else if !whole_table {
+                                counts.deletes += u64::from(push_key(&mut encoder, &reject.key, &gone));
                             }
                             counts.rejects.push(reject);
                         }
                     }
                 }
-                Change::Gone(key) => counts.deletes += u64::from(push_gone(&mut encoder, key)),
+                Change::Gone(key) => counts.deletes += u64::from(push_key(&mut encoder, key, &gone)),
             }
             if encoder.len() >= CHUNK_BYTES {
                 self.send_message(Message::Data { id: self.id, chunk: encoder.take() })?;

@@ -8,6 +8,7 @@ mod cutover;
 mod demo;
 mod errors;
 mod evolve;
+mod existing;
 mod fleet;
 mod foreign_keys;
 mod identity;
