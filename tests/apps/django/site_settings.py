@@ -1,5 +1,7 @@
-"""Settings: the SQLite file comes from SHOP_SQLITE; with SHOP_POSTGRES set, the app runs on PostgreSQL instead."""
+"""Settings: the SQLite file comes from SHOP_SQLITE; with SHOP_POSTGRES set (a postgres:// URL), the app runs on
+PostgreSQL instead, in the schema SHOP_PG_SCHEMA names (default: public)."""
 import os
+from urllib.parse import unquote, urlsplit
 
 SECRET_KEY = "lite2pg-test-only"
 DEBUG = False
@@ -12,6 +14,7 @@ INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.messages",
     "shop",
+    "ledger",
 ]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # IMMEDIATE transactions and a busy timeout, as Django recommends when another process writes the file too
@@ -41,3 +44,17 @@ TEMPLATES = [
         },
     }
 ]
+
+if os.environ.get("SHOP_POSTGRES"):
+    url = urlsplit(os.environ["SHOP_POSTGRES"])
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": unquote(url.path.lstrip("/")),
+            "USER": unquote(url.username or ""),
+            "PASSWORD": unquote(url.password or ""),
+            "HOST": url.hostname or "",
+            "PORT": url.port or "",
+            "OPTIONS": {"options": f"-c search_path={os.environ.get('SHOP_PG_SCHEMA', 'public')}"},
+        }
+    }
