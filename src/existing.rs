@@ -205,7 +205,7 @@ pub struct Gaps {
     pub tables_missing_in_sqlite: Vec<String>,
     /// `table.column` SQLite has and PostgreSQL lacks: not written.
     pub columns_missing_in_postgres: Vec<String>,
-    /// `table.column` PostgreSQL has (or generates) and SQLite lacks: left to PostgreSQL's default.
+    /// `table.column` PostgreSQL has and SQLite lacks: left to PostgreSQL's default (or generated there).
     pub columns_missing_in_sqlite: Vec<String>,
 }
 
@@ -235,12 +235,13 @@ pub async fn gaps(client: &impl GenericClient, schema: &str, tables: &[&Table]) 
             gaps.tables_missing_in_postgres.push(table.name.clone());
             continue;
         };
+        // A column PostgreSQL generates is no gap when SQLite has it too: PostgreSQL computes its values.
         let sqlite_columns: HashSet<String> = table.columns.iter().map(|c| pg_column_name(&c.name)).collect();
-        let writable: HashSet<&str> = columns.iter().filter(|c| !c.generated).map(|c| c.name.as_str()).collect();
-        for column in table.columns.iter().filter(|c| !writable.contains(pg_column_name(&c.name).as_str())) {
+        let postgres_columns: HashSet<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        for column in table.columns.iter().filter(|c| !postgres_columns.contains(pg_column_name(&c.name).as_str())) {
             gaps.columns_missing_in_postgres.push(format!("{}.{}", table.name, column.name));
         }
-        for column in columns.iter().filter(|c| c.generated || !sqlite_columns.contains(&c.name)) {
+        for column in columns.iter().filter(|c| !sqlite_columns.contains(&c.name)) {
             gaps.columns_missing_in_sqlite.push(format!("{}.{}", table.name, column.name));
         }
     }

@@ -1,11 +1,13 @@
 //! `--into-existing`: syncing into tables made by hand with an application's DDL (identities, non-deferrable
 //! foreign keys, columns only one side has): the snapshot replaces the rows they hold, streaming follows, both
-//! sides migrating is followed, values that do not convert are rejected, and the DDL never changes.
+//! sides migrating is followed, values that do not convert are rejected, and the DDL never changes. Then a real
+//! Django project whose PostgreSQL schema Django's own `migrate` made, moved there and run on it.
 
 use lite2pg::metrics::Metrics;
 use lite2pg::stream::{run, RunSummary, StopWhen};
 
-use crate::stream::start_daemon_with;
+use crate::realapps::{assert_running, manage, python_with, DJANGO_PROJECT};
+use crate::stream::{start_daemon_with, terminate, wait_caught_up};
 use crate::support::{lite2pg_output, stderr, SqliteFile, TestDb};
 
 /// SQLite's side: two tables joined by a foreign key, one column PostgreSQL lacks.
@@ -223,4 +225,58 @@ async fn cutover_moves_the_application_sequences_past_the_highest_key() {
     assert_eq!(id, 41);
     let id: i64 = client.query_one("INSERT INTO books(author_id) VALUES (41) RETURNING id", &[]).await.unwrap().get(0);
     assert_eq!(id, 12);
+}
+
+/// Runs `manage.py args…` against PostgreSQL (Django's settings read `SHOP_POSTGRES`).
+fn manage_postgres(file: &SqliteFile, db: &TestDb, args: &[&str]) {
+    let url = db.url();
+    python_with(&file.path, DJANGO_PROJECT, &[&["manage.py"], args, &["-v0"]].concat(), &[("SHOP_POSTGRES", url.as_str())]);
+}
+
+/// Migrates every app on one side, with the ledger app at `ledger` (`None`: its newest migration).
+fn migrate_all(migrate: impl Fn(&[&str]), ledger: Option<&str>) {
+    for app in ["contenttypes", "auth", "admin", "sessions", "shop"] {
+        migrate(&["migrate", app]);
+    }
+    migrate(&[&["migrate", "ledger"][..], ledger.as_slice()].concat());
+}
+
+#[tokio::test]
+async fn a_django_app_moves_into_the_schema_its_own_migrations_made() {
+    let file = SqliteFile::new("PRAGMA journal_mode = DELETE;");
+    let db = TestDb::new().await;
+    // Both sides made by Django's migrate, the ledger at 0001; the application writes on SQLite.
+    migrate_all(|args| manage(&file, args), Some("0001"));
+    migrate_all(|args| manage_postgres(&file, &db, args), Some("0001"));
+    manage(&file, &["ledger_write", "1"]);
+    let before = ddl(&db).await;
+    let mut daemon = start_daemon_with(&db, &file, &["--into-existing", "--schema", "public"]);
+    manage(&file, &["ledger_write", "2"]);
+    wait_caught_up(&db, &file).await;
+    assert_running(&mut daemon);
+    db.assert_equal(&file.path).await;
+    assert_eq!(ddl(&db).await, before, "lite2pg changed the application's DDL");
+
+    // The second migration (a UNIQUE number, generated fields; a table rebuild in SQLite) on PostgreSQL first,
+    // then on SQLite, while the application writes and lite2pg runs.
+    manage_postgres(&file, &db, &["migrate", "ledger"]);
+    manage(&file, &["ledger_write", "3"]);
+    manage(&file, &["migrate", "ledger"]);
+    manage(&file, &["ledger_write", "4"]);
+    wait_caught_up(&db, &file).await;
+    assert_running(&mut daemon);
+    db.assert_equal(&file.path).await;
+    let numbered = "SELECT count(*)::text FROM ledger_account WHERE number IS NOT NULL";
+    let in_sqlite: i64 = file.conn().query_row(numbered, [], |r| r.get::<_, String>(0)).unwrap().parse().unwrap();
+    assert!(in_sqlite > 0);
+    assert_eq!(db.texts(numbered).await, [Some(in_sqlite.to_string())]);
+    assert!(terminate(&mut daemon).success());
+
+    let (path, url) = (file.path.to_str().unwrap(), db.url());
+    let output = lite2pg_output(&["cutover", "--sqlite", path, "--postgres", &url]);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{text}{}", stderr(&output));
+    assert!(text.contains("ALTER SEQUENCE public.ledger_account_id_seq RESTART WITH"), "{text}");
+    manage_postgres(&file, &db, &["migrate", "--check"]);
+    manage_postgres(&file, &db, &["ledger_check"]);
 }

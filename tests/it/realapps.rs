@@ -9,12 +9,19 @@ use std::process::Command;
 use crate::stream::{start_daemon, wait_caught_up, Daemon};
 use crate::support::{SqliteFile, TestDb};
 
-const DJANGO_PROJECT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps/django");
+pub const DJANGO_PROJECT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps/django");
 const ALEMBIC_STEPS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps/alembic_steps.py");
 
 /// Runs `python3 args…` with `SHOP_SQLITE` naming the file, and fails the test with Python's output if it fails.
 fn python(file: &Path, dir: &str, args: &[&str]) {
-    let output = Command::new("python3").current_dir(dir).args(args).env("SHOP_SQLITE", file).output().unwrap_or_else(|err| {
+    python_with(file, dir, args, &[]);
+}
+
+/// `python` with more environment variables (`SHOP_POSTGRES` points Django at PostgreSQL).
+pub fn python_with(file: &Path, dir: &str, args: &[&str], env: &[(&str, &str)]) {
+    let mut command = Command::new("python3");
+    command.current_dir(dir).args(args).env("SHOP_SQLITE", file).envs(env.iter().copied());
+    let output = command.output().unwrap_or_else(|err| {
         panic!("cannot run python3 ({err}): install Python 3 with Django and Alembic (`bash .ci/run` does)")
     });
     assert!(
@@ -25,11 +32,11 @@ fn python(file: &Path, dir: &str, args: &[&str]) {
     );
 }
 
-fn manage(file: &SqliteFile, args: &[&str]) {
+pub fn manage(file: &SqliteFile, args: &[&str]) {
     python(&file.path, DJANGO_PROJECT, &[&["manage.py"], args, &["-v0"]].concat());
 }
 
-fn assert_running(daemon: &mut Daemon) {
+pub fn assert_running(daemon: &mut Daemon) {
     assert_eq!(daemon.0.try_wait().unwrap(), None, "the daemon stopped");
 }
 
@@ -41,7 +48,7 @@ async fn nullable(db: &TestDb, table: &str, column: &str) -> bool {
 }
 
 /// Whether PostgreSQL enforces uniqueness of exactly `column` of `table` (a constraint or a unique index).
-async fn unique(db: &TestDb, table: &str, column: &str) -> bool {
+pub async fn unique(db: &TestDb, table: &str, column: &str) -> bool {
     let sql = format!(
         "SELECT count(*)::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
          WHERE i.indrelid = 'public.{table}'::regclass AND i.indisunique AND NOT i.indisprimary AND i.indnatts = 1

@@ -150,7 +150,7 @@ pub fn start_daemon_with(db: &TestDb, file: &SqliteFile, extra: &[&str]) -> Daem
     )
 }
 
-fn terminate(daemon: &mut Daemon) -> std::process::ExitStatus {
+pub fn terminate(daemon: &mut Daemon) -> std::process::ExitStatus {
     let child = &mut daemon.0;
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
