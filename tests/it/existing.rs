@@ -266,10 +266,10 @@ async fn a_django_app_moves_into_the_schema_its_own_migrations_made() {
     wait_caught_up(&db, &file).await;
     assert_running(&mut daemon);
     db.assert_equal(&file.path).await;
-    let numbered = "SELECT count(*)::text FROM ledger_account WHERE number IS NOT NULL";
-    let in_sqlite: i64 = file.conn().query_row(numbered, [], |r| r.get::<_, String>(0)).unwrap().parse().unwrap();
+    let numbered = "SELECT count(*) FROM ledger_account WHERE number IS NOT NULL";
+    let in_sqlite: i64 = file.conn().query_row(numbered, [], |r| r.get(0)).unwrap();
     assert!(in_sqlite > 0);
-    assert_eq!(db.texts(numbered).await, [Some(in_sqlite.to_string())]);
+    assert_eq!(db.client().await.query_one(numbered, &[]).await.unwrap().get::<_, i64>(0), in_sqlite);
     assert!(terminate(&mut daemon).success());
 
     let (path, url) = (file.path.to_str().unwrap(), db.url());
