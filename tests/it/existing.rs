@@ -280,3 +280,110 @@ async fn a_django_app_moves_into_the_schema_its_own_migrations_made() {
     manage_postgres(&file, &db, &["migrate", "--check"]);
     manage_postgres(&file, &db, &["ledger_check"]);
 }
+
+/// The application's column types lite2pg converts SQLite's values to, one column each.
+const TYPED_TABLE: &str = "
+    CREATE TABLE conv(id bigint PRIMARY KEY, u uuid, j jsonb, js json, tz timestamptz, ts timestamp, t time, d date,
+                      n numeric(6,2), v varchar(5), s smallint, i integer, r real, b boolean)";
+
+/// `(column, SQLite value as SQL, what PostgreSQL shows (in UTC), or None for a reject)`, one row each.
+const CONVERSIONS: &[(&str, &str, Option<&str>)] = &[
+    ("u", "'0123456789abcdef0123456789ABCDEF'", Some("01234567-89ab-cdef-0123-456789abcdef")),
+    ("u", "'01234567-89AB-cdef-0123-456789abcdef'", Some("01234567-89ab-cdef-0123-456789abcdef")),
+    ("u", "x'0123456789abcdef0123456789abcdef'", Some("01234567-89ab-cdef-0123-456789abcdef")),
+    ("u", "'not a uuid'", None),
+    ("u", "42", None),
+    ("j", "'{\"b\": 1, \"a\": [1, 2.50]}'", Some("{\"a\": [1, 2.50], \"b\": 1}")),
+    ("j", "5", Some("5")),
+    ("j", "'[1'", None),
+    ("js", "'{\"b\":1,  \"a\":2}'", Some("{\"b\":1,  \"a\":2}")),
+    ("tz", "'2024-01-02 03:04:05.123456'", Some("2024-01-02 03:04:05.123456+00")),
+    ("tz", "'2024-01-02T05:04:05+02:00'", Some("2024-01-02 03:04:05+00")),
+    ("tz", "'2024-01-02'", Some("2024-01-02 00:00:00+00")),
+    ("tz", "'yesterday'", None),
+    ("ts", "'2024-01-02 03:04:05.5'", Some("2024-01-02 03:04:05.5")),
+    ("t", "'23:59:59.999999'", Some("23:59:59.999999")),
+    ("t", "'25:00'", None),
+    ("d", "'2024-02-29'", Some("2024-02-29")),
+    ("d", "'2024-02-30'", None),
+    ("n", "12.5", Some("12.50")),
+    ("n", "1234.56", Some("1234.56")),
+    ("n", "7", Some("7.00")),
+    ("n", "1.005", None),
+    ("n", "123456", None),
+    ("v", "'hello'", Some("hello")),
+    ("v", "'héllo'", Some("héllo")),
+    ("v", "'toolong'", None),
+    ("s", "32767", Some("32767")),
+    ("s", "32768", None),
+    ("s", "'12'", None),
+    ("i", "-2147483648", Some("-2147483648")),
+    ("i", "2147483648", None),
+    ("r", "0.5", Some("0.5")),
+    ("r", "0.1", None),
+    ("b", "1", Some("true")),
+    ("b", "0", Some("false")),
+    ("b", "2", None),
+];
+
+#[tokio::test]
+async fn every_conversion_into_the_application_types_value_by_value() {
+    let inserts: Vec<String> = CONVERSIONS
+        .iter()
+        .enumerate()
+        .map(|(id, (column, value, _))| format!("INSERT INTO conv(id, {column}) VALUES ({id}, {value});"))
+        .collect();
+    let file = SqliteFile::new(&format!(
+        "CREATE TABLE conv(id INTEGER PRIMARY KEY, u, j, js, tz, ts, t, d, n, v, s, i, r, b); {}",
+        inserts.join("\n")
+    ));
+    let db = TestDb::new().await;
+    db.client().await.batch_execute(TYPED_TABLE).await.unwrap();
+    sync(&db, &file).await.unwrap();
+    let client = db.client().await;
+    client.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
+    for (id, (column, value, expected)) in CONVERSIONS.iter().enumerate() {
+        let id = id as i64;
+        let shown: Option<Option<String>> = client
+            .query_opt(&format!("SELECT {column}::text FROM conv WHERE id = $1"), &[&id])
+            .await
+            .unwrap()
+            .map(|row| row.get(0));
+        let rejected: Option<String> = client
+            .query_opt("SELECT reason FROM lite2pg.rejects WHERE key = jsonb_build_array($1::bigint)", &[&id])
+            .await
+            .unwrap()
+            .map(|row| row.get(0));
+        match expected {
+            Some(text) => assert_eq!(shown, Some(Some(text.to_string())), "{value} into {column}: {rejected:?}"),
+            None => assert!(shown.is_none() && rejected.is_some(), "{value} into {column} was not rejected: {shown:?}"),
+        }
+    }
+    // Every value PostgreSQL took verifies as equal; the rest are known rejects.
+    let report = lite2pg::verify::verify(&db.options(&file.path)).await.unwrap();
+    assert!(report.is_equal(), "{report:?}");
+}
+
+#[tokio::test]
+async fn a_constraint_of_the_application_that_sqlite_breaks_stops_the_sync_and_stays() {
+    let file = SqliteFile::new(SQLITE_APP);
+    let db = app_db().await;
+    db.client().await.batch_execute("ALTER TABLE books ADD CONSTRAINT price_positive CHECK (price >= 0)").await.unwrap();
+    let (path, url) = (file.path.to_str().unwrap(), db.url());
+    let once = || lite2pg_output(&["run", "--once", "--into-existing", "--sqlite", path, "--postgres", &url]);
+    assert!(once().status.success());
+    file.exec("INSERT INTO books VALUES (30, 1, 'refund', -1, NULL, NULL); INSERT INTO authors VALUES (3, 'c', 1, NULL, NULL);");
+    let output = once();
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(text.contains("price_positive") && text.contains("Fix those rows in SQLite"), "{text}");
+    let kept = "SELECT count(*)::text FROM pg_constraint WHERE conname = 'price_positive'";
+    assert_eq!(db.texts(kept).await, [Some("1".into())], "the application's constraint is never dropped");
+    assert_eq!(db.texts("SELECT count(*)::text FROM authors WHERE id = 3").await, [Some("0".into())], "nothing of the batch");
+    let status = lite2pg_output(&["status", "--json", "--sqlite", path, "--postgres", &url]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("price_positive"), "status shows the last error");
+
+    file.exec("UPDATE books SET price = 1 WHERE id = 30");
+    assert!(once().status.success());
+    db.assert_equal(&file.path).await;
+}
