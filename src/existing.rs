@@ -326,6 +326,10 @@ pub async fn snapshot(options: &SnapshotOptions) -> Result<SnapshotReport> {
 /// together, and a crash before it copies them again.
 pub async fn register(options: &SnapshotOptions) -> Result<SnapshotReport> {
     let started = Instant::now();
+    if options.policies.shared_tables() {
+        return Err(Error::new(ErrorKind::Usage, "--into-existing fills one application's tables; they cannot be shared tables")
+            .with_hint("leave out layout = \"shared_tables\" for this source"));
+    }
     let source = {
         let options = options.clone();
         tokio::task::spawn_blocking(move || Source::prepare(&options.sqlite, &options.selection, options.source_id.as_deref()))
