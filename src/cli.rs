@@ -75,6 +75,10 @@ pub struct CommonArgs {
     /// A captured table dropped in SQLite: keep its PostgreSQL table (default) or drop it.
     #[arg(long, global = true, value_enum)]
     pub dropped_tables: Option<DroppedTables>,
+    /// Sync into tables the application made in PostgreSQL (Django's migrate, Alembic…), matched by name,
+    /// never changing their DDL. Recorded per source: later commands follow it without the flag.
+    #[arg(long, env = "LITE2PG_INTO_EXISTING", global = true)]
+    pub into_existing: bool,
     /// With a config file listing several sources: only the source with this id.
     #[arg(long, global = true, value_name = "ID")]
     pub source: Option<String>,
@@ -307,7 +311,11 @@ impl CommonArgs {
             jobs,
             progress: !self.json && std::io::stderr().is_terminal(),
             source_id: self.source_id.clone(),
-            policies: self.policies.clone(),
+            policies: {
+                let mut policies = self.policies.clone();
+                policies.into_existing = self.into_existing;
+                policies
+            },
         })
     }
 }
@@ -710,6 +718,13 @@ fn print_status(status: &crate::status::Status) {
         ("daemon", status.daemon.clone().map_or("not running".into(), |holder| format!("running ({holder})"))),
         ("snapshot", if status.snapshot_done { "done".into() } else { "not done".into() }),
         (
+            "target",
+            match status.into_existing {
+                true => "the application's own tables (--into-existing)".into(),
+                false => "tables lite2pg created".into(),
+            },
+        ),
+        (
             "applied seq",
             format!("{} (newest in SQLite {})", or_unknown(status.applied_seq.map(|s| s.to_string())), status.newest_seq),
         ),
@@ -739,6 +754,12 @@ fn print_status(status: &crate::status::Status) {
         .collect();
     println!();
     print_table(&["table", "sqlite rows", "postgres rows"], &rows);
+    if let Some(gaps) = status.gaps.as_ref().filter(|gaps| !gaps.is_empty()) {
+        println!("\nonly on one side:");
+        for gap in gaps.sentences() {
+            println!("  - {gap}");
+        }
+    }
     if let Some(missing) = status.missing_constraints.as_ref().filter(|missing| !missing.is_empty()) {
         println!("\nconstraints SQLite declares that PostgreSQL lacks:");
         for constraint in missing {

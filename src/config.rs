@@ -81,6 +81,9 @@ pub struct Policies {
     pub on_misfit: MisfitPolicy,
     pub dropped_tables: DroppedTables,
     pub layout: Layout,
+    /// Sync into the application's own tables (`--into-existing`): their DDL is never changed, so a value that
+    /// does not fit is rejected where `widen` would alter the column.
+    pub into_existing: bool,
     tables: BTreeMap<String, TableSettings>,
 }
 
@@ -202,6 +205,7 @@ impl ConfigFile {
             on_misfit: self.on_misfit.unwrap_or_default(),
             dropped_tables: self.dropped_tables.unwrap_or_default(),
             layout: self.layout.unwrap_or_default(),
+            into_existing: false,
             tables: self.table.clone(),
         }
     }

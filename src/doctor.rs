@@ -238,11 +238,48 @@ async fn postgres_checks(
     }
     findings.push(Finding::pass("lite2pg schema", "present"));
     let Some(captured) = captured else { return Ok(()) };
-    tables_check(client, captured, findings).await?;
-    constraints_check(client, captured, options.policies.shared_tables(), findings).await?;
+    match state::source(client, &captured.state.source_id).await? {
+        Some(row) if row.into_existing => app_tables_check(client, captured, &row.target_schema, findings).await?,
+        _ => {
+            tables_check(client, captured, findings).await?;
+            constraints_check(client, captured, options.policies.shared_tables(), findings).await?;
+        }
+    }
     findings.push(match state::lock_holder(client, &captured.state.source_id).await? {
         Some(holder) => Finding::pass("daemon", format!("`lite2pg run` is syncing this source ({holder})")),
         None => Finding::pass("daemon", "no `lite2pg run` holds this source; start one to keep syncing"),
+    });
+    Ok(())
+}
+
+/// `--into-existing`: each captured table matches the application's (same key, types lite2pg writes); tables
+/// and columns only one side has are listed.
+async fn app_tables_check(client: &Client, captured: &Captured, schema: &str, findings: &mut Vec<Finding>) -> Result<()> {
+    let (capture, sqlite) = (&captured.state, &captured.schema);
+    let pairs: Vec<_> = capture.tables.iter().filter_map(|c| sqlite.table(&c.name).map(|t| (t, c))).collect();
+    let mut problems = Vec::new();
+    for (table, captured) in &pairs {
+        if let Err(err) = crate::existing::app_plan(client, schema, table, &captured.key_columns).await {
+            problems.push(err.message().to_string());
+        }
+    }
+    let tables: Vec<_> = pairs.iter().map(|(table, _)| *table).collect();
+    findings.push(match problems.is_empty() {
+        true => Finding::pass("tables", format!("the application's tables in {schema} match SQLite's keys and lite2pg writes their types")),
+        false => Finding::fail(
+            "tables",
+            problems.join("; "),
+            "give both sides the same primary key and a type lite2pg writes (see docs/getting-started.md), or leave the table out with --exclude",
+        ),
+    });
+    let gaps = crate::existing::gaps(client, schema, &tables).await?;
+    findings.push(match gaps.is_empty() {
+        true => Finding::pass("columns", "SQLite and PostgreSQL have the same tables and columns"),
+        false => Finding::warn(
+            "columns",
+            gaps.sentences().join("; "),
+            "migrate the other side too: lite2pg starts writing a table or column, copying its table whole, as soon as both sides have it",
+        ),
     });
     Ok(())
 }

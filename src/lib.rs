@@ -16,6 +16,7 @@ pub mod demo;
 pub mod doctor;
 pub mod error;
 pub mod evolve;
+pub mod existing;
 pub mod fleet;
 pub mod generated;
 pub mod ident;

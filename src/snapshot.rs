@@ -95,6 +95,9 @@ impl SnapshotReport {
 
 /// Runs a snapshot of the whole selection.
 pub async fn snapshot(options: &SnapshotOptions) -> Result<SnapshotReport> {
+    if crate::existing::asked_or_recorded(options).await? {
+        return crate::existing::snapshot(options).await;
+    }
     let mut attempts = 0;
     loop {
         match snapshot_once(options).await {

@@ -10,7 +10,7 @@ use crate::ident::{qualified, quote};
 use crate::pg::state;
 use crate::snapshot::SnapshotOptions;
 use crate::sqlite::capture::{self, CaptureState};
-use crate::sqlite::introspect::{read_schema, SourceSchema};
+use crate::sqlite::introspect::{read_schema, SourceSchema, Table};
 use crate::sqlite::{open, Access};
 
 /// One table's row counts on both sides.
@@ -49,8 +49,12 @@ pub struct Status {
     pub daemon: Option<String>,
     pub tables: Vec<TableStatus>,
     /// Constraints SQLite declares that PostgreSQL lacks (refused, or a foreign key waiting for its parent table);
-    /// `None` when PostgreSQL could not be read.
+    /// `None` when PostgreSQL could not be read, or the tables are the application's own.
     pub missing_constraints: Option<Vec<Missing>>,
+    /// Synced into the application's own tables (`--into-existing`).
+    pub into_existing: bool,
+    /// Into the application's own tables: the tables and columns only one side has; `None` otherwise.
+    pub gaps: Option<crate::existing::Gaps>,
 }
 
 /// Reads the status of `options.sqlite`'s source.
@@ -75,6 +79,8 @@ pub async fn status(options: &SnapshotOptions) -> Result<Status> {
         daemon: None,
         tables: sqlite_counts(&conn, &capture)?,
         missing_constraints: None,
+        into_existing: false,
+        gaps: None,
     };
     let sqlite_schema = read_schema(&conn)?;
     match postgres_status(options, &capture, &sqlite_schema, &mut status).await {
@@ -118,7 +124,8 @@ async fn postgres_status(
     let Some(row) = client
         .query_opt(
             "SELECT s.applied_seq, s.snapshot_seq IS NOT NULL, s.last_error, s.last_applied_at::text, s.target_schema,
-                    (SELECT count(*) FROM lite2pg.rejects r WHERE r.source_id = s.source_id), s.last_error_at::text
+                    (SELECT count(*) FROM lite2pg.rejects r WHERE r.source_id = s.source_id), s.last_error_at::text,
+                    s.into_existing
              FROM lite2pg.sources s WHERE s.source_id = $1",
             &[&capture.source_id],
         )
@@ -132,6 +139,7 @@ async fn postgres_status(
     status.rejects = Some(row.get(5));
     status.last_error_at = row.get(6);
     let schema: String = row.get(4);
+    status.into_existing = row.get(7);
     state::act_as_source(&client, &capture.source_id, false).await?;
     let own = crate::schema::this_source("", options.policies.shared_tables());
     for table in &mut status.tables {
@@ -140,6 +148,11 @@ async fn postgres_status(
             let count = client.query_one(&sql, &[]).await?;
             table.postgres_rows = Some(count.get(0));
         }
+    }
+    if status.into_existing {
+        let tables: Vec<&Table> = capture.tables.iter().filter_map(|t| sqlite_schema.table(&t.name)).collect();
+        status.gaps = Some(crate::existing::gaps(&client, &schema, &tables).await?);
+        return Ok(Some(row.get(0)));
     }
     let shared = options.policies.shared_tables();
     status.missing_constraints = Some(missing_for_source(&client, &schema, sqlite_schema, &capture.tables, shared).await?);

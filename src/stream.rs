@@ -400,6 +400,10 @@ struct Stream {
     tables: HashMap<i64, Table>,
     /// Tables the next batch copies whole (after a schema change or an inexact widening).
     whole_tables: Arc<HashSet<i64>>,
+    /// `--into-existing`: the tables' ids in parent-first order of their foreign keys, and the shape of the
+    /// application's tables the plans were made from (a migration on the PostgreSQL side changes it).
+    app_order: Vec<i64>,
+    app_shape: String,
     /// The schema was looked at since constraints were last made: the next batch makes those SQLite declares and
     /// PostgreSQL lacks, once its rows are written.
     constraints_due: bool,
@@ -442,6 +446,8 @@ impl Stream {
             merges: HashMap::new(),
             tables: HashMap::new(),
             whole_tables: Arc::new(HashSet::new()),
+            app_order: Vec::new(),
+            app_shape: String::new(),
             constraints_due: false,
             policies: Arc::new(options.policies.clone()),
             selection: options.selection.clone(),
@@ -509,6 +515,7 @@ impl Stream {
             )
             .with_hint("if this file replaced the old one on purpose, copy it again with `lite2pg snapshot --replace`"));
         }
+        Arc::make_mut(&mut self.policies).into_existing = crate::existing::mode(self.policies.into_existing, Some(&row), false)?;
         let reader = self.reader.as_ref().expect("reader is home between batches");
         capture::check_position(reader, &self.sqlite, row.applied_seq, row.applied_mark.as_deref())?;
         let known_rejects = client
@@ -591,33 +598,36 @@ impl Stream {
             else {
                 continue;
             };
-            let mut tables = Vec::new();
-            for captured in &capture.tables {
-                let table = schema.table(&captured.name).expect("captured tables exist");
-                let exists = state::table_exists(&*client, &self.schema, &table.name).await?;
-                let scan = |wanted: bool| -> Result<Option<Vec<ColumnStats>>> {
-                    Ok(match wanted {
-                        true => Some(crate::sqlite::scan::column_stats(reader, table, None)?.1),
-                        false => None,
-                    })
-                };
-                let stats = scan(!exists)?;
-                let rebuilt = scan(exists && drift.rebuilt.contains(&table.name))?;
-                let renamed_from = drift.renamed.iter().find(|(_, new)| new == &table.name).map(|(old, _)| old.as_str());
-                let previous = self.tables.values().find(|t| t.name == renamed_from.unwrap_or(&table.name));
-                let key_columns = &captured.key_columns;
-                tables.push(crate::evolve::TableNow { table, key_columns, previous, renamed_from, stats, rebuilt });
+            // The application's own tables are never altered: the plans simply follow both sides.
+            if !self.policies.into_existing {
+                let mut tables = Vec::new();
+                for captured in &capture.tables {
+                    let table = schema.table(&captured.name).expect("captured tables exist");
+                    let exists = state::table_exists(&*client, &self.schema, &table.name).await?;
+                    let scan = |wanted: bool| -> Result<Option<Vec<ColumnStats>>> {
+                        Ok(match wanted {
+                            true => Some(crate::sqlite::scan::column_stats(reader, table, None)?.1),
+                            false => None,
+                        })
+                    };
+                    let stats = scan(!exists)?;
+                    let rebuilt = scan(exists && drift.rebuilt.contains(&table.name))?;
+                    let renamed_from = drift.renamed.iter().find(|(_, new)| new == &table.name).map(|(old, _)| old.as_str());
+                    let previous = self.tables.values().find(|t| t.name == renamed_from.unwrap_or(&table.name));
+                    let key_columns = &captured.key_columns;
+                    tables.push(crate::evolve::TableNow { table, key_columns, previous, renamed_from, stats, rebuilt });
+                }
+                let target =
+                    crate::evolve::Target { schema: &self.schema, source_id: &self.capture.source_id, policies: &self.policies };
+                let tx = client.transaction().await?;
+                crate::evolve::follow(&tx, &target, &tables, &drift.dropped).await?;
+                tx.commit().await?;
             }
-            let target =
-                crate::evolve::Target { schema: &self.schema, source_id: &self.capture.source_id, policies: &self.policies };
-            let tx = client.transaction().await?;
-            crate::evolve::follow(&tx, &target, &tables, &drift.dropped).await?;
-            tx.commit().await?;
             self.capture = CaptureState { tables: capture.tables, ..self.capture.clone() };
             self.schema_version = version;
             self.sqlite_schema = schema;
             // Shared tables are only loosened: another source's rows may not keep a constraint this one declares.
-            self.constraints_due = !self.policies.shared_tables();
+            self.constraints_due = !self.policies.shared_tables() && !self.policies.into_existing;
             return self.load_plans().await;
         }
     }
@@ -647,20 +657,37 @@ impl Stream {
     async fn load_plans(&mut self) -> Result<()> {
         let client: &Client = self.client.as_ref().expect("connected");
         let schema = &self.sqlite_schema;
+        let into_existing = self.policies.into_existing;
+        let captured_names: Vec<String> = self.capture.tables.iter().map(|t| crate::ident::pg_name(&t.name)).collect();
+        if into_existing {
+            // Before the plans: a migration in between shows as a changed shape at the next batch.
+            self.app_shape = crate::existing::shape(client, &self.schema, &captured_names).await?;
+        }
         let (mut plans, mut merges, mut tables) = (HashMap::new(), HashMap::new(), HashMap::new());
         for captured in &self.capture.tables {
             let table = schema.table(&captured.name).ok_or_else(|| {
                 Error::new(ErrorKind::Schema, format!("captured table {:?} no longer exists in SQLite", captured.name))
                     .with_hint("run `lite2pg init` to update capture")
             })?;
-            let plan = existing_plan(client, &self.schema, table, &captured.key_columns).await?;
-            let uniques = unique_sets(client, &self.schema, &table.name).await?;
-            loosen_unique_indexes(client, &self.schema, &table.name).await?;
+            let plan = match into_existing {
+                true => match self.app_plan(table, &captured.key_columns).await? {
+                    Some(plan) => plan,
+                    None => continue,
+                },
+                false => existing_plan(client, &self.schema, table, &captured.key_columns).await?,
+            };
+            let mut uniques = unique_sets(client, &self.schema, &table.name).await?;
+            if into_existing {
+                // A unique column SQLite lacks is not in the temp table; its values are the application's.
+                uniques.retain(|set| set.iter().all(|c| plan.columns.iter().any(|p| &p.pg_name == c)));
+            } else {
+                loosen_unique_indexes(client, &self.schema, &table.name).await?;
+            }
             let temp_table = format!("{}{}", self.temp_prefix, captured.id);
             let shared = self.policies.shared_tables();
             let mut merge = TableMerge::new(&self.schema, temp_table, &plan, &uniques, shared);
             let current = primary_key(client, &self.schema, &table.name).await?;
-            if current.as_ref().is_none_or(|(_, columns)| columns != &plan.pg_key(shared)) {
+            if !into_existing && current.as_ref().is_none_or(|(_, columns)| columns != &plan.pg_key(shared)) {
                 if shared {
                     return Err(Error::new(
                         ErrorKind::Schema,
@@ -679,13 +706,48 @@ impl Stream {
             plans.insert(captured.id, plan);
             tables.insert(captured.id, table.clone());
         }
+        if into_existing {
+            let ordered = crate::existing::parent_first(client, &self.schema, &captured_names).await?;
+            self.app_order = ordered
+                .iter()
+                .filter_map(|name| plans.iter().find(|(_, p): &(&i64, &TablePlan)| &crate::ident::pg_name(&p.name) == name))
+                .map(|(id, _)| *id)
+                .collect();
+        }
         let resync = state::tables_to_resync(client, &self.capture.source_id).await?;
-        self.whole_tables = Arc::new(self.capture.tables.iter().filter(|t| resync.contains(&t.name)).map(|t| t.id).collect());
+        self.whole_tables = Arc::new(
+            self.capture.tables.iter().filter(|t| resync.contains(&t.name) && plans.contains_key(&t.id)).map(|t| t.id).collect(),
+        );
         self.plans = Arc::new(plans);
         self.plans_version += 1;
         self.merges = merges;
         self.tables = tables;
         Ok(())
+    }
+
+    /// `--into-existing`: the plan of `table` into the application's table, when PostgreSQL has it. When the
+    /// columns both sides have changed since the last plan (a column or the table appeared on the other side),
+    /// the table is marked to be copied whole, so values written before both sides had it are not left behind.
+    async fn app_plan(&self, table: &Table, key_columns: &[String]) -> Result<Option<TablePlan>> {
+        let client: &Client = self.client.as_ref().expect("connected");
+        let source_id = &self.capture.source_id;
+        let plan = crate::existing::app_plan(client, &self.schema, table, key_columns).await?;
+        let now = crate::existing::synced_columns(plan.as_ref());
+        if state::synced_columns(client, source_id, &table.name).await?.as_ref() != Some(&now) {
+            state::register_table(client, source_id, &self.schema, &table.name, key_columns, plan.is_some()).await?;
+            state::set_synced_columns(client, source_id, &table.name, &now).await?;
+            match &plan {
+                Some(_) => tracing::info!(
+                    "table {:?}: the columns both sides have are now ({}); copying it whole into PostgreSQL",
+                    table.name,
+                    now.join(", ")
+                ),
+                None => {
+                    tracing::info!("table {:?} is not in PostgreSQL schema {}: not written until it is", table.name, self.schema)
+                }
+            }
+        }
+        Ok(plan)
     }
 
     async fn newest_seq(&mut self) -> Result<i64> {
@@ -849,6 +911,11 @@ impl Stream {
             Ok(Attempt::Widen(widening)) => self.widen(&widening).await.map(|()| Applied::Adjusted),
             Err(err) if err.kind().retry_policy() == RetryPolicy::Relax => match self.relax_constraint(&err).await? {
                 true => Ok(Applied::Adjusted),
+                // The application's constraints are its own: rows it would refuse stop the sync, never the constraint.
+                false if self.policies.into_existing => Err(err.with_hint(
+                    "SQLite holds rows this constraint of the application's refuses; nothing of the batch was applied. \
+                     Fix those rows in SQLite (or the constraint in PostgreSQL), then start lite2pg again",
+                )),
                 false => Err(err),
             },
             Err(err) => Err(err),
@@ -860,6 +927,9 @@ impl Stream {
         // Before the reader leaves: a failure here must find it home.
         self.client.as_ref().expect("connected above").begin().await?;
         if self.policies.shared_tables() && !self.shared_types_current().await? {
+            return Ok(Attempt::TypesMoved);
+        }
+        if self.policies.into_existing && !self.app_shape_current().await? {
             return Ok(Attempt::TypesMoved);
         }
         let (sender, mut receiver) = mpsc::channel::<Message>(4);
@@ -938,6 +1008,9 @@ impl Stream {
     /// writes are dropped; returns false (the error stands) for any other.
     async fn relax_constraint(&self, err: &Error) -> Result<bool> {
         let Some(pg) = err.postgres() else { return Ok(false) };
+        if self.policies.into_existing {
+            return Ok(false);
+        }
         let (Some(schema), Some(table)) = (&pg.schema, &pg.table) else { return Ok(false) };
         if *schema != self.schema || !self.plans.values().any(|plan| &plan.name == table) {
             return Ok(false);
@@ -994,6 +1067,23 @@ impl Stream {
         }))
     }
 
+    /// `--into-existing`, in the batch's transaction: whether the application's tables still have the shape the
+    /// plans were made from (its migrations may change PostgreSQL's side at any time); then locks the planned ones
+    /// against DDL until the batch ends.
+    async fn app_shape_current(&self) -> Result<bool> {
+        let client: &Client = self.client.as_ref().expect("connected");
+        let names: Vec<String> = self.capture.tables.iter().map(|t| crate::ident::pg_name(&t.name)).collect();
+        if crate::existing::shape(client, &self.schema, &names).await? != self.app_shape {
+            tracing::info!("the application's tables changed in PostgreSQL; matching them again");
+            return Ok(false);
+        }
+        if !self.plans.is_empty() {
+            let tables: Vec<String> = self.plans.values().map(|p| crate::ident::qualified(&self.schema, &p.name)).collect();
+            client.batch_execute(&format!("LOCK TABLE {} IN ROW EXCLUSIVE MODE", tables.join(", "))).await?;
+        }
+        Ok(true)
+    }
+
     /// Alters a column to a type that holds the value that did not fit; when the conversion is not exact for
     /// every stored value, the table is marked to be copied whole in the next batch.
     async fn widen(&mut self, widening: &Widening) -> Result<()> {
@@ -1026,12 +1116,13 @@ impl Stream {
         let client: &Client = self.client.as_ref().expect("connected above");
         let mut written = Written::default();
         let mut sink = None;
+        let mut merged_later = Vec::new();
         while let Some(message) = receiver.recv().await {
             match message {
                 Message::Data { id, chunk } => {
                     if sink.is_none() {
                         let merge = &self.merges[&id];
-                        let copy = match self.whole_tables.contains(&id) {
+                        let copy = match self.whole_tables.contains(&id) && !self.policies.into_existing {
                             true => merge.delete_all(client).await.map(|()| merge.copy_whole.as_str())?,
                             false => merge.copy_in.as_str(),
                         };
@@ -1043,7 +1134,9 @@ impl Stream {
                     sink.take().expect("every table sends data before its end").as_mut().finish().await?;
                     let table = &self.plans[&id].name;
                     let rows = counts.upserts + counts.deletes;
-                    if self.whole_tables.contains(&id) {
+                    if self.policies.into_existing {
+                        merged_later.push((id, rows));
+                    } else if self.whole_tables.contains(&id) {
                         state::set_resync(client, &self.capture.source_id, table, false).await?;
                     } else {
                         self.merges[&id]
@@ -1059,7 +1152,32 @@ impl Stream {
                 }
             }
         }
+        self.merge_in_key_order(&merged_later).await?;
         Ok(written)
+    }
+
+    /// `--into-existing`: merges the copied tables with upserts parent-first and deletes child-first, so that the
+    /// application's foreign keys hold after every statement even when they are not deferrable.
+    async fn merge_in_key_order(&self, copied: &[(i64, u64)]) -> Result<()> {
+        let client: &Client = self.client.as_ref().expect("connected above");
+        let in_order: Vec<(i64, u64)> =
+            self.app_order.iter().filter_map(|id| copied.iter().find(|(copied, _)| copied == id)).copied().collect();
+        let context = |id: &i64| format!("applying changes to {:?}", self.plans[id].name);
+        for (id, rows) in &in_order {
+            self.merges[id].upsert(client, *rows).await.map_err(|err| err.context(context(id)))?;
+        }
+        for (id, _) in in_order.iter().rev() {
+            let (table, whole) = (&self.plans[id].name, self.whole_tables.contains(id));
+            let merge = &self.merges[id];
+            merge
+                .delete(client, &self.capture.source_id, table, whole, self.known_rejects)
+                .await
+                .map_err(|err| err.context(context(id)))?;
+            if whole {
+                state::set_resync(client, &self.capture.source_id, table, false).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Makes constraints when due, stores rejects and the new position with the mark of its log entry, then commits.
@@ -1313,18 +1431,19 @@ impl TableRead<'_> {
         let mut widening = None;
         let mut stored_kinds = HashMap::new();
         let types: Vec<_> = plan.columns.iter().map(|c| c.pg_type).chain([PgType::Boolean]).collect();
-        // Rows for the target itself carry no gone flag.
-        let flag_columns = usize::from(!whole_table);
+        // Rows for the target itself carry no gone flag; into existing tables every table goes through the temp table.
+        let flag_columns = usize::from(!whole_table || self.policies.into_existing);
         let key_indexes = plan.key_indexes();
         let (present, gone) = (SqlValue::Integer(0), SqlValue::Integer(1));
-        let mut gone_row = vec![SqlValue::Null; plan.columns.len() + 1];
-        gone_row[plan.columns.len()] = gone;
-        // A key PostgreSQL's key column cannot hold has no row there, so there is nothing to delete.
-        let mut push_gone = |encoder: &mut CopyEncoder, key: &[SqlValue]| {
+        let mut key_row = vec![SqlValue::Null; plan.columns.len() + 1];
+        // A key with its flag: `gone`, or NULL to keep the row PostgreSQL has as it is (neither deleted nor
+        // upserted). A key PostgreSQL's key column cannot hold has no row there, so there is nothing to delete.
+        let mut push_key = |encoder: &mut CopyEncoder, key: &[SqlValue], flag: &SqlValue| {
             for (slot, value) in key_indexes.iter().zip(key) {
-                gone_row[*slot] = value.clone();
+                key_row[*slot] = value.clone();
             }
-            encoder.push_row(gone_row.iter().zip(types.iter().copied())).is_ok()
+            key_row[plan.columns.len()] = flag.clone();
+            encoder.push_row(key_row.iter().zip(types.iter().copied())).is_ok()
         };
         let on_change = |change: Change<'_>| {
             match change {
@@ -1347,6 +1466,11 @@ impl TableRead<'_> {
                                     self.policies.misfit(&plan.name, &reject.column).action(&reject.value, column_type, declared)
                                 }
                             };
+                            // The application's column is never altered: what would widen it is rejected.
+                            let action = match (action, self.policies.into_existing) {
+                                (MisfitAction::Widen, true) => MisfitAction::Reject,
+                                (action, _) => action,
+                            };
                             match action {
                                 MisfitAction::Reject => {}
                                 MisfitAction::Stop => return Err(reject.stop_error()),
@@ -1364,14 +1488,18 @@ impl TableRead<'_> {
                                     None => reject.reason.push_str(NO_WIDER_TYPE),
                                 },
                             }
-                            if !whole_table {
-                                counts.deletes += u64::from(push_gone(&mut encoder, &reject.key));
+                            if self.policies.into_existing {
+                                // Deleting the row could break the application's foreign keys (or cascade):
+                                // PostgreSQL keeps the version it has, and verify counts it as a known reject.
+                                push_key(&mut encoder, &reject.key, &SqlValue::Null);
+                            } else if !whole_table {
+                                counts.deletes += u64::from(push_key(&mut encoder, &reject.key, &gone));
                             }
                             counts.rejects.push(reject);
                         }
                     }
                 }
-                Change::Gone(key) => counts.deletes += u64::from(push_gone(&mut encoder, key)),
+                Change::Gone(key) => counts.deletes += u64::from(push_key(&mut encoder, key, &gone)),
             }
             if encoder.len() >= CHUNK_BYTES {
                 self.send_message(Message::Data { id: self.id, chunk: encoder.take() })?;

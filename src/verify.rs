@@ -20,7 +20,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
 use crate::pg::apply::existing_plan;
 use crate::pg::copy::write_field;
-use crate::pg::state;
+use crate::pg::state::{self, SourceRow};
 use crate::schema::TablePlan;
 use crate::snapshot::SnapshotOptions;
 use crate::sqlite::capture::{self, CaptureState};
@@ -131,12 +131,12 @@ pub async fn verify(options: &SnapshotOptions) -> Result<VerifyReport> {
             Error::new(ErrorKind::State, format!("source {} has not been copied to PostgreSQL yet", capture.source_id))
                 .with_hint("run `lite2pg snapshot` (or `lite2pg run`) first")
         })?;
-    let compared = plans(&conn, &snapshot_client, options, &capture, &row.target_schema).await?;
+    let compared = plans(&conn, &snapshot_client, options, &capture, &row).await?;
     let tables: Vec<String> = compared.iter().map(|(_, plan)| qualified(&row.target_schema, &plan.name)).collect();
     let lock_client = options.target.connect().await?;
     let applied_seq = consistent_point(&conn, &lock_client, &snapshot_client, &capture.source_id, &tables).await?;
     // The column types as of the snapshot: a column may have been widened since the first look.
-    let plans = plans(&conn, &snapshot_client, options, &capture, &row.target_schema).await?;
+    let plans = plans(&conn, &snapshot_client, options, &capture, &row).await?;
     let target = (row.target_schema.as_str(), options.policies.shared_tables());
     let result = compare_all(&conn, &snapshot_client, &capture.source_id, target, &plans, applied_seq).await;
     conn.execute_batch("COMMIT")?;
@@ -144,20 +144,26 @@ pub async fn verify(options: &SnapshotOptions) -> Result<VerifyReport> {
     Ok(VerifyReport { source_id: capture.source_id, applied_seq, tables: result?, seconds: started.elapsed().as_secs_f64() })
 }
 
-/// The plans of the chosen captured tables, with their registry ids.
+/// The plans of the chosen captured tables, with their registry ids. Into existing tables: the columns both
+/// sides have, of the tables PostgreSQL has (`status` and `doctor` report the rest).
 async fn plans(
     conn: &Connection,
     client: &Client,
     options: &SnapshotOptions,
     capture: &CaptureState,
-    schema: &str,
+    source: &SourceRow,
 ) -> Result<Vec<(i64, TablePlan)>> {
     let source_schema = read_schema(conn)?;
+    let into_existing = crate::existing::mode(options.policies.into_existing, Some(source), false)?;
+    let schema = source.target_schema.as_str();
     let mut plans = Vec::new();
     for table in options.selection.apply(&source_schema)? {
-        if let Some(captured) = capture.table(&table.name) {
-            plans.push((captured.id, existing_plan(client, schema, table, &captured.key_columns).await?));
-        }
+        let Some(captured) = capture.table(&table.name) else { continue };
+        let plan = match into_existing {
+            true => crate::existing::app_plan(client, schema, table, &captured.key_columns).await?,
+            false => Some(existing_plan(client, schema, table, &captured.key_columns).await?),
+        };
+        plans.extend(plan.map(|plan| (captured.id, plan)));
     }
     Ok(plans)
 }

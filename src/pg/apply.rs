@@ -30,6 +30,13 @@ pub struct TableMerge {
     pub copy_in: String,
     /// Deletes gone keys, then rows displaced on each unique key, then upserts present rows: one round trip.
     merge: String,
+    /// The parts of `merge`, for running the tables' upserts parent-first and their deletes child-first
+    /// (`--into-existing`, where foreign keys may not be deferrable): deletes of gone keys ...
+    delete_gone: String,
+    /// ... and deletes of displaced rows with the upsert.
+    upserts: String,
+    /// Deletes the target's rows whose key is not in the temp table, when the temp table holds the whole table.
+    delete_absent: String,
     /// Empties the target before a batch copies the whole table again, straight into it.
     delete_all: String,
     pub copy_whole: String,
@@ -72,15 +79,24 @@ impl TableMerge {
                 key_tuple("s")
             )
         });
+        let delete_absent = format!(
+            "DELETE FROM {target} AS t WHERE NOT EXISTS (SELECT FROM {} AS s WHERE {key_match}){own}",
+            quote(&temp_table)
+        );
+        // OVERRIDING SYSTEM VALUE: an application's `GENERATED ALWAYS AS IDENTITY` key takes SQLite's values too.
         let upsert = format!(
-            "INSERT INTO {target} ({columns}) SELECT {columns} FROM {} WHERE NOT {gone} ON CONFLICT ({}) {on_conflict}",
+            "INSERT INTO {target} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} FROM {} WHERE NOT {gone} ON CONFLICT ({}) {on_conflict}",
             quote(&temp_table),
             column_list(&plan.pg_key(shared))
         );
-        let mut merge = vec![delete_gone];
-        merge.extend(delete_displaced);
-        merge.push(upsert);
+        let mut upserts: Vec<String> = delete_displaced.collect();
+        upserts.push(upsert);
+        let upserts = upserts.join("; ");
         TableMerge {
+            merge: format!("{delete_gone}; {upserts}"),
+            delete_gone,
+            upserts,
+            delete_absent,
             create_temp: format!(
                 "CREATE TEMP TABLE IF NOT EXISTS {0} AS SELECT {columns}, NULL::boolean AS {gone} FROM {target} WITH NO DATA",
                 quote(&temp_table)
@@ -90,7 +106,6 @@ impl TableMerge {
             delete_all: format!("DELETE FROM {target} AS t WHERE true{own}"),
             copy_whole: format!("COPY {target} ({columns}) FROM STDIN (FORMAT binary)"),
             rekey: None,
-            merge: merge.join("; "),
             clear_rejects: format!(
                 "DELETE FROM lite2pg.rejects AS r USING {} AS s WHERE r.source_id = $1 AND r.table_name = $2 AND r.key = {key_json}",
                 quote(&temp_table)
@@ -126,16 +141,43 @@ impl TableMerge {
     /// Merges what was copied into the temp table, inside the caller's open transaction: deletes gone keys and
     /// rows displaced on a unique key, upserts present rows, and clears rejects of rows that now fit.
     pub async fn merge(&self, client: &Client, source_id: &str, table: &str, rows: u64, clear_rejects: bool) -> Result<()> {
-        if rows >= ANALYZE_ROWS {
-            // Without statistics the planner takes the fresh temp table for a tiny one and picks nested loops.
-            client.batch_execute(&format!("ANALYZE {}", quote(&self.temp_table))).await?;
-        }
+        self.analyze(client, rows).await?;
         if !clear_rejects {
             client.batch_execute(&format!("{}; {}", self.merge, self.empty_temp)).await?;
             return Ok(());
         }
         client.batch_execute(&self.merge).await?;
-        client.execute(self.clear_rejects.as_str(), &[&source_id, &table]).await?;
+        self.finish(client, source_id, table, true).await
+    }
+
+    /// The first half of `merge`, for a table whose parents were upserted before it: deletes rows displaced on a
+    /// unique key and upserts present rows.
+    pub async fn upsert(&self, client: &Client, rows: u64) -> Result<()> {
+        self.analyze(client, rows).await?;
+        client.batch_execute(&self.upserts).await?;
+        Ok(())
+    }
+
+    /// The second half of `merge`, for a table whose children were handled before it: deletes gone keys (and,
+    /// when the temp table holds the whole table, every row it lacks), clears rejects of rows that now fit.
+    pub async fn delete(&self, client: &Client, source_id: &str, table: &str, whole: bool, clear_rejects: bool) -> Result<()> {
+        let delete = if whole { &self.delete_absent } else { &self.delete_gone };
+        client.batch_execute(delete).await?;
+        self.finish(client, source_id, table, clear_rejects).await
+    }
+
+    async fn analyze(&self, client: &Client, rows: u64) -> Result<()> {
+        if rows >= ANALYZE_ROWS {
+            // Without statistics the planner takes the fresh temp table for a tiny one and picks nested loops.
+            client.batch_execute(&format!("ANALYZE {}", quote(&self.temp_table))).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(&self, client: &Client, source_id: &str, table: &str, clear_rejects: bool) -> Result<()> {
+        if clear_rejects {
+            client.execute(self.clear_rejects.as_str(), &[&source_id, &table]).await?;
+        }
         client.batch_execute(&self.empty_temp).await?;
         Ok(())
     }

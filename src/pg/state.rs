@@ -59,6 +59,10 @@ DO $$ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'lite2pg.sources'::regclass AND attname = 'last_error_at') THEN
         ALTER TABLE lite2pg.sources ADD COLUMN last_error_at timestamptz;
     END IF;
+    -- Synced into the application's own tables (`--into-existing`): lite2pg never changes their DDL.
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'lite2pg.sources'::regclass AND attname = 'into_existing') THEN
+        ALTER TABLE lite2pg.sources ADD COLUMN into_existing boolean NOT NULL DEFAULT false;
+    END IF;
 END $$;
 CREATE TABLE IF NOT EXISTS lite2pg.rejects (
     source_id text NOT NULL,
@@ -136,13 +140,15 @@ pub struct SourceRow {
     /// The mark of the SQLite log entry at `applied_seq`; `None` before the first batch of an older lite2pg's source.
     pub applied_mark: Option<String>,
     pub promoted: bool,
+    /// Synced into the application's own tables (`--into-existing`).
+    pub into_existing: bool,
 }
 
 /// Reads a source's row, if any.
 pub async fn source(client: &impl GenericClient, source_id: &str) -> Result<Option<SourceRow>> {
     let row = client
         .query_opt(
-            "SELECT source_id, database_id, target_schema, snapshot_seq, applied_seq, promoted, applied_mark
+            "SELECT source_id, database_id, target_schema, snapshot_seq, applied_seq, promoted, applied_mark, into_existing
              FROM lite2pg.sources WHERE source_id = $1",
             &[&source_id],
         )
@@ -155,6 +161,7 @@ pub async fn source(client: &impl GenericClient, source_id: &str) -> Result<Opti
         applied_seq: r.get(4),
         applied_mark: r.get(6),
         promoted: r.get(5),
+        into_existing: r.get(7),
     }))
 }
 

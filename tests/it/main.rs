@@ -9,6 +9,7 @@ mod demo;
 mod django_cutover;
 mod errors;
 mod evolve;
+mod existing;
 mod fleet;
 mod foreign_keys;
 mod generated;

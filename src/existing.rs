@@ -1,0 +1,432 @@
+//! `--into-existing`: syncing into the tables an application made in PostgreSQL itself (Django's `migrate`,
+//! Alembic, Rails). Tables and columns are matched by name (as `ident::pg_name` maps them), each column's type
+//! is read from the catalog, and the application's DDL is never changed: no table, column, constraint or index
+//! is created, altered or dropped. Columns only one side has are left out of the plans and reported; when one
+//! appears on the other side, the table is copied again (its set of synced columns is recorded per table).
+//!
+//! Contract: a plan from here names only columns both sides have, in types lite2pg writes, and its key is the
+//! PostgreSQL table's primary key, which must be the key SQLite's rows are logged by.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio_postgres::GenericClient;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::ident::{pg_name, qualified};
+use crate::metrics::Metrics;
+use crate::pg::apply::primary_key;
+use crate::pg::state::{self, SourceRow};
+use crate::schema::{pg_column_name, TablePlan};
+use crate::snapshot::{ColumnMapping, SnapshotOptions, SnapshotReport, TableReport};
+use crate::source::Source;
+use crate::sqlite::capture::mark_position;
+use crate::sqlite::introspect::Table;
+use crate::sqlite::{open, Access};
+use crate::stream::StopWhen;
+use crate::types::PgType;
+
+/// The PostgreSQL types a column may have in this mode (`PgType::from_format_type` reads them).
+const WRITABLE_TYPES: &str = "boolean, smallint, integer, bigint, real, double precision, numeric, numeric(p,s), text, \
+     character varying(n), bytea, date, time, timestamp, timestamp with time zone, uuid, json, jsonb";
+
+/// Whether a source syncs into existing tables: as recorded for it, else as asked. Asking for it on a source
+/// copied into lite2pg's own tables is an error, unless that copy is being replaced.
+pub fn mode(asked: bool, recorded: Option<&SourceRow>, replacing: bool) -> Result<bool> {
+    match recorded.filter(|row| row.snapshot_seq.is_some()) {
+        Some(row) if row.into_existing => Ok(true),
+        Some(row) if asked && !replacing => Err(Error::new(
+            ErrorKind::Usage,
+            format!(
+                "source {} was copied into tables lite2pg created in schema {}, not into existing ones",
+                row.source_id, row.target_schema
+            ),
+        )
+        .with_hint("leave out --into-existing (LITE2PG_INTO_EXISTING) to keep syncing it, or `snapshot --replace --into-existing` to switch")),
+        _ => Ok(asked),
+    }
+}
+
+/// One column of an application's table, from the catalog.
+#[derive(Debug, Clone)]
+struct AppColumn {
+    name: String,
+    type_name: String,
+    /// `GENERATED ALWAYS AS (…) STORED`: PostgreSQL computes it, nothing may write it.
+    generated: bool,
+}
+
+async fn app_columns(client: &impl GenericClient, schema: &str, table: &str) -> Result<Option<Vec<AppColumn>>> {
+    let rows = client
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attgenerated <> '' FROM pg_attribute a
+             WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            &[&qualified(schema, table)],
+        )
+        .await?;
+    Ok((!rows.is_empty())
+        .then(|| rows.iter().map(|r| AppColumn { name: r.get(0), type_name: r.get(1), generated: r.get(2) }).collect()))
+}
+
+/// The plan of `table` into the application's table of the same name: the columns both sides have, in the
+/// catalog's types. `None` when PostgreSQL has no such table (yet). A key that differs from SQLite's, or a
+/// column type lite2pg cannot write, is an error naming the table and column.
+pub async fn app_plan(
+    client: &impl GenericClient,
+    schema: &str,
+    table: &Table,
+    key_columns: &[String],
+) -> Result<Option<TablePlan>> {
+    let Some(columns) = app_columns(client, schema, &table.name).await? else {
+        return Ok(None);
+    };
+    check_key(client, schema, table, key_columns).await?;
+    let writable: HashMap<&str, &AppColumn> = columns.iter().filter(|c| !c.generated).map(|c| (c.name.as_str(), c)).collect();
+    let mut shared = table.clone();
+    shared.columns.retain(|c| writable.contains_key(pg_column_name(&c.name).as_str()));
+    let types = shared
+        .columns
+        .iter()
+        .map(|c| {
+            let app = writable[pg_column_name(&c.name).as_str()];
+            PgType::from_format_type(&app.type_name).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Schema,
+                    format!(
+                        "column {:?} of table {} has type {} in PostgreSQL, which lite2pg does not write",
+                        c.name,
+                        qualified(schema, &table.name),
+                        app.type_name
+                    ),
+                )
+                .with_hint(format!(
+                    "lite2pg writes {WRITABLE_TYPES}; leave the table out with --exclude {:?}, or change the column's type",
+                    table.name
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Some(TablePlan::new(&shared, &types, key_columns)))
+}
+
+/// Refuses a table whose PostgreSQL primary key is not the key SQLite's rows are logged by: rows could not be
+/// matched one to one.
+async fn check_key(client: &impl GenericClient, schema: &str, table: &Table, key_columns: &[String]) -> Result<()> {
+    let wanted: Vec<String> = key_columns.iter().map(|c| pg_column_name(c)).collect();
+    let found = primary_key(client, schema, &table.name).await?.map(|(_, columns)| columns);
+    if !wanted.is_empty() && found.as_ref() == Some(&wanted) {
+        return Ok(());
+    }
+    let sqlite_key = match key_columns.is_empty() {
+        true => "no primary key without NULLs (its rows are known by rowid only)".to_string(),
+        false => format!("primary key ({})", key_columns.join(", ")),
+    };
+    let postgres_key = match found {
+        Some(columns) => format!("primary key ({})", columns.join(", ")),
+        None => "no primary key".to_string(),
+    };
+    Err(Error::new(
+        ErrorKind::Schema,
+        format!(
+            "table {:?} has {sqlite_key} in SQLite and {postgres_key} in PostgreSQL ({}): its rows cannot be matched",
+            table.name,
+            qualified(schema, &table.name)
+        ),
+    )
+    .with_hint(format!("give both the same primary key, or leave the table out with --exclude {:?}", table.name)))
+}
+
+/// The PostgreSQL column names a plan writes, recorded per table to notice when its shared columns change.
+pub fn synced_columns(plan: Option<&TablePlan>) -> Vec<String> {
+    plan.map(|p| p.columns.iter().map(|c| c.pg_name.clone()).collect()).unwrap_or_default()
+}
+
+/// The tables in parent-first order of the foreign keys between them in PostgreSQL (names as PostgreSQL holds
+/// them; cycles are broken where they close). Rows are upserted in this order and deleted in the reverse, so
+/// that foreign keys which are not deferrable (Alembic's, SQLAlchemy's) hold after every statement.
+pub async fn parent_first(client: &impl GenericClient, schema: &str, tables: &[String]) -> Result<Vec<String>> {
+    let rows = client
+        .query(
+            "SELECT child.relname::text, parent.relname::text FROM pg_constraint c
+             JOIN pg_class child ON child.oid = c.conrelid JOIN pg_class parent ON parent.oid = c.confrelid
+             JOIN pg_namespace n ON n.oid = child.relnamespace
+             WHERE c.contype = 'f' AND n.nspname = $1 AND parent.relnamespace = child.relnamespace
+               AND child.relname = ANY ($2) AND parent.relname = ANY ($2) AND child.oid <> parent.oid",
+            &[&schema, &tables],
+        )
+        .await?;
+    let pairs: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let parents: Vec<(&String, &String)> = pairs.iter().map(|(child, parent)| (child, parent)).collect();
+    let mut ordered: Vec<String> = Vec::new();
+    let mut visiting = HashSet::new();
+    fn visit<'a>(
+        table: &'a String,
+        parents: &[(&'a String, &'a String)],
+        visiting: &mut HashSet<&'a String>,
+        ordered: &mut Vec<String>,
+    ) {
+        if ordered.contains(table) || !visiting.insert(table) {
+            return;
+        }
+        for (_, parent) in parents.iter().filter(|(child, _)| *child == table) {
+            visit(parent, parents, visiting, ordered);
+        }
+        ordered.push(table.clone());
+    }
+    for table in tables {
+        visit(table, &parents, &mut visiting, &mut ordered);
+    }
+    Ok(ordered)
+}
+
+/// A fingerprint of the shape of the application's tables named `tables` (PostgreSQL names): every column,
+/// its type and whether it is generated. A migration of the PostgreSQL side changes it.
+pub async fn shape(client: &impl GenericClient, schema: &str, tables: &[String]) -> Result<String> {
+    let row = client
+        .query_one(
+            "SELECT coalesce(string_agg(c.relname || '.' || a.attname || ':' || format_type(a.atttypid, a.atttypmod)
+                                        || a.attgenerated::text, ',' ORDER BY c.relname, a.attnum), '')
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+             WHERE n.nspname = $1 AND c.relname = ANY ($2) AND c.relkind IN ('r', 'p')",
+            &[&schema, &tables],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+/// What one side has and the other lacks, for `status`, `doctor` and the snapshot's notes.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Gaps {
+    /// SQLite tables PostgreSQL lacks: captured, not written until the application makes them.
+    pub tables_missing_in_postgres: Vec<String>,
+    /// PostgreSQL tables of the schema no SQLite table maps to (besides migration tools' own).
+    pub tables_missing_in_sqlite: Vec<String>,
+    /// `table.column` SQLite has and PostgreSQL lacks: not written.
+    pub columns_missing_in_postgres: Vec<String>,
+    /// `table.column` PostgreSQL has and SQLite lacks: left to PostgreSQL's default (or generated there).
+    pub columns_missing_in_sqlite: Vec<String>,
+}
+
+impl Gaps {
+    pub fn is_empty(&self) -> bool {
+        *self == Gaps::default()
+    }
+
+    /// One sentence per gap.
+    pub fn sentences(&self) -> Vec<String> {
+        let lists = [
+            (&self.tables_missing_in_postgres, "SQLite table missing in PostgreSQL (not written until it exists there)"),
+            (&self.tables_missing_in_sqlite, "PostgreSQL table without a SQLite table (left as it is)"),
+            (&self.columns_missing_in_postgres, "SQLite column missing in PostgreSQL (not written until it exists there)"),
+            (&self.columns_missing_in_sqlite, "PostgreSQL column without a SQLite column (left to its default)"),
+        ];
+        lists.iter().flat_map(|(names, what)| names.iter().map(move |name| format!("{what}: {name}"))).collect()
+    }
+}
+
+/// Compares SQLite's `tables` with the application's tables in `schema`.
+pub async fn gaps(client: &impl GenericClient, schema: &str, tables: &[&Table]) -> Result<Gaps> {
+    let mut gaps = Gaps::default();
+    let mapped: HashSet<String> = tables.iter().map(|t| pg_name(&t.name)).collect();
+    for table in tables {
+        let Some(columns) = app_columns(client, schema, &table.name).await? else {
+            gaps.tables_missing_in_postgres.push(table.name.clone());
+            continue;
+        };
+        // A column PostgreSQL generates is no gap when SQLite has it too: PostgreSQL computes its values.
+        let sqlite_columns: HashSet<String> = table.columns.iter().map(|c| pg_column_name(&c.name)).collect();
+        let postgres_columns: HashSet<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+        for column in table.columns.iter().filter(|c| !postgres_columns.contains(pg_column_name(&c.name).as_str())) {
+            gaps.columns_missing_in_postgres.push(format!("{}.{}", table.name, column.name));
+        }
+        for column in columns.iter().filter(|c| !sqlite_columns.contains(&c.name)) {
+            gaps.columns_missing_in_sqlite.push(format!("{}.{}", table.name, column.name));
+        }
+    }
+    let rows = client
+        .query(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY c.relname",
+            &[&schema],
+        )
+        .await?;
+    gaps.tables_missing_in_sqlite = rows
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .filter(|name| !mapped.contains(name) && !MIGRATION_TABLES.contains(&name.as_str()))
+        .collect();
+    Ok(gaps)
+}
+
+/// Tables migration tools keep in PostgreSQL only.
+const MIGRATION_TABLES: [&str; 2] = ["alembic_version", "schema_migrations"];
+
+/// For cutover: restarts every sequence behind a column of the synced tables (identities, serial columns) after
+/// the highest value the column holds, or that SQLite's AUTOINCREMENT remembers (`remembered`, by table).
+pub async fn sequence_restarts(
+    client: &impl GenericClient,
+    schema: &str,
+    plans: &[&TablePlan],
+    remembered: impl Fn(&str) -> Result<Option<i64>>,
+) -> Result<Vec<String>> {
+    let mut statements = Vec::new();
+    for plan in plans {
+        let relation = qualified(schema, &plan.name);
+        let sequences = client
+            .query(
+                "SELECT a.attname::text, pg_get_serial_sequence($1, a.attname) FROM pg_attribute a
+                 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+                   AND pg_get_serial_sequence($1, a.attname) IS NOT NULL",
+                &[&relation],
+            )
+            .await?;
+        for row in sequences {
+            let (column, sequence): (String, String) = (row.get(0), row.get(1));
+            let column = crate::ident::quote(&column);
+            let highest: i64 =
+                client.query_one(&format!("SELECT coalesce(max({column})::bigint, 0) FROM {relation}"), &[]).await?.get(0);
+            let start = highest.max(remembered(&plan.name)?.unwrap_or(0)) + 1;
+            // The name comes quoted from pg_get_serial_sequence.
+            statements.push(format!("ALTER SEQUENCE {sequence} RESTART WITH {start}"));
+        }
+    }
+    Ok(statements)
+}
+
+/// `snapshot --into-existing`: records the source and its tables (`register`), then copies every table in one
+/// batch: one PostgreSQL transaction replaces each table's rows with SQLite's and stores the position.
+pub async fn snapshot(options: &SnapshotOptions) -> Result<SnapshotReport> {
+    let started = Instant::now();
+    let mut report = register(options).await?;
+    let options = SnapshotOptions { source_id: Some(report.source_id.clone()), ..options.clone() };
+    // Boxed: `run` may start with a snapshot itself, and async calls that can recurse need a pointer.
+    Box::pin(crate::stream::run(&options, StopWhen::CaughtUp, Metrics::new(Default::default()), |_| {})).await?;
+    let client = options.target.connect().await?;
+    for plan in &report.mapping.iter().map(|m| m.table.clone()).collect::<std::collections::BTreeSet<_>>() {
+        let rows: i64 =
+            client.query_one(&format!("SELECT count(*) FROM {}", qualified(&options.schema, plan)), &[]).await?.get(0);
+        let rejects: i64 = client
+            .query_one(
+                "SELECT count(*) FROM lite2pg.rejects WHERE source_id = $1 AND table_name = $2",
+                &[&report.source_id, plan],
+            )
+            .await?
+            .get(0);
+        report.tables.push(TableReport { table: plan.clone(), rows: rows as u64, rejects: rejects as u64, ..Default::default() });
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Installs capture, matches every captured table with the application's (refusing, with nothing changed,
+/// a table whose key or column types do not fit) and records the source at a fresh position with every table
+/// PostgreSQL has marked to be copied whole: the next batch copies them, so the copy and the position commit
+/// together, and a crash before it copies them again.
+pub async fn register(options: &SnapshotOptions) -> Result<SnapshotReport> {
+    let started = Instant::now();
+    if options.policies.shared_tables() {
+        return Err(Error::new(ErrorKind::Usage, "--into-existing fills one application's tables; they cannot be shared tables")
+            .with_hint("leave out layout = \"shared_tables\" for this source"));
+    }
+    let source = {
+        let options = options.clone();
+        tokio::task::spawn_blocking(move || Source::prepare(&options.sqlite, &options.selection, options.source_id.as_deref()))
+            .await
+            .expect("preparing the source does not panic")?
+    };
+    // The connection stays behind: only what was read travels across the awaits below.
+    let (sqlite_path, Source { schema: sqlite_schema, capture, .. }) = (source.display_path(), source);
+    let source_id = capture.source_id.clone();
+    let mut client = options.target.connect().await?;
+    state::ensure_state_schema(&mut client).await?;
+    state::lock_source(&client, &source_id).await?;
+    let recorded = state::source(&client, &source_id).await?;
+    mode(true, recorded.as_ref(), options.replace)?;
+    if let Some(row) = recorded.filter(|row| row.snapshot_seq.is_some() && !options.replace) {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            format!("source {} was already copied into PostgreSQL (applied up to seq {})", row.source_id, row.applied_seq),
+        )
+        .with_hint("use `lite2pg run` to keep it in sync, or `snapshot --replace` to copy it again from scratch"));
+    }
+    let mut tables = Vec::new();
+    for (table, captured) in sqlite_schema.tables.iter().filter_map(|t| capture.table(&t.name).map(|c| (t, c))) {
+        let plan = app_plan(&client, &options.schema, table, &captured.key_columns).await?;
+        tables.push((table, captured, plan));
+    }
+    if tables.iter().all(|(_, _, plan)| plan.is_none()) {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            format!("PostgreSQL schema {} has none of the SQLite file's tables", crate::ident::quote(&options.schema)),
+        )
+        .with_hint("run the application's migrations against PostgreSQL first (e.g. `manage.py migrate`), or pass the --schema they made"));
+    }
+    let sqlite_tables: Vec<&Table> = tables.iter().map(|(table, _, _)| *table).collect();
+    let gaps = gaps(&client, &options.schema, &sqlite_tables).await?;
+    let sqlite = options.sqlite.clone();
+    let (snapshot_seq, mark) = tokio::task::spawn_blocking(move || mark_position(&mut open(&sqlite, Access::ReadWrite)?))
+        .await
+        .expect("marking the position does not panic")?;
+    let tx = client.transaction().await?;
+    tx.execute(
+        "INSERT INTO lite2pg.sources (source_id, database_id, sqlite_path, target_schema, snapshot_started_at,
+           snapshot_finished_at, snapshot_seq, applied_seq, applied_mark, into_existing)
+         VALUES ($1, $2, $3, $4, now(), now(), $5, $5, $6, true)
+         ON CONFLICT (source_id) DO UPDATE SET database_id = excluded.database_id, sqlite_path = excluded.sqlite_path,
+           target_schema = excluded.target_schema, snapshot_started_at = now(), snapshot_finished_at = now(),
+           snapshot_seq = excluded.snapshot_seq, applied_seq = excluded.applied_seq, applied_mark = excluded.applied_mark,
+           into_existing = true, promoted = false, last_error = NULL, last_error_at = NULL",
+        &[&source_id, &capture.database_id, &sqlite_path, &options.schema, &snapshot_seq, &mark],
+    )
+    .await?;
+    tx.execute("DELETE FROM lite2pg.tables WHERE source_id = $1", &[&source_id]).await?;
+    tx.execute("DELETE FROM lite2pg.rejects WHERE source_id = $1", &[&source_id]).await?;
+    let mut mapping = Vec::new();
+    for (table, captured, plan) in &tables {
+        state::register_table(&tx, &source_id, &options.schema, &table.name, &captured.key_columns, plan.is_some()).await?;
+        state::set_synced_columns(&tx, &source_id, &table.name, &synced_columns(plan.as_ref())).await?;
+        mapping.extend(plan.iter().flat_map(|plan| {
+            plan.columns.iter().map(|c| ColumnMapping {
+                table: table.name.clone(),
+                column: c.name.clone(),
+                declared_type: c.declared_type.clone(),
+                stored: "-".to_string(),
+                pg_type: c.pg_type.sql().to_string(),
+            })
+        }));
+    }
+    tx.commit().await?;
+    state::unlock_source(&client, &source_id).await?;
+    let mut notes: Vec<String> = sqlite_schema.skipped.iter().map(|s| format!("{} {:?} is not copied", s.kind, s.name)).collect();
+    notes.extend(gaps.sentences());
+    Ok(SnapshotReport {
+        source_id,
+        schema: options.schema.clone(),
+        snapshot_seq,
+        tables: Vec::new(),
+        mapping,
+        notes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Whether `snapshot` is to fill existing tables: asked for, or recorded for the source at an earlier snapshot
+/// (`--replace` then never drops the application's tables).
+pub async fn asked_or_recorded(options: &SnapshotOptions) -> Result<bool> {
+    if options.policies.into_existing {
+        return Ok(true);
+    }
+    let installed = match &options.source_id {
+        Some(id) => Some(id.clone()),
+        None => crate::sqlite::capture::read_state(&open(&options.sqlite, Access::ReadOnly)?)?.map(|c| c.source_id),
+    };
+    let Some(source_id) = installed else { return Ok(false) };
+    let client = options.target.connect().await?;
+    if !state::state_schema_exists(&client).await? {
+        return Ok(false);
+    }
+    let recorded = state::source(&client, &source_id).await?;
+    mode(false, recorded.as_ref(), options.replace)
+}
