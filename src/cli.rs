@@ -230,6 +230,10 @@ pub struct RunArgs {
     /// /healthz answers 503 when batches have failed (e.g. PostgreSQL unreachable) for this many seconds.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub health_max_outage: u64,
+    /// Stop (after the current batch) as soon as the process that started this one exits, also when it was killed:
+    /// for running lite2pg as a child of an application, as the Python package does.
+    #[arg(long)]
+    pub exit_with_parent: bool,
 }
 
 fn default_jobs() -> usize {
@@ -824,7 +828,33 @@ fn stop_when(args: &RunArgs) -> StopWhen {
     }
     let notify = Arc::new(Notify::new());
     tokio::spawn(forward_signals(notify.clone()));
+    if args.exit_with_parent {
+        tokio::spawn(stop_with_parent(notify.clone()));
+    }
     StopWhen::Signal(notify)
+}
+
+/// How often `--exit-with-parent` looks whether the parent is still there.
+const PARENT_CHECK: Duration = Duration::from_millis(200);
+
+/// Turns the exit of the process that started this one into a stop request. Watching the parent id (the process
+/// is re-parented when its parent dies) works on Linux and macOS alike and, unlike Linux's PR_SET_PDEATHSIG, does
+/// not fire when only the parent's thread that started us ends (a Python app may start the sync from a thread).
+async fn stop_with_parent(notify: Arc<Notify>) {
+    #[cfg(unix)]
+    {
+        let parent = std::os::unix::process::parent_id();
+        while std::os::unix::process::parent_id() == parent {
+            tokio::time::sleep(PARENT_CHECK).await;
+        }
+        tracing::info!("stopping: the parent process {parent} exited");
+        notify.notify_one();
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = notify;
+        tracing::warn!("--exit-with-parent is not supported on this platform; stop lite2pg with its parent yourself");
+    }
 }
 
 /// The metrics of a `run`, served on `--metrics-addr` when given.
