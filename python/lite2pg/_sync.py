@@ -197,14 +197,15 @@ class Sync:
 
     # -- the child process -----------------------------------------------------------------------------------
 
-    def _command(self, subcommand: Sequence[str], options: Sequence[str]) -> List[str]:
+    def _command(self, subcommand: Sequence[str], options: Sequence[str] = ()) -> List[str]:
+        """The command line: the common options, the subcommand, then its own ``options`` of ``self._options``."""
         binary = self._binary or find_binary()
         args = [binary, "--sqlite", self.sqlite]
         url, _ = self._connection()
         if url is not None:
             args += ["--postgres", url]
-        args += _flags({k: v for k, v in self._options.items() if k in options})
-        return args + list(subcommand)
+        args += _flags({k: v for k, v in self._options.items() if k in COMMON_OPTIONS})
+        return args + list(subcommand) + _flags({k: v for k, v in self._options.items() if k in options})
 
     def _connection(self) -> "tuple[Optional[str], Dict[str, str]]":
         """The URL to pass on the command line and the environment to run with. A password moves from the URL to
@@ -227,7 +228,7 @@ class Sync:
     def _run_json(self, subcommand: List[str]) -> "tuple[int, Optional[Dict[str, Any]], str]":
         """Runs a command with ``--json``; its parsed output is None when it printed none (it failed)."""
         _, env = self._connection()
-        args = self._command([*subcommand, "--json"], COMMON_OPTIONS)
+        args = self._command([*subcommand, "--json"])
         done = subprocess.run(args, env=env, stdin=subprocess.DEVNULL, capture_output=True)
         stderr = done.stderr.decode(errors="replace")
         try:
@@ -237,7 +238,7 @@ class Sync:
 
     def _launch(self) -> None:
         _, env = self._connection()
-        args = self._command(["run", "--exit-with-parent", "--log-format", "json"], COMMON_OPTIONS + RUN_OPTIONS)
+        args = self._command(["run", "--exit-with-parent", "--log-format", "json"], RUN_OPTIONS)
         self._lines.clear()
         process = subprocess.Popen(
             args,
