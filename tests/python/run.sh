@@ -10,7 +10,7 @@ trap 'rm -rf "$(dirname "$venv")"' EXIT
 python3 -m venv "$venv"
 pip=("$venv/bin/pip" install -q --disable-pip-version-check)
 # What the tests and examples use beside the package (the package itself needs nothing but the standard library).
-"${pip[@]}" 'pytest>=7' psycopg2-binary 'sqlalchemy>=2' 'django>=5.1' 'flask>=2.2'
+"${pip[@]}" 'pytest>=7' 'mypy>=1' psycopg2-binary 'sqlalchemy>=2' 'django>=5.1' 'flask>=2.2'
 MATURIN_PEP517_ARGS="${MATURIN_PEP517_ARGS:---profile dev}" "${pip[@]}" .
 cd tests/python
 # Run from here, so `import lite2pg` is the installed package, not the checkout's python/ directory.

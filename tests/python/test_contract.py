@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import psycopg2
@@ -24,6 +25,15 @@ VERIFY_TABLE_KEYS = {"table", "postgres_table", "sqlite_rows", "postgres_rows", 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([lite2pg.find_binary(), *args], capture_output=True, text=True)
+
+
+def test_the_package_is_typed_and_runs_the_binary_as_a_module() -> None:
+    package = Path(lite2pg.__file__).parent
+    assert (package / "py.typed").is_file()
+    checked = subprocess.run([sys.executable, "-m", "mypy", "--strict", "-p", "lite2pg"], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout
+    version = subprocess.run([sys.executable, "-m", "lite2pg", "--version"], capture_output=True, text=True)
+    assert version.stdout.startswith("lite2pg "), version.stderr
 
 
 def test_every_option_sync_takes_is_a_flag_of_run() -> None:
