@@ -107,7 +107,7 @@ pub enum Command {
     /// Compare every replicated table value by value (exit 0 equal, 1 differences).
     Verify(VerifyArgs),
     /// Show where the sync stands: position, pending changes, lag, rejects, row counts.
-    Status,
+    Status(StatusArgs),
     /// Check the SQLite file, capture, PostgreSQL and privileges; explain each problem and its fix.
     Doctor,
     /// See it work: a sample database written by threads, streamed to PostgreSQL, then verified.
@@ -184,6 +184,15 @@ pub struct RejectsArgs {
     /// lite2pg.toml), then list what is still rejected.
     #[arg(long)]
     pub retry: bool,
+}
+
+/// Options of `status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Only the position, pending changes, lag, rejects, errors and daemon: no row counts per table and no missing
+    /// constraints, which read every table (cheap enough to poll; the Python package waits with it).
+    #[arg(long)]
+    pub brief: bool,
 }
 
 /// Options of `verify`.
@@ -416,7 +425,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
     match &cli.command {
         Command::Run(args) => run_fleet(common, args).await,
-        Command::Status => for_each_source(common, |one| async move { status(&one).await }).await,
+        Command::Status(args) => for_each_source(common, |one| async move { status(&one, args).await }).await,
         Command::Verify(args) => for_each_source(common, |one| async move { verify(&one, args).await }).await,
         Command::Doctor => for_each_source(common, |one| async move { doctor(&one).await }).await,
         _ => dispatch_one(&common.one_source()?, &cli.command).await,
@@ -435,7 +444,7 @@ async fn dispatch_one(common: &CommonArgs, command: &Command) -> Result<ExitCode
         Command::Uninstall => uninstall(common),
         Command::Run(args) => run(common, args).await,
         Command::Verify(args) => Ok(print_json(common, verify(common, args).await?)),
-        Command::Status => Ok(print_json(common, status(common).await?)),
+        Command::Status(args) => Ok(print_json(common, status(common, args).await?)),
         Command::Doctor => Ok(print_json(common, doctor(common).await?)),
         Command::Demo(args) => demo(common, args).await,
         Command::Bench(args) => bench(common, args).await,
@@ -685,8 +694,8 @@ fn print_verify(report: &crate::verify::VerifyReport) {
     }
 }
 
-async fn status(common: &CommonArgs) -> Result<Verdict> {
-    let status = crate::status::status(&common.snapshot_options(false, default_jobs())?).await?;
+async fn status(common: &CommonArgs, args: &StatusArgs) -> Result<Verdict> {
+    let status = crate::status::status(&common.snapshot_options(false, default_jobs())?, args.brief).await?;
     if !common.json {
         print_status(&status);
     }

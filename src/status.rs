@@ -53,8 +53,9 @@ pub struct Status {
     pub missing_constraints: Option<Vec<Missing>>,
 }
 
-/// Reads the status of `options.sqlite`'s source.
-pub async fn status(options: &SnapshotOptions) -> Result<Status> {
+/// Reads the status of `options.sqlite`'s source; `brief` leaves out the row counts per table and the missing
+/// constraints (they read every table: too slow to poll on a large database).
+pub async fn status(options: &SnapshotOptions, brief: bool) -> Result<Status> {
     let conn = open(&options.sqlite, Access::ReadOnly)?;
     let capture = capture::require_state(&conn, &options.sqlite)?;
     conn.execute_batch("BEGIN")?;
@@ -73,11 +74,11 @@ pub async fn status(options: &SnapshotOptions) -> Result<Status> {
         last_error_at: None,
         last_applied_at: None,
         daemon: None,
-        tables: sqlite_counts(&conn, &capture)?,
+        tables: if brief { Vec::new() } else { sqlite_counts(&conn, &capture)? },
         missing_constraints: None,
     };
-    let sqlite_schema = read_schema(&conn)?;
-    match postgres_status(options, &capture, &sqlite_schema, &mut status).await {
+    let sqlite_schema = (!brief).then(|| read_schema(&conn)).transpose()?;
+    match postgres_status(options, &capture, sqlite_schema.as_ref(), &mut status).await {
         Ok(Some(applied_seq)) => {
             status.applied_seq = Some(applied_seq);
             let pending = capture::pending(&conn, applied_seq)?;
@@ -103,11 +104,12 @@ fn sqlite_counts(conn: &rusqlite::Connection, capture: &CaptureState) -> Result<
         .collect()
 }
 
-/// Fills in the PostgreSQL side and returns the applied position (`None` when the source was never copied).
+/// Fills in the PostgreSQL side and returns the applied position (`None` when the source was never copied); the
+/// missing constraints only given `sqlite_schema`.
 async fn postgres_status(
     options: &SnapshotOptions,
     capture: &CaptureState,
-    sqlite_schema: &SourceSchema,
+    sqlite_schema: Option<&SourceSchema>,
     status: &mut Status,
 ) -> Result<Option<i64>> {
     let client = options.target.connect().await?;
@@ -141,7 +143,9 @@ async fn postgres_status(
             table.postgres_rows = Some(count.get(0));
         }
     }
-    let shared = options.policies.shared_tables();
-    status.missing_constraints = Some(missing_for_source(&client, &schema, sqlite_schema, &capture.tables, shared).await?);
+    if let Some(sqlite_schema) = sqlite_schema {
+        let shared = options.policies.shared_tables();
+        status.missing_constraints = Some(missing_for_source(&client, &schema, sqlite_schema, &capture.tables, shared).await?);
+    }
     Ok(Some(row.get(0)))
 }

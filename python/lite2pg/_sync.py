@@ -80,6 +80,7 @@ class Sync:
         self._lines: Deque[str] = collections.deque(maxlen=KEPT_LINES)
         self._lock_file: Optional[IO[bytes]] = None
         self._follower: Optional[threading.Thread] = None
+        self._log_reader: Optional[threading.Thread] = None
         self._stopping = threading.Event()
         self._mutex = threading.Lock()
         self._owner_pid = os.getpid()
@@ -154,17 +155,18 @@ class Sync:
 
     # -- questions -------------------------------------------------------------------------------------------
 
-    def status(self) -> Dict[str, Any]:
-        """The output of ``lite2pg status --json``: ``applied_seq``, ``pending_changes``, ``lag_seconds``,
-        ``rejects``, ``last_error``, ``daemon`` (who holds the source), ``snapshot_done``, per-table row counts.
+    def status(self, brief: bool = False) -> Dict[str, Any]:
+        """The output of ``lite2pg status --json``: ``applied_seq``, ``newest_seq``, ``pending_changes``,
+        ``lag_seconds``, ``rejects``, ``last_error``, ``daemon`` (who holds the source), ``snapshot_done``, and per
+        table its row counts on both sides. ``brief=True`` leaves out the tables (counting them reads every row).
         PostgreSQL being unreachable is in ``postgres_error``, not raised."""
-        code, report, stderr = self._run_json(["status"])
+        code, report, stderr = self._run_json(["status", "--brief"] if brief else ["status"])
         if report is None:
             raise SyncError(_failure("lite2pg status", code, stderr))
         return report
 
     def wait_caught_up(self, timeout: float = 60.0) -> Dict[str, Any]:
-        """Waits until everything committed to SQLite before the call is in PostgreSQL; returns the status then.
+        """Waits until everything committed to SQLite before the call is in PostgreSQL; returns the (brief) status.
 
         Raises ``SyncTimeout`` after ``timeout`` seconds (with the last error lite2pg recorded), ``SyncError`` when
         this process's ``lite2pg run`` stopped."""
@@ -172,7 +174,7 @@ class Sync:
         target: Optional[int] = None
         while True:
             self._raise_if_died()
-            status = self.status()
+            status = self.status(brief=True)
             if target is None:
                 target = status["newest_seq"]
             applied = status.get("applied_seq")
@@ -250,7 +252,8 @@ class Sync:
             start_new_session=True,
         )
         self._process = process
-        threading.Thread(target=self._forward_logs, args=(process,), name="lite2pg-logs", daemon=True).start()
+        self._log_reader = threading.Thread(target=self._forward_logs, args=(process,), name="lite2pg-logs", daemon=True)
+        self._log_reader.start()
         _running.add(self)
 
     def _forward_logs(self, process: "subprocess.Popen[bytes]") -> None:
@@ -275,6 +278,8 @@ class Sync:
     def _raise_if_died(self) -> None:
         process = self._process
         if process is not None and process.poll() is not None:
+            if self._log_reader is not None:
+                self._log_reader.join(timeout=5)  # its last lines hold lite2pg's error
             raise SyncError(_failure("lite2pg run", process.returncode, "\n".join(self._lines)))
 
     def _wait_first_copy(self, timeout: Optional[float]) -> None:
@@ -283,7 +288,7 @@ class Sync:
         while True:
             self._raise_if_died()
             try:
-                status = self.status()
+                status = self.status(brief=True)
                 if status.get("snapshot_done"):
                     return
             except SyncError:

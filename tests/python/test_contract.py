@@ -58,6 +58,11 @@ def test_status_json(sqlite_file: Path, postgres: str) -> None:
     pending = sync.status()
     assert pending["pending_changes"] == 1 and pending["newest_seq"] > pending["applied_seq"]
     assert isinstance(pending["lag_seconds"], float)
+    brief = sync.status(brief=True)
+    assert brief["tables"] == [] and brief["missing_constraints"] is None
+    assert {k: brief[k] for k in ("applied_seq", "newest_seq", "pending_changes", "snapshot_done")} == {
+        k: pending[k] for k in ("applied_seq", "newest_seq", "pending_changes", "snapshot_done")
+    }
 
 
 def test_status_json_while_postgres_is_unreachable_exits_1_with_the_report(sqlite_file: Path) -> None:

@@ -32,7 +32,7 @@ def test_start_copies_streams_verifies_and_stops(sqlite_file: Path, postgres: st
             conn.execute("DELETE FROM notes WHERE id = 2")
         conn.close()
         status = sync.wait_caught_up(timeout=30)
-        assert status["pending_changes"] == 0
+        assert status["pending_changes"] == 0 and status["applied_seq"] == status["newest_seq"]
         assert sync.verify() is True
         lite2pg_pid = children_named(os.getpid())
         assert len(lite2pg_pid) == 1
