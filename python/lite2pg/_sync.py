@@ -52,8 +52,9 @@ class Sync:
     ``lite2pg run`` by their flag names with ``_`` for ``-`` (``tables=["a", "b"]``, ``on_misfit="widen"``,
     ``metrics_addr="127.0.0.1:9187"``). ``postgres=None`` lets lite2pg find the URL as its command line does
     (``LITE2PG_POSTGRES``, ``POSTGRES_DATABASE_URL``, ``lite2pg.toml``). ``env`` is the environment the
-    commands run in (default: this process's). ``lock=False`` skips the lock file that makes one process of
-    several (gunicorn workers) the one that runs the sync.
+    commands run in (default: a copy of this process's, taken now). ``lock=False`` skips the lock file that makes
+    one process of several (gunicorn workers) the one that runs the sync. ``binary`` is the lite2pg to run
+    (default: ``find_binary()``).
     """
 
     def __init__(
