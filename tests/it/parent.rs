@@ -13,10 +13,24 @@ fn alive(pid: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Kills the orphaned lite2pg if the test fails before it exited by itself.
+struct KillOnDrop(String);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if alive(&self.0) {
+            let _ = Command::new("kill").args(["-KILL", &self.0]).status();
+        }
+    }
+}
+
+fn status(db: &TestDb, file: &SqliteFile) -> serde_json::Value {
+    let out = lite2pg_output(&["status", "--brief", "--json", "--sqlite", file.path.to_str().unwrap(), "--postgres", &db.url()]);
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
 fn daemon_holder(db: &TestDb, file: &SqliteFile) -> Option<String> {
-    let out = lite2pg_output(&["status", "--json", "--sqlite", file.path.to_str().unwrap(), "--postgres", &db.url()]);
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    status["daemon"].as_str().map(str::to_string)
+    status(db, file)["daemon"].as_str().map(str::to_string)
 }
 
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
@@ -33,7 +47,7 @@ async fn a_killed_parent_stops_the_daemon_and_releases_the_source() {
     let db = TestDb::new().await;
     // The parent: a shell that starts lite2pg, its logs going into a pipe this test holds, and waits.
     let script = format!(
-        "{} run --exit-with-parent --sqlite \"$1\" --postgres \"$2\" >/dev/null & echo $!; wait",
+        "{} run --exit-with-parent --sqlite \"$1\" --postgres \"$2\" --log-format json >/dev/null & echo $!; wait",
         env!("CARGO_BIN_EXE_lite2pg")
     );
     let mut parent = Command::new("sh")
@@ -46,7 +60,11 @@ async fn a_killed_parent_stops_the_daemon_and_releases_the_source() {
     let mut pid = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(parent.stdout.take().unwrap()), &mut pid).unwrap();
     let pid = pid.trim().to_string();
+    let _orphan = KillOnDrop(pid.clone());
     wait_until("the daemon to hold the source", || daemon_holder(&db, &file).is_some());
+    // Once it has applied a write it is idle: its next log line is the one about its parent, into the closed pipe.
+    file.exec("INSERT INTO t (v) VALUES ('b')");
+    wait_until("the write to be applied", || status(&db, &file)["pending_changes"] == 0);
     parent.kill().unwrap(); // SIGKILL: the parent cannot pass anything on
     parent.wait().unwrap();
     drop(parent.stderr.take()); // the pipe lite2pg logs into has no reader any more
