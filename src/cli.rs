@@ -111,7 +111,7 @@ pub enum Command {
     /// Compare every replicated table value by value (exit 0 equal, 1 differences).
     Verify(VerifyArgs),
     /// Show where the sync stands: position, pending changes, lag, rejects, row counts.
-    Status,
+    Status(StatusArgs),
     /// Check the SQLite file, capture, PostgreSQL and privileges; explain each problem and its fix.
     Doctor,
     /// See it work: a sample database written by threads, streamed to PostgreSQL, then verified.
@@ -190,6 +190,15 @@ pub struct RejectsArgs {
     pub retry: bool,
 }
 
+/// Options of `status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Only the position, pending changes, lag, rejects, errors and daemon: no row counts per table and no missing
+    /// constraints, which read every table (cheap enough to poll; the Python package waits with it).
+    #[arg(long)]
+    pub brief: bool,
+}
+
 /// Options of `verify`.
 #[derive(Debug, Clone, Args)]
 pub struct VerifyArgs {
@@ -234,6 +243,10 @@ pub struct RunArgs {
     /// /healthz answers 503 when batches have failed (e.g. PostgreSQL unreachable) for this many seconds.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     pub health_max_outage: u64,
+    /// Stop (after the current batch) as soon as the process that started this one exits, also when it was killed:
+    /// for running lite2pg as a child of an application, as the Python package does.
+    #[arg(long)]
+    pub exit_with_parent: bool,
 }
 
 fn default_jobs() -> usize {
@@ -420,7 +433,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
     match &cli.command {
         Command::Run(args) => run_fleet(common, args).await,
-        Command::Status => for_each_source(common, |one| async move { status(&one).await }).await,
+        Command::Status(args) => for_each_source(common, |one| async move { status(&one, args).await }).await,
         Command::Verify(args) => for_each_source(common, |one| async move { verify(&one, args).await }).await,
         Command::Doctor => for_each_source(common, |one| async move { doctor(&one).await }).await,
         _ => dispatch_one(&common.one_source()?, &cli.command).await,
@@ -439,7 +452,7 @@ async fn dispatch_one(common: &CommonArgs, command: &Command) -> Result<ExitCode
         Command::Uninstall => uninstall(common),
         Command::Run(args) => run(common, args).await,
         Command::Verify(args) => Ok(print_json(common, verify(common, args).await?)),
-        Command::Status => Ok(print_json(common, status(common).await?)),
+        Command::Status(args) => Ok(print_json(common, status(common, args).await?)),
         Command::Doctor => Ok(print_json(common, doctor(common).await?)),
         Command::Demo(args) => demo(common, args).await,
         Command::Bench(args) => bench(common, args).await,
@@ -695,8 +708,8 @@ fn print_verify(report: &crate::verify::VerifyReport) {
     }
 }
 
-async fn status(common: &CommonArgs) -> Result<Verdict> {
-    let status = crate::status::status(&common.snapshot_options(false, default_jobs())?).await?;
+async fn status(common: &CommonArgs, args: &StatusArgs) -> Result<Verdict> {
+    let status = crate::status::status(&common.snapshot_options(false, default_jobs())?, args.brief).await?;
     if !common.json {
         print_status(&status);
     }
@@ -851,7 +864,33 @@ fn stop_when(args: &RunArgs) -> StopWhen {
     }
     let notify = Arc::new(Notify::new());
     tokio::spawn(forward_signals(notify.clone()));
+    if args.exit_with_parent {
+        tokio::spawn(stop_with_parent(notify.clone()));
+    }
     StopWhen::Signal(notify)
+}
+
+/// How often `--exit-with-parent` looks whether the parent is still there.
+const PARENT_CHECK: Duration = Duration::from_millis(200);
+
+/// Turns the exit of the process that started this one into a stop request. Watching the parent id (the process
+/// is re-parented when its parent dies) works on Linux and macOS alike and, unlike Linux's PR_SET_PDEATHSIG, does
+/// not fire when only the parent's thread that started us ends (a Python app may start the sync from a thread).
+async fn stop_with_parent(notify: Arc<Notify>) {
+    #[cfg(unix)]
+    {
+        let parent = std::os::unix::process::parent_id();
+        while std::os::unix::process::parent_id() == parent {
+            tokio::time::sleep(PARENT_CHECK).await;
+        }
+        tracing::info!("stopping: the parent process {parent} exited");
+        notify.notify_one();
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = notify;
+        tracing::warn!("--exit-with-parent is not supported on this platform; stop lite2pg with its parent yourself");
+    }
 }
 
 /// The metrics of a `run`, served on `--metrics-addr` when given.

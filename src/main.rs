@@ -21,6 +21,9 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        // A closed stderr (the application that read it died) must not panic the task logging: the stop it was
+        // about to request would be lost.
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal());
     match cli.common.log_format {
         LogFormat::Text => logs.init(),

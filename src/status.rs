@@ -57,8 +57,9 @@ pub struct Status {
     pub gaps: Option<crate::existing::Gaps>,
 }
 
-/// Reads the status of `options.sqlite`'s source.
-pub async fn status(options: &SnapshotOptions) -> Result<Status> {
+/// Reads the status of `options.sqlite`'s source; `brief` leaves out the row counts per table and the missing
+/// constraints (they read every table: too slow to poll on a large database).
+pub async fn status(options: &SnapshotOptions, brief: bool) -> Result<Status> {
     let conn = open(&options.sqlite, Access::ReadOnly)?;
     let capture = capture::require_state(&conn, &options.sqlite)?;
     conn.execute_batch("BEGIN")?;
@@ -77,13 +78,13 @@ pub async fn status(options: &SnapshotOptions) -> Result<Status> {
         last_error_at: None,
         last_applied_at: None,
         daemon: None,
-        tables: sqlite_counts(&conn, &capture)?,
+        tables: if brief { Vec::new() } else { sqlite_counts(&conn, &capture)? },
         missing_constraints: None,
         into_existing: false,
         gaps: None,
     };
-    let sqlite_schema = read_schema(&conn)?;
-    match postgres_status(options, &capture, &sqlite_schema, &mut status).await {
+    let sqlite_schema = (!brief).then(|| read_schema(&conn)).transpose()?;
+    match postgres_status(options, &capture, sqlite_schema.as_ref(), &mut status).await {
         Ok(Some(applied_seq)) => {
             status.applied_seq = Some(applied_seq);
             let pending = capture::pending(&conn, applied_seq)?;
@@ -109,11 +110,12 @@ fn sqlite_counts(conn: &rusqlite::Connection, capture: &CaptureState) -> Result<
         .collect()
 }
 
-/// Fills in the PostgreSQL side and returns the applied position (`None` when the source was never copied).
+/// Fills in the PostgreSQL side and returns the applied position (`None` when the source was never copied); the
+/// missing constraints only given `sqlite_schema`.
 async fn postgres_status(
     options: &SnapshotOptions,
     capture: &CaptureState,
-    sqlite_schema: &SourceSchema,
+    sqlite_schema: Option<&SourceSchema>,
     status: &mut Status,
 ) -> Result<Option<i64>> {
     let client = options.target.connect().await?;
@@ -149,6 +151,7 @@ async fn postgres_status(
             table.postgres_rows = Some(count.get(0));
         }
     }
+    let Some(sqlite_schema) = sqlite_schema else { return Ok(Some(row.get(0))) };
     if status.into_existing {
         let tables: Vec<&Table> = capture.tables.iter().filter_map(|t| sqlite_schema.table(&t.name)).collect();
         status.gaps = Some(crate::existing::gaps(&client, &schema, &tables).await?);

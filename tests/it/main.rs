@@ -17,6 +17,7 @@ mod identity;
 mod misfit;
 mod names;
 mod observe;
+mod parent;
 mod random;
 mod realapps;
 mod replace;
