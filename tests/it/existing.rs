@@ -191,7 +191,7 @@ async fn columns_added_on_both_sides_are_followed_while_running_and_nothing_is_l
 
     // SQLite first: its values wait in SQLite; when PostgreSQL gets the column, the table is copied whole.
     file.exec("ALTER TABLE books ADD COLUMN pages INTEGER; UPDATE books SET pages = id * 10;");
-    let status = lite2pg::status::status(&db.options(&file.path)).await.unwrap();
+    let status = lite2pg::status::status(&db.options(&file.path), false).await.unwrap();
     let gaps = status.gaps.expect("into existing tables, status lists the gaps");
     assert!(gaps.columns_missing_in_postgres.contains(&"books.pages".to_string()), "{gaps:?}");
     assert!(gaps.columns_missing_in_sqlite.contains(&"authors.pg_only".to_string()), "{gaps:?}");
