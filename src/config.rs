@@ -19,8 +19,8 @@ pub const DEFAULT_FILE_NAME: &str = "lite2pg.toml";
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum MisfitPolicy {
-    /// `widen` for a value of the column's own kind (a number in a number column, text in a date or time
-    /// column) and for every value in a column whose declaration names no kind, `reject` for anything else: the
+    /// `widen` for a value of the column's own kind (a number in a number column, text in a date, time, uuid,
+    /// JSON or varchar column) and for every value in a column whose declaration names no kind, `reject` for anything else: the
     /// stream never stalls and no value disappears.
     #[default]
     Auto,

@@ -376,22 +376,22 @@ pub struct ColumnStats {
     pub date_texts: u64,
     /// Texts in `HH:MM[:SS[.f]]` form.
     pub time_texts: u64,
-    /// Numbers exact at the declared `numeric(p,s)`.
-    pub scaled_numbers: u64,
+    /// Values the type the declaration names takes (`numeric(p,s)`, `uuid`, `json`, `jsonb`).
+    pub fitting_values: u64,
 }
 
 /// The shape checks a column's declared type asks of its values: only a column declared as a date or time can
-/// become one, only one declared `DECIMAL(p,s)` a `numeric(p,s)`.
+/// become one, only one declared `DECIMAL(p,s)`, `UUID`, `JSON` or `JSONB` that type.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ValueChecks {
     time: bool,
-    scaled: Option<PgType>,
+    fitted: Option<PgType>,
 }
 
 impl ValueChecks {
     pub fn for_declared(declared: &str) -> ValueChecks {
         let scaled = declared_decimal(declared).filter(|t| matches!(t, PgType::NumericScaled { .. }));
-        ValueChecks { time: declares_time(declared), scaled }
+        ValueChecks { time: declares_time(declared), fitted: scaled.or_else(|| declared_value_type(declared)) }
     }
 }
 
@@ -400,16 +400,14 @@ impl ColumnStats {
     pub fn observe(&mut self, value: rusqlite::types::ValueRef<'_>, checks: &ValueChecks) {
         use rusqlite::types::ValueRef;
         match value {
-            ValueRef::Null => {}
+            ValueRef::Null => return,
             ValueRef::Integer(i) => {
                 self.integers += 1;
                 self.non_boolean_integers += u64::from(i != 0 && i != 1);
-                self.count_scaled(&SqlValue::Integer(i), checks);
             }
             ValueRef::Real(f) => {
                 self.reals += 1;
                 self.special_reals += u64::from(f.is_infinite() || (f == 0.0 && f.is_sign_negative()));
-                self.count_scaled(&SqlValue::Real(f), checks);
             }
             ValueRef::Text(t) => {
                 self.texts += 1;
@@ -421,11 +419,9 @@ impl ColumnStats {
             }
             ValueRef::Blob(_) => self.blobs += 1,
         }
-    }
-
-    fn count_scaled(&mut self, number: &SqlValue, checks: &ValueChecks) {
-        if let Some(PgType::NumericScaled { precision, scale }) = checks.scaled {
-            self.scaled_numbers += u64::from(scaled_decimal(number, precision, scale).is_ok());
+        if let Some(fitted) = checks.fitted {
+            let fits = encode_binary(&SqlValue::from_ref(value), fitted, &mut Vec::new()).is_ok();
+            self.fitting_values += u64::from(fits);
         }
     }
 
@@ -440,7 +436,7 @@ impl ColumnStats {
         self.datetime_texts += other.datetime_texts;
         self.date_texts += other.date_texts;
         self.time_texts += other.time_texts;
-        self.scaled_numbers += other.scaled_numbers;
+        self.fitting_values += other.fitting_values;
     }
 }
 
@@ -502,6 +498,16 @@ fn declared_decimal(declared: &str) -> Option<PgType> {
     rest.starts_with('(').then(|| numeric_of(&lower, prefix).unwrap_or(PgType::Numeric))
 }
 
+/// The type a `UUID`, `JSON` or `JSONB` declaration names (SQLAlchemy's `JSON` on SQLite, hand-written schemas).
+fn declared_value_type(declared: &str) -> Option<PgType> {
+    match declared.trim().to_ascii_uppercase().as_str() {
+        "UUID" => Some(PgType::Uuid),
+        "JSON" => Some(PgType::Json),
+        "JSONB" => Some(PgType::Jsonb),
+        _ => None,
+    }
+}
+
 /// Whether a declared type names no kind of value: none at all, or `ANY`. Such a column's type follows the values.
 pub fn is_untyped(declared: &str) -> bool {
     let trimmed = declared.trim();
@@ -512,6 +518,10 @@ pub fn is_untyped(declared: &str) -> bool {
 /// every stored value fits exactly. Blobs share a column with no other kind (bytea holds bytes, text holds text
 /// and numbers): when both are stored, the type holding more of them wins and the others are rejected.
 pub fn choose_pg_type(declared: &str, stats: &ColumnStats) -> PgType {
+    let stored = stats.integers + stats.reals + stats.texts + stats.blobs;
+    if let Some(fitted) = ValueChecks::for_declared(declared).fitted.filter(|_| stats.fitting_values == stored) {
+        return fitted;
+    }
     if stats.blobs > 0 && stats.blobs >= stats.integers + stats.reals + stats.texts {
         PgType::Bytea
     } else {
@@ -536,15 +546,8 @@ fn choose_without_blobs(declared: &str, stats: &ColumnStats) -> PgType {
     if stats.texts > 0 {
         return if numbers > 0 { PgType::Text } else { choose_text_type(declared, stats) };
     }
-    if numbers > 0 {
-        if let Some(decimal) = declared_decimal(declared) {
-            if matches!(decimal, PgType::NumericScaled { .. }) && stats.scaled_numbers == numbers {
-                return decimal;
-            }
-            if stats.special_reals == 0 {
-                return PgType::Numeric;
-            }
-        }
+    if numbers > 0 && stats.special_reals == 0 && declared_decimal(declared).is_some() {
+        return PgType::Numeric;
     }
     if stats.integers > 0 && stats.reals > 0 {
         return if stats.special_reals > 0 { PgType::Text } else { PgType::Numeric };
@@ -614,20 +617,23 @@ impl Misfit {
     }
 }
 
-/// Whether `value` is of the column's own kind (a number in a number column, text in a date or time or
-/// `varchar(n)` column), so that widening the column keeps its meaning.
+/// Whether `value` is of the column's own kind (a number in a number column, text in a date, time, `varchar(n)`,
+/// `uuid` or JSON column), so that widening the column keeps its meaning.
 pub fn same_kind(value: &SqlValue, column_type: PgType) -> bool {
     match value {
         SqlValue::Integer(_) | SqlValue::Real(_) => column_type.is_number(),
-        SqlValue::Text(t) => (column_type.is_time() || matches!(column_type, PgType::Varchar(_))) && check_pg_text(t).is_ok(),
+        SqlValue::Text(t) => {
+            let text_type = matches!(column_type, PgType::Varchar(_) | PgType::Uuid | PgType::Json | PgType::Jsonb);
+            (column_type.is_time() || text_type) && check_pg_text(t).is_ok()
+        }
         SqlValue::Null | SqlValue::Blob(_) => false,
     }
 }
 
 /// The narrowest type that holds every value of `current` and `value` too, each as itself: boolean → bigint →
 /// numeric → text, smallint → integer → bigint, real → double → numeric, numeric(p,s) → numeric, date and
-/// earlier versions' timestamp(0)/(3) → timestamptz for a date and time text, dates, times and the other text
-/// types → text. `None` when no type does: a blob with anything but blobs, a number or text
+/// earlier versions' timestamp(0)/(3) → timestamptz for a date and time text, dates, times, UUIDs, JSON and
+/// varchar(n) → text. `None` when no type does: a blob with anything but blobs, a number or text
 /// in a bytea column, text PostgreSQL's text cannot hold.
 pub fn widened_type(current: PgType, value: &SqlValue) -> Option<PgType> {
     let numeric_can_hold = |f: f64| f.is_finite() && !(f == 0.0 && f.is_sign_negative());
@@ -714,7 +720,7 @@ pub fn widen_cast(column: &str, from: PgType, to: PgType) -> (String, bool) {
         (from, PgType::Integer | PgType::BigInt | PgType::Numeric | PgType::Text) if exact_cast(from) => {
             (format!("{column}::{to_sql}"), true)
         }
-        (PgType::Real, PgType::Double) | (PgType::Varchar(_), PgType::Text | PgType::Varchar(_)) => {
+        (PgType::Real, PgType::Double) | (PgType::Varchar(_) | PgType::Json, PgType::Text | PgType::Varchar(_)) => {
             (format!("{column}::{to_sql}"), true)
         }
         (PgType::TimestampSeconds, PgType::Text) => (format!("to_char({column}, 'YYYY-MM-DD HH24:MI:SS')"), true),
@@ -1209,7 +1215,9 @@ mod tests {
         #[test]
         fn stats_choose_a_type_every_stored_value_fits(
             values in proptest::collection::vec(any_value(), 1..6),
-            declared in proptest::sample::select(vec!["DATETIME", "DATE", "TIME", "DECIMAL(12,2)", "decimal", "BOOLEAN", "TEXT", ""]),
+            declared in proptest::sample::select(
+                vec!["DATETIME", "DATE", "TIME", "DECIMAL(12,2)", "decimal", "BOOLEAN", "TEXT", "", "UUID", "JSON", "JSONB"],
+            ),
         ) {
             let checks = ValueChecks::for_declared(declared);
             let mut stats = ColumnStats::default();
@@ -1644,7 +1652,7 @@ mod tests {
         ] {
             assert_eq!(PgType::from_setting(setting), Some(pg_type), "{setting}");
         }
-        for name in PgType::SETTING_NAMES.iter().filter(|n| !n.contains(['n', 'p'].as_ref())) {
+        for name in PgType::SETTING_NAMES.iter().filter(|n| !n.ends_with("(n)") && !n.ends_with("(p,s)")) {
             assert!(PgType::from_setting(name).is_some(), "{name}");
         }
     }
@@ -1672,6 +1680,10 @@ mod tests {
             ("decimal", PgType::Numeric),
             ("DECIMAL(0,0)", PgType::Numeric),
             ("DECIMALS", PgType::Numeric),
+            ("UUID", PgType::Uuid),
+            ("json", PgType::Json),
+            ("JSONB", PgType::Jsonb),
+            ("JSON_TEXT", PgType::Text),
         ] {
             assert_eq!(choose_pg_type(declared, &stats()), pg_type, "{declared}");
         }
@@ -1701,6 +1713,17 @@ mod tests {
         assert_eq!(observed("decimal", &[SqlValue::Integer(12), SqlValue::Real(0.1)]), PgType::Numeric);
         assert_eq!(observed("decimal", &[SqlValue::Integer(12)]), PgType::Numeric);
         assert_eq!(observed("decimal", &[text("12.3")]), PgType::Text);
+        assert_eq!(observed("DECIMAL(12,2)", &[text("1234567890.25"), SqlValue::Integer(1)]), money, "Django's long decimals");
+        assert_eq!(observed("DECIMAL(12,2)", &[text("1.005"), SqlValue::Integer(1)]), PgType::Text);
+        let uuid = [text("0123456789abcdef0123456789abcdef"), SqlValue::Blob(vec![7; 16])];
+        assert_eq!(observed("UUID", &uuid), PgType::Uuid);
+        assert_eq!(observed("UUID", &[text("0123456789abcdef0123456789abcdef"), text("n/a")]), PgType::Text);
+        assert_eq!(observed("UUID", &[SqlValue::Blob(vec![7; 15])]), PgType::Bytea);
+        let json = [text(r#"{"a": [1, 2]}"#), SqlValue::Integer(5), SqlValue::Real(0.5), text("null")];
+        assert_eq!(observed("JSON", &json), PgType::Json);
+        assert_eq!(observed("jsonb", &json), PgType::Jsonb);
+        assert_eq!(observed("JSON", &[text("{"), SqlValue::Integer(5)]), PgType::Text);
+        assert_eq!(observed("JSON", &[SqlValue::Real(f64::INFINITY)]), PgType::Double);
     }
 
     #[test]
@@ -1734,6 +1757,9 @@ mod tests {
         assert_eq!(widen_cast("c", Real, Double), ("c::double precision".to_string(), true));
         assert!(!widen_cast("c", TimestampTz, Text).1, "the written forms are gone: copy the table again");
         assert!(!widen_cast("c", money, Numeric).1, "12.50 is not what numeric holds for 12.5");
-        assert!(same_kind(&text("x"), Varchar(Some(1))) && same_kind(&text("x"), Time) && !same_kind(&text("x"), Uuid));
+        assert!(same_kind(&text("x"), Varchar(Some(1))) && same_kind(&text("x"), Time) && same_kind(&text("x"), Uuid));
+        assert!(!same_kind(&SqlValue::Blob(vec![1]), Uuid) && !same_kind(&SqlValue::Integer(1), Json));
+        assert_eq!(widen_cast("c", Json, Text), ("c::text".to_string(), true), "json keeps the text as written");
+        assert!(!widen_cast("c", Jsonb, Text).1 && !widen_cast("c", Uuid, Text).1);
     }
 }

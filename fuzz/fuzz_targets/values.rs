@@ -1,20 +1,32 @@
 //! Fuzzes the value path: any SQLite value in any column type must encode without panicking, decode back to itself
-//! when it is the column's own kind, and any name must quote into an identifier that unquotes to the same name.
+//! when it is the column's own kind, decode to a value naming the same PostgreSQL value whenever it encodes, and any
+//! name must quote into an identifier that unquotes to the same name.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use lite2pg::types::{decode_binary, encode_binary, PgType, SqlValue};
 
-const TYPES: [PgType; 9] = [
+const TYPES: [PgType; 20] = [
     PgType::Boolean,
+    PgType::SmallInt,
+    PgType::Integer,
     PgType::BigInt,
+    PgType::Real,
     PgType::Double,
     PgType::Numeric,
+    PgType::NumericScaled { precision: 12, scale: 2 },
     PgType::Text,
+    PgType::Varchar(Some(5)),
     PgType::Bytea,
+    PgType::TimestampTz,
+    PgType::Timestamp,
     PgType::TimestampSeconds,
     PgType::TimestampMillis,
     PgType::Date,
+    PgType::Time,
+    PgType::Uuid,
+    PgType::Jsonb,
+    PgType::Json,
 ];
 
 fuzz_target!(|data: &[u8]| {
@@ -27,8 +39,13 @@ fuzz_target!(|data: &[u8]| {
         _ => SqlValue::Blob(rest.to_vec()),
     };
     let mut bytes = Vec::new();
-    if encode_binary(&value, pg_type, &mut bytes).is_ok() && lite2pg::types::is_native(&value, pg_type) {
-        assert_eq!(decode_binary(&bytes, pg_type), Some(value.clone()), "{value:?} as {pg_type}");
+    if encode_binary(&value, pg_type, &mut bytes).is_ok() {
+        if lite2pg::types::is_native(&value, pg_type) {
+            assert_eq!(decode_binary(&bytes, pg_type), Some(value.clone()), "{value:?} as {pg_type}");
+        }
+        let decoded = decode_binary(&bytes, pg_type).expect("what was encoded decodes");
+        let mut again = Vec::new();
+        assert!(encode_binary(&decoded, pg_type, &mut again).is_ok() && again == bytes, "{value:?} as {pg_type}");
     }
     if let Ok(name) = std::str::from_utf8(rest) {
         let quoted = lite2pg::ident::quote(name);

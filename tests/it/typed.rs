@@ -508,3 +508,31 @@ async fn postgres_reads_generated_json_dates_and_times_as_lite2pg_does() {
     let shown: Vec<(i64, String, String, String)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
     assert!(shown.is_empty(), "{shown:?}");
 }
+
+#[tokio::test]
+async fn declared_uuid_and_json_columns_get_those_types_and_widen_to_text() {
+    let file = SqliteFile::new("CREATE TABLE doc(id INTEGER PRIMARY KEY, ref UUID, body JSON, meta JSONB);");
+    let db = TestDb::new().await;
+    sync(&db, &file).await;
+    assert_eq!(column_types(&db, "doc").await, ["id bigint", "ref uuid", "body json", "meta jsonb"]);
+    file.exec(
+        r#"INSERT INTO doc VALUES (1, '0123456789abcdef0123456789ABCDEF', '{"b": 1, "a": [true]}', '{"b": 1, "a": 2}'),
+                                  (2, x'00112233445566778899aabbccddeeff', 5, '[1, 2.50]'), (3, NULL, '"x"', NULL);"#,
+    );
+    assert_eq!(sync(&db, &file).await.rejects, 0);
+    db.assert_equal(&file.path).await;
+    assert_eq!(
+        values(&db, "SELECT concat_ws(' | ', ref, body, meta) FROM doc ORDER BY id").await,
+        [
+            r#"01234567-89ab-cdef-0123-456789abcdef | {"b": 1, "a": [true]} | {"a": 2, "b": 1}"#,
+            "00112233-4455-6677-8899-aabbccddeeff | 5 | [1, 2.50]",
+            r#""x""#
+        ]
+    );
+    // Text that is not a UUID or JSON widens those columns to text under `auto`, every row as SQLite holds it.
+    file.exec("UPDATE doc SET ref = NULL WHERE id = 2; INSERT INTO doc VALUES (4, 'not-a-uuid', 'not json', NULL);");
+    assert_eq!(sync(&db, &file).await.rejects, 0);
+    assert_eq!(column_types(&db, "doc").await, ["id bigint", "ref text", "body text", "meta jsonb"]);
+    db.assert_equal(&file.path).await;
+    assert_eq!(values(&db, "SELECT ref FROM doc WHERE id = 1").await, ["0123456789abcdef0123456789ABCDEF"]);
+}
