@@ -387,3 +387,39 @@ async fn a_constraint_of_the_application_that_sqlite_breaks_stops_the_sync_and_s
     assert!(once().status.success());
     db.assert_equal(&file.path).await;
 }
+
+#[tokio::test]
+async fn runs_with_only_row_privileges_on_the_application_tables_and_doctor_names_the_missing_ones() {
+    let file = SqliteFile::new(SQLITE_APP);
+    let db = app_db().await;
+    let role = format!("lite2pg_app_{}", db.name.trim_start_matches("lite2pg_test_"));
+    let admin = db.client().await;
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE;
+             REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+             CREATE SCHEMA lite2pg AUTHORIZATION {role};
+             GRANT USAGE ON SCHEMA public TO {role};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON authors TO {role}; GRANT SELECT ON books TO {role};"
+        ))
+        .await
+        .unwrap();
+    let (path, url) = (file.path.to_str().unwrap(), db.url().replacen("postgres://postgres@", &format!("postgres://{role}@"), 1));
+    let refused = lite2pg_output(&["run", "--once", "--into-existing", "--sqlite", path, "--postgres", &url]);
+    let doctor = lite2pg_output(&["doctor", "--sqlite", path, "--postgres", &url]);
+    admin.batch_execute(&format!("GRANT INSERT, UPDATE, DELETE ON books TO {role}")).await.unwrap();
+    let granted = lite2pg_output(&["run", "--once", "--into-existing", "--sqlite", path, "--postgres", &url]);
+    admin.batch_execute(&format!("DROP OWNED BY {role} CASCADE")).await.unwrap();
+    drop(admin);
+    drop(db);
+    let server = TestDb::new().await;
+    let _ = server.client().await.batch_execute(&format!("DROP ROLE IF EXISTS {role}")).await;
+
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("permission denied for table books"), "{}", stderr(&refused));
+    let text = String::from_utf8_lossy(&doctor.stdout).into_owned();
+    assert!(!text.contains("lacks CREATE"), "no CREATE is needed on the application's schema: {text}");
+    assert!(text.contains("may not SELECT, INSERT, UPDATE and DELETE in \"public\".\"books\""), "{text}");
+    assert!(!text.contains("\"public\".\"authors\""), "{text}");
+    assert!(granted.status.success(), "{}", stderr(&granted));
+}
