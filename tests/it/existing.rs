@@ -199,6 +199,8 @@ async fn columns_added_on_both_sides_are_followed_while_running_and_nothing_is_l
     let text = String::from_utf8_lossy(&doctor.stdout).into_owned();
     assert!(text.contains("SQLite column missing in PostgreSQL (not written until it exists there): books.pages"), "{text}");
     db.client().await.batch_execute("ALTER TABLE books ADD COLUMN pages bigint").await.unwrap();
+    // No write to SQLite needed: an idle daemon looks at the application's tables every few seconds.
+    wait_for(&db, "SELECT string_agg(id || ':' || pages, ',' ORDER BY id) FROM books", "10:100,11:110").await;
     file.exec("INSERT INTO books VALUES (12, 3, 't3', 1, NULL, NULL, 120)");
     wait_for(&db, "SELECT string_agg(id || ':' || pages, ',' ORDER BY id) FROM books", "10:100,11:110,12:120").await;
 
