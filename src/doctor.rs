@@ -214,13 +214,16 @@ async fn postgres_checks(
     let (schema_exists, create_db, create_schema, use_state): (bool, bool, bool, bool) =
         (privileges.get(0), privileges.get(1), privileges.get(2), privileges.get(3));
     let user = client.query_one("SELECT current_user::text", &[]).await?.get::<_, String>(0);
-    // A missing target schema is created by lite2pg, which needs CREATE on the database instead.
-    let may_create_tables = create_schema || (create_db && !schema_exists);
+    // A missing target schema is created by lite2pg, which needs CREATE on the database instead. Into the
+    // application's own tables lite2pg creates none: row privileges on them are checked with the tables.
+    let existing = into_existing(client, options, captured).await?;
+    let may_create_tables = create_schema || (create_db && !schema_exists) || existing;
     let lacking: Vec<&str> = [(!may_create_tables, "CREATE on the target schema"), (!use_state, "USAGE on schema lite2pg")]
         .into_iter()
         .filter_map(|(lacks, what)| lacks.then_some(what))
         .collect();
     findings.push(match lacking.is_empty() {
+        true if existing => Finding::pass("privileges", format!("user {user} may use schema lite2pg")),
         true => Finding::pass("privileges", format!("user {user} may create tables in {schema}")),
         false => Finding::fail(
             "privileges",
@@ -252,6 +255,18 @@ async fn postgres_checks(
     Ok(())
 }
 
+/// Whether the source syncs into the application's own tables: asked for, or recorded.
+async fn into_existing(client: &Client, options: &SnapshotOptions, captured: Option<&Captured>) -> Result<bool> {
+    if options.policies.into_existing {
+        return Ok(true);
+    }
+    let Some(captured) = captured else { return Ok(false) };
+    if !state::state_schema_exists(client).await? {
+        return Ok(false);
+    }
+    Ok(state::source(client, &captured.state.source_id).await?.is_some_and(|row| row.into_existing))
+}
+
 /// `--into-existing`: each captured table matches the application's (same key, types lite2pg writes); tables
 /// and columns only one side has are listed.
 async fn app_tables_check(client: &Client, captured: &Captured, schema: &str, findings: &mut Vec<Finding>) -> Result<()> {
@@ -264,12 +279,28 @@ async fn app_tables_check(client: &Client, captured: &Captured, schema: &str, fi
         }
     }
     let tables: Vec<_> = pairs.iter().map(|(table, _)| *table).collect();
+    let relations: Vec<String> = tables.iter().map(|t| crate::ident::qualified(schema, &t.name)).collect();
+    let lacking: Vec<String> = client
+        .query(
+            "SELECT r FROM unnest($1::text[]) AS r
+             WHERE to_regclass(r) IS NOT NULL AND NOT (has_table_privilege(r, 'SELECT') AND has_table_privilege(r, 'INSERT')
+                   AND has_table_privilege(r, 'UPDATE') AND has_table_privilege(r, 'DELETE'))",
+            &[&relations],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    if !lacking.is_empty() {
+        problems.push(format!("lite2pg's user may not SELECT, INSERT, UPDATE and DELETE in {}", lacking.join(", ")));
+    }
     findings.push(match problems.is_empty() {
         true => Finding::pass("tables", format!("the application's tables in {schema} match SQLite's keys and lite2pg writes their types")),
         false => Finding::fail(
             "tables",
             problems.join("; "),
-            "give both sides the same primary key and a type lite2pg writes (see docs/getting-started.md), or leave the table out with --exclude",
+            "give both sides the same primary key and a type lite2pg writes (see docs/getting-started.md), or leave the table out with \
+             --exclude; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA … to lite2pg's user",
         ),
     });
     let gaps = crate::existing::gaps(client, schema, &tables).await?;

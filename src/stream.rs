@@ -54,6 +54,9 @@ const PRUNE_ENTRIES: i64 = 10_000;
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
 /// How often the backlog (pending entries, lag) is measured for metrics.
 const BACKLOG_EVERY: Duration = Duration::from_secs(1);
+/// Into the application's own tables: how often an idle stream looks whether the application migrated PostgreSQL
+/// (a column SQLite has may have appeared there, and its table is then copied whole).
+const APP_SHAPE_EVERY: Duration = Duration::from_secs(2);
 
 /// Counts of one applied batch.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -418,6 +421,8 @@ struct Stream {
     pruned_seq: i64,
     last_prune: Instant,
     last_backlog: Option<Instant>,
+    /// When a batch last looked at the application's tables (`--into-existing`).
+    last_app_look: Instant,
     known_rejects: bool,
     metrics: Arc<SourceMetrics>,
 }
@@ -458,6 +463,7 @@ impl Stream {
             pruned_seq: 0,
             last_prune: Instant::now(),
             last_backlog: None,
+            last_app_look: Instant::now(),
             known_rejects: false,
             metrics: Metrics::new(Default::default()).source(&capture.source_id),
         };
@@ -781,7 +787,8 @@ impl Stream {
             if version.is_none() {
                 last_version = None;
             }
-            if target_seq.is_none() && version.is_some() && last_version == version && !outage.ongoing() {
+            let app_look_due = self.policies.into_existing && self.last_app_look.elapsed() >= APP_SHAPE_EVERY;
+            if target_seq.is_none() && version.is_some() && last_version == version && !outage.ongoing() && !app_look_due {
                 // Idle after a burst: the applied entries leave the log now, not at the next write.
                 self.maybe_prune().await?;
                 if stop.wait(poll).await {
@@ -791,6 +798,7 @@ impl Stream {
                 continue;
             }
             poll = POLL_INTERVAL;
+            self.last_app_look = Instant::now();
             match self.apply_batch().await {
                 Ok(Applied::Adjusted) => continue,
                 Ok(applied) => {

@@ -199,6 +199,8 @@ async fn columns_added_on_both_sides_are_followed_while_running_and_nothing_is_l
     let text = String::from_utf8_lossy(&doctor.stdout).into_owned();
     assert!(text.contains("SQLite column missing in PostgreSQL (not written until it exists there): books.pages"), "{text}");
     db.client().await.batch_execute("ALTER TABLE books ADD COLUMN pages bigint").await.unwrap();
+    // No write to SQLite needed: an idle daemon looks at the application's tables every few seconds.
+    wait_for(&db, "SELECT string_agg(id || ':' || pages, ',' ORDER BY id) FROM books", "10:100,11:110").await;
     file.exec("INSERT INTO books VALUES (12, 3, 't3', 1, NULL, NULL, 120)");
     wait_for(&db, "SELECT string_agg(id || ':' || pages, ',' ORDER BY id) FROM books", "10:100,11:110,12:120").await;
 
@@ -386,4 +388,40 @@ async fn a_constraint_of_the_application_that_sqlite_breaks_stops_the_sync_and_s
     file.exec("UPDATE books SET price = 1 WHERE id = 30");
     assert!(once().status.success());
     db.assert_equal(&file.path).await;
+}
+
+#[tokio::test]
+async fn runs_with_only_row_privileges_on_the_application_tables_and_doctor_names_the_missing_ones() {
+    let file = SqliteFile::new(SQLITE_APP);
+    let db = app_db().await;
+    let role = format!("lite2pg_app_{}", db.name.trim_start_matches("lite2pg_test_"));
+    let admin = db.client().await;
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE;
+             REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+             CREATE SCHEMA lite2pg AUTHORIZATION {role};
+             GRANT USAGE ON SCHEMA public TO {role};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON authors TO {role}; GRANT SELECT ON books TO {role};"
+        ))
+        .await
+        .unwrap();
+    let (path, url) = (file.path.to_str().unwrap(), db.url().replacen("postgres://postgres@", &format!("postgres://{role}@"), 1));
+    let refused = lite2pg_output(&["run", "--once", "--into-existing", "--sqlite", path, "--postgres", &url]);
+    let doctor = lite2pg_output(&["doctor", "--sqlite", path, "--postgres", &url]);
+    admin.batch_execute(&format!("GRANT INSERT, UPDATE, DELETE ON books TO {role}")).await.unwrap();
+    let granted = lite2pg_output(&["run", "--once", "--into-existing", "--sqlite", path, "--postgres", &url]);
+    admin.batch_execute(&format!("DROP OWNED BY {role} CASCADE")).await.unwrap();
+    drop(admin);
+    drop(db);
+    let server = TestDb::new().await;
+    let _ = server.client().await.batch_execute(&format!("DROP ROLE IF EXISTS {role}")).await;
+
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("permission denied for table books"), "{}", stderr(&refused));
+    let text = String::from_utf8_lossy(&doctor.stdout).into_owned();
+    assert!(!text.contains("lacks CREATE"), "no CREATE is needed on the application's schema: {text}");
+    assert!(text.contains("may not SELECT, INSERT, UPDATE and DELETE in \"public\".\"books\""), "{text}");
+    assert!(!text.contains("\"public\".\"authors\""), "{text}");
+    assert!(granted.status.success(), "{}", stderr(&granted));
 }
