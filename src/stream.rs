@@ -1032,7 +1032,9 @@ impl Stream {
                     if sink.is_none() {
                         let merge = &self.merges[&id];
                         let copy = match self.whole_tables.contains(&id) {
-                            true => merge.delete_all(client).await.map(|()| merge.copy_whole.as_str())?,
+                            true => {
+                                merge.delete_all(client, &self.capture.source_id).await.map(|()| merge.copy_whole.as_str())?
+                            }
                             false => merge.copy_in.as_str(),
                         };
                         sink = Some(Box::pin(client.copy_in::<_, Bytes>(copy).await?));

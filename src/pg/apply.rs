@@ -8,7 +8,7 @@ use tokio_postgres::{Client, GenericClient};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
-use crate::schema::{column_list, this_source, TablePlan, ROWID_COLUMN, SOURCE_COLUMN};
+use crate::schema::{column_list, source_param, this_source, TablePlan, ROWID_COLUMN, SOURCE_COLUMN};
 use crate::sqlite::introspect::Table;
 use crate::types::PgType;
 
@@ -28,8 +28,10 @@ pub struct TableMerge {
     /// connection shared by a hundred sources holds a hundred of them.
     empty_temp: String,
     pub copy_in: String,
-    /// Deletes gone keys, then rows displaced on each unique key, then upserts present rows: one round trip.
-    merge: String,
+    /// Deletes gone keys, then rows displaced on each unique key, then upserts present rows.
+    merge: Vec<String>,
+    /// Whether the statements touch one source's rows of a shared table, named by parameter `$1`.
+    shared: bool,
     /// Empties the target before a batch copies the whole table again, straight into it.
     delete_all: String,
     pub copy_whole: String,
@@ -41,9 +43,9 @@ pub struct TableMerge {
 impl TableMerge {
     /// Builds the statements for `plan` in `schema`, given the target's unique column sets besides the key,
     /// staging rows in session temp table `temp_table`. In a `shared` table they touch only the rows of the
-    /// source the transaction is for (`SOURCE_SETTING`), which fills the source column itself.
+    /// source given as parameter `$1`, and write it into the source column.
     pub fn new(schema: &str, temp_table: String, plan: &TablePlan, unique_sets: &[Vec<String>], shared: bool) -> TableMerge {
-        let own = this_source("t.", shared);
+        let own = this_source("t.", shared, 1);
         let target = qualified(schema, &plan.name);
         let columns = plan.pg_column_list();
         let keys: Vec<String> = plan.key_columns().map(|c| quote(&c.pg_name)).collect();
@@ -72,8 +74,14 @@ impl TableMerge {
                 key_tuple("s")
             )
         });
+        // Only plain EXCLUDED columns in DO UPDATE SET: Citus refuses any function there that is not IMMUTABLE.
+        let (source_column, source_value) = match shared {
+            true => (format!("{}, ", quote(SOURCE_COLUMN)), "$1, "),
+            false => (String::new(), ""),
+        };
         let upsert = format!(
-            "INSERT INTO {target} ({columns}) SELECT {columns} FROM {} WHERE NOT {gone} ON CONFLICT ({}) {on_conflict}",
+            "INSERT INTO {target} ({source_column}{columns}) SELECT {source_value}{columns} FROM {} WHERE NOT {gone} \
+             ON CONFLICT ({}) {on_conflict}",
             quote(&temp_table),
             column_list(&plan.pg_key(shared))
         );
@@ -90,7 +98,8 @@ impl TableMerge {
             delete_all: format!("DELETE FROM {target} AS t WHERE true{own}"),
             copy_whole: format!("COPY {target} ({columns}) FROM STDIN (FORMAT binary)"),
             rekey: None,
-            merge: merge.join("; "),
+            merge,
+            shared,
             clear_rejects: format!(
                 "DELETE FROM lite2pg.rejects AS r USING {} AS s WHERE r.source_id = $1 AND r.table_name = $2 AND r.key = {key_json}",
                 quote(&temp_table)
@@ -115,8 +124,8 @@ impl TableMerge {
 
     /// Empties the target (and moves its key if asked), inside the caller's open transaction, before
     /// `copy_whole` fills it again.
-    pub async fn delete_all(&self, client: &Client) -> Result<()> {
-        client.execute(self.delete_all.as_str(), &[]).await?;
+    pub async fn delete_all(&self, client: &Client, source_id: &String) -> Result<()> {
+        client.execute(self.delete_all.as_str(), &source_param(source_id, self.shared)).await?;
         if let Some(rekey) = &self.rekey {
             client.batch_execute(rekey).await?;
         }
@@ -125,18 +134,35 @@ impl TableMerge {
 
     /// Merges what was copied into the temp table, inside the caller's open transaction: deletes gone keys and
     /// rows displaced on a unique key, upserts present rows, and clears rejects of rows that now fit.
-    pub async fn merge(&self, client: &Client, source_id: &str, table: &str, rows: u64, clear_rejects: bool) -> Result<()> {
+    pub async fn merge(&self, client: &Client, source_id: &String, table: &str, rows: u64, clear_rejects: bool) -> Result<()> {
         if rows >= ANALYZE_ROWS {
             // Without statistics the planner takes the fresh temp table for a tiny one and picks nested loops.
             client.batch_execute(&format!("ANALYZE {}", quote(&self.temp_table))).await?;
         }
-        if !clear_rejects {
-            client.batch_execute(&format!("{}; {}", self.merge, self.empty_temp)).await?;
+        if !self.shared && !clear_rejects {
+            client.batch_execute(&format!("{}; {}", self.merge.join("; "), self.empty_temp)).await?;
             return Ok(());
         }
-        client.batch_execute(&self.merge).await?;
+        self.run_merge(client, source_id).await?;
+        if !clear_rejects {
+            client.batch_execute(&self.empty_temp).await?;
+            return Ok(());
+        }
         client.execute(self.clear_rejects.as_str(), &[&source_id, &table]).await?;
         client.batch_execute(&self.empty_temp).await?;
+        Ok(())
+    }
+}
+
+impl TableMerge {
+    /// The merge statements, in order: one round trip of simple queries for a table of one source; pipelined
+    /// statements with the source as parameter for a shared table.
+    async fn run_merge(&self, client: &Client, source_id: &String) -> Result<()> {
+        if !self.shared {
+            return Ok(client.batch_execute(&self.merge.join("; ")).await?);
+        }
+        let params = source_param(source_id, true);
+        futures_util::future::try_join_all(self.merge.iter().map(|sql| client.execute(sql.as_str(), &params))).await?;
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! binary COPY and applying change batches.
 
 pub mod apply;
+pub mod citus;
 pub mod copy;
 pub mod local;
 pub mod pool;
