@@ -31,7 +31,7 @@ pub fn this_source(alias: &str, shared: bool, param: usize) -> String {
 }
 
 /// The parameters `this_source` needs: the source id when tables are shared, else none.
-pub fn source_param<'a>(source_id: &'a String, shared: bool) -> Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)> {
+pub fn source_param(source_id: &String, shared: bool) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
     match shared {
         true => vec![source_id],
         false => Vec::new(),

@@ -400,10 +400,11 @@ fn key_json(key: &[SqlValue]) -> serde_json::Value {
 
 /// The PostgreSQL side of the comparison, for one table.
 struct PgSql {
-    /// `$1` = bucket count → (bucket, rows, hash sum as text).
+    /// `$1` = bucket count (`$2` = the source) → (bucket, rows, hash sum as text).
     bucket_sums: String,
-    /// `$1` = bucket count, `$2` = buckets → (key fields, row fields).
+    /// `$1` = bucket count, `$2` = buckets (`$3` = the source) → (key fields, row fields).
     rows_in_buckets: String,
+    /// The source whose rows of a shared table are compared; `None` for a table of one source.
     source: Option<String>,
 }
 

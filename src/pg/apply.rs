@@ -139,30 +139,19 @@ impl TableMerge {
             // Without statistics the planner takes the fresh temp table for a tiny one and picks nested loops.
             client.batch_execute(&format!("ANALYZE {}", quote(&self.temp_table))).await?;
         }
-        if !self.shared && !clear_rejects {
-            client.batch_execute(&format!("{}; {}", self.merge.join("; "), self.empty_temp)).await?;
-            return Ok(());
+        if self.shared {
+            // The source is a parameter: the statements go pipelined, in order, in one round trip too.
+            let params = source_param(source_id, true);
+            futures_util::future::try_join_all(self.merge.iter().map(|sql| client.execute(sql.as_str(), &params))).await?;
+        } else if !clear_rejects {
+            return Ok(client.batch_execute(&format!("{}; {}", self.merge.join("; "), self.empty_temp)).await?);
+        } else {
+            client.batch_execute(&self.merge.join("; ")).await?;
         }
-        self.run_merge(client, source_id).await?;
-        if !clear_rejects {
-            client.batch_execute(&self.empty_temp).await?;
-            return Ok(());
+        if clear_rejects {
+            client.execute(self.clear_rejects.as_str(), &[&source_id, &table]).await?;
         }
-        client.execute(self.clear_rejects.as_str(), &[&source_id, &table]).await?;
         client.batch_execute(&self.empty_temp).await?;
-        Ok(())
-    }
-}
-
-impl TableMerge {
-    /// The merge statements, in order: one round trip of simple queries for a table of one source; pipelined
-    /// statements with the source as parameter for a shared table.
-    async fn run_merge(&self, client: &Client, source_id: &String) -> Result<()> {
-        if !self.shared {
-            return Ok(client.batch_execute(&self.merge.join("; ")).await?);
-        }
-        let params = source_param(source_id, true);
-        futures_util::future::try_join_all(self.merge.iter().map(|sql| client.execute(sql.as_str(), &params))).await?;
         Ok(())
     }
 }
