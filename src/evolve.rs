@@ -236,8 +236,8 @@ async fn follow_shared(tx: &Transaction<'_>, target: &Target<'_>, tables: &[Tabl
     let gone: Vec<&str> = dropped_rows.chain(tables.iter().filter_map(|now| now.renamed_from)).collect();
     for &name in &gone {
         if state::table_exists(tx, target.schema, name).await? {
-            tx.batch_execute(&format!("DELETE FROM {} WHERE true{}", qualified(target.schema, name), this_source("", true)))
-                .await?;
+            let own = this_source("", true, 1);
+            tx.execute(&format!("DELETE FROM {} WHERE true{own}", qualified(target.schema, name)), &[&target.source_id]).await?;
             tracing::info!("table {name:?} was dropped or renamed in SQLite: deleted this source's rows from the shared table");
         }
         state::forget_table(tx, target.source_id, name).await?;
@@ -354,6 +354,7 @@ async fn create_with_constraints(tx: &Transaction<'_>, target: &Target<'_>, now:
     tx.batch_execute(&plan.create_table_sql(target.schema, shared))
         .await
         .map_err(|err| Error::from(err).context(format!("cannot create table {}", qualified(target.schema, &plan.name))))?;
+    crate::pg::citus::distribute_if_shared(tx, target.schema, &plan.name, shared).await?;
     for statement in post_data_statements(target.schema, now.table, plan, &[], shared) {
         if let Some(err) = attempt(tx, &statement.sql).await? {
             tracing::warn!("{} not created: {err}", statement.what);

@@ -10,8 +10,8 @@ use crate::types::{choose_pg_type, encode_binary, ColumnStats, PgType, SqlValue}
 pub const ROWID_COLUMN: &str = "__lite2pg_rowid";
 /// The column leading every key of a table shared by several sources (`layout = "shared_tables"`).
 pub const SOURCE_COLUMN: &str = "source_id";
-/// The session setting that fills `SOURCE_COLUMN`: lite2pg sets it for the source whose rows it writes, so COPY
-/// and the merge statements stay as they are for one source.
+/// The session setting that fills `SOURCE_COLUMN` by default: lite2pg sets it for the source whose rows it writes,
+/// so COPY stays as it is for one source. Statements name the source as a parameter instead (`this_source`).
 pub const SOURCE_SETTING: &str = "lite2pg.source_id";
 
 /// `columns` led by the source column when the table is shared.
@@ -20,11 +20,21 @@ pub fn scoped(columns: &[String], shared: bool) -> Vec<String> {
     source.into_iter().chain(columns.iter().cloned()).collect()
 }
 
-/// `WHERE`-clause condition keeping `alias`'s rows of the current source, or nothing when tables are not shared.
-pub fn this_source(alias: &str, shared: bool) -> String {
+/// `WHERE`-clause condition keeping `alias`'s rows of the source given as parameter `$param`, or nothing when tables
+/// are not shared. A parameter, not the session setting: on Citus, whose workers never see the setting, the
+/// statement then runs on the one shard holding the source's rows.
+pub fn this_source(alias: &str, shared: bool, param: usize) -> String {
     match shared {
-        true => format!(" AND {alias}{} = current_setting('{SOURCE_SETTING}')", quote(SOURCE_COLUMN)),
+        true => format!(" AND {alias}{} = ${param}", quote(SOURCE_COLUMN)),
         false => String::new(),
+    }
+}
+
+/// The parameters `this_source` needs: the source id when tables are shared, else none.
+pub fn source_param(source_id: &String, shared: bool) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+    match shared {
+        true => vec![source_id],
+        false => Vec::new(),
     }
 }
 

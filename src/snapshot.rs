@@ -349,7 +349,7 @@ async fn create_tables(client: &mut Client, options: &SnapshotOptions, prepared:
         "INSERT INTO lite2pg.sources (source_id, database_id, sqlite_path, target_schema, snapshot_started_at)
          VALUES ($1, $2, $3, $4, now())
          ON CONFLICT (source_id) DO UPDATE SET database_id = excluded.database_id, sqlite_path = excluded.sqlite_path,
-           target_schema = excluded.target_schema, snapshot_started_at = now(), snapshot_seq = NULL,
+           target_schema = excluded.target_schema, snapshot_started_at = excluded.snapshot_started_at, snapshot_seq = NULL,
            snapshot_finished_at = NULL, applied_seq = 0, applied_mark = NULL, last_error = NULL, last_error_at = NULL",
         &[&prepared.source_id, &prepared.database_id, &prepared.sqlite_path, &options.schema],
     )
@@ -371,6 +371,7 @@ async fn create_tables(client: &mut Client, options: &SnapshotOptions, prepared:
             tx.batch_execute(&plan.create_table_sql(&options.schema, shared)).await.map_err(|err| {
                 Error::from(err).context(format!("cannot create table {}", qualified(&options.schema, &plan.name)))
             })?;
+            crate::pg::citus::distribute_if_shared(&tx, &options.schema, &plan.name, shared).await?;
         }
         let key: serde_json::Value = plan.key_columns().map(|c| c.name.clone()).collect::<Vec<_>>().into();
         let columns: serde_json::Value = table.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>().into();
@@ -524,8 +525,8 @@ async fn replace_own_rows(client: &Client, schema: &str, prepared: &Prepared) ->
     client.batch_execute("BEGIN").await?;
     state::act_as_source(client, &prepared.source_id, true).await?;
     for plan in &prepared.plans {
-        let own = crate::schema::this_source("", true);
-        client.batch_execute(&format!("DELETE FROM {} WHERE true{own}", qualified(schema, &plan.name))).await?;
+        let own = crate::schema::this_source("", true, 1);
+        client.execute(&format!("DELETE FROM {} WHERE true{own}", qualified(schema, &plan.name)), &[&prepared.source_id]).await?;
     }
     Ok(())
 }

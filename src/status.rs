@@ -143,11 +143,12 @@ async fn postgres_status(
     let schema: String = row.get(4);
     status.into_existing = row.get(7);
     state::act_as_source(&client, &capture.source_id, false).await?;
-    let own = crate::schema::this_source("", options.policies.shared_tables());
+    let own = crate::schema::this_source("", options.policies.shared_tables(), 1);
+    let params = crate::schema::source_param(&capture.source_id, options.policies.shared_tables());
     for table in &mut status.tables {
         if state::table_exists(&client, &schema, &table.table).await? {
             let sql = format!("SELECT count(*) FROM {} WHERE true{own}", qualified(&schema, &table.table));
-            let count = client.query_one(&sql, &[]).await?;
+            let count = client.query_one(&sql, &params).await?;
             table.postgres_rows = Some(count.get(0));
         }
     }

@@ -1131,7 +1131,9 @@ impl Stream {
                     if sink.is_none() {
                         let merge = &self.merges[&id];
                         let copy = match self.whole_tables.contains(&id) && !self.policies.into_existing {
-                            true => merge.delete_all(client).await.map(|()| merge.copy_whole.as_str())?,
+                            true => {
+                                merge.delete_all(client, &self.capture.source_id).await.map(|()| merge.copy_whole.as_str())?
+                            }
                             false => merge.copy_in.as_str(),
                         };
                         sink = Some(Box::pin(client.copy_in::<_, Bytes>(copy).await?));
@@ -1172,7 +1174,7 @@ impl Stream {
             self.app_order.iter().filter_map(|id| copied.iter().find(|(copied, _)| copied == id)).copied().collect();
         let context = |id: &i64| format!("applying changes to {:?}", self.plans[id].name);
         for (id, rows) in &in_order {
-            self.merges[id].upsert(client, *rows).await.map_err(|err| err.context(context(id)))?;
+            self.merges[id].upsert(client, &self.capture.source_id, *rows).await.map_err(|err| err.context(context(id)))?;
         }
         for (id, _) in in_order.iter().rev() {
             let (table, whole) = (&self.plans[id].name, self.whole_tables.contains(id));

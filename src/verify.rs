@@ -14,6 +14,7 @@ use std::time::Instant;
 use md5::{Digest, Md5};
 use rusqlite::Connection;
 use serde::Serialize;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -211,7 +212,8 @@ async fn compare_all(
     for (id, plan) in plans {
         let pending = pending_keys(conn, plan, *id, applied_seq)?;
         let known = Known { pending: pending.iter().map(|k| key_fields(plan, k)).collect(), rejects: rejects.remove(&plan.name) };
-        diffs.push(compare_table(conn, client, target, plan, &known).await?);
+        let sql = PgSql::new(target.0, plan, target.1.then(|| source_id.to_string()));
+        diffs.push(compare_table(conn, client, &sql, plan, &known).await?);
     }
     Ok(diffs)
 }
@@ -228,20 +230,13 @@ impl Known {
     }
 }
 
-/// Compares one table inside the open snapshots; `target` is its schema and whether it is shared.
-async fn compare_table(
-    conn: &Connection,
-    client: &Client,
-    target: (&str, bool),
-    plan: &TablePlan,
-    known: &Known,
-) -> Result<TableDiff> {
-    let sql = PgSql::new(target.0, plan, target.1);
+/// Compares one table inside the open snapshots, its PostgreSQL side read by `sql`.
+async fn compare_table(conn: &Connection, client: &Client, sql: &PgSql, plan: &TablePlan, known: &Known) -> Result<TableDiff> {
     let rows: i64 = conn.query_row(&format!("SELECT count(*) FROM {}", quote(&plan.name)), [], |r| r.get(0))?;
     let buckets = (rows as u64 / ROWS_PER_BUCKET).clamp(1, MAX_BUCKETS);
     let mut sqlite_sums = vec![BucketSum::default(); buckets as usize];
     let bucket_count = buckets as i64;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&bucket_count];
+    let params = sql.params(&[&bucket_count]);
     let statement = client.prepare(&sql.bucket_sums).await?;
     // PostgreSQL hashes its side while this thread scans SQLite: a prepared query is sent on the first poll.
     let (postgres, scanned) = tokio::join!(biased; client.query(&statement, &params), async {
@@ -266,7 +261,7 @@ async fn compare_table(
     };
     let differing: Vec<i64> = (0..buckets as usize).filter(|&b| sqlite_sums[b] != postgres_sums[b]).map(|b| b as i64).collect();
     if !differing.is_empty() {
-        drill_down(conn, client, &sql, plan, buckets, &differing, known, &mut diff).await?;
+        drill_down(conn, client, sql, plan, buckets, &differing, known, &mut diff).await?;
     }
     Ok(diff)
 }
@@ -284,7 +279,8 @@ async fn drill_down(
     diff: &mut TableDiff,
 ) -> Result<()> {
     let mut postgres: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-    for row in client.query(sql.rows_in_buckets.as_str(), &[&(buckets as i64), &differing]).await? {
+    let bucket_count = buckets as i64;
+    for row in client.query(sql.rows_in_buckets.as_str(), &sql.params(&[&bucket_count, &differing])).await? {
         postgres.insert(row.get(0), row.get(1));
     }
     let wanted: HashSet<u32> = differing.iter().map(|b| *b as u32).collect();
@@ -410,29 +406,42 @@ fn key_json(key: &[SqlValue]) -> serde_json::Value {
 
 /// The PostgreSQL side of the comparison, for one table.
 struct PgSql {
-    /// `$1` = bucket count → (bucket, rows, hash sum as text).
+    /// `$1` = bucket count (`$2` = the source) → (bucket, rows, hash sum as text).
     bucket_sums: String,
-    /// `$1` = bucket count, `$2` = buckets → (key fields, row fields).
+    /// `$1` = bucket count, `$2` = buckets (`$3` = the source) → (key fields, row fields).
     rows_in_buckets: String,
+    /// The source whose rows of a shared table are compared; `None` for a table of one source.
+    source: Option<String>,
 }
 
 impl PgSql {
-    fn new(schema: &str, plan: &TablePlan, shared: bool) -> PgSql {
+    /// The queries for `plan` in `schema`; with `source` (a shared table), only that source's rows, named by the
+    /// parameter after the queries' own.
+    fn new(schema: &str, plan: &TablePlan, source: Option<String>) -> PgSql {
         let field = |name: &str, send: &str| {
             let sent = format!("{send}({})", quote(name));
             format!("coalesce(int4send(octet_length({sent})) || {sent}, decode('ffffffff', 'hex'))")
         };
         let row = plan.columns.iter().map(|c| field(&c.pg_name, c.pg_type.send_function())).collect::<Vec<_>>().join(" || ");
         let key = plan.key_columns().map(|c| field(&c.pg_name, c.pg_type.send_function())).collect::<Vec<_>>().join(" || ");
-        let own = crate::schema::this_source("", shared);
-        let fields = format!("SELECT {key} AS k, {row} AS r FROM {} WHERE true{own}", qualified(schema, &plan.name));
+        let fields = |param: usize| {
+            let own = crate::schema::this_source("", source.is_some(), param);
+            format!("SELECT {key} AS k, {row} AS r FROM {} WHERE true{own}", qualified(schema, &plan.name))
+        };
         let bucket = "(('x' || left(md5(s.k), 8))::bit(32)::bigint % $1)";
         PgSql {
             bucket_sums: format!(
-                "SELECT {bucket}, count(*), coalesce(sum(('x' || left(md5(s.r), 16))::bit(64)::bigint), 0)::text FROM ({fields}) AS s GROUP BY 1"
+                "SELECT {bucket}, count(*), coalesce(sum(('x' || left(md5(s.r), 16))::bit(64)::bigint), 0)::text FROM ({}) AS s GROUP BY 1",
+                fields(2)
             ),
-            rows_in_buckets: format!("SELECT s.k, s.r FROM ({fields}) AS s WHERE {bucket} = ANY($2)"),
+            rows_in_buckets: format!("SELECT s.k, s.r FROM ({}) AS s WHERE {bucket} = ANY($2)", fields(3)),
+            source,
         }
+    }
+
+    /// A query's own parameters, then the source's when the table is shared.
+    fn params<'a>(&'a self, own: &[&'a (dyn ToSql + Sync)]) -> Vec<&'a (dyn ToSql + Sync)> {
+        own.iter().copied().chain(self.source.as_ref().map(|s| s as &(dyn ToSql + Sync))).collect()
     }
 }
 

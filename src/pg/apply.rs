@@ -8,7 +8,7 @@ use tokio_postgres::{Client, GenericClient};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
-use crate::schema::{column_list, this_source, TablePlan, ROWID_COLUMN, SOURCE_COLUMN};
+use crate::schema::{column_list, source_param, this_source, TablePlan, ROWID_COLUMN, SOURCE_COLUMN};
 use crate::sqlite::introspect::Table;
 use crate::types::PgType;
 
@@ -29,14 +29,16 @@ pub struct TableMerge {
     empty_temp: String,
     pub copy_in: String,
     /// Deletes gone keys, then rows displaced on each unique key, then upserts present rows: one round trip.
-    merge: String,
+    merge: Vec<String>,
     /// The parts of `merge`, for running the tables' upserts parent-first and their deletes child-first
     /// (`--into-existing`, where foreign keys may not be deferrable): deletes of gone keys ...
     delete_gone: String,
     /// ... and deletes of displaced rows with the upsert.
-    upserts: String,
+    upserts: Vec<String>,
     /// Deletes the target's rows whose key is not in the temp table, when the temp table holds the whole table.
     delete_absent: String,
+    /// Whether the statements touch one source's rows of a shared table, named by parameter `$1`.
+    shared: bool,
     /// Empties the target before a batch copies the whole table again, straight into it.
     delete_all: String,
     pub copy_whole: String,
@@ -48,9 +50,9 @@ pub struct TableMerge {
 impl TableMerge {
     /// Builds the statements for `plan` in `schema`, given the target's unique column sets besides the key,
     /// staging rows in session temp table `temp_table`. In a `shared` table they touch only the rows of the
-    /// source the transaction is for (`SOURCE_SETTING`), which fills the source column itself.
+    /// source given as parameter `$1`, and write it into the source column.
     pub fn new(schema: &str, temp_table: String, plan: &TablePlan, unique_sets: &[Vec<String>], shared: bool) -> TableMerge {
-        let own = this_source("t.", shared);
+        let own = this_source("t.", shared, 1);
         let target = qualified(schema, &plan.name);
         let columns = plan.pg_column_list();
         let keys: Vec<String> = plan.key_columns().map(|c| quote(&c.pg_name)).collect();
@@ -83,20 +85,26 @@ impl TableMerge {
             "DELETE FROM {target} AS t WHERE NOT EXISTS (SELECT FROM {} AS s WHERE {key_match}){own}",
             quote(&temp_table)
         );
+        // Only plain EXCLUDED columns in DO UPDATE SET: Citus refuses any function there that is not IMMUTABLE.
+        let (source_column, source_value) = match shared {
+            true => (format!("{}, ", quote(SOURCE_COLUMN)), "$1, "),
+            false => (String::new(), ""),
+        };
         // OVERRIDING SYSTEM VALUE: an application's `GENERATED ALWAYS AS IDENTITY` key takes SQLite's values too.
         let upsert = format!(
-            "INSERT INTO {target} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} FROM {} WHERE NOT {gone} ON CONFLICT ({}) {on_conflict}",
+            "INSERT INTO {target} ({source_column}{columns}) OVERRIDING SYSTEM VALUE SELECT {source_value}{columns} \
+             FROM {} WHERE NOT {gone} ON CONFLICT ({}) {on_conflict}",
             quote(&temp_table),
             column_list(&plan.pg_key(shared))
         );
         let mut upserts: Vec<String> = delete_displaced.collect();
         upserts.push(upsert);
-        let upserts = upserts.join("; ");
         TableMerge {
-            merge: format!("{delete_gone}; {upserts}"),
+            merge: std::iter::once(delete_gone.clone()).chain(upserts.iter().cloned()).collect(),
             delete_gone,
             upserts,
             delete_absent,
+            shared,
             create_temp: format!(
                 "CREATE TEMP TABLE IF NOT EXISTS {0} AS SELECT {columns}, NULL::boolean AS {gone} FROM {target} WITH NO DATA",
                 quote(&temp_table)
@@ -130,8 +138,8 @@ impl TableMerge {
 
     /// Empties the target (and moves its key if asked), inside the caller's open transaction, before
     /// `copy_whole` fills it again.
-    pub async fn delete_all(&self, client: &Client) -> Result<()> {
-        client.execute(self.delete_all.as_str(), &[]).await?;
+    pub async fn delete_all(&self, client: &Client, source_id: &String) -> Result<()> {
+        client.execute(self.delete_all.as_str(), &source_param(source_id, self.shared)).await?;
         if let Some(rekey) = &self.rekey {
             client.batch_execute(rekey).await?;
         }
@@ -140,30 +148,40 @@ impl TableMerge {
 
     /// Merges what was copied into the temp table, inside the caller's open transaction: deletes gone keys and
     /// rows displaced on a unique key, upserts present rows, and clears rejects of rows that now fit.
-    pub async fn merge(&self, client: &Client, source_id: &str, table: &str, rows: u64, clear_rejects: bool) -> Result<()> {
+    pub async fn merge(&self, client: &Client, source_id: &String, table: &str, rows: u64, clear_rejects: bool) -> Result<()> {
         self.analyze(client, rows).await?;
-        if !clear_rejects {
-            client.batch_execute(&format!("{}; {}", self.merge, self.empty_temp)).await?;
+        if !clear_rejects && !self.shared {
+            client.batch_execute(&format!("{}; {}", self.merge.join("; "), self.empty_temp)).await?;
             return Ok(());
         }
-        client.batch_execute(&self.merge).await?;
-        self.finish(client, source_id, table, true).await
+        self.run(client, &self.merge, source_id).await?;
+        self.finish(client, source_id, table, clear_rejects).await
     }
 
     /// The first half of `merge`, for a table whose parents were upserted before it: deletes rows displaced on a
     /// unique key and upserts present rows.
-    pub async fn upsert(&self, client: &Client, rows: u64) -> Result<()> {
+    pub async fn upsert(&self, client: &Client, source_id: &String, rows: u64) -> Result<()> {
         self.analyze(client, rows).await?;
-        client.batch_execute(&self.upserts).await?;
-        Ok(())
+        self.run(client, &self.upserts, source_id).await
     }
 
     /// The second half of `merge`, for a table whose children were handled before it: deletes gone keys (and,
     /// when the temp table holds the whole table, every row it lacks), clears rejects of rows that now fit.
-    pub async fn delete(&self, client: &Client, source_id: &str, table: &str, whole: bool, clear_rejects: bool) -> Result<()> {
+    pub async fn delete(&self, client: &Client, source_id: &String, table: &str, whole: bool, clear_rejects: bool) -> Result<()> {
         let delete = if whole { &self.delete_absent } else { &self.delete_gone };
-        client.batch_execute(delete).await?;
+        self.run(client, std::slice::from_ref(delete), source_id).await?;
         self.finish(client, source_id, table, clear_rejects).await
+    }
+
+    /// Runs merge statements in order in one round trip: as one batch, or pipelined with the source as
+    /// parameter `$1` in a shared table.
+    async fn run(&self, client: &Client, statements: &[String], source_id: &String) -> Result<()> {
+        if !self.shared {
+            return Ok(client.batch_execute(&statements.join("; ")).await?);
+        }
+        let params = source_param(source_id, true);
+        futures_util::future::try_join_all(statements.iter().map(|sql| client.execute(sql.as_str(), &params))).await?;
+        Ok(())
     }
 
     async fn analyze(&self, client: &Client, rows: u64) -> Result<()> {

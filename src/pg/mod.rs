@@ -2,6 +2,7 @@
 //! binary COPY and applying change batches.
 
 pub mod apply;
+pub mod citus;
 pub mod copy;
 pub mod local;
 pub mod pool;
@@ -193,10 +194,8 @@ fn connect_error(target: &PgTarget, err: tokio_postgres::Error) -> Error {
     }
     let cause = io_cause(&err).unwrap_or_else(|| err.to_string());
     if cause.contains("certificate") || cause.contains("TLS") || cause.contains("tls") {
-        return Error::new(ErrorKind::Usage, format!("TLS with PostgreSQL at {address} failed ({cause})")).with_hint(
-            "with sslmode=verify-full the host in the URL must be a name the server's certificate holds; \
-             pass the CA with sslrootcert=/path/ca.pem, or use sslmode=verify-ca / require",
-        );
+        return Error::new(ErrorKind::Usage, format!("TLS with PostgreSQL at {address} failed ({cause})"))
+            .with_hint(tls_hint(&cause));
     }
     if cause.contains("server does not support TLS") || err.to_string().contains("does not support TLS") {
         return Error::new(ErrorKind::Usage, format!("PostgreSQL at {address} does not offer TLS"))
@@ -204,6 +203,21 @@ fn connect_error(target: &PgTarget, err: tokio_postgres::Error) -> Error {
     }
     Error::new(ErrorKind::PgConnect, format!("cannot reach PostgreSQL at {address} ({cause})"))
         .with_hint("is the server running and the address right?")
+}
+
+/// What to do about a failed TLS handshake, from rustls's reason.
+fn tls_hint(cause: &str) -> &'static str {
+    if cause.contains("UnsupportedCertVersion") {
+        "the server's certificate is X.509 v1 (as Citus and `openssl x509 -req` make them), which cannot be verified \
+         here: use sslmode=require (encrypted, like libpq's default prefer), or give the server a v3 certificate \
+         signed by your CA and pass the CA with sslrootcert=/path/ca.pem"
+    } else if cause.contains("UnknownIssuer") {
+        "the server's certificate is not signed by a CA lite2pg trusts: pass the CA that signed it with \
+         sslrootcert=/path/ca.pem, or use sslmode=require to encrypt without verifying"
+    } else {
+        "with sslmode=verify-full the host in the URL must be a name the server's certificate holds; \
+         pass the CA with sslrootcert=/path/ca.pem, or use sslmode=verify-ca / require"
+    }
 }
 
 fn io_cause(err: &tokio_postgres::Error) -> Option<String> {

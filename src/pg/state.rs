@@ -85,6 +85,13 @@ pub async fn ensure_state_schema(client: &mut Client) -> Result<()> {
     check_server_version(client).await?;
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&STATE_DDL_LOCK]).await?;
+    // On Citus with schema-based sharding lite2pg's schema would become a tenant schema on some worker; it stays a
+    // regular schema on the coordinator, written in each batch's transaction (see docs/fan-in.md for how the
+    // position then commits with the data).
+    crate::pg::citus::keep_new_schemas_local(&tx).await?;
+    if crate::pg::citus::undistribute_schema(&tx, STATE_SCHEMA).await? {
+        tracing::info!("schema {STATE_SCHEMA} was a distributed schema: made it a regular schema on the coordinator again");
+    }
     ensure_schema(&tx, STATE_SCHEMA).await?;
     tx.batch_execute(STATE_DDL).await.map_err(|err| {
         Error::from(err).context("cannot create lite2pg's state schema").with_hint("lite2pg's user needs CREATE on the database")
@@ -340,7 +347,7 @@ pub async fn store_rejects(client: &impl GenericClient, source_id: &str, rejects
             "INSERT INTO lite2pg.rejects (source_id, table_name, key, column_name, reason, raw, storage_class)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (source_id, table_name, key) DO UPDATE SET column_name = excluded.column_name,
-               reason = excluded.reason, raw = excluded.raw, storage_class = excluded.storage_class, rejected_at = now()",
+               reason = excluded.reason, raw = excluded.raw, storage_class = excluded.storage_class, rejected_at = excluded.rejected_at",
         )
         .await?;
     for reject in rejects {

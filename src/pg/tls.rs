@@ -8,12 +8,14 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::CryptoProvider;
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
+use x509_cert::der::{Decode, Encode};
+use x509_cert::Certificate;
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -132,8 +134,13 @@ fn root_store(root_cert: Option<&Path>) -> Result<RootCertStore> {
 }
 
 /// The server check libpq's modes ask for: none (`prefer`, `require`: encrypted, identity unchecked), the
-/// certificate chain (`verify-ca`), or the chain and the host name (`verify-full`). Handshake signatures are always
-/// checked.
+/// certificate chain (`verify-ca`), or the chain and the host name (`verify-full`).
+///
+/// Handshake signatures are always checked, as OpenSSL does for libpq whatever the mode: the server must hold the
+/// key of the certificate it sent, which keeps SCRAM channel binding (a hash of that certificate) meaningful. Under
+/// `prefer` and `require` the certificate is not judged at all: webpki refuses forms OpenSSL accepts (X.509 v1,
+/// which Citus and many `openssl x509 -req` setups make), so there the signature is checked with the public key
+/// read from the certificate, not through webpki's certificate parser.
 #[derive(Debug)]
 struct LibpqVerifier {
     chain: Option<Arc<WebPkiServerVerifier>>,
@@ -165,7 +172,11 @@ impl ServerCertVerifier for LibpqVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        match self.chain {
+            Some(_) => rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms),
+            None => verify_tls12_with_certificate_key(message, cert, dss, algorithms),
+        }
     }
 
     fn verify_tls13_signature(
@@ -174,12 +185,54 @@ impl ServerCertVerifier for LibpqVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        match self.chain {
+            Some(_) => rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms),
+            None => rustls::crypto::verify_tls13_signature_with_raw_key(message, &public_key_info(cert)?, dss, algorithms),
+        }
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
     }
+}
+
+/// Checks a TLS 1.2 handshake signature with the public key of `cert`, read without judging the certificate's
+/// version, extensions or validity (which the modes that use it do not check). rustls has this for TLS 1.3 only
+/// (`verify_tls13_signature_with_raw_key`); this is its TLS 1.2 loop over the scheme's algorithms.
+fn verify_tls12_with_certificate_key(
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+    algorithms: &WebPkiSupportedAlgorithms,
+) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+    let spki = public_key_info(cert)?;
+    let key = webpki::RawPublicKeyEntity::try_from(&spki).map_err(|_| bad_certificate(CertificateError::BadEncoding))?;
+    let candidates = algorithms.mapping.iter().find(|(scheme, _)| *scheme == dss.scheme).map_or(&[][..], |(_, algs)| *algs);
+    if candidates.is_empty() {
+        return Err(rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme.into());
+    }
+    // A scheme may have several algorithms (one per key kind); the key's own kind decides.
+    for algorithm in candidates {
+        match key.verify_signature(*algorithm, message, dss.signature()) {
+            Ok(()) => return Ok(HandshakeSignatureValid::assertion()),
+            Err(webpki::Error::UnsupportedSignatureAlgorithmForPublicKeyContext(_)) => continue,
+            Err(_) => return Err(bad_certificate(CertificateError::BadSignature)),
+        }
+    }
+    Err(bad_certificate(CertificateError::BadSignature))
+}
+
+/// The DER SubjectPublicKeyInfo of a certificate of any X.509 version.
+fn public_key_info(cert: &CertificateDer<'_>) -> std::result::Result<SubjectPublicKeyInfoDer<'static>, rustls::Error> {
+    let parsed = Certificate::from_der(cert.as_ref()).map_err(|_| bad_certificate(CertificateError::BadEncoding))?;
+    let spki =
+        parsed.tbs_certificate.subject_public_key_info.to_der().map_err(|_| bad_certificate(CertificateError::BadEncoding))?;
+    Ok(SubjectPublicKeyInfoDer::from(spki))
+}
+
+fn bad_certificate(error: CertificateError) -> rustls::Error {
+    rustls::Error::InvalidCertificate(error)
 }
 
 #[cfg(test)]

@@ -14,19 +14,19 @@ use lite2pg::config::Layout;
 const WRITER_SCHEMA: &str = include_str!("../../examples/writer_schema.sql");
 
 /// A directory of SQLite files and the config file that lists them by glob.
-struct Tenants {
+pub struct Tenants {
     dir: tempfile::TempDir,
     shared: bool,
 }
 
 impl Tenants {
     /// Each source in a schema of its own.
-    fn new(db: &TestDb, pool_size: usize) -> Tenants {
+    pub fn new(db: &TestDb, pool_size: usize) -> Tenants {
         Tenants::with_layout(db, pool_size, false)
     }
 
     /// Every source in one set of tables in `public`.
-    fn shared(db: &TestDb, pool_size: usize) -> Tenants {
+    pub fn shared(db: &TestDb, pool_size: usize) -> Tenants {
         Tenants::with_layout(db, pool_size, true)
     }
 
@@ -47,12 +47,12 @@ impl Tenants {
     }
 
     /// Tenant files made by the writer's schema, named by their ids.
-    fn add_all<'a>(&self, ids: &[&'a str]) -> Vec<(PathBuf, &'a str)> {
+    pub fn add_all<'a>(&self, ids: &[&'a str]) -> Vec<(PathBuf, &'a str)> {
         ids.iter().map(|id| (self.add(id), *id)).collect()
     }
 
     /// Compares every source of `files` (see `assert_equal`).
-    async fn assert_all_equal(&self, db: &TestDb, files: &[(PathBuf, &str)]) {
+    pub async fn assert_all_equal(&self, db: &TestDb, files: &[(PathBuf, &str)]) {
         for (path, id) in files {
             self.assert_equal(db, path, id).await;
         }
@@ -73,7 +73,7 @@ impl Tenants {
         }
     }
 
-    fn config(&self) -> PathBuf {
+    pub fn config(&self) -> PathBuf {
         self.dir.path().join("lite2pg.toml")
     }
 
@@ -82,7 +82,7 @@ impl Tenants {
     }
 
     /// A tenant file made by `sql`.
-    fn add_with(&self, name: &str, sql: &str) -> PathBuf {
+    pub fn add_with(&self, name: &str, sql: &str) -> PathBuf {
         let path = self.dir.path().join("tenants").join(format!("{name}.db"));
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
@@ -90,7 +90,7 @@ impl Tenants {
         path
     }
 
-    fn daemon(&self, extra: &[&str]) -> Daemon {
+    pub fn daemon(&self, extra: &[&str]) -> Daemon {
         self.daemon_with(&self.config(), extra)
     }
 
@@ -100,7 +100,7 @@ impl Tenants {
 }
 
 /// Waits until every source's position reached the newest entry of its file.
-async fn wait_all_caught_up(db: &TestDb, files: &[(PathBuf, &str)]) {
+pub async fn wait_all_caught_up(db: &TestDb, files: &[(PathBuf, &str)]) {
     let deadline = Instant::now() + Duration::from_secs(90);
     let client = db.client().await;
     'wait: loop {
@@ -129,7 +129,7 @@ fn write_each(files: &[(PathBuf, &str)], seed: u64, transactions: u64) {
     wait_for(files.iter().enumerate().map(|(i, (path, _))| writer(path, seed + i as u64, transactions)).collect());
 }
 
-fn wait_for(children: Vec<Child>) {
+pub fn wait_for(children: Vec<Child>) {
     for mut child in children {
         assert!(child.wait().unwrap().success());
     }

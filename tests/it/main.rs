@@ -2,6 +2,7 @@
 
 mod support;
 
+mod citus;
 mod constraints;
 mod crash;
 mod cutover;

@@ -1,5 +1,6 @@
 //! Security: TLS modes against a real server, and passwords never printed.
 
+use crate::support::cluster::PrivateCluster;
 use crate::support::{lite2pg_output, stderr, SqliteFile, TestDb};
 
 #[tokio::test]
@@ -135,4 +136,43 @@ async fn hostile_names_and_large_values_copy_exactly() {
     let output = lite2pg_output(&["run", "--once", "--sqlite", file.path.to_str().unwrap(), "--postgres", &db.url()]);
     assert!(output.status.success(), "{}", stderr(&output));
     db.assert_equal(&file.path).await;
+}
+
+/// Whether a connection made by lite2pg with `url` is encrypted, as the server sees it.
+async fn lite2pg_connection_is_encrypted(url: &str) -> bool {
+    let client = lite2pg::pg::PgTarget::parse(url).unwrap().connect().await.unwrap();
+    client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap().get(0)
+}
+
+#[tokio::test]
+async fn a_self_signed_v1_certificate_is_used_unverified_under_prefer_and_require_as_libpq_does() {
+    let cluster = PrivateCluster::init_new().expect("this test needs PostgreSQL's server binaries for a private cluster");
+    let certificate = cluster.enable_tls_with_v1_certificate();
+    cluster.start();
+    let db = TestDb::on(&cluster.url("postgres")).await;
+    let file = SqliteFile::new("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'secret data');");
+    let path = file.path.to_str().unwrap();
+    let with = |query: &str| format!("{}?{query}", db.url());
+    // The default settings (prefer), then require: encrypted, the certificate's form not judged.
+    let output = lite2pg_output(&["run", "--once", "--sqlite", path, "--postgres", &db.url()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    file.exec("INSERT INTO t VALUES (2, 'more')");
+    let output = lite2pg_output(&["run", "--once", "--sqlite", path, "--postgres", &with("sslmode=require")]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    db.assert_equal(&file.path).await;
+    assert!(lite2pg_connection_is_encrypted(&db.url()).await, "prefer did not encrypt");
+    assert!(lite2pg_connection_is_encrypted(&with("sslmode=require")).await, "require did not encrypt");
+    // verify-ca checks the certificate: without its root it is refused, with a message saying what to do.
+    let root = certificate.to_str().unwrap();
+    let missing_root = std::env::temp_dir().join("lite2pg-no-such-root.pem");
+    for (query, expected) in [
+        (format!("sslmode=verify-ca&sslrootcert={}", missing_root.display()), "cannot read root certificates from"),
+        (format!("sslmode=verify-ca&sslrootcert={root}"), "X.509 v1"),
+        ("sslmode=verify-ca".to_string(), "sslmode=require"),
+    ] {
+        let refused = lite2pg_output(&["status", "--sqlite", path, "--postgres", &with(&query)]);
+        assert_ne!(refused.status.code(), Some(0), "{query} was not refused");
+        let text = String::from_utf8_lossy(&refused.stdout).into_owned() + &stderr(&refused);
+        assert!(text.contains(expected), "{query}: {text}");
+    }
 }

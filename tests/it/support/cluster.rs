@@ -1,6 +1,6 @@
 //! A private PostgreSQL cluster made with initdb on a free port, for machines that only have the server
-//! binaries, and for tests that stop and start the server. A watchdog process stops it when the test process
-//! ends, however it ends.
+//! binaries, and for tests that stop, start or configure the server. Dropping it stops it and removes its files;
+//! a watchdog process does the same when the test process ends, however it ends.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -17,6 +17,13 @@ pub struct PrivateCluster {
 impl PrivateCluster {
     /// Makes and starts a new cluster; `None` when no server binaries are found.
     pub fn start_new() -> Option<PrivateCluster> {
+        let cluster = PrivateCluster::init_new()?;
+        cluster.start();
+        Some(cluster)
+    }
+
+    /// Makes a new cluster without starting it, so that it can be configured first.
+    pub fn init_new() -> Option<PrivateCluster> {
         let bindir = lite2pg::pg::local::find_bindir().ok()?;
         let dir = std::env::temp_dir().join(format!("lite2pg-pg-{}-{}", std::process::id(), unique()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -26,10 +33,40 @@ impl PrivateCluster {
         }
         let port = free_port();
         let cluster = PrivateCluster { bindir, dir, port, user };
-        cluster.run_as("initdb", &["-D", &cluster.data(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
-        cluster.start();
         cluster.spawn_watchdog();
+        cluster.run_as("initdb", &["-D", &cluster.data(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
         Some(cluster)
+    }
+
+    /// Appends `settings` (postgresql.conf lines) to the server's configuration; they count from the next start.
+    pub fn configure(&self, settings: &str) {
+        use std::io::Write;
+        let path = self.dir.join("data/postgresql.conf");
+        let mut file = std::fs::OpenOptions::new().append(true).open(&path).expect("postgresql.conf");
+        writeln!(file, "{settings}").expect("write postgresql.conf");
+    }
+
+    /// Turns TLS on with a new self-signed X.509 **v1** certificate (no extensions, as `openssl x509 -req` makes
+    /// one and as Citus's is): the form webpki refuses, which libpq accepts under `prefer` and `require`.
+    /// Returns the certificate's PEM file, to pass as `sslrootcert`.
+    pub fn enable_tls_with_v1_certificate(&self) -> PathBuf {
+        let (key, csr, crt) = (self.dir.join("data/server.key"), self.dir.join("server.csr"), self.dir.join("data/server.crt"));
+        let key_arg = key.display().to_string();
+        run(Command::new("openssl").args(["req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost"]).args([
+            "-keyout",
+            &key_arg,
+            "-out",
+            &csr.display().to_string(),
+        ]));
+        run(Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-in", &csr.display().to_string(), "-signkey", &key_arg, "-out"])
+            .arg(&crt));
+        run(Command::new("chmod").arg("600").arg(&key));
+        if let Some(user) = self.user {
+            run(Command::new("chown").arg(user).arg(&key).arg(&crt));
+        }
+        self.configure("ssl = on");
+        crt
     }
 
     pub fn url(&self, dbname: &str) -> String {
@@ -57,6 +94,11 @@ impl PrivateCluster {
     }
 
     fn run_as(&self, program: &str, args: &[&str]) {
+        run(&mut self.command(program, args));
+    }
+
+    /// `program` of the server's binaries, run as the cluster's owner.
+    fn command(&self, program: &str, args: &[&str]) -> Command {
         let binary = self.bindir.join(program);
         let mut command = match self.user {
             Some(user) => {
@@ -67,7 +109,7 @@ impl PrivateCluster {
             None => Command::new(&binary),
         };
         command.args(args).current_dir(&self.dir);
-        run(&mut command);
+        command
     }
 
     /// Deliberately not waited on: the watchdog must outlive this process.
@@ -86,6 +128,13 @@ impl PrivateCluster {
             .stderr(Stdio::null())
             .spawn()
             .expect("watchdog");
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let _ = self.command("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -2,6 +2,7 @@
 //! a fresh database per test that is dropped afterwards, SQLite files in temp dirs, and the comparison that
 //! ends every test.
 
+pub mod citus;
 pub mod cluster;
 
 use std::path::{Path, PathBuf};
