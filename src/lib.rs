@@ -31,6 +31,7 @@ pub mod status;
 pub mod stream;
 pub mod types;
 pub mod verify;
+pub mod wake;
 
 pub use error::{Error, ErrorKind, Result};
 

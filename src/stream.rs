@@ -37,6 +37,7 @@ use crate::sqlite::changes::{changed_tables, read_all, read_changes, Change, Seq
 use crate::sqlite::introspect::{SourceSchema, Table};
 use crate::sqlite::scan::column_stats_of;
 use crate::sqlite::{open, Access};
+use crate::wake::FileWake;
 use crate::types::{encode_binary, is_untyped, untyped_target, widened_type, ColumnStats, PgType, SqlValue};
 
 /// How often a stream looks for new commits: soon after the last one, less often the longer it has been idle
@@ -766,6 +767,7 @@ impl Stream {
         let mut outage = Outage::default();
         let mut last_version = None;
         let mut poll = POLL_INTERVAL;
+        let wake = FileWake::watch(&self.sqlite);
         loop {
             let owed = !self.whole_tables.is_empty() || self.constraints_due;
             if target_seq.is_some_and(|target| self.applied_seq >= target) && !owed {
@@ -791,7 +793,7 @@ impl Stream {
             if target_seq.is_none() && version.is_some() && last_version == version && !outage.ongoing() && !app_look_due {
                 // Idle after a burst: the applied entries leave the log now, not at the next write.
                 self.maybe_prune().await?;
-                if stop.wait(poll).await {
+                if wake.wait(&stop, poll).await {
                     return Ok(());
                 }
                 poll = (poll * 2).min(IDLE_POLL_INTERVAL);
@@ -1196,7 +1198,10 @@ impl Stream {
         if self.constraints_due {
             self.make_constraints().await?;
         }
-        state::store_rejects(client, &self.capture.source_id, &written.rejects).await?;
+        if !written.rejects.is_empty() {
+            // Skipped when empty: its statement's preparing alone is a round trip every small batch would wait on.
+            state::store_rejects(client, &self.capture.source_id, &written.rejects).await?;
+        }
         state::advance(client, &self.capture.source_id, range.after, range.up_to, mark).await?;
         crate::fail_point!("batch-before-commit");
         self.client.as_ref().expect("connected above").commit().await?;
