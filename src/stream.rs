@@ -37,8 +37,8 @@ use crate::sqlite::changes::{changed_tables, read_all, read_changes, Change, Seq
 use crate::sqlite::introspect::{SourceSchema, Table};
 use crate::sqlite::scan::column_stats_of;
 use crate::sqlite::{open, Access};
-use crate::wake::FileWake;
 use crate::types::{encode_binary, is_untyped, untyped_target, widened_type, ColumnStats, PgType, SqlValue};
+use crate::wake::FileWake;
 
 /// How often a stream looks for new commits: soon after the last one, less often the longer it has been idle
 /// (a hundred idle sources in one process then cost little CPU).
@@ -796,7 +796,7 @@ impl Stream {
                 if wake.wait(&stop, poll).await {
                     return Ok(());
                 }
-                poll = (poll * 2).min(IDLE_POLL_INTERVAL);
+                poll = (poll * 2).min(wake.idle_poll(IDLE_POLL_INTERVAL));
                 continue;
             }
             poll = POLL_INTERVAL;

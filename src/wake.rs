@@ -17,6 +17,9 @@ use tokio::sync::Notify;
 
 use crate::stream::StopWhen;
 
+/// The longest idle sleep of a watched file: a write wakes the stream at once, so the timer is only the safety
+/// net for a write inotify did not report (a hundred idle sources then cost next to nothing).
+const WATCHED_IDLE_POLL: Duration = Duration::from_millis(250);
 /// Room for a few dozen events per read; more pending ones are read on the next.
 const EVENT_BUFFER: usize = 4096;
 /// The files beside a SQLite file that its commits write.
@@ -47,6 +50,14 @@ impl FileWake {
                 tracing::debug!("not woken by writes to {} (polling instead): {err}", sqlite.display());
                 FileWake { registered: None }
             }
+        }
+    }
+
+    /// The longest the stream sleeps when idle: `unwatched` when only the timer wakes it.
+    pub fn idle_poll(&self, unwatched: Duration) -> Duration {
+        match self.registered {
+            Some(_) => WATCHED_IDLE_POLL.max(unwatched),
+            None => unwatched,
         }
     }
 
@@ -153,5 +164,19 @@ mod tests {
             assert_eq!(sqlite_file_of(name.as_bytes()), b"app.db");
         }
         assert_eq!(sqlite_file_of(b"app.db2"), b"app.db2");
+    }
+
+    #[tokio::test]
+    async fn a_write_to_the_wal_wakes_only_its_own_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (app, other) = (dir.path().join("app.db"), dir.path().join("other.db"));
+        let (woken, idle) = (FileWake::watch(&app), FileWake::watch(&other));
+        let stop = StopWhen::Signal(Arc::new(Notify::new()));
+        let never = Duration::from_secs(600);
+        std::fs::write(dir.path().join("app.db-wal"), b"a commit").unwrap();
+        let waited = tokio::time::timeout(Duration::from_secs(60), woken.wait(&stop, never)).await;
+        assert_eq!(waited, Ok(false), "the write woke the stream of app.db, not a stop");
+        let slept = tokio::time::timeout(Duration::from_millis(200), idle.wait(&stop, never)).await;
+        assert!(slept.is_err(), "a write to app.db does not wake other.db's stream");
     }
 }
