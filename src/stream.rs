@@ -38,7 +38,7 @@ use crate::sqlite::introspect::{SourceSchema, Table};
 use crate::sqlite::scan::column_stats_of;
 use crate::sqlite::{open, Access};
 use crate::types::{encode_binary, is_untyped, untyped_target, widened_type, ColumnStats, PgType, SqlValue};
-use crate::wake::FileWake;
+use crate::wake::{FileWake, Woken, AFTER_WRITE_POLL};
 
 /// How often a stream looks for new commits: soon after the last one, less often the longer it has been idle
 /// (a hundred idle sources in one process then cost little CPU).
@@ -793,10 +793,11 @@ impl Stream {
             if target_seq.is_none() && version.is_some() && last_version == version && !outage.ongoing() && !app_look_due {
                 // Idle after a burst: the applied entries leave the log now, not at the next write.
                 self.maybe_prune().await?;
-                if wake.wait(&stop, poll).await {
-                    return Ok(());
-                }
-                poll = (poll * 2).min(wake.idle_poll(IDLE_POLL_INTERVAL));
+                poll = match wake.wait(&stop, poll).await {
+                    Woken::Stop => return Ok(()),
+                    Woken::Write => AFTER_WRITE_POLL,
+                    Woken::Timer => (poll * 2).min(wake.idle_poll(IDLE_POLL_INTERVAL)),
+                };
                 continue;
             }
             poll = POLL_INTERVAL;

@@ -34,6 +34,19 @@ struct Watcher {
     waiting: Arc<Mutex<HashMap<FileKey, Vec<Arc<Notify>>>>>,
 }
 
+/// What ended a wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Woken {
+    Stop,
+    Timer,
+    /// The file, its WAL or journal was written. The commit may not be visible yet: SQLite updates the WAL index
+    /// (shared memory, which inotify does not see) after the WAL's write and its fsync; look again soon.
+    Write,
+}
+
+/// After a write that did not show a commit yet, the first look again: soon after the fsync that precedes it.
+pub const AFTER_WRITE_POLL: Duration = Duration::from_millis(1);
+
 /// Watches one SQLite file for writes; dropping it stops watching.
 pub struct FileWake {
     /// `None` when inotify could not be set up: the timer alone wakes the stream.
@@ -61,12 +74,13 @@ impl FileWake {
         }
     }
 
-    /// Waits until the file was written since the last wait, or `period` passed; true when `stop` asks to stop.
-    pub async fn wait(&self, stop: &StopWhen, period: Duration) -> bool {
-        let Some((_, written)) = &self.registered else { return stop.wait(period).await };
+    /// Waits until the file was written since the last wait, `period` passed, or `stop` asks to stop.
+    pub async fn wait(&self, stop: &StopWhen, period: Duration) -> Woken {
+        let stopped = |stopped: bool| if stopped { Woken::Stop } else { Woken::Timer };
+        let Some((_, written)) = &self.registered else { return stopped(stop.wait(period).await) };
         tokio::select! {
-            stopped = stop.wait(period) => stopped,
-            () = written.notified() => false,
+            stop_or_timer = stop.wait(period) => stopped(stop_or_timer),
+            () = written.notified() => Woken::Write,
         }
     }
 }
@@ -100,7 +114,8 @@ impl Watcher {
             _ => Path::new("."),
         };
         let file_name = sqlite.file_name().ok_or_else(|| format!("{} names no file", sqlite.display()))?;
-        let mask = WatchMask::MODIFY | WatchMask::CLOSE_WRITE | WatchMask::CREATE | WatchMask::MOVED_TO;
+        // DELETE: a commit in journal_mode=DELETE ends by removing the journal, after its last write.
+        let mask = WatchMask::MODIFY | WatchMask::CLOSE_WRITE | WatchMask::CREATE | WatchMask::MOVED_TO | WatchMask::DELETE;
         let mut waiting = self.waiting.lock().expect("the wake registry is never poisoned");
         // Adding a watch already there gives its descriptor again.
         let wd = self.watches.lock().expect("the watches are never poisoned").add(directory, mask).map_err(|e| e.to_string())?;
@@ -175,7 +190,7 @@ mod tests {
         let never = Duration::from_secs(600);
         std::fs::write(dir.path().join("app.db-wal"), b"a commit").unwrap();
         let waited = tokio::time::timeout(Duration::from_secs(60), woken.wait(&stop, never)).await;
-        assert_eq!(waited, Ok(false), "the write woke the stream of app.db, not a stop");
+        assert_eq!(waited, Ok(Woken::Write));
         let slept = tokio::time::timeout(Duration::from_millis(200), idle.wait(&stop, never)).await;
         assert!(slept.is_err(), "a write to app.db does not wake other.db's stream");
     }
