@@ -1,6 +1,6 @@
 """Commit-to-visible latency: single-row transactions at a steady rate into SQLite while `lite2pg run` streams;
 a poller sees each row arrive in PostgreSQL. Needs psycopg2 (pip install psycopg2-binary).
-    python3 bench/latency.py [RATE_PER_S] [SECONDS]"""
+    python3 bench/latency.py [RATE_PER_S] [SECONDS]    (LITE2PG_BINARY=path measures another build)"""
 import os, sqlite3, subprocess, sys, tempfile, threading, time
 import psycopg2
 
@@ -13,7 +13,7 @@ conn.cursor().execute("DROP DATABASE IF EXISTS bench_latency WITH (FORCE)"); con
 path = os.path.join(tempfile.mkdtemp(), "app.db")
 db = sqlite3.connect(path, isolation_level=None)
 db.executescript("PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);")
-daemon = subprocess.Popen([os.path.join(root, "target/release/lite2pg"), "run", "--sqlite", path, "--postgres", url],
+daemon = subprocess.Popen([os.environ.get("LITE2PG_BINARY", os.path.join(root, "target/release/lite2pg")), "run", "--sqlite", path, "--postgres", url],
                           stdout=subprocess.DEVNULL, stderr=open(os.environ.get("LATENCY_DAEMON_LOG", os.devnull), "w"))
 pg = psycopg2.connect(url); pg.autocommit = True
 while True:
