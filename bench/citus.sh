@@ -83,7 +83,7 @@ measure() {
   changes=$(prepare "$2" "$3")
   seconds=$(cd "$HERE/files" && timed "$LITE2PG" run --once --config lite2pg.toml)
   (cd "$HERE/files" && "$LITE2PG" verify --config lite2pg.toml >/dev/null 2>&1) || { echo "verify found differences" >&2; exit 1; }
-  printf '%-42s %-18s %8s %8s %10s\n' "$1" "$3" "$changes" "$seconds" "$(echo "$changes / $seconds" | bc -l | xargs printf '%.0f')"
+  printf '%-42s %-25s %8s %8s %10s\n' "$1" "$3" "$changes" "$seconds" "$(echo "$changes / $seconds" | bc -l | xargs printf '%.0f')"
 }
 
 # $1 = target name, $2 = URL, $3 = layout: with the daemon running, every source commits STREAM_TX single-row
@@ -115,7 +115,7 @@ measure_stream() {
   local seconds; seconds=$(echo "$(now) - $began" | bc -l | xargs printf '%.2f')
   kill "$daemon"; wait "$daemon" || true
   local changes=$((SOURCES * STREAM_TX))
-  printf '%-42s %-18s %8s %8s %10s\n' "$1" "$3 (live)" "$changes" "$seconds" "$(echo "$changes / $seconds" | bc -l | xargs printf '%.0f')"
+  printf '%-42s %-25s %8s %8s %10s\n' "$1" "$3 (live)" "$changes" "$seconds" "$(echo "$changes / $seconds" | bc -l | xargs printf '%.0f')"
 }
 
 build
@@ -124,7 +124,7 @@ settings="shared_preload_libraries = 'citus'
 citus.enable_schema_based_sharding = on"
 coordinator=$(start_node "$settings"); worker1=$(start_node "$settings"); worker2=$(start_node "$settings")
 echo "$SOURCES sources, each $TRANSACTIONS transactions of $ROWS_PER_TX inserts plus updates and deletes; pool_size $POOL_SIZE; $(nproc) cores"
-printf '%-42s %-18s %8s %8s %10s\n' target layout changes seconds changes/s
+printf '%-42s %-25s %8s %8s %10s\n' target layout changes seconds changes/s
 plain_url="postgres://postgres@127.0.0.1:$plain/bench" citus_url="postgres://postgres@127.0.0.1:$coordinator/bench"
 for how in measure measure_stream; do
   for layout in schema_per_source shared_tables; do
