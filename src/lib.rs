@@ -7,6 +7,7 @@
 //! [`doctor`] and [`metrics`] to watch it, [`cutover`] to leave SQLite, [`demo`] and [`bench`](mod@bench) to try and
 //! measure it, [`cli`] the command line.
 
+pub mod app_constraints;
 pub mod bench;
 pub mod cli;
 pub mod config;
