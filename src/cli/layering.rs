@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use clap::parser::ValueSource;
 use clap::ArgMatches;
 
-use crate::config::ConfigFile;
+use crate::config::{ConfigFile, Layout};
 use crate::error::Result;
 use crate::fleet::Fleet;
 
@@ -34,13 +34,12 @@ impl Cli {
         policies.dropped_tables = common.dropped_tables.unwrap_or(policies.dropped_tables);
         common.policies = policies;
         let schema_given = matches!(layer.source("schema"), Some(ValueSource::CommandLine | ValueSource::EnvVariable));
-        let shared_tables = common.policies.shared_tables();
-        let schema = if !schema_given && file.schema.is_none() && !shared_tables {
+        let schema = if !schema_given && file.schema.is_none() && common.policies.layout == Layout::SchemaPerSource {
             crate::fleet::SOURCE_ID_PLACEHOLDER.to_string()
         } else {
             common.schema.clone()
         };
-        common.fleet = Fleet { entries: file.source.clone(), glob: file.source_glob.clone(), schema, shared_tables };
+        common.fleet = Fleet { entries: file.source.clone(), glob: file.source_glob.clone(), schema };
         match &mut self.command {
             Command::Run(args) => {
                 layer.fill("metrics_addr", &mut args.metrics_addr, file.metrics_addr.clone());

@@ -91,7 +91,7 @@ pub(super) fn default_jobs() -> usize {
 impl CommonArgs {
     /// These options for each source the config file lists.
     pub(super) fn each_source(&self) -> Result<Vec<CommonArgs>> {
-        self.fleet.check()?;
+        self.fleet.check(self.policies.layout)?;
         let crate::fleet::Scan { found, skipped } = self.fleet.sources()?;
         for (path, reason) in skipped {
             tracing::warn!("{} is not a source: {reason}", path.display());
