@@ -20,6 +20,7 @@ pub mod existing;
 pub mod fleet;
 pub mod generated;
 pub mod ident;
+pub mod layout;
 pub mod metrics;
 pub mod pg;
 pub mod progress;
