@@ -600,6 +600,7 @@ impl Stream {
                 &drift,
                 &chosen,
                 None,
+                true,
             )?
             else {
                 continue;
