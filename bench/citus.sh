@@ -7,10 +7,11 @@
 # by source_id). Every server runs with the same settings (fsync off: the figures are lite2pg's and Citus's work,
 # not the disk's). Prints changes/s per case. Needs Citus installed (../shared/citus/build.sh) and the server
 # binaries; run as root, the servers run as nobody.
-#     bash bench/citus.sh [SOURCES=4] [TRANSACTIONS_PER_SOURCE=200] [ROWS_PER_TX=50] [POOL_SIZE=4]
+# Then the same with the daemon running while every source commits STREAM_TX single-row transactions ("live").
+#     bash bench/citus.sh [SOURCES=4] [TRANSACTIONS_PER_SOURCE=1000] [ROWS_PER_TX=50] [POOL_SIZE=4] [STREAM_TX=2000]
 source "$(dirname "$0")/lib.sh"
-export RUST_LOG=error
-SOURCES=${1:-4} TRANSACTIONS=${2:-200} ROWS_PER_TX=${3:-50} POOL_SIZE=${4:-4}
+export RUST_LOG=error PGOPTIONS='-c client_min_messages=warning'
+SOURCES=${1:-4} TRANSACTIONS=${2:-1000} ROWS_PER_TX=${3:-50} POOL_SIZE=${4:-4} STREAM_TX=${5:-2000}
 BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 AS=(); [ "$(id -u)" = 0 ] && AS=(runuser -u nobody --)
 HERE=$(mktemp -d); chmod 755 "$HERE"; [ "$(id -u)" = 0 ] && chown nobody "$HERE"
@@ -82,7 +83,39 @@ measure() {
   changes=$(prepare "$2" "$3")
   seconds=$(cd "$HERE/files" && timed "$LITE2PG" run --once --config lite2pg.toml)
   (cd "$HERE/files" && "$LITE2PG" verify --config lite2pg.toml >/dev/null 2>&1) || { echo "verify found differences" >&2; exit 1; }
-  printf '%-34s %-18s %8s %8s %10s\n' "$1" "$3" "$changes" "$seconds" "$(echo "$changes / $seconds" | bc -l | xargs printf '%.0f')"
+  printf '%-42s %-25s %8s %8s %10s\n' "$1" "$3" "$changes" "$seconds" "$(echo "$changes / $seconds" | bc -l | xargs printf '%.0f')"
+}
+
+# $1 = target name, $2 = URL, $3 = layout: with the daemon running, every source commits STREAM_TX single-row
+# transactions at once; prints changes/s from the first write until every source has applied them (small batches:
+# each costs a round of statements, and on Citus a two-phase commit)
+measure_stream() {
+  local daemon began expected i
+  TRANSACTIONS=0 prepare "$2" "$3" >/dev/null
+  for i in $(seq 1 "$SOURCES"); do
+    for n in $(seq 1 "$STREAM_TX"); do echo "INSERT INTO items(n, note, price) VALUES ($n, 'single', $n.5);"; done > "$HERE/files/single-$i.sql"
+  done
+  (cd "$HERE/files" && exec "$LITE2PG" run --config lite2pg.toml >/dev/null) & daemon=$!
+  until [ "$(psql -qAt "$2" -c 'SELECT count(*) FROM lite2pg.sources WHERE applied_seq IS NOT NULL AND snapshot_seq IS NOT NULL' 2>/dev/null)" = "$SOURCES" ]; do sleep 0.1; done
+  sleep 1
+  # each single-row insert logs one change: the positions reach this sum once every source applied them all
+  expected=$(($(psql -qAt "$2" -c 'SELECT sum(applied_seq) FROM lite2pg.sources') + SOURCES * STREAM_TX))
+  began=$(now)
+  local writers=()
+  for i in $(seq 1 "$SOURCES"); do
+    (echo ".timeout 10000"; echo "PRAGMA synchronous = OFF;"; cat "$HERE/files/single-$i.sql") | sqlite3 "$HERE/files/tenants/s$i.db" &
+    writers+=($!)
+  done
+  wait "${writers[@]}"
+  local deadline=$((SECONDS + 300))
+  until [ "$(psql -qAt "$2" -c 'SELECT sum(applied_seq) FROM lite2pg.sources')" = "$expected" ]; do
+    [ "$SECONDS" -lt "$deadline" ] || { echo "the sources did not catch up" >&2; exit 1; }
+    sleep 0.02
+  done
+  local seconds; seconds=$(echo "$(now) - $began" | bc -l | xargs printf '%.2f')
+  kill "$daemon"; wait "$daemon" || true
+  local changes=$((SOURCES * STREAM_TX))
+  printf '%-42s %-25s %8s %8s %10s\n' "$1" "$3 (live)" "$changes" "$seconds" "$(echo "$changes / $seconds" | bc -l | xargs printf '%.0f')"
 }
 
 build
@@ -91,9 +124,13 @@ settings="shared_preload_libraries = 'citus'
 citus.enable_schema_based_sharding = on"
 coordinator=$(start_node "$settings"); worker1=$(start_node "$settings"); worker2=$(start_node "$settings")
 echo "$SOURCES sources, each $TRANSACTIONS transactions of $ROWS_PER_TX inserts plus updates and deletes; pool_size $POOL_SIZE; $(nproc) cores"
-printf '%-34s %-18s %8s %8s %10s\n' target layout changes seconds changes/s
-for layout in schema_per_source shared_tables; do
-  fresh "$plain" bench; measure "PostgreSQL $(psql -qAt "postgres://postgres@127.0.0.1:$plain/bench" -c 'SHOW server_version' | cut -d' ' -f1)" "postgres://postgres@127.0.0.1:$plain/bench" "$layout"
-  fresh "$coordinator $worker1 $worker2" bench
-  measure "Citus $(psql -qAt "postgres://postgres@127.0.0.1:$coordinator/bench" -c "SELECT extversion FROM pg_extension WHERE extname = 'citus'") (1 coordinator + 2 workers)" "postgres://postgres@127.0.0.1:$coordinator/bench" "$layout"
+printf '%-42s %-25s %8s %8s %10s\n' target layout changes seconds changes/s
+plain_url="postgres://postgres@127.0.0.1:$plain/bench" citus_url="postgres://postgres@127.0.0.1:$coordinator/bench"
+for how in measure measure_stream; do
+  for layout in schema_per_source shared_tables; do
+    fresh "$plain" bench
+    "$how" "PostgreSQL $(psql -qAt "$plain_url" -c 'SHOW server_version' | cut -d' ' -f1)" "$plain_url" "$layout"
+    fresh "$coordinator $worker1 $worker2" bench
+    "$how" "Citus $(psql -qAt "$citus_url" -c "SELECT split_part(citus_version(), ' ', 2)") (1 coordinator + 2 workers)" "$citus_url" "$layout"
+  done
 done

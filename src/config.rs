@@ -109,6 +109,15 @@ impl Policies {
     }
 }
 
+/// `[[source]]` in the config file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceEntry {
+    pub sqlite: PathBuf,
+    /// Overrides the id stored in the file (else the stored one, else the file's name without extension).
+    pub source_id: Option<String>,
+}
+
 /// `lite2pg.toml`. Paths in it are relative to the file's directory.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -127,7 +136,7 @@ pub struct ConfigFile {
     pub table: BTreeMap<String, TableSettings>,
     /// `[[source]]`: several SQLite files synced by one process.
     #[serde(default)]
-    pub source: Vec<crate::fleet::SourceEntry>,
+    pub source: Vec<SourceEntry>,
     /// Every file matching it is a source, also those that appear while running.
     pub source_glob: Option<String>,
     /// PostgreSQL connections shared by the sources for applying batches.

@@ -219,7 +219,7 @@ pub async fn missing(client: &impl GenericClient, schema: &str, declared: &Decla
         primary_key: if lacking.contains(&None) { table.primary_key.clone() } else { Vec::new() },
         ..table.clone()
     };
-    let referenced: Vec<Vec<String>> = crate::snapshot::referenced_columns(declared.tables)
+    let referenced: Vec<Vec<String>> = crate::schema::referenced_columns(declared.tables)
         .into_iter()
         .filter(|(parent, _)| parent == name)
         .map(|(_, columns)| columns)

@@ -1,6 +1,7 @@
 //! Cutover: the last step of a migration. Applies the last changes while new SQLite writes wait, proves equality,
 //! makes PostgreSQL ready for the application's own writes (keys that generate values after the highest ever
-//! used, generated columns, CHECK constraints, unique expression and partial indexes, validated foreign keys),
+//! used, generated columns, CHECK constraints, unique expression and partial indexes, UNIQUE checked at once and
+//! foreign keys validated with SQLite's ON DELETE / ON UPDATE actions),
 //! lists everything it could not carry, marks the source promoted and removes capture. A dry run does all of it
 //! in a transaction it rolls back, so its list is the real one.
 
@@ -10,6 +11,7 @@ use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use crate::app_constraints;
 use crate::constraints::missing_for_source;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
@@ -159,6 +161,7 @@ async fn finish(options: &CutoverOptions, conn: &Connection, client: &Client, ca
     let mut statements = Vec::new();
     let mut not_carried = not_carried_objects(conn)?;
     let mut with_generated = Vec::new();
+    let mut key_actions = Vec::new();
     for captured in &capture.tables {
         let Some(table) = schema.table(&captured.name) else { continue };
         if table.columns.iter().any(|c| c.generated.is_some()) {
@@ -169,7 +172,11 @@ async fn finish(options: &CutoverOptions, conn: &Connection, client: &Client, ca
         statements.extend(check_constraints(conn, &row.target_schema, table)?);
         statements.extend(deferred_unique_indexes(&row.target_schema, table).into_iter().map(|s| s.sql));
         not_carried.extend(untranslated_defaults(table, &plan));
+        key_actions.extend(app_constraints::foreign_key_actions(client, &row.target_schema, table).await?);
     }
+    // Unique constraints first: remaking one remakes the foreign keys on it, which then take their actions.
+    statements.extend(app_constraints::immediate_unique(client, &row.target_schema).await?);
+    statements.extend(key_actions);
     statements.extend(unvalidated_foreign_keys(client, &row.target_schema).await?);
     let missing = missing_for_source(client, &row.target_schema, &schema, &capture.tables, false).await?;
     not_carried.extend(missing.into_iter().map(|m| NotCarried {

@@ -180,9 +180,3 @@ impl From<rusqlite::Error> for Error {
         error.with_source(err)
     }
 }
-
-impl From<tokio_postgres::Error> for Error {
-    fn from(err: tokio_postgres::Error) -> Self {
-        crate::pg::classify(err)
-    }
-}

@@ -10,13 +10,13 @@ use crate::config::{DroppedTables, Policies};
 use crate::constraints::Declared;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{pg_name, qualified, quote};
+use crate::layout::{create_or_adopt_shared, SharedTable};
 use crate::pg::apply::table_columns;
 use crate::pg::state;
 use crate::schema::{
     foreign_key_groups, foreign_key_statement, pg_column_name, post_data_statements, this_source, translate_default, TablePlan,
     ROWID_COLUMN,
 };
-use crate::snapshot::SharedTable;
 use crate::sqlite::introspect::{Column, Index, Table};
 use crate::types::{choose_pg_type, is_untyped, joined_type, joined_types, widen_cast, ColumnStats, PgType};
 
@@ -248,7 +248,7 @@ async fn follow_shared(tx: &Transaction<'_>, target: &Target<'_>, tables: &[Tabl
     for now in tables {
         let empty = vec![ColumnStats::default(); now.table.columns.len()];
         let mut plan = TablePlan::from_stats(now.table, now.stats.as_deref().unwrap_or(&empty), now.key_columns, target.policies);
-        let found = crate::snapshot::create_or_adopt_shared(tx, target.schema, &mut plan, now.table).await?;
+        let found = create_or_adopt_shared(tx, target.schema, &mut plan, now.table).await?;
         created.push(found == SharedTable::Missing);
         match found {
             SharedTable::Missing => create_with_constraints(tx, target, now, &plan).await?,

@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::config::Layout;
+pub use crate::config::SourceEntry;
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::Metrics;
 use crate::pg::pool::Pool;
@@ -24,15 +26,6 @@ pub const SOURCE_ID_PLACEHOLDER: &str = "{source_id}";
 /// How often the glob is looked at again for new files.
 const GLOB_EVERY: Duration = Duration::from_secs(2);
 
-/// `[[source]]` in the config file.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceEntry {
-    pub sqlite: PathBuf,
-    /// Overrides the id stored in the file (else the stored one, else the file's name without extension).
-    pub source_id: Option<String>,
-}
-
 /// The sources of one process.
 #[derive(Debug, Clone, Default)]
 pub struct Fleet {
@@ -41,8 +34,6 @@ pub struct Fleet {
     pub glob: Option<String>,
     /// The target schema, with `{source_id}` replaced per source (one schema for all with shared tables).
     pub schema: String,
-    /// `layout = "shared_tables"`: every source's rows in one set of tables.
-    pub shared_tables: bool,
 }
 
 /// One source found: its file and its id.
@@ -73,13 +64,13 @@ impl Fleet {
         !self.entries.is_empty() || self.glob.is_some()
     }
 
-    /// Refuses settings that would put two sources' tables in one schema.
-    pub fn check(&self) -> Result<()> {
-        if self.shared_tables && self.schema.contains(SOURCE_ID_PLACEHOLDER) {
+    /// Refuses settings that would put two sources' tables in one schema under `layout` (the policies' one).
+    pub fn check(&self, layout: Layout) -> Result<()> {
+        if layout == Layout::SharedTables && self.schema.contains(SOURCE_ID_PLACEHOLDER) {
             return Err(Error::new(ErrorKind::Usage, format!("schema {:?}: shared tables live in one schema", self.schema))
                 .with_hint("name one schema, e.g. schema = \"public\", or use layout = \"schema_per_source\""));
         }
-        if self.is_configured() && !self.shared_tables && !self.schema.contains(SOURCE_ID_PLACEHOLDER) {
+        if self.is_configured() && layout == Layout::SchemaPerSource && !self.schema.contains(SOURCE_ID_PLACEHOLDER) {
             return Err(Error::new(ErrorKind::Usage, format!("schema {:?} would hold the tables of every source", self.schema))
                 .with_hint("put {source_id} in it, e.g. schema = \"{source_id}\" or schema = \"tenant_{source_id}\""));
         }
@@ -181,7 +172,7 @@ pub async fn run(
     stop: StopWhen,
     metrics: Arc<Metrics>,
 ) -> Result<FleetSummary> {
-    fleet.check()?;
+    fleet.check(template.policies.layout)?;
     // A stream keeps its SQLite connections across awaits, so the streams share one thread; their reads run on
     // blocking threads and PostgreSQL's connections on the runtime.
     tokio::task::LocalSet::new().run_until(run_local(fleet, template, pool_size, stop, metrics)).await

@@ -1,12 +1,13 @@
 //! lite2pg keeps a PostgreSQL database equal to a live SQLite file, and proves it.
 //!
 //! The pipeline, one module per step: [`sqlite`] opens the file, reads its schema, installs change capture and
-//! reads changes; [`schema`] and [`types`] decide how each table and value is held in PostgreSQL; [`pg`]
-//! connects (TLS, the managed local server), creates tables, copies and applies; [`snapshot`] copies everything
-//! once; [`stream`] applies changes as they are committed; [`verify`] proves equality. Around it: [`status`],
-//! [`doctor`] and [`metrics`] to watch it, [`cutover`] to leave SQLite, [`demo`] and [`bench`](mod@bench) to try and
-//! measure it, [`cli`] the command line.
+//! reads changes; [`schema`] and [`types`] decide how each table and value is held in PostgreSQL, [`layout`] how
+//! several sources share tables; [`pg`] connects (TLS, the managed local server), creates tables, copies and
+//! applies; [`snapshot`] copies everything once; [`stream`] applies changes as they are committed; [`verify`]
+//! proves equality. Around it: [`status`], [`doctor`] and [`metrics`] to watch it, [`cutover`] to leave SQLite,
+//! [`demo`] and [`bench`](mod@bench) to try and measure it, [`cli`] the command line.
 
+pub mod app_constraints;
 pub mod bench;
 pub mod cli;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod existing;
 pub mod fleet;
 pub mod generated;
 pub mod ident;
+pub mod layout;
 pub mod metrics;
 pub mod pg;
 pub mod progress;
@@ -35,7 +37,8 @@ pub mod wake;
 
 pub use error::{Error, ErrorKind, Result};
 
-/// A crash-injection point (`FAILPOINTS=name=panic`), compiled in with the `failpoints` feature only.
+/// A crash-injection point (`FAILPOINTS=name=panic`), compiled in with the `failpoints` feature only (on for
+/// `cargo test`, off in release builds).
 #[macro_export]
 #[doc(hidden)]
 macro_rules! fail_point {

@@ -342,6 +342,19 @@ pub fn foreign_key_statement(
     }
 }
 
+/// `(parent table, parent columns)` for every foreign key, with the parent's primary key filled in.
+pub fn referenced_columns(tables: &[&Table]) -> Vec<(String, Vec<String>)> {
+    tables
+        .iter()
+        .flat_map(|t| &t.foreign_keys)
+        .filter_map(|fk| {
+            let parent = tables.iter().find(|t| t.name == fk.parent_table)?;
+            let columns = if fk.parent_columns.is_empty() { parent.primary_key.clone() } else { fk.parent_columns.clone() };
+            Some((parent.name.clone(), columns))
+        })
+        .collect()
+}
+
 /// Columns that foreign keys join, directly or through other keys, as groups of `(table, column)` indexes into
 /// `tables`, each with at least two members. A key without parent columns points at the parent's primary key;
 /// keys to tables not in `tables`, or naming columns they lack, join nothing.

@@ -19,11 +19,15 @@ use tokio_postgres::Client;
 use crate::config::MisfitPolicy;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
+use crate::layout::{create_or_adopt_shared, is_shared_table, SharedTable};
 use crate::pg::copy::{CopyEncoder, CHUNK_BYTES};
 use crate::pg::state::{self, Reject};
 use crate::pg::PgTarget;
 use crate::progress::Progress;
-use crate::schema::{constraint_name, foreign_key_groups, foreign_key_statement, post_data_statements, TablePlan, SOURCE_COLUMN};
+use crate::schema::{
+    constraint_name, foreign_key_groups, foreign_key_statement, post_data_statements, referenced_columns, TablePlan,
+    SOURCE_COLUMN,
+};
 use crate::source::{Selection, Source};
 use crate::sqlite::capture::mark_position;
 use crate::sqlite::introspect::Table;
@@ -333,12 +337,6 @@ async fn check_targets(client: &Client, options: &SnapshotOptions, prepared: &Pr
         .with_hint("nothing was changed; pass --replace to drop and re-create these tables, or choose another --schema"))
 }
 
-/// Whether `table` has the source column a table shared by several sources has.
-async fn is_shared_table(client: &impl tokio_postgres::GenericClient, schema: &str, table: &str) -> Result<bool> {
-    let columns = crate::pg::apply::table_columns(client, schema, table).await?.unwrap_or_default();
-    Ok(columns.iter().any(|(name, _)| name == SOURCE_COLUMN))
-}
-
 /// Creates the tables; returns which ones this snapshot created (and builds constraints and indexes for). A shared
 /// table another source created is taken as it is: columns this source has and it lacks are added, and this
 /// source's rows are written in its column types.
@@ -383,63 +381,6 @@ async fn create_tables(client: &mut Client, options: &SnapshotOptions, prepared:
     }
     tx.commit().await?;
     Ok(created)
-}
-
-/// What became of a shared table this source has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SharedTable {
-    /// PostgreSQL lacks it: the caller creates it.
-    Missing,
-    /// It exists, now with every column this source has.
-    Adopted,
-}
-
-/// For a shared table that exists, adds the columns this source has that it lacks and switches `plan` to the
-/// table's column types. Serialized per table between processes (until the transaction ends), so two sources
-/// never create one table at once.
-pub async fn create_or_adopt_shared(
-    tx: &tokio_postgres::Transaction<'_>,
-    schema: &str,
-    plan: &mut TablePlan,
-    table: &Table,
-) -> Result<SharedTable> {
-    let name = qualified(schema, &plan.name);
-    tx.execute("SELECT pg_advisory_xact_lock(hashtextextended('lite2pg-ddl:' || $1, 0))", &[&name]).await?;
-    let Some(existing) = crate::pg::apply::table_columns(tx, schema, &plan.name).await? else {
-        return Ok(SharedTable::Missing);
-    };
-    if !existing.iter().any(|(column, _)| column == SOURCE_COLUMN) {
-        return Err(Error::new(
-            ErrorKind::Schema,
-            format!("{name} exists without a {SOURCE_COLUMN} column: it is not a shared table"),
-        )
-        .with_hint("rename or drop it, or sync into another --schema"));
-    }
-    let wanted = plan.pg_key(true);
-    let current = crate::pg::apply::primary_key(tx, schema, &plan.name).await?.map(|(_, columns)| columns);
-    if current.as_ref() != Some(&wanted) {
-        return Err(Error::new(
-            ErrorKind::Schema,
-            format!(
-                "shared table {name} is keyed by ({}), this source's table by ({})",
-                current.unwrap_or_default().join(", "),
-                wanted.join(", ")
-            ),
-        )
-        .with_hint("every source must have the same primary key on a shared table"));
-    }
-    for column in plan.columns.iter().filter(|c| !existing.iter().any(|(name, _)| name == &c.pg_name)) {
-        tx.batch_execute(&format!(
-            "ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {} {}",
-            quote(&column.pg_name),
-            column.pg_type.sql()
-        ))
-        .await?;
-    }
-    let logged_key: Vec<String> =
-        plan.key_columns().filter(|c| c.name != crate::schema::ROWID_COLUMN).map(|c| c.name.clone()).collect();
-    *plan = crate::pg::apply::existing_plan(tx, schema, table, &logged_key).await?;
-    Ok(SharedTable::Adopted)
 }
 
 /// One unit of copy work: a table, or a rowid range of one.
@@ -655,19 +596,6 @@ async fn build_post_data(
         }
     }
     Ok(notes)
-}
-
-/// `(parent table, parent columns)` for every foreign key, with the parent's primary key filled in.
-pub(crate) fn referenced_columns(tables: &[&Table]) -> Vec<(String, Vec<String>)> {
-    tables
-        .iter()
-        .flat_map(|t| &t.foreign_keys)
-        .filter_map(|fk| {
-            let parent = tables.iter().find(|t| t.name == fk.parent_table)?;
-            let columns = if fk.parent_columns.is_empty() { parent.primary_key.clone() } else { fk.parent_columns.clone() };
-            Some((parent.name.clone(), columns))
-        })
-        .collect()
 }
 
 /// Adds one foreign key, deferrable and without actions (SQLite's cascades arrive as their own changes).

@@ -58,7 +58,7 @@ impl Source {
             let schema = read_schema(&conn)?;
             let tables = selection.apply(&schema)?;
             let no_drift = capture::SchemaDrift::default();
-            if let Some((capture, schema_version)) = capture::follow(&mut conn, version, &no_drift, &tables, source_id)? {
+            if let Some((capture, schema_version)) = capture::follow(&mut conn, version, &no_drift, &tables, source_id, false)? {
                 return Ok(Source { path: path.to_path_buf(), conn, schema, capture, schema_version });
             }
         }

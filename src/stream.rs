@@ -152,7 +152,7 @@ pub async fn run_in(
     stream.metrics = metrics;
     let result = async {
         let target_seq = match stop.is_once() {
-            true => Some(stream.newest_seq().await?),
+            true => Some(stream.newest_seq()?),
             false => None,
         };
         stream.run(&mut summary, target_seq, stop).await
@@ -601,6 +601,7 @@ impl Stream {
                 &drift,
                 &chosen,
                 None,
+                true,
             )?
             else {
                 continue;
@@ -757,7 +758,7 @@ impl Stream {
         Ok(plan)
     }
 
-    async fn newest_seq(&mut self) -> Result<i64> {
+    fn newest_seq(&mut self) -> Result<i64> {
         capture::newest_seq(self.reader.as_ref().expect("reader is home between batches"))
     }
 

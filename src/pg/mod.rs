@@ -237,6 +237,14 @@ fn io_cause(err: &tokio_postgres::Error) -> Option<String> {
     None
 }
 
+/// Every PostgreSQL error becomes a classified one; this lives here, beside `classify`, so that `error` needs
+/// nothing from `pg`.
+impl From<tokio_postgres::Error> for Error {
+    fn from(err: tokio_postgres::Error) -> Self {
+        classify(err)
+    }
+}
+
 /// Turns a statement error into a kind (what retrying can fix, what needs a person, what the relax policy
 /// handles) and keeps what PostgreSQL reported: SQLSTATE, message, detail and the table, column and constraint.
 pub fn classify(err: tokio_postgres::Error) -> Error {

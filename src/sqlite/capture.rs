@@ -152,14 +152,15 @@ pub fn drift(conn: &Connection, schema: &SourceSchema, wanted: impl Fn(&str) -> 
 }
 
 /// Brings capture along with `drift` in one write transaction: renames and drops in the registry, then
-/// triggers on `tables`. Returns the state and the schema version that includes these triggers, or `None`,
-/// changing nothing, when the schema changed again since `schema_version`.
+/// triggers on `tables`, and (`mark`) a marker entry in the log. Returns the state and the schema version that
+/// includes these triggers, or `None`, changing nothing, when the schema changed again since `schema_version`.
 pub fn follow(
     conn: &mut Connection,
     schema_version: i64,
     drift: &SchemaDrift,
     tables: &[&Table],
     source_id: Option<&str>,
+    mark: bool,
 ) -> Result<Option<(CaptureState, i64)>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if crate::sqlite::schema_version(&tx)? != schema_version {
@@ -182,7 +183,14 @@ pub fn follow(
         tx.execute(&format!("UPDATE {TABLES_TABLE} SET key_columns = 'null' WHERE name = ?1"), [name])?;
     }
     let state = install_in(&tx, tables, source_id)?;
+    if mark {
+        // A schema change leaves no log entry of its own (a rebuilt table's rows are copied without triggers):
+        // this marker makes it one, so `applied_seq` reaches the log's end only once PostgreSQL has the change.
+        append_marker(&tx)?;
+    }
     let version = crate::sqlite::schema_version(&tx)?;
+    // Data, not schema: recording it leaves the version as it is. Tells watchers the schema capture follows.
+    tx.execute(&format!("INSERT OR REPLACE INTO {META_TABLE} VALUES ('followed_schema_version', ?1)"), [version.to_string()])?;
     tx.commit()?;
     Ok(Some((state, version)))
 }
@@ -319,11 +327,16 @@ pub fn vacuumed(conn: &Connection) -> Result<bool> {
 pub fn mark_position(conn: &mut Connection) -> Result<(i64, Option<String>)> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     arm_canary_in(&tx)?;
-    tx.execute(&format!("INSERT INTO {CHANGES_TABLE} (tbl, {WRITTEN_AT}) VALUES ({MARKER_TABLE_ID}, julianday('now'))"), [])?;
-    let seq = tx.last_insert_rowid();
+    let seq = append_marker(&tx)?;
     let mark = entry_mark(&tx, seq)?;
     tx.commit()?;
     Ok((seq, mark))
+}
+
+/// Appends an entry of lite2pg's own to the log (no table's: batches skip it); returns its seq.
+fn append_marker(tx: &Connection) -> Result<i64> {
+    tx.execute(&format!("INSERT INTO {CHANGES_TABLE} (tbl, {WRITTEN_AT}) VALUES ({MARKER_TABLE_ID}, julianday('now'))"), [])?;
+    Ok(tx.last_insert_rowid())
 }
 
 /// What tells the log entry at `seq` from any other entry that could take that seq in a restored or replaced

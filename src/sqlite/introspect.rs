@@ -52,6 +52,10 @@ pub struct ForeignKey {
     pub parent_table: String,
     /// The parent's columns; empty means the parent's primary key.
     pub parent_columns: Vec<String>,
+    /// What deleting or updating the parent row does to this row, as SQLite reports it (`NO ACTION`, `CASCADE`,
+    /// `SET NULL`, `SET DEFAULT`, `RESTRICT`).
+    pub on_delete: String,
+    pub on_update: String,
 }
 
 /// One ordinary SQLite table.
@@ -211,13 +215,18 @@ fn read_indexes(conn: &Connection, table: &str) -> Result<Vec<Index>> {
 }
 
 fn read_foreign_keys(conn: &Connection, table: &str) -> Result<Vec<ForeignKey>> {
-    let mut stmt = conn.prepare("SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1) ORDER BY id, seq")?;
-    let rows: Vec<(i64, String, String, Option<String>)> =
-        stmt.query_map([table], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?.collect::<Result<_, _>>()?;
+    let mut stmt = conn.prepare(
+        "SELECT id, \"table\", \"from\", \"to\", on_delete, on_update FROM pragma_foreign_key_list(?1) ORDER BY id, seq",
+    )?;
+    type Row = (i64, String, String, Option<String>, String, String);
+    let rows: Vec<Row> = stmt
+        .query_map([table], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?)))?
+        .collect::<Result<_, _>>()?;
     let mut keys: Vec<(i64, ForeignKey)> = Vec::new();
-    for (id, parent_table, from, to) in rows {
+    for (id, parent_table, from, to, on_delete, on_update) in rows {
         if keys.last().map(|(last, _)| *last) != Some(id) {
-            keys.push((id, ForeignKey { columns: Vec::new(), parent_table, parent_columns: Vec::new() }));
+            let key = ForeignKey { columns: Vec::new(), parent_table, parent_columns: Vec::new(), on_delete, on_update };
+            keys.push((id, key));
         }
         let key = &mut keys.last_mut().expect("pushed above").1;
         key.columns.push(from);

@@ -53,11 +53,18 @@ async fn fan_in_onto_citus_distributes_shared_tables_by_source_co_located() {
     .unwrap();
     let error = wait_for_error(&db, files[1].1).await;
     assert!(error.contains("is keyed by (source_id, account_id, n), this source's table by (source_id, account_id)"), "{error}");
+    // Changes Citus allows: a column added, a table created (distributed and co-located like the others).
     let conn = rusqlite::Connection::open(&files[0].0).unwrap();
-    conn.execute_batch("ALTER TABLE accounts ADD COLUMN nick TEXT; UPDATE accounts SET nick = 'n' || id;").unwrap();
+    conn.execute_batch(
+        "ALTER TABLE accounts ADD COLUMN nick TEXT; UPDATE accounts SET nick = 'n' || id;
+         CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes VALUES (1, 'new');",
+    )
+    .unwrap();
     let others = [files[0].clone(), files[2].clone()];
     wait_all_caught_up(&db, &others).await;
     tenants.assert_all_equal(&db, &others).await;
+    let layout = layout.replace("'events'::regclass", "'events'::regclass, 'notes'::regclass");
+    assert_eq!(db.texts(&layout).await, [Some("4 tables, 1 group, by source_id".into())]);
 }
 
 /// Writers on every file; meanwhile the daemon is killed and started again and a worker node restarts. Ends with

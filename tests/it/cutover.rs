@@ -63,3 +63,41 @@ async fn after_cutover_the_application_writes_to_postgres() {
     assert_eq!(again.status.code(), Some(1));
     assert!(stderr(&again).contains("was promoted"), "{}", stderr(&again));
 }
+
+#[tokio::test]
+async fn after_cutover_unique_is_checked_at_once_and_foreign_keys_carry_sqlites_actions() {
+    let file = SqliteFile::new(
+        "CREATE TABLE parent(id INTEGER PRIMARY KEY, code TEXT UNIQUE);
+         CREATE TABLE child(id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent ON DELETE CASCADE,
+                            code TEXT REFERENCES parent(code) ON UPDATE CASCADE ON DELETE SET NULL);
+         CREATE TABLE plain(id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent);
+         INSERT INTO parent VALUES (1, 'a'), (2, 'b'), (3, 'c');
+         INSERT INTO child VALUES (10, 1, 'a'), (11, 2, 'b'), (12, 2, 'c');
+         INSERT INTO plain VALUES (20, 3);",
+    );
+    let db = TestDb::new().await;
+    let (path, url) = (file.path.to_str().unwrap(), db.url());
+    assert!(lite2pg_output(&["run", "--once", "--sqlite", path, "--postgres", &url]).status.success());
+    let output = lite2pg_output(&["cutover", "--sqlite", path, "--postgres", &url]);
+    assert!(output.status.success(), "{}{}", String::from_utf8_lossy(&output.stdout), stderr(&output));
+    let client = db.client().await;
+
+    // A duplicate fails at its own statement, so a savepoint catches it, and ON CONFLICT can name the constraint.
+    client.batch_execute("BEGIN; SAVEPOINT s").await.unwrap();
+    assert!(client.batch_execute("INSERT INTO parent VALUES (4, 'a')").await.is_err(), "duplicate refused at once");
+    client.batch_execute("ROLLBACK TO SAVEPOINT s; COMMIT").await.unwrap();
+    client.batch_execute("INSERT INTO parent VALUES (5, 'a') ON CONFLICT (code) DO NOTHING").await.unwrap();
+
+    client.batch_execute("UPDATE parent SET code = 'b2' WHERE id = 2").await.unwrap();
+    let code: String = client.query_one("SELECT code FROM child WHERE id = 11", &[]).await.unwrap().get(0);
+    assert_eq!(code, "b2", "ON UPDATE CASCADE came along");
+    client.batch_execute("DELETE FROM parent WHERE id = 1").await.unwrap();
+    let children: i64 = client.query_one("SELECT count(*) FROM child WHERE id = 10", &[]).await.unwrap().get(0);
+    assert_eq!(children, 0, "ON DELETE CASCADE came along");
+    client.batch_execute("DELETE FROM parent WHERE code = 'c'").await.expect_err("plain keeps NO ACTION");
+    client.batch_execute("DELETE FROM plain; DELETE FROM parent WHERE code = 'c'").await.unwrap();
+    let code: Option<String> = client.query_one("SELECT code FROM child WHERE id = 12", &[]).await.unwrap().get(0);
+    assert_eq!(code, None, "ON DELETE SET NULL came along");
+    let invalid: i64 = client.query_one("SELECT count(*) FROM pg_constraint WHERE NOT convalidated", &[]).await.unwrap().get(0);
+    assert_eq!(invalid, 0, "every foreign key is validated");
+}

@@ -110,17 +110,27 @@ async fn positions(db: &TestDb, file: &SqliteFile) -> (i64, Option<i64>) {
     (newest, applied)
 }
 
-/// Waits until the daemon has applied everything committed so far.
+/// Waits until the daemon has applied everything committed so far, schema changes included: the daemon follows a
+/// migration by logging a marker entry, which the position then has to reach.
 pub async fn wait_caught_up(db: &TestDb, file: &SqliteFile) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (newest, applied) = positions(db, file).await;
-        if applied == Some(newest) {
+        if applied == Some(newest) && schema_followed(file) {
             return;
         }
         assert!(Instant::now() < deadline, "the daemon did not catch up: newest {newest}, applied {applied:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Whether capture follows the file's schema as it is now (the daemon records the version it followed).
+fn schema_followed(file: &SqliteFile) -> bool {
+    let conn = file.conn();
+    let followed: Option<String> =
+        conn.query_row("SELECT value FROM _lite2pg_meta WHERE key = 'followed_schema_version'", [], |r| r.get(0)).unwrap_or(None);
+    let now: i64 = conn.query_row("PRAGMA schema_version", [], |r| r.get(0)).unwrap_or(-1);
+    followed == Some(now.to_string())
 }
 
 /// A running `lite2pg run` process, killed if the test ends early.
