@@ -3,6 +3,7 @@ example (its real server, `manage.py runserver`), each writing and ending equal 
 
 from __future__ import annotations
 
+import datetime
 import importlib
 import json
 import os
@@ -47,9 +48,18 @@ def test_a_sqlalchemy_app_starts_a_sync_writes_waits_verifies_and_stops(
         with sqlite3.connect(path) as conn:
             rows = conn.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()
         conn.close()
-        copied = [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
-                  for row in pg_rows(postgres, f"SELECT * FROM {table} ORDER BY id")]
+        copied = [tuple(as_sqlite_stores(v) for v in row) for row in pg_rows(postgres, f"SELECT * FROM {table} ORDER BY id")]
         assert rows and rows == copied, table
+
+
+def as_sqlite_stores(value: object) -> object:
+    """A PostgreSQL value as SQLAlchemy stored it in SQLite: bytes for bytea, and a DateTime column (timestamptz in
+    PostgreSQL, the instant) as its naive UTC text, microseconds always written."""
+    if isinstance(value, memoryview):
+        return bytes(value)
+    if isinstance(value, datetime.datetime):
+        return value.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
 
 
 def test_the_flask_example_syncs_what_its_requests_write(
