@@ -5,32 +5,16 @@ from decimal import Decimal
 
 from django.contrib.auth.models import User
 from django.contrib.sessions.backends.db import SessionStore
-from django.core.management.base import BaseCommand
-from django.db import connection, transaction
-from django.db.migrations.executor import MigrationExecutor
-from django.db.migrations.recorder import MigrationRecorder
+from staged import StageCommand, models_as_migrated
 
 UTC = datetime.timezone.utc
 
 
-def models_as_migrated():
-    newest = MigrationRecorder.Migration.objects.filter(app="ledger").order_by("-name").first().name
-    state = MigrationExecutor(connection).loader.project_state(("ledger", newest))
-    return state.apps.get_model("ledger", "Account"), state.apps.get_model("ledger", "Entry"), newest
-
-
-class Command(BaseCommand):
+class Command(StageCommand):
     help = "write one stage of ledger data"
 
-    def add_arguments(self, parser):
-        parser.add_argument("stage", type=int)
-
-    def handle(self, *args, stage, **options):
-        with transaction.atomic():
-            self.write(stage)
-
     def write(self, stage):
-        Account, Entry, newest = models_as_migrated()
+        (Account, Entry), newest = models_as_migrated("ledger", "Account", "Entry")
         numbered = newest >= "0002"
         user = User.objects.create_user(f"ledger{stage}", f"ledger{stage}@example.com", "secret")
         session = SessionStore()

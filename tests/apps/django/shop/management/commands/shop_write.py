@@ -8,35 +8,19 @@ from decimal import Decimal
 
 from django.contrib.auth.models import User
 from django.contrib.sessions.backends.db import SessionStore
-from django.core.management.base import BaseCommand
-from django.db import connection, transaction
-from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.recorder import MigrationRecorder
+from staged import StageCommand, models_as_migrated
 
 
 def applied(migration):
     return MigrationRecorder.Migration.objects.filter(app="shop", name__startswith=migration).exists()
 
 
-def models_as_migrated():
-    """The shop's models as of its newest applied migration (the model file describes the last one only)."""
-    newest = MigrationRecorder.Migration.objects.filter(app="shop").order_by("-name").first().name
-    state = MigrationExecutor(connection).loader.project_state(("shop", newest))
-    return state.apps.get_model("shop", "Customer"), state.apps.get_model("shop", "Order")
-
-
-class Command(BaseCommand):
+class Command(StageCommand):
     help = "write one stage of shop data"
 
-    def add_arguments(self, parser):
-        parser.add_argument("stage", type=int)
-
-    def handle(self, *args, stage, **options):
-        with transaction.atomic():
-            self.write(stage)
-
     def write(self, stage):
-        Customer, Order = models_as_migrated()
+        (Customer, Order), _ = models_as_migrated("shop", "Customer", "Order")
         User.objects.create_user(f"user{stage}", f"user{stage}@example.com", "secret")
         session = SessionStore()
         session["stage"] = stage
