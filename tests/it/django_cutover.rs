@@ -3,24 +3,14 @@
 //! then run Django on PostgreSQL: `migrate --check` is clean and the ledger app's ORM checks pass (typed filters,
 //! unique enforcement, generated fields PostgreSQL computes, sessions, authentication).
 
-use crate::realapps::{assert_running, manage, python_with, unique, DJANGO_PROJECT};
+use crate::realapps::{assert_running, manage, manage_on_postgres, migrate_all, unique};
 use crate::stream::{start_daemon, terminate, wait_caught_up};
 use crate::support::{lite2pg_output, stderr, SqliteFile, TestDb};
-
-/// Runs `manage.py args…` with Django pointed at the test database (search_path `public`).
-fn manage_on_postgres(file: &SqliteFile, db: &TestDb, args: &[&str]) {
-    let url = db.url();
-    let env = [("SHOP_POSTGRES", url.as_str()), ("SHOP_PG_SCHEMA", "public")];
-    python_with(&file.path, DJANGO_PROJECT, &[&["manage.py"], args].concat(), &env);
-}
 
 #[tokio::test]
 async fn a_django_app_runs_on_postgres_after_cutover() {
     let file = SqliteFile::new("PRAGMA journal_mode = DELETE;");
-    for app in ["contenttypes", "auth", "admin", "sessions", "shop"] {
-        manage(&file, &["migrate", app]);
-    }
-    manage(&file, &["migrate", "ledger", "0001"]);
+    migrate_all(|args| manage(&file, args), Some("0001"));
     manage(&file, &["ledger_write", "1"]);
     let db = TestDb::new().await;
     let mut daemon = start_daemon(&db, &file);

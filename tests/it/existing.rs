@@ -6,7 +6,7 @@
 use lite2pg::metrics::Metrics;
 use lite2pg::stream::{run, RunSummary, StopWhen};
 
-use crate::realapps::{assert_running, manage, python_with, DJANGO_PROJECT};
+use crate::realapps::{assert_running, manage, manage_on_postgres, migrate_all};
 use crate::stream::{start_daemon_with, terminate, wait_caught_up};
 use crate::support::{lite2pg_output, stderr, SqliteFile, TestDb};
 
@@ -229,27 +229,13 @@ async fn cutover_moves_the_application_sequences_past_the_highest_key() {
     assert_eq!(id, 12);
 }
 
-/// Runs `manage.py args…` against PostgreSQL (Django's settings read `SHOP_POSTGRES`).
-fn manage_postgres(file: &SqliteFile, db: &TestDb, args: &[&str]) {
-    let url = db.url();
-    python_with(&file.path, DJANGO_PROJECT, &[&["manage.py"], args, &["-v0"]].concat(), &[("SHOP_POSTGRES", url.as_str())]);
-}
-
-/// Migrates every app on one side, with the ledger app at `ledger` (`None`: its newest migration).
-fn migrate_all(migrate: impl Fn(&[&str]), ledger: Option<&str>) {
-    for app in ["contenttypes", "auth", "admin", "sessions", "shop"] {
-        migrate(&["migrate", app]);
-    }
-    migrate(&[&["migrate", "ledger"][..], ledger.as_slice()].concat());
-}
-
 #[tokio::test]
 async fn a_django_app_moves_into_the_schema_its_own_migrations_made() {
     let file = SqliteFile::new("PRAGMA journal_mode = DELETE;");
     let db = TestDb::new().await;
     // Both sides made by Django's migrate, the ledger at 0001; the application writes on SQLite.
     migrate_all(|args| manage(&file, args), Some("0001"));
-    migrate_all(|args| manage_postgres(&file, &db, args), Some("0001"));
+    migrate_all(|args| manage_on_postgres(&file, &db, args), Some("0001"));
     manage(&file, &["ledger_write", "1"]);
     let before = ddl(&db).await;
     let mut daemon = start_daemon_with(&db, &file, &["--into-existing", "--schema", "public"]);
@@ -261,7 +247,7 @@ async fn a_django_app_moves_into_the_schema_its_own_migrations_made() {
 
     // The second migration (a UNIQUE number, generated fields; a table rebuild in SQLite) on PostgreSQL first,
     // then on SQLite, while the application writes and lite2pg runs.
-    manage_postgres(&file, &db, &["migrate", "ledger"]);
+    manage_on_postgres(&file, &db, &["migrate", "ledger"]);
     manage(&file, &["ledger_write", "3"]);
     manage(&file, &["migrate", "ledger"]);
     manage(&file, &["ledger_write", "4"]);
@@ -279,8 +265,8 @@ async fn a_django_app_moves_into_the_schema_its_own_migrations_made() {
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success(), "{text}{}", stderr(&output));
     assert!(text.contains("ALTER SEQUENCE public.ledger_account_id_seq RESTART WITH"), "{text}");
-    manage_postgres(&file, &db, &["migrate", "--check"]);
-    manage_postgres(&file, &db, &["ledger_check"]);
+    manage_on_postgres(&file, &db, &["migrate", "--check"]);
+    manage_on_postgres(&file, &db, &["ledger_check"]);
 }
 
 /// The application's column types lite2pg converts SQLite's values to, one column each.

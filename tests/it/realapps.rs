@@ -36,6 +36,20 @@ pub fn manage(file: &SqliteFile, args: &[&str]) {
     python(&file.path, DJANGO_PROJECT, &[&["manage.py"], args, &["-v0"]].concat());
 }
 
+/// `manage.py args…` with Django pointed at the test database (`SHOP_POSTGRES`, schema `public`) instead of the file.
+pub fn manage_on_postgres(file: &SqliteFile, db: &TestDb, args: &[&str]) {
+    let url = db.url();
+    python_with(&file.path, DJANGO_PROJECT, &[&["manage.py"], args, &["-v0"]].concat(), &[("SHOP_POSTGRES", url.as_str())]);
+}
+
+/// Migrates every app on one side, with the ledger app at `ledger` (`None`: its newest migration).
+pub fn migrate_all(migrate: impl Fn(&[&str]), ledger: Option<&str>) {
+    for app in ["contenttypes", "auth", "admin", "sessions", "shop"] {
+        migrate(&["migrate", app]);
+    }
+    migrate(&[&["migrate", "ledger"][..], ledger.as_slice()].concat());
+}
+
 pub fn assert_running(daemon: &mut Daemon) {
     assert_eq!(daemon.0.try_wait().unwrap(), None, "the daemon stopped");
 }

@@ -116,10 +116,14 @@ pub async fn wait_caught_up(db: &TestDb, file: &SqliteFile) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (newest, applied) = positions(db, file).await;
-        if applied == Some(newest) && schema_followed(file) {
+        let followed = schema_followed(file);
+        if applied == Some(newest) && followed {
             return;
         }
-        assert!(Instant::now() < deadline, "the daemon did not catch up: newest {newest}, applied {applied:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not catch up: newest {newest}, applied {applied:?}, schema followed: {followed}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
