@@ -191,8 +191,8 @@ proptest! {
         runtime.block_on(async {
             let file = SqliteFile::new(MIGRATING);
             let db = TestDb::new().await;
-            let _daemon = crate::stream::start_daemon(&db, &file);
-            replay_migrations(&file, &steps, || crate::evolve::settle(&db, &file)).await;
+            let _daemon = crate::support::daemon::start_daemon(&db, &file);
+            replay_migrations(&file, &steps, || crate::support::wait::settle(&db, &file)).await;
             db.assert_equal(&file.path).await;
         });
     }
@@ -339,7 +339,7 @@ proptest! {
         runtime.block_on(async {
             let file = SqliteFile::new(REAL_APP);
             let db = TestDb::new().await;
-            let mut daemon = crate::stream::start_daemon(&db, &file);
+            let mut daemon = crate::support::daemon::start_daemon(&db, &file);
             let conn = file.conn();
             for step in &steps {
                 match step {
@@ -349,11 +349,11 @@ proptest! {
                         }
                     }
                     AppStep::RebuildU { strict } => rebuild_u(&conn, *strict),
-                    AppStep::Settle => crate::evolve::settle(&db, &file).await,
+                    AppStep::Settle => crate::support::wait::settle(&db, &file).await,
                 }
             }
-            crate::evolve::settle(&db, &file).await;
-            assert_eq!(daemon.0.try_wait().unwrap(), None, "the daemon stopped");
+            crate::support::wait::settle(&db, &file).await;
+            assert_eq!(daemon.child.try_wait().unwrap(), None, "the daemon stopped");
             db.assert_equal(&file.path).await;
         });
     }
