@@ -316,3 +316,184 @@ pub async fn loosen_unique_indexes(client: &Client, schema: &str, table: &str) -
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::PgTarget;
+
+    const TEMP: &str = "batch_t";
+
+    /// The plan of `table` as created by `sql` in SQLite, every column typed `types`, keyed by its primary key.
+    fn plan(sql: &str, table: &str, types: &[PgType]) -> TablePlan {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(sql).unwrap();
+        let schema = crate::sqlite::introspect::read_schema(&conn).unwrap();
+        let table = schema.tables.iter().find(|t| t.name == table).unwrap();
+        TablePlan::new(table, types, &table.primary_key)
+    }
+
+    fn users() -> TablePlan {
+        plan(
+            "CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT UNIQUE, name TEXT);",
+            "users",
+            &[PgType::BigInt, PgType::Text, PgType::Text],
+        )
+    }
+
+    fn posts() -> TablePlan {
+        let sql = "CREATE TABLE posts(user_id INTEGER, n INTEGER, body TEXT, PRIMARY KEY (user_id, n)) WITHOUT ROWID;";
+        plan(sql, "posts", &[PgType::BigInt, PgType::BigInt, PgType::Text])
+    }
+
+    fn email_unique(shared: bool) -> Vec<Vec<String>> {
+        let columns = if shared { vec![SOURCE_COLUMN, "email"] } else { vec!["email"] };
+        vec![columns.into_iter().map(str::to_string).collect()]
+    }
+
+    #[test]
+    fn a_simple_key_merges_by_delete_using_then_upsert() {
+        let merge = TableMerge::new("public", TEMP.to_string(), &users(), &email_unique(false), false);
+        assert_eq!(
+            merge.merge,
+            [
+                r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE s."__lite2pg_gone" AND t."id" = s."id""#,
+                r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND t."email" = s."email" AND (t."id") IS DISTINCT FROM (s."id")"#,
+                r#"INSERT INTO "public"."users" ("id", "email", "name") OVERRIDING SYSTEM VALUE SELECT "id", "email", "name" FROM "batch_t" WHERE NOT "__lite2pg_gone" ON CONFLICT ("id") DO UPDATE SET "email" = EXCLUDED."email", "name" = EXCLUDED."name""#,
+            ]
+        );
+        assert_eq!(merge.delete_gone, merge.merge[0], "--into-existing splits the same statements");
+        assert_eq!(merge.upserts, merge.merge[1..]);
+        assert_eq!(
+            merge.delete_absent,
+            r#"DELETE FROM "public"."users" AS t WHERE NOT EXISTS (SELECT FROM "batch_t" AS s WHERE t."id" = s."id")"#
+        );
+    }
+
+    #[test]
+    fn a_composite_key_matches_every_key_column() {
+        let merge = TableMerge::new("app", TEMP.to_string(), &posts(), &[], false);
+        assert_eq!(
+            merge.merge,
+            [
+                r#"DELETE FROM "app"."posts" AS t USING "batch_t" AS s WHERE s."__lite2pg_gone" AND t."user_id" = s."user_id" AND t."n" = s."n""#,
+                r#"INSERT INTO "app"."posts" ("user_id", "n", "body") OVERRIDING SYSTEM VALUE SELECT "user_id", "n", "body" FROM "batch_t" WHERE NOT "__lite2pg_gone" ON CONFLICT ("user_id", "n") DO UPDATE SET "body" = EXCLUDED."body""#,
+            ]
+        );
+        let all_key = plan("CREATE TABLE pairs(a INT, b INT, PRIMARY KEY (a, b)) WITHOUT ROWID;", "pairs", &[PgType::BigInt; 2]);
+        let merge = TableMerge::new("app", TEMP.to_string(), &all_key, &[], false);
+        assert!(merge.merge[1].ends_with(r#"ON CONFLICT ("a", "b") DO NOTHING"#), "{}", merge.merge[1]);
+    }
+
+    #[test]
+    fn a_shared_table_touches_only_the_source_given_as_parameter() {
+        let merge = TableMerge::new("public", TEMP.to_string(), &users(), &email_unique(true), true);
+        assert_eq!(
+            merge.merge,
+            [
+                r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE s."__lite2pg_gone" AND t."id" = s."id" AND t."source_id" = $1"#,
+                r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND t."email" = s."email" AND t."source_id" = $1 AND (t."id") IS DISTINCT FROM (s."id")"#,
+                r#"INSERT INTO "public"."users" ("source_id", "id", "email", "name") OVERRIDING SYSTEM VALUE SELECT $1, "id", "email", "name" FROM "batch_t" WHERE NOT "__lite2pg_gone" ON CONFLICT ("source_id", "id") DO UPDATE SET "email" = EXCLUDED."email", "name" = EXCLUDED."name""#,
+            ]
+        );
+        assert_eq!(merge.delete_all, r#"DELETE FROM "public"."users" AS t WHERE true AND t."source_id" = $1"#);
+    }
+
+    /// A fresh database on the test server (`LITE2PG_TEST_POSTGRES`, else the local service), dropped afterwards.
+    struct ScratchDb {
+        admin: PgTarget,
+        name: String,
+    }
+
+    impl ScratchDb {
+        async fn new() -> ScratchDb {
+            let url = std::env::var("LITE2PG_TEST_POSTGRES")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+            let admin = PgTarget::parse(&url).unwrap();
+            let mut bytes = [0u8; 6];
+            getrandom::getrandom(&mut bytes).unwrap();
+            let name = format!("lite2pg_unit_{}", crate::types::hex(&bytes));
+            let client = admin.connect().await.expect("the merge tests need PostgreSQL: set LITE2PG_TEST_POSTGRES");
+            client.batch_execute(&format!("CREATE DATABASE {}", quote(&name))).await.unwrap();
+            ScratchDb { admin, name }
+        }
+
+        async fn client(&self) -> Client {
+            self.admin.with_dbname(&self.name).connect().await.unwrap()
+        }
+    }
+
+    impl Drop for ScratchDb {
+        fn drop(&mut self) {
+            let (admin, drop) = (self.admin.clone(), format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote(&self.name)));
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                runtime.block_on(async {
+                    if let Ok(client) = admin.connect().await {
+                        let _ = client.batch_execute(&drop).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+
+    /// Makes `plan`'s table in a fresh database, runs `setup` (indexes, rows), stages `staged` in the temp table,
+    /// merges them (as source `a` in a shared table) and returns the table's rows as text, ordered.
+    async fn merged(plan: &TablePlan, unique_sets: &[Vec<String>], shared: bool, setup: &str, staged: &str) -> Vec<String> {
+        let db = ScratchDb::new().await;
+        let client = db.client().await;
+        let merge = TableMerge::new("public", TEMP.to_string(), plan, unique_sets, shared);
+        client.batch_execute(&plan.create_table_sql("public", shared)).await.unwrap();
+        client.batch_execute(setup).await.unwrap();
+        client.batch_execute(&merge.temp_table_statement()).await.unwrap();
+        client.batch_execute(&format!("INSERT INTO {} VALUES {staged}", quote(TEMP))).await.unwrap();
+        client.batch_execute("BEGIN").await.unwrap();
+        merge.merge(&client, &"a".to_string(), &plan.name, 3, false).await.unwrap();
+        client.batch_execute("COMMIT").await.unwrap();
+        let left: i64 = client.query_one(&format!("SELECT count(*) FROM {}", quote(TEMP)), &[]).await.unwrap().get(0);
+        assert_eq!(left, 0, "the merge empties the temp table");
+        let rows = format!("SELECT t::text FROM {} AS t ORDER BY t::text", qualified("public", &plan.name));
+        client.query(&rows, &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
+    }
+
+    #[tokio::test]
+    async fn merging_a_simple_key_deletes_gone_and_displaced_rows_and_upserts_present_ones() {
+        let rows = merged(
+            &users(),
+            &email_unique(false),
+            false,
+            "CREATE UNIQUE INDEX ON users (email); INSERT INTO users VALUES (1, 'a@x', 'Ann'), (2, 'b@x', 'Bob'), (3, 'c@x', 'Cy');",
+            "(1, NULL, NULL, true), (4, 'b@x', 'replaces Bob', false), (3, 'c@x', 'Cy again', false)",
+        )
+        .await;
+        assert_eq!(rows, ["(3,c@x,\"Cy again\")", "(4,b@x,\"replaces Bob\")"]);
+    }
+
+    #[tokio::test]
+    async fn merging_a_composite_key_matches_whole_keys() {
+        let rows = merged(
+            &posts(),
+            &[],
+            false,
+            "INSERT INTO posts VALUES (1, 1, 'x'), (1, 2, 'y'), (2, 1, 'z');",
+            "(1, 1, NULL, true), (1, 2, 'y2', false), (3, 1, 'new', false)",
+        )
+        .await;
+        assert_eq!(rows, ["(1,2,y2)", "(2,1,z)", "(3,1,new)"]);
+    }
+
+    #[tokio::test]
+    async fn merging_into_a_shared_table_leaves_other_sources_alone() {
+        let rows = merged(
+            &users(),
+            &email_unique(true),
+            true,
+            "CREATE UNIQUE INDEX ON users (source_id, email);
+             INSERT INTO users VALUES ('a', 1, 'a@x', 'Ann'), ('a', 2, 'b@x', 'Bob'), ('b', 1, 'a@x', 'other Ann'), ('b', 2, 'b@x', 'other Bob');",
+            "(1, NULL, NULL, true), (4, 'b@x', 'replaces Bob', false)",
+        )
+        .await;
+        assert_eq!(rows, ["(a,4,b@x,\"replaces Bob\")", "(b,1,a@x,\"other Ann\")", "(b,2,b@x,\"other Bob\")"]);
+    }
+}
