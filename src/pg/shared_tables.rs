@@ -5,7 +5,8 @@ use tokio_postgres::GenericClient;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
-use crate::schema::{TablePlan, ROWID_COLUMN, SOURCE_COLUMN};
+use crate::mapping::layout::{Layout, SOURCE_COLUMN};
+use crate::mapping::table::{TablePlan, ROWID_COLUMN};
 use crate::sqlite::introspect::Table;
 
 /// Whether `table` has the source column a table shared by several sources has.
@@ -44,7 +45,7 @@ pub async fn create_or_adopt_shared(
         )
         .with_hint("rename or drop it, or sync into another --schema"));
     }
-    let wanted = plan.pg_key(true);
+    let wanted = plan.pg_key(Layout::SharedTables);
     let current = crate::pg::apply::primary_key(tx, schema, &plan.name).await?.map(|(_, columns)| columns);
     if current.as_ref() != Some(&wanted) {
         return Err(Error::new(
