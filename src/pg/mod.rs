@@ -6,7 +6,7 @@ pub mod citus;
 pub mod copy;
 pub mod local;
 pub mod pool;
-pub mod shared_tables;
+pub(crate) mod shared_tables;
 pub mod state;
 pub mod tls;
 

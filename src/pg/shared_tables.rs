@@ -17,7 +17,7 @@ pub(crate) async fn is_shared_table(client: &impl GenericClient, schema: &str, t
 
 /// What became of a shared table this source has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SharedTable {
+pub(crate) enum SharedTable {
     /// PostgreSQL lacks it: the caller creates it.
     Missing,
     /// It exists, now with every column this source has.
@@ -27,7 +27,7 @@ pub enum SharedTable {
 /// For a shared table that exists, adds the columns this source has that it lacks and switches `plan` to the
 /// table's column types. Serialized per table between processes (until the transaction ends), so two sources
 /// never create one table at once.
-pub async fn create_or_adopt_shared(
+pub(crate) async fn create_or_adopt_shared(
     tx: &tokio_postgres::Transaction<'_>,
     schema: &str,
     plan: &mut TablePlan,
