@@ -38,7 +38,7 @@ pub struct TableMerge {
     upserts: Vec<String>,
     /// Deletes the target's rows whose key is not in the temp table, when the temp table holds the whole table.
     delete_absent: String,
-    /// Whether the statements touch one source's rows of a shared table, named by parameter `$1`.
+    /// In a shared table the statements touch one source's rows, named by parameter `$1`.
     layout: Layout,
     /// Empties the target before a batch copies the whole table again, straight into it.
     delete_all: String,

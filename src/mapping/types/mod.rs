@@ -1,6 +1,6 @@
 //! The type mapping: which PostgreSQL type holds a SQLite column's values exactly (`choose`, `widen`), and how each
 //! SQLite value is written in PostgreSQL's binary format for that type and read back (`encode`, `decode`,
-//! `numeric`, `datetime`, `json`). This file holds the two sides' vocabulary: `SqlValue` and `PgType`.
+//! `numeric`, `datetime`, `json`). This file holds the vocabulary: `SqlValue`, `PgType`, `Affinity`, `Misfit`.
 
 use std::fmt;
 
