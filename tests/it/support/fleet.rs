@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lite2pg::config::Layout;
+use lite2pg::mapping::layout::Layout;
 
 use super::daemon::{daemon_command, Daemon};
 use super::TestDb;
