@@ -6,10 +6,10 @@ use rusqlite::Connection;
 
 use crate::error::Result;
 use crate::ident::quote;
-use crate::schema::TablePlan;
+use crate::mapping::table::TablePlan;
+use crate::mapping::types::SqlValue;
 use crate::sqlite::capture::CHANGES_TABLE;
 use crate::sqlite::scan::read_values;
-use crate::types::SqlValue;
 
 /// A half-open range of the change log: entries with `after < seq <= up_to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,10 +105,10 @@ pub fn pending_keys(conn: &Connection, plan: &TablePlan, table_id: i64, applied_
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mapping::types::PgType;
     use crate::sqlite::capture::test_support::setup;
     use crate::sqlite::capture::{newest_seq, CaptureState};
     use crate::sqlite::introspect::read_schema;
-    use crate::types::PgType;
 
     fn shown(values: &[SqlValue]) -> String {
         let value = |v: &SqlValue| match v {
@@ -116,7 +116,7 @@ mod tests {
             SqlValue::Integer(n) => n.to_string(),
             SqlValue::Real(r) => format!("{r:?}"),
             SqlValue::Text(t) => format!("'{}'", String::from_utf8_lossy(t)),
-            SqlValue::Blob(b) => format!("X'{}'", crate::types::hex(b)),
+            SqlValue::Blob(b) => format!("X'{}'", crate::mapping::types::hex(b)),
         };
         values.iter().map(value).collect::<Vec<_>>().join(",")
     }

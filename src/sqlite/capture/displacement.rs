@@ -69,7 +69,7 @@ pub fn displacement_trigger_sql(id: i64, table: &Table, key_columns: &[String]) 
 /// Names the indexes a displacement trigger probes, in a comment SQLite keeps in the trigger's text (hex, so no
 /// name can end the comment), for `unprobed_indexes` to read back.
 fn probes_mark(indexes: &[&Index]) -> String {
-    let names: String = indexes.iter().map(|index| format!(" {}", crate::types::hex(index.name.as_bytes()))).collect();
+    let names: String = indexes.iter().map(|index| format!(" {}", crate::mapping::types::hex(index.name.as_bytes()))).collect();
     format!("/* {PROBES_MARK}{names} */")
 }
 

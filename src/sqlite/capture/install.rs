@@ -133,7 +133,7 @@ fn random_id() -> Result<String> {
     let mut bytes = [0u8; 16];
     getrandom::getrandom(&mut bytes)
         .map_err(|err| Error::new(ErrorKind::Sqlite, format!("cannot make a random database id: {err}")))?;
-    Ok(crate::types::hex(&bytes))
+    Ok(crate::mapping::types::hex(&bytes))
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use super::triggers::key_expressions;
 use super::{CapturedTable, CHANGES_TABLE, UNIX_EPOCH_JULIAN_DAY, WRITTEN_AT};
 use crate::error::Result;
 use crate::ident::quote;
+use crate::mapping::types::SqlValue;
 use crate::sqlite::introspect::Table;
-use crate::types::SqlValue;
 
 /// Rows deleted per write transaction when pruning, so the application's writers never wait long.
 const PRUNE_CHUNK: i64 = 5000;

@@ -152,7 +152,9 @@ pub(crate) mod test_support {
                     rusqlite::types::ValueRef::Null => None,
                     rusqlite::types::ValueRef::Integer(n) => Some(n.to_string()),
                     rusqlite::types::ValueRef::Text(t) => Some(format!("'{}'", String::from_utf8_lossy(t))),
-                    other => Some(format!("X'{}'", crate::types::hex(other.as_blob().unwrap_or_default()).to_uppercase())),
+                    other => {
+                        Some(format!("X'{}'", crate::mapping::types::hex(other.as_blob().unwrap_or_default()).to_uppercase()))
+                    }
                 })
                 .collect();
             Ok((r.get(1)?, keys.join(",")))
