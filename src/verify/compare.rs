@@ -44,9 +44,10 @@ impl<'a> Compared<'a> {
 
     pub(super) async fn compare(&self, known: Arc<Known>) -> Result<TableDiff> {
         let name = self.plan.name.clone();
-        let rows: i64 =
-            on_sqlite(self.sqlite, move |conn| Ok(conn.query_row(&format!("SELECT count(*) FROM {}", quote(&name)), [], |r| r.get(0))?))
-                .await?;
+        let rows: i64 = on_sqlite(self.sqlite, move |conn| {
+            Ok(conn.query_row(&format!("SELECT count(*) FROM {}", quote(&name)), [], |r| r.get(0))?)
+        })
+        .await?;
         let buckets = bucket_count(rows as u64);
         let plan = self.plan.clone();
         let sqlite_side = on_sqlite(self.sqlite, move |conn| {
@@ -69,7 +70,8 @@ impl<'a> Compared<'a> {
             pending: known.pending.len() as u64,
             ..TableDiff::default()
         };
-        let differing: HashSet<u32> = (0..buckets as u32).filter(|&b| sqlite_sums[b as usize] != postgres_sums[b as usize]).collect();
+        let differing: HashSet<u32> =
+            (0..buckets as u32).filter(|&b| sqlite_sums[b as usize] != postgres_sums[b as usize]).collect();
         if !differing.is_empty() {
             self.drill_down(buckets, differing, known, &mut diff).await?;
         }

@@ -32,7 +32,6 @@ use crate::sqlite::{open, Access};
 use crate::types::SqlValue;
 use compare::{Compared, Sqlite};
 
-
 /// Most example keys reported per table.
 const EXAMPLES: usize = 10;
 
