@@ -7,13 +7,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures_util::TryStreamExt;
 use rusqlite::Connection;
+use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::Client;
 
 use super::fields::{bucket_count, bucket_of, decode_key, push_field, BucketSum, CopyRecords};
 use super::{DiffKind, Known, TableDiff};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
-use crate::schema::{TablePlan, SOURCE_COLUMN, SOURCE_SETTING};
+use crate::schema::TablePlan;
 use crate::sqlite::scan::read_values;
 use crate::types::SqlValue;
 
@@ -25,21 +26,25 @@ pub(super) struct Compared<'a> {
     pub(super) client: &'a Client,
     pub(super) sqlite: &'a Sqlite,
     pub(super) plan: &'a TablePlan,
-    /// `COPY … TO STDOUT (FORMAT binary)` of the plan's columns (of this source's rows, for a shared table).
-    pub(super) copy: String,
+    /// The plan's columns, of this source's rows (`$1`) for a shared table.
+    select: String,
+    /// The source whose rows of a shared table are compared; `None` for a table of one source.
+    source: Option<&'a str>,
 }
 
 impl<'a> Compared<'a> {
-    /// A table in `schema`; when `shared`, only the rows of the source the connection acts as
-    /// (`state::act_as_source`), named through the session setting since COPY takes no parameters.
-    pub(super) fn new(client: &'a Client, sqlite: &'a Sqlite, plan: &'a TablePlan, schema: &str, shared: bool) -> Compared<'a> {
+    /// A table in `schema`; with `source` (a shared table), only that source's rows.
+    pub(super) fn new(
+        client: &'a Client,
+        sqlite: &'a Sqlite,
+        plan: &'a TablePlan,
+        schema: &str,
+        source: Option<&'a str>,
+    ) -> Compared<'a> {
         let columns = plan.columns.iter().map(|c| quote(&c.pg_name)).collect::<Vec<_>>().join(", ");
-        let own = match shared {
-            true => format!(" WHERE {} = current_setting('{SOURCE_SETTING}')", quote(SOURCE_COLUMN)),
-            false => String::new(),
-        };
-        let copy = format!("COPY (SELECT {columns} FROM {}{own}) TO STDOUT (FORMAT binary)", qualified(schema, &plan.name));
-        Compared { client, sqlite, plan, copy }
+        let own = crate::schema::this_source("", source.is_some(), 1);
+        let select = format!("SELECT {columns} FROM {} WHERE true{own}", qualified(schema, &plan.name));
+        Compared { client, sqlite, plan, select, source }
     }
 
     pub(super) async fn compare(&self, known: Arc<Known>) -> Result<TableDiff> {
@@ -119,14 +124,69 @@ impl<'a> Compared<'a> {
     }
 
     /// Calls `each(key fields, row fields)` for every PostgreSQL row, in the open snapshot.
-    async fn stream_postgres(&self, mut each: impl FnMut(&[u8], &[u8])) -> Result<()> {
-        let stream = self.client.copy_out(self.copy.as_str()).await?;
+    async fn stream_postgres(&self, each: impl FnMut(&[u8], &[u8])) -> Result<()> {
+        match self.source {
+            None => self.stream_copy(each).await,
+            Some(source) => self.stream_rows(source, each).await,
+        }
+    }
+
+    /// The table by binary COPY: PostgreSQL only sends, in the form the fields are compared in.
+    async fn stream_copy(&self, mut each: impl FnMut(&[u8], &[u8])) -> Result<()> {
+        let copy = format!("COPY ({}) TO STDOUT (FORMAT binary)", self.select);
+        let stream = self.client.copy_out(copy.as_str()).await?;
         futures_util::pin_mut!(stream);
         let mut records = CopyRecords::new(self.plan);
         while let Some(chunk) = stream.try_next().await? {
             records.feed(&chunk, &mut each)?;
         }
         records.finish()
+    }
+
+    /// A source's rows of a shared table, as binary result rows: COPY takes no parameters, and a session setting
+    /// naming the source would not reach the worker nodes of a distributed (Citus) table.
+    async fn stream_rows(&self, source: &str, mut each: impl FnMut(&[u8], &[u8])) -> Result<()> {
+        let rows = self.client.query_raw(self.select.as_str(), [source]).await?;
+        futures_util::pin_mut!(rows);
+        let key_indexes = self.plan.key_indexes();
+        let (mut key, mut fields) = (Vec::new(), Vec::new());
+        while let Some(row) = rows.try_next().await? {
+            let value = |i: usize| row.get::<_, SentBytes>(i).0;
+            fields.clear();
+            key.clear();
+            (0..row.len()).for_each(|i| push_sent(value(i), &mut fields));
+            key_indexes.iter().for_each(|&i| push_sent(value(i), &mut key));
+            each(&key, &fields);
+        }
+        Ok(())
+    }
+}
+
+/// A value as PostgreSQL sent it in binary form (its type's send form), whatever its type.
+struct SentBytes<'a>(Option<&'a [u8]>);
+
+impl<'a> FromSql<'a> for SentBytes<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(SentBytes(Some(raw)))
+    }
+
+    fn from_sql_null(_: &Type) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(SentBytes(None))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+/// Appends a sent value as the binary COPY field it would be.
+fn push_sent(value: Option<&[u8]>, out: &mut Vec<u8>) {
+    match value {
+        Some(bytes) => {
+            out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+            out.extend_from_slice(bytes);
+        }
+        None => out.extend_from_slice(&(-1i32).to_be_bytes()),
     }
 }
 

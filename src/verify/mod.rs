@@ -212,7 +212,7 @@ async fn compare_all(
         let pending = pending_keys(&compare::lock(sqlite), plan, *id, applied_seq)?;
         let pending = pending.iter().map(|k| fields::key_fields(plan, k)).collect();
         let known = Arc::new(Known { pending, rejects: rejects.remove(&plan.name) });
-        diffs.push(Compared::new(client, sqlite, plan, target.0, target.1).compare(known).await?);
+        diffs.push(Compared::new(client, sqlite, plan, target.0, target.1.then_some(source_id)).compare(known).await?);
     }
     Ok(diffs)
 }
