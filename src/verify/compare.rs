@@ -14,9 +14,10 @@ use super::fields::{bucket_count, bucket_of, decode_key, push_field, BucketSum, 
 use super::{DiffKind, Known, TableDiff};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
-use crate::schema::TablePlan;
+use crate::mapping::layout::Layout;
+use crate::mapping::table::TablePlan;
+use crate::mapping::types::SqlValue;
 use crate::sqlite::scan::read_values;
-use crate::types::SqlValue;
 
 /// The SQLite connection holding verify's read transaction, lent to blocking threads one scan at a time.
 pub(super) type Sqlite = Arc<Mutex<Connection>>;
@@ -33,18 +34,18 @@ pub(super) struct Compared<'a> {
 }
 
 impl<'a> Compared<'a> {
-    /// A table in `schema`; with `source` (a shared table), only that source's rows.
+    /// A table in `schema`; in a shared table, only the rows of source `source_id`.
     pub(super) fn new(
         client: &'a Client,
         sqlite: &'a Sqlite,
         plan: &'a TablePlan,
-        schema: &str,
-        source: Option<&'a str>,
+        (schema, layout): (&str, Layout),
+        source_id: &'a str,
     ) -> Compared<'a> {
         let columns = plan.columns.iter().map(|c| quote(&c.pg_name)).collect::<Vec<_>>().join(", ");
-        let own = crate::schema::this_source("", source.is_some(), 1);
+        let own = layout.this_source("", 1);
         let select = format!("SELECT {columns} FROM {} WHERE true{own}", qualified(schema, &plan.name));
-        Compared { client, sqlite, plan, select, source }
+        Compared { client, sqlite, plan, select, source: layout.shares_tables().then_some(source_id) }
     }
 
     pub(super) async fn compare(&self, known: Arc<Known>) -> Result<TableDiff> {

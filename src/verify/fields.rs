@@ -6,9 +6,9 @@
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::mapping::table::TablePlan;
+use crate::mapping::types::{decode_binary, PgType, SqlValue};
 use crate::pg::copy::write_field;
-use crate::schema::TablePlan;
-use crate::types::{decode_binary, PgType, SqlValue};
 
 /// Rows per hash bucket aimed at, so a difference costs re-reading about this many rows.
 const ROWS_PER_BUCKET: u64 = 64;

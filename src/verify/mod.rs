@@ -21,15 +21,16 @@ use tokio_postgres::Client;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::qualified;
+use crate::mapping::layout::Layout;
+use crate::mapping::table::TablePlan;
+use crate::mapping::types::SqlValue;
 use crate::pg::apply::existing_plan;
 use crate::pg::state::{self, SourceRow};
-use crate::schema::TablePlan;
 use crate::snapshot::SnapshotOptions;
 use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::changes::pending_keys;
 use crate::sqlite::introspect::read_schema;
 use crate::sqlite::{open, Access};
-use crate::types::SqlValue;
 use compare::{Compared, Sqlite};
 
 /// Most example keys reported per table.
@@ -136,7 +137,7 @@ pub async fn verify(options: &SnapshotOptions) -> Result<VerifyReport> {
     let applied_seq = consistent_point(&conn, &lock_client, &snapshot_client, &capture.source_id, &tables).await?;
     // The column types as of the snapshot: a column may have been widened since the first look.
     let plans = plans(&conn, &snapshot_client, options, &capture, &row).await?;
-    let target = (row.target_schema.as_str(), options.policies.shared_tables());
+    let target = (row.target_schema.as_str(), options.policies.layout);
     let sqlite = Arc::new(Mutex::new(conn));
     let result = compare_all(&sqlite, &snapshot_client, &capture.source_id, target, &plans, applied_seq).await;
     compare::lock(&sqlite).execute_batch("COMMIT")?;
@@ -199,7 +200,7 @@ async fn compare_all(
     sqlite: &Sqlite,
     client: &Client,
     source_id: &str,
-    target: (&str, bool),
+    target: (&str, Layout),
     plans: &[(i64, TablePlan)],
     applied_seq: i64,
 ) -> Result<Vec<TableDiff>> {
@@ -212,7 +213,7 @@ async fn compare_all(
         let pending = pending_keys(&compare::lock(sqlite), plan, *id, applied_seq)?;
         let pending = pending.iter().map(|k| fields::key_fields(plan, k)).collect();
         let known = Arc::new(Known { pending, rejects: rejects.remove(&plan.name) });
-        diffs.push(Compared::new(client, sqlite, plan, target.0, target.1.then_some(source_id)).compare(known).await?);
+        diffs.push(Compared::new(client, sqlite, plan, target, source_id).compare(known).await?);
     }
     Ok(diffs)
 }
