@@ -28,6 +28,20 @@ const CAPTURE_SINGLE_ROW_TRANSACTIONS: u64 = 5000;
 /// Rate of the latency measure.
 const LATENCY_TX_PER_SECOND: u64 = 200;
 
+/// A part of the benchmark, to run only some (`bench --only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// The snapshot and the verify of its copy (verify needs the copy).
+    #[value(alias = "verify")]
+    Snapshot,
+    /// Capture overhead on the application's writes.
+    Capture,
+    /// Catch-up of a backlog.
+    CatchUp,
+    /// Commit-to-visible latency.
+    Latency,
+}
+
 /// One line of the result table.
 #[derive(Debug, Clone, Serialize)]
 pub struct Measure {
@@ -69,8 +83,8 @@ struct Scratch {
     source_id: String,
 }
 
-/// Runs every measure with `rows` rows; `progress` receives a line per step.
-pub async fn bench(target: &PgTarget, rows: u64, progress: impl Fn(&str)) -> Result<BenchReport> {
+/// Runs the measures of `parts` (every one when empty) with `rows` rows; `progress` receives a line per step.
+pub async fn bench(target: &PgTarget, rows: u64, parts: &[Part], progress: impl Fn(&str)) -> Result<BenchReport> {
     let tag = format!("{}_{}", std::process::id(), Instant::now().elapsed().subsec_nanos());
     let scratch = Scratch {
         dir: std::env::temp_dir().join(format!("lite2pg-bench-{tag}")),
@@ -83,7 +97,7 @@ pub async fn bench(target: &PgTarget, rows: u64, progress: impl Fn(&str)) -> Res
         .map_err(|err| Error::new(ErrorKind::Usage, format!("cannot create {}: {err}", scratch.dir.display())))?;
     let interrupted = tokio::signal::ctrl_c();
     let result = tokio::select! {
-        result = measure_all(&scratch, rows, &progress) => result,
+        result = measure_all(&scratch, rows, parts, &progress) => result,
         _ = interrupted => Err(Error::new(ErrorKind::Usage, "interrupted; scratch data removed")),
     };
     scratch.clean_up().await;
@@ -116,21 +130,30 @@ impl Scratch {
     }
 }
 
-async fn measure_all(scratch: &Scratch, rows: u64, progress: &impl Fn(&str)) -> Result<BenchReport> {
+async fn measure_all(scratch: &Scratch, rows: u64, parts: &[Part], progress: &impl Fn(&str)) -> Result<BenchReport> {
     let client = scratch.target.connect().await?;
     let (_, postgres_version) = crate::pg::state::server_version(&client).await?;
+    let runs = |part| parts.is_empty() || parts.contains(&part);
     let mut measures = Vec::new();
-    progress(&format!("making a {rows}-row SQLite database"));
-    let sqlite = scratch.dir.join("bench.db");
-    make_bench_database(&sqlite, rows)?;
-    progress("snapshot: lite2pg, then the raw limit");
-    measures.extend(measure_snapshot_and_verify(scratch, &sqlite, rows).await?);
-    progress("capture overhead on the application's writes");
-    measures.extend(measure_capture(&scratch.dir, rows)?);
-    progress("catch-up of a backlog");
-    measures.push(measure_catch_up(scratch, rows).await?);
-    progress("commit-to-visible latency");
-    measures.extend(measure_latency(scratch).await?);
+    if runs(Part::Snapshot) {
+        progress(&format!("making a {rows}-row SQLite database"));
+        let sqlite = scratch.dir.join("bench.db");
+        make_bench_database(&sqlite, rows)?;
+        progress("snapshot: lite2pg, then the raw limit");
+        measures.extend(measure_snapshot_and_verify(scratch, &sqlite, rows).await?);
+    }
+    if runs(Part::Capture) {
+        progress("capture overhead on the application's writes");
+        measures.extend(measure_capture(&scratch.dir, rows)?);
+    }
+    if runs(Part::CatchUp) {
+        progress("catch-up of a backlog");
+        measures.push(measure_catch_up(scratch, rows).await?);
+    }
+    if runs(Part::Latency) {
+        progress("commit-to-visible latency");
+        measures.extend(measure_latency(scratch).await?);
+    }
     let memory_gib = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| m.lines().next()?.split_whitespace().nth(1)?.parse::<f64>().ok())
