@@ -25,6 +25,7 @@ pub mod layout;
 pub mod metrics;
 pub mod pg;
 pub mod progress;
+pub(crate) mod repair;
 pub mod schema;
 pub mod snapshot;
 pub mod source;

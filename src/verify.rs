@@ -445,7 +445,7 @@ impl PgSql {
     }
 }
 
-/// Sends every difference of `report` through the normal apply path (see `stream::reapply`).
+/// Sends every difference of `report` through the normal apply path (see `repair::reapply`).
 pub async fn repair(options: &SnapshotOptions, report: &VerifyReport) -> Result<u64> {
     let conn = open(&options.sqlite, Access::ReadOnly)?;
     let capture = capture::require_state(&conn, &options.sqlite)?;
@@ -456,5 +456,5 @@ pub async fn repair(options: &SnapshotOptions, report: &VerifyReport) -> Result<
         .filter(|d| !d.drifted_keys.is_empty())
         .map(|diff| (capture.table(&diff.table).expect("verified tables are captured").id, diff.drifted_keys.clone()))
         .collect();
-    crate::stream::reapply(options, &capture.source_id, keys).await
+    crate::repair::reapply(options, &capture.source_id, keys).await
 }
