@@ -8,6 +8,7 @@ pub mod local;
 pub mod pool;
 pub mod state;
 pub mod tls;
+pub mod tx;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -115,10 +115,19 @@ impl Stream {
         Ok(plan)
     }
 
+    /// In the batch's transaction: whether the tables are still those the plans were made for (another source or
+    /// the application may have changed them), locked against DDL until the batch ends.
+    pub(super) async fn plans_current(&self) -> Result<bool> {
+        if self.policies.shared_tables() && !self.shared_types_current().await? {
+            return Ok(false);
+        }
+        Ok(!self.policies.into_existing || self.app_shape_current().await?)
+    }
+
     /// In the batch's transaction on shared tables: says whose rows it writes, locks the tables against DDL until
     /// it ends, and checks that no other source widened a column since the plans were made (the rows are encoded
     /// in the column types of the plans).
-    pub(super) async fn shared_types_current(&self) -> Result<bool> {
+    async fn shared_types_current(&self) -> Result<bool> {
         let client: &Client = self.client.as_ref().expect("connected");
         state::act_as_source(client, &self.capture.source_id, true).await?;
         if self.plans.is_empty() {
@@ -146,7 +155,7 @@ impl Stream {
     /// `--into-existing`, in the batch's transaction: whether the application's tables still have the shape the
     /// plans were made from (its migrations may change PostgreSQL's side at any time); then locks the planned ones
     /// against DDL until the batch ends.
-    pub(super) async fn app_shape_current(&self) -> Result<bool> {
+    async fn app_shape_current(&self) -> Result<bool> {
         let client: &Client = self.client.as_ref().expect("connected");
         let names: Vec<String> = self.capture.tables.iter().map(|t| crate::ident::pg_name(&t.name)).collect();
         if crate::existing::shape(client, &self.schema, &names).await? != self.app_shape {

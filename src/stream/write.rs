@@ -6,12 +6,14 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::SinkExt;
+use rusqlite::Connection;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
 use crate::constraints::Declared;
 use crate::error::{Error, Result, RetryPolicy};
 use crate::pg::state::{self, Reject};
+use crate::pg::tx::Tx;
 use crate::sqlite::changes::SeqRange;
 use crate::sqlite::introspect::Table;
 
@@ -57,9 +59,17 @@ impl Stream {
             return Ok(Applied::Adjusted);
         }
         let started = Instant::now();
-        let attempt = self.attempt_batch(started).await;
-        if let Err(lost) = self.end_transaction().await {
+        let (attempt, ended) = {
+            // Begun while the reader is home: a failure here must find it there.
+            let tx = self.client.as_ref().expect("connected above").begin().await?;
+            let reader = self.file.reader.take().expect("reader is home between batches");
+            let (reader, attempt) = self.attempt_batch(&tx, reader, started).await;
+            self.file.reader = Some(reader);
+            (attempt, tx.rollback().await)
+        };
+        if let Err(lost) = ended {
             // Nothing more can be done without the connection; the batch is tried again on a new one.
+            self.client = None;
             return Err(match attempt {
                 Err(err) if err.is_retryable() => err,
                 Err(err) => lost.context(format!("the batch failed ({err}), then")),
@@ -86,18 +96,14 @@ impl Stream {
         }
     }
 
-    /// One try at a batch, inside a transaction it leaves open unless it committed.
-    async fn attempt_batch(&mut self, started: Instant) -> Result<Attempt> {
-        // Before the reader leaves: a failure here must find it home.
-        self.client.as_ref().expect("connected above").begin().await?;
-        if self.policies.shared_tables() && !self.shared_types_current().await? {
-            return Ok(Attempt::TypesMoved);
-        }
-        if self.policies.into_existing && !self.app_shape_current().await? {
-            return Ok(Attempt::TypesMoved);
+    /// One try at a batch in `tx`, which it commits only when the batch is whole; gives the reader back.
+    async fn attempt_batch(&self, tx: &Tx<'_>, reader: Connection, started: Instant) -> (Connection, Result<Attempt>) {
+        match self.plans_current().await {
+            Ok(true) => {}
+            Ok(false) => return (reader, Ok(Attempt::TypesMoved)),
+            Err(err) => return (reader, Err(err)),
         }
         let (sender, mut receiver) = mpsc::channel::<Message>(4);
-        let reader = self.file.reader.take().expect("reader is home between batches");
         let plan = ReadPlan {
             plans: self.plans.clone(),
             policies: self.policies.clone(),
@@ -115,10 +121,9 @@ impl Stream {
         let written = self.write_tables(&mut receiver).await;
         drop(receiver);
         let (reader, read_result) = read.await.expect("batch readers do not panic");
-        self.file.reader = Some(reader);
-        match (read_result, written) {
+        let attempt = match (read_result, written) {
             (Ok(BatchRead::Sent(range, mark)), Ok(written)) => {
-                self.finish_batch(range, mark.as_deref(), written, started).await.map(|stats| Attempt::Committed(stats, mark))
+                self.finish_batch(tx, range, mark.as_deref(), written, started).await.map(|stats| Attempt::Committed(stats, mark))
             }
             (Ok(BatchRead::Nothing), Ok(_)) => Ok(Attempt::Nothing),
             (Ok(BatchRead::SchemaMoved), _) => Ok(Attempt::SchemaMoved),
@@ -127,19 +132,8 @@ impl Stream {
             // When PostgreSQL refused a statement, the reader only saw the writing side leave: PostgreSQL's
             // error is the cause.
             (_, Err(err)) | (Err(err), Ok(_)) => Err(err),
-        }
-    }
-
-    /// Rolls back a batch transaction still open; a connection that cannot is dropped rather than reused.
-    async fn end_transaction(&mut self) -> Result<()> {
-        let Some(client) = self.client.as_ref().filter(|client| client.in_transaction()) else {
-            return Ok(());
         };
-        let rolled_back = client.rollback().await;
-        if rolled_back.is_err() {
-            self.client = None;
-        }
-        rolled_back
+        (reader, attempt)
     }
 
     /// Takes a committed batch's position and reports it.
@@ -205,7 +199,7 @@ impl Stream {
 
     /// Copies each changed table into its temp table and merges it, as the reading thread sends it; a table
     /// copied whole is emptied and copied straight into its target.
-    async fn write_tables(&mut self, receiver: &mut mpsc::Receiver<Message>) -> Result<Written> {
+    async fn write_tables(&self, receiver: &mut mpsc::Receiver<Message>) -> Result<Written> {
         let client: &Client = self.client.as_ref().expect("connected above");
         let mut written = Written::default();
         let mut sink = None;
@@ -276,7 +270,14 @@ impl Stream {
     }
 
     /// Makes constraints when due, stores rejects and the new position with the mark of its log entry, then commits.
-    async fn finish_batch(&self, range: SeqRange, mark: Option<&str>, written: Written, started: Instant) -> Result<BatchStats> {
+    async fn finish_batch(
+        &self,
+        tx: &Tx<'_>,
+        range: SeqRange,
+        mark: Option<&str>,
+        written: Written,
+        started: Instant,
+    ) -> Result<BatchStats> {
         let client: &Client = self.client.as_ref().expect("connected above");
         if self.constraints_due {
             self.make_constraints().await?;
@@ -287,7 +288,7 @@ impl Stream {
         }
         state::advance(client, &self.capture.source_id, range.after, range.up_to, mark).await?;
         crate::fail_point!("batch-before-commit");
-        self.client.as_ref().expect("connected above").commit().await?;
+        tx.commit().await?;
         crate::fail_point!("batch-after-commit");
         self.metrics.batch_applied(&written.per_table, written.rejects.len() as u64, started.elapsed());
         Ok(BatchStats {
