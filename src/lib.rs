@@ -4,7 +4,7 @@
 //! reads changes; [`schema`] and [`types`] decide how each table and value is held in PostgreSQL, [`layout`] how
 //! several sources share tables; [`pg`] connects (TLS, the managed local server), creates tables, copies and
 //! applies; [`snapshot`] copies everything once; [`stream`] applies changes as they are committed; [`verify`]
-//! proves equality. Around it: [`status`], [`doctor`] and [`metrics`] to watch it, [`cutover`] to leave SQLite,
+//! proves equality (`repair` sends differences through the stream again). Around it: [`status`], [`doctor`] and [`metrics`] to watch it, [`cutover`] to leave SQLite,
 //! [`demo`] and [`bench`](mod@bench) to try and measure it, [`cli`] the command line.
 
 pub mod app_constraints;

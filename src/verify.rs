@@ -22,6 +22,7 @@ use crate::ident::{qualified, quote};
 use crate::pg::apply::existing_plan;
 use crate::pg::copy::write_field;
 use crate::pg::state::{self, SourceRow};
+use crate::pg::tx::Tx;
 use crate::schema::TablePlan;
 use crate::snapshot::SnapshotOptions;
 use crate::sqlite::capture::{self, CaptureState};
@@ -185,14 +186,14 @@ async fn consistent_point(
     if !tables.is_empty() {
         snapshot_client.batch_execute(&format!("LOCK TABLE {} IN ACCESS SHARE MODE", tables.join(", "))).await?;
     }
-    lock_client.batch_execute("BEGIN").await?;
-    lock_client.query_one("SELECT 1 FROM lite2pg.sources WHERE source_id = $1 FOR UPDATE", &[&source_id]).await?;
+    let lock = Tx::begin(lock_client).await?;
+    lock.query_one("SELECT 1 FROM lite2pg.sources WHERE source_id = $1 FOR UPDATE", &[&source_id]).await?;
     let applied: i64 =
         snapshot_client.query_one("SELECT applied_seq FROM lite2pg.sources WHERE source_id = $1", &[&source_id]).await?.get(0);
     conn.execute_batch("BEGIN")?;
     // The first read fixes SQLite's snapshot.
     capture::newest_seq(conn)?;
-    lock_client.batch_execute("COMMIT").await?;
+    lock.commit().await?;
     Ok(applied)
 }
 

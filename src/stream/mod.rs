@@ -43,14 +43,14 @@ const IDLE_POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Longest wait between retries after a failure.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long a one-off run (`StopWhen::CaughtUp`) rides out failures that waiting could fix before giving up.
-pub const ONCE_WAIT: Duration = Duration::from_secs(60);
+const ONCE_WAIT: Duration = Duration::from_secs(60);
 /// Into the application's own tables: how often an idle stream looks whether the application migrated PostgreSQL
 /// (a column SQLite has may have appeared there, and its table is then copied whole).
 const APP_SHAPE_EVERY: Duration = Duration::from_secs(2);
 
 /// Counts of one applied batch.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct BatchStats {
+pub(crate) struct BatchStats {
     pub from_seq: i64,
     pub to_seq: i64,
     pub tables: usize,
@@ -103,7 +103,7 @@ pub async fn run(
 }
 
 /// `run` on connections leased from `pool`, shared with other sources.
-pub async fn run_in(
+pub(crate) async fn run_in(
     pool: &Arc<Pool>,
     options: &SnapshotOptions,
     stop: StopWhen,
@@ -217,7 +217,7 @@ async fn start(
 
 impl StopWhen {
     /// The same kind of stop for one of several streams, woken by `notify`.
-    pub fn own(&self, notify: Arc<tokio::sync::Notify>) -> StopWhen {
+    pub(crate) fn own(&self, notify: Arc<tokio::sync::Notify>) -> StopWhen {
         match self {
             StopWhen::Signal(_) => StopWhen::Signal(notify),
             once => once.clone(),
@@ -225,7 +225,7 @@ impl StopWhen {
     }
 
     /// Whether this is a one-off run, which ends once caught up.
-    pub fn is_once(&self) -> bool {
+    pub(crate) fn is_once(&self) -> bool {
         !matches!(self, StopWhen::Signal(_))
     }
 
@@ -239,7 +239,7 @@ impl StopWhen {
     }
 
     /// Sleeps for `period`; returns true when asked to stop.
-    pub async fn wait(&self, period: Duration) -> bool {
+    pub(crate) async fn wait(&self, period: Duration) -> bool {
         match self {
             StopWhen::Signal(notify) => tokio::select! {
                 _ = tokio::time::sleep(period) => false,
