@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::mapping::types::SqlValue;
 use crate::metrics::Metrics;
 use crate::pg::state::{self, StoredReject};
 use crate::snapshot::SnapshotOptions;
 use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::{open, Access};
 use crate::stream::{run, StopWhen};
-use crate::types::SqlValue;
 
 /// How long `reapply` waits for a running daemon to apply what it logged.
 const REAPPLY_WAIT: Duration = Duration::from_secs(120);

@@ -8,9 +8,10 @@ use tokio_postgres::{Client, GenericClient};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
-use crate::schema::{column_list, source_param, this_source, TablePlan, ROWID_COLUMN, SOURCE_COLUMN};
+use crate::mapping::layout::Layout;
+use crate::mapping::table::{column_list, TablePlan, ROWID_COLUMN};
+use crate::mapping::types::PgType;
 use crate::sqlite::introspect::Table;
-use crate::types::PgType;
 
 /// Batches of a table with at least this many keys get planner statistics on their temp table.
 const ANALYZE_ROWS: u64 = 10_000;
@@ -37,8 +38,8 @@ pub struct TableMerge {
     upserts: Vec<String>,
     /// Deletes the target's rows whose key is not in the temp table, when the temp table holds the whole table.
     delete_absent: String,
-    /// Whether the statements touch one source's rows of a shared table, named by parameter `$1`.
-    shared: bool,
+    /// In a shared table the statements touch one source's rows, named by parameter `$1`.
+    layout: Layout,
     /// Empties the target before a batch copies the whole table again, straight into it.
     delete_all: String,
     pub copy_whole: String,
@@ -49,10 +50,10 @@ pub struct TableMerge {
 
 impl TableMerge {
     /// Builds the statements for `plan` in `schema`, given the target's unique column sets besides the key,
-    /// staging rows in session temp table `temp_table`. In a `shared` table they touch only the rows of the
+    /// staging rows in session temp table `temp_table`. In a shared table they touch only the rows of the
     /// source given as parameter `$1`, and write it into the source column.
-    pub fn new(schema: &str, temp_table: String, plan: &TablePlan, unique_sets: &[Vec<String>], shared: bool) -> TableMerge {
-        let own = this_source("t.", shared, 1);
+    pub fn new(schema: &str, temp_table: String, plan: &TablePlan, unique_sets: &[Vec<String>], layout: Layout) -> TableMerge {
+        let own = layout.this_source("t.", 1);
         let target = qualified(schema, &plan.name);
         let columns = plan.pg_column_list();
         let keys: Vec<String> = plan.key_columns().map(|c| quote(&c.pg_name)).collect();
@@ -72,8 +73,7 @@ impl TableMerge {
             format!("DELETE FROM {target} AS t USING {} AS s WHERE s.{gone} AND {key_match}{own}", quote(&temp_table));
         // One per unique constraint: deletes rows an `INSERT OR REPLACE` displaced in SQLite without a trigger.
         let delete_displaced = unique_sets.iter().map(|set| {
-            let set = set.iter().filter(|c| !shared || c.as_str() != SOURCE_COLUMN);
-            let same = set.map(|c| format!("t.{0} = s.{0}", quote(c))).collect::<Vec<_>>().join(" AND ");
+            let same = layout.unscoped(set).iter().map(|c| format!("t.{0} = s.{0}", quote(c))).collect::<Vec<_>>().join(" AND ");
             format!(
                 "DELETE FROM {target} AS t USING {} AS s WHERE NOT s.{gone} AND {same}{own} AND {} IS DISTINCT FROM {}",
                 quote(&temp_table),
@@ -86,16 +86,13 @@ impl TableMerge {
             quote(&temp_table)
         );
         // Only plain EXCLUDED columns in DO UPDATE SET: Citus refuses any function there that is not IMMUTABLE.
-        let (source_column, source_value) = match shared {
-            true => (format!("{}, ", quote(SOURCE_COLUMN)), "$1, "),
-            false => (String::new(), ""),
-        };
+        let (source_column, source_value) = layout.source_insert(1);
         // OVERRIDING SYSTEM VALUE: an application's `GENERATED ALWAYS AS IDENTITY` key takes SQLite's values too.
         let upsert = format!(
             "INSERT INTO {target} ({source_column}{columns}) OVERRIDING SYSTEM VALUE SELECT {source_value}{columns} \
              FROM {} WHERE NOT {gone} ON CONFLICT ({}) {on_conflict}",
             quote(&temp_table),
-            column_list(&plan.pg_key(shared))
+            column_list(&plan.pg_key(layout))
         );
         let mut upserts: Vec<String> = delete_displaced.collect();
         upserts.push(upsert);
@@ -104,7 +101,7 @@ impl TableMerge {
             delete_gone,
             upserts,
             delete_absent,
-            shared,
+            layout,
             create_temp: format!(
                 "CREATE TEMP TABLE IF NOT EXISTS {0} AS SELECT {columns}, NULL::boolean AS {gone} FROM {target} WITH NO DATA",
                 quote(&temp_table)
@@ -139,7 +136,7 @@ impl TableMerge {
     /// Empties the target (and moves its key if asked), inside the caller's open transaction, before
     /// `copy_whole` fills it again.
     pub async fn delete_all(&self, client: &Client, source_id: &String) -> Result<()> {
-        client.execute(self.delete_all.as_str(), &source_param(source_id, self.shared)).await?;
+        client.execute(self.delete_all.as_str(), &self.layout.source_param(source_id)).await?;
         if let Some(rekey) = &self.rekey {
             client.batch_execute(rekey).await?;
         }
@@ -150,7 +147,7 @@ impl TableMerge {
     /// rows displaced on a unique key, upserts present rows, and clears rejects of rows that now fit.
     pub async fn merge(&self, client: &Client, source_id: &String, table: &str, rows: u64, clear_rejects: bool) -> Result<()> {
         self.analyze(client, rows).await?;
-        if !clear_rejects && !self.shared {
+        if !clear_rejects && !self.layout.shares_tables() {
             client.batch_execute(&format!("{}; {}", self.merge.join("; "), self.empty_temp)).await?;
             return Ok(());
         }
@@ -176,10 +173,10 @@ impl TableMerge {
     /// Runs merge statements in order in one round trip: as one batch, or pipelined with the source as
     /// parameter `$1` in a shared table.
     async fn run(&self, client: &Client, statements: &[String], source_id: &String) -> Result<()> {
-        if !self.shared {
+        if !self.layout.shares_tables() {
             return Ok(client.batch_execute(&statements.join("; ")).await?);
         }
-        let params = source_param(source_id, true);
+        let params = self.layout.source_param(source_id);
         futures_util::future::try_join_all(statements.iter().map(|sql| client.execute(sql.as_str(), &params))).await?;
         Ok(())
     }
@@ -228,7 +225,7 @@ pub async fn existing_plan(
         Error::new(ErrorKind::Schema, format!("table {:?} is captured but missing in PostgreSQL schema {schema}", table.name))
             .with_hint("copy it with `lite2pg snapshot --replace`")
     })?;
-    let names: Vec<String> = table.columns.iter().map(|c| crate::schema::pg_column_name(&c.name)).collect();
+    let names: Vec<String> = table.columns.iter().map(|c| crate::mapping::table::pg_column_name(&c.name)).collect();
     let types = pg_types_for(&table.name, &names, &columns)?;
     if key_columns.is_empty() && !columns.iter().any(|(c, _)| c == ROWID_COLUMN) {
         return Err(Error::new(

@@ -21,10 +21,10 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::quote;
+use crate::mapping::types::SqlValue;
 use crate::sqlite::index_sql::{on_row, parse_index};
 use crate::sqlite::introspect::{Index, SourceSchema, Table, OWN_PREFIX};
 use crate::sqlite::scan::primary_key_has_nulls;
-use crate::types::SqlValue;
 
 /// Version of the objects lite2pg installs; a newer lite2pg upgrades older files in place.
 pub const FORMAT_VERSION: i64 = 2;
@@ -483,7 +483,7 @@ pub fn displacement_trigger_sql(id: i64, table: &Table, key_columns: &[String]) 
 /// Names the indexes a displacement trigger probes, in a comment SQLite keeps in the trigger's text (hex, so no
 /// name can end the comment), for `unprobed_indexes` to read back.
 fn probes_mark(indexes: &[&Index]) -> String {
-    let names: String = indexes.iter().map(|index| format!(" {}", crate::types::hex(index.name.as_bytes()))).collect();
+    let names: String = indexes.iter().map(|index| format!(" {}", crate::mapping::types::hex(index.name.as_bytes()))).collect();
     format!("/* {PROBES_MARK}{names} */")
 }
 
@@ -765,7 +765,7 @@ fn random_id() -> Result<String> {
     let mut bytes = [0u8; 16];
     getrandom::getrandom(&mut bytes)
         .map_err(|err| Error::new(ErrorKind::Sqlite, format!("cannot make a random database id: {err}")))?;
-    Ok(crate::types::hex(&bytes))
+    Ok(crate::mapping::types::hex(&bytes))
 }
 
 #[cfg(test)]
@@ -791,7 +791,9 @@ mod tests {
                     rusqlite::types::ValueRef::Null => None,
                     rusqlite::types::ValueRef::Integer(n) => Some(n.to_string()),
                     rusqlite::types::ValueRef::Text(t) => Some(format!("'{}'", String::from_utf8_lossy(t))),
-                    other => Some(format!("X'{}'", crate::types::hex(other.as_blob().unwrap_or_default()).to_uppercase())),
+                    other => {
+                        Some(format!("X'{}'", crate::mapping::types::hex(other.as_blob().unwrap_or_default()).to_uppercase()))
+                    }
                 })
                 .collect();
             Ok((r.get(1)?, keys.join(",")))

@@ -6,10 +6,10 @@ use rusqlite::Connection;
 
 use crate::error::Result;
 use crate::ident::quote;
-use crate::schema::TablePlan;
+use crate::mapping::table::TablePlan;
+use crate::mapping::types::SqlValue;
 use crate::sqlite::capture::CHANGES_TABLE;
 use crate::sqlite::scan::read_values;
-use crate::types::SqlValue;
 
 /// A half-open range of the change log: entries with `after < seq <= up_to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use tokio_postgres::Client;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::mapping::types::{ColumnStats, SqlValue};
 use crate::pg::state;
 use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::introspect::{SourceSchema, Table};
-use crate::types::{ColumnStats, SqlValue};
 
 use super::read::Widening;
 use super::Stream;
@@ -130,7 +130,7 @@ impl Stream {
             self.schema_version = version;
             self.sqlite_schema = schema;
             // Shared tables are only loosened: another source's rows may not keep a constraint this one declares.
-            self.constraints_due = !self.policies.shared_tables() && !self.policies.into_existing;
+            self.constraints_due = !self.policies.layout.shares_tables() && !self.policies.into_existing;
             return self.load_plans().await;
         }
     }
@@ -163,10 +163,11 @@ impl Stream {
         // Its foreign-key partners change with it: PostgreSQL compares keys only within one type.
         let tables: Vec<&Table> = self.tables.values().collect();
         let this = tables.iter().position(|t| t.name == table.name).expect("the table is among its own");
-        let columns: Vec<crate::evolve::ColumnWidening> = crate::schema::foreign_key_group(&tables, this, widening.column)
-            .into_iter()
-            .map(|(t, column)| crate::evolve::ColumnWidening { table: tables[t], column, to: widening.to })
-            .collect();
+        let columns: Vec<crate::evolve::ColumnWidening> =
+            crate::mapping::table::foreign_key_group(&tables, this, widening.column)
+                .into_iter()
+                .map(|(t, column)| crate::evolve::ColumnWidening { table: tables[t], column, to: widening.to })
+                .collect();
         let client: &mut Client = self.client.as_mut().expect("connected");
         let exact = crate::evolve::widen_column(client, &self.schema, &self.capture.source_id, &columns).await?;
         tracing::info!(

@@ -21,12 +21,12 @@ use serde::Serialize;
 
 use crate::config::Policies;
 use crate::error::{Error, ErrorKind, Result};
+use crate::mapping::table::TablePlan;
 use crate::metrics::{Metrics, SourceMetrics};
 use crate::pg::apply::TableMerge;
 use crate::pg::pool::{Lease, Pool};
 use crate::pg::state;
 use crate::pg::PgTarget;
-use crate::schema::TablePlan;
 use crate::snapshot::{snapshot, SnapshotOptions, SnapshotReport};
 use crate::source::Selection;
 use crate::sqlite::capture::{self, CaptureState};

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use tokio_postgres::Client;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::mapping::table::TablePlan;
+use crate::mapping::types::PgType;
 use crate::pg::apply::{existing_plan, loosen_unique_indexes, primary_key, unique_sets, TableMerge};
 use crate::pg::state;
-use crate::schema::TablePlan;
 use crate::sqlite::introspect::Table;
-use crate::types::PgType;
 
 use super::Stream;
 
@@ -49,11 +49,11 @@ impl Stream {
                 loosen_unique_indexes(client, &self.schema, &table.name).await?;
             }
             let temp_table = format!("{}{}", self.temp_prefix, captured.id);
-            let shared = self.policies.shared_tables();
-            let mut merge = TableMerge::new(&self.schema, temp_table, &plan, &uniques, shared);
+            let layout = self.policies.layout;
+            let mut merge = TableMerge::new(&self.schema, temp_table, &plan, &uniques, layout);
             let current = primary_key(client, &self.schema, &table.name).await?;
-            if !into_existing && current.as_ref().is_none_or(|(_, columns)| columns != &plan.pg_key(shared)) {
-                if shared {
+            if !into_existing && current.as_ref().is_none_or(|(_, columns)| columns != &plan.pg_key(layout)) {
+                if layout.shares_tables() {
                     return Err(Error::new(
                         ErrorKind::Schema,
                         format!(
@@ -64,7 +64,7 @@ impl Stream {
                     .with_hint("every source's copy of a shared table must have the same primary key"));
                 }
                 // A rebuild moved the key: the next batch empties the table, moves the key and copies it whole.
-                merge.rekey(&self.schema, &table.name, current.as_ref().map(|(name, _)| name.as_str()), &plan.pg_key(false));
+                merge.rekey(&self.schema, &table.name, current.as_ref().map(|(name, _)| name.as_str()), &plan.pg_key(layout));
                 state::set_resync(client, &self.capture.source_id, &table.name, true).await?;
             }
             merges.insert(captured.id, merge);
@@ -118,7 +118,7 @@ impl Stream {
     /// In the batch's transaction: whether the tables are still those the plans were made for (another source or
     /// the application may have changed them), locked against DDL until the batch ends.
     pub(super) async fn plans_current(&self) -> Result<bool> {
-        if self.policies.shared_tables() && !self.shared_types_current().await? {
+        if self.policies.layout.shares_tables() && !self.shared_types_current().await? {
             return Ok(false);
         }
         Ok(!self.policies.into_existing || self.app_shape_current().await?)

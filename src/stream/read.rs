@@ -12,13 +12,13 @@ use tokio::sync::mpsc;
 
 use crate::config::{MisfitAction, Policies};
 use crate::error::{Error, ErrorKind, Result};
+use crate::mapping::table::TablePlan;
+use crate::mapping::types::{encode_binary, is_untyped, untyped_target, widened_type, ColumnStats, PgType, SqlValue};
 use crate::pg::copy::{CopyEncoder, CHUNK_BYTES};
 use crate::pg::state::Reject;
-use crate::schema::TablePlan;
 use crate::sqlite::capture;
 use crate::sqlite::changes::{changed_tables, read_all, read_changes, Change, SeqRange};
 use crate::sqlite::scan::column_stats_of;
-use crate::types::{encode_binary, is_untyped, untyped_target, widened_type, ColumnStats, PgType, SqlValue};
 
 /// Added to a reject's reason when the column's policy asked to widen it but no type holds the value with the rest.
 const NO_WIDER_TYPE: &str = "; no PostgreSQL type holds it together with the column's other values as themselves";

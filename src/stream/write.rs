@@ -12,6 +12,7 @@ use tokio_postgres::Client;
 
 use crate::constraints::Declared;
 use crate::error::{Error, Result, RetryPolicy};
+use crate::mapping::layout::Layout;
 use crate::pg::state::{self, Reject};
 use crate::pg::tx::Tx;
 use crate::sqlite::changes::SeqRange;
@@ -309,7 +310,7 @@ impl Stream {
         client.batch_execute("SET CONSTRAINTS ALL IMMEDIATE").await?;
         let known: Vec<&Table> = self.sqlite_schema.tables.iter().collect();
         for (id, plan) in self.plans.iter() {
-            let declared = Declared { table: &self.tables[id], plan, tables: &known, shared: false };
+            let declared = Declared { table: &self.tables[id], plan, tables: &known, layout: Layout::SchemaPerSource };
             crate::constraints::reconcile(client, &self.schema, &declared).await?;
         }
         Ok(())

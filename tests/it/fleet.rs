@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::observe::{free_port, http_get};
 use crate::stream::{writer, Daemon};
 use crate::support::{lite2pg, lite2pg_output, stderr, TestDb};
-use lite2pg::config::Layout;
+use lite2pg::mapping::layout::Layout;
 
 const WRITER_SCHEMA: &str = include_str!("../../examples/writer_schema.sql");
 

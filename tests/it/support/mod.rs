@@ -49,7 +49,7 @@ impl TestDb {
         let admin = PgTarget::parse(admin_url).unwrap();
         let mut bytes = [0u8; 6];
         getrandom::getrandom(&mut bytes).unwrap();
-        let name = format!("lite2pg_test_{}", lite2pg::types::hex(&bytes));
+        let name = format!("lite2pg_test_{}", lite2pg::mapping::types::hex(&bytes));
         let client = admin.connect().await.unwrap();
         client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
         TestDb { target: admin.with_dbname(&name), name, admin, admin_url: admin_url.to_string() }
