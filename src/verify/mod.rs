@@ -26,6 +26,7 @@ use crate::mapping::table::TablePlan;
 use crate::mapping::types::SqlValue;
 use crate::pg::apply::existing_plan;
 use crate::pg::state::{self, SourceRow};
+use crate::pg::tx::Tx;
 use crate::snapshot::SnapshotOptions;
 use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::changes::pending_keys;
@@ -185,14 +186,14 @@ async fn consistent_point(
     if !tables.is_empty() {
         snapshot_client.batch_execute(&format!("LOCK TABLE {} IN ACCESS SHARE MODE", tables.join(", "))).await?;
     }
-    lock_client.batch_execute("BEGIN").await?;
-    lock_client.query_one("SELECT 1 FROM lite2pg.sources WHERE source_id = $1 FOR UPDATE", &[&source_id]).await?;
+    let lock = Tx::begin(lock_client).await?;
+    lock.query_one("SELECT 1 FROM lite2pg.sources WHERE source_id = $1 FOR UPDATE", &[&source_id]).await?;
     let applied: i64 =
         snapshot_client.query_one("SELECT applied_seq FROM lite2pg.sources WHERE source_id = $1", &[&source_id]).await?.get(0);
     conn.execute_batch("BEGIN")?;
     // The first read fixes SQLite's snapshot.
     capture::newest_seq(conn)?;
-    lock_client.batch_execute("COMMIT").await?;
+    lock.commit().await?;
     Ok(applied)
 }
 
@@ -234,7 +235,7 @@ fn key_json(key: &[SqlValue]) -> serde_json::Value {
     serde_json::Value::Array(key.iter().map(SqlValue::to_json).collect())
 }
 
-/// Sends every difference of `report` through the normal apply path (see `stream::reapply`).
+/// Sends every difference of `report` through the normal apply path (see `repair::reapply`).
 pub async fn repair(options: &SnapshotOptions, report: &VerifyReport) -> Result<u64> {
     let conn = open(&options.sqlite, Access::ReadOnly)?;
     let capture = capture::require_state(&conn, &options.sqlite)?;
@@ -245,5 +246,5 @@ pub async fn repair(options: &SnapshotOptions, report: &VerifyReport) -> Result<
         .filter(|d| !d.drifted_keys.is_empty())
         .map(|diff| (capture.table(&diff.table).expect("verified tables are captured").id, diff.drifted_keys.clone()))
         .collect();
-    crate::stream::reapply(options, &capture.source_id, keys).await
+    crate::repair::reapply(options, &capture.source_id, keys).await
 }
