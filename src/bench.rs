@@ -60,6 +60,19 @@ pub struct BenchReport {
     pub measures: Vec<Measure>,
 }
 
+/// The parts of the benchmark, each runnable alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// Snapshot and verify of the synthetic table.
+    Snapshot,
+    /// Capture's overhead on the application's writes.
+    Capture,
+    /// Catch-up of a backlog.
+    CatchUp,
+    /// Commit-to-visible latency.
+    Latency,
+}
+
 /// The scratch places of one run.
 struct Scratch {
     dir: PathBuf,
@@ -69,8 +82,8 @@ struct Scratch {
     source_id: String,
 }
 
-/// Runs every measure with `rows` rows; `progress` receives a line per step.
-pub async fn bench(target: &PgTarget, rows: u64, progress: impl Fn(&str)) -> Result<BenchReport> {
+/// Runs the measures of `only` (every one when empty) with `rows` rows; `progress` receives a line per step.
+pub async fn bench(target: &PgTarget, rows: u64, only: &[Part], progress: impl Fn(&str)) -> Result<BenchReport> {
     let tag = format!("{}_{}", std::process::id(), Instant::now().elapsed().subsec_nanos());
     let scratch = Scratch {
         dir: std::env::temp_dir().join(format!("lite2pg-bench-{tag}")),
@@ -83,7 +96,7 @@ pub async fn bench(target: &PgTarget, rows: u64, progress: impl Fn(&str)) -> Res
         .map_err(|err| Error::new(ErrorKind::Usage, format!("cannot create {}: {err}", scratch.dir.display())))?;
     let interrupted = tokio::signal::ctrl_c();
     let result = tokio::select! {
-        result = measure_all(&scratch, rows, &progress) => result,
+        result = measure_all(&scratch, rows, only, &progress) => result,
         _ = interrupted => Err(Error::new(ErrorKind::Usage, "interrupted; scratch data removed")),
     };
     scratch.clean_up().await;
@@ -116,21 +129,30 @@ impl Scratch {
     }
 }
 
-async fn measure_all(scratch: &Scratch, rows: u64, progress: &impl Fn(&str)) -> Result<BenchReport> {
+async fn measure_all(scratch: &Scratch, rows: u64, only: &[Part], progress: &impl Fn(&str)) -> Result<BenchReport> {
     let client = scratch.target.connect().await?;
     let (_, postgres_version) = crate::pg::state::server_version(&client).await?;
+    let wanted = |part: Part| only.is_empty() || only.contains(&part);
     let mut measures = Vec::new();
-    progress(&format!("making a {rows}-row SQLite database"));
-    let sqlite = scratch.dir.join("bench.db");
-    make_bench_database(&sqlite, rows)?;
-    progress("snapshot: lite2pg, then the raw limit");
-    measures.extend(measure_snapshot_and_verify(scratch, &sqlite, rows).await?);
-    progress("capture overhead on the application's writes");
-    measures.extend(measure_capture(&scratch.dir, rows)?);
-    progress("catch-up of a backlog");
-    measures.push(measure_catch_up(scratch, rows).await?);
-    progress("commit-to-visible latency");
-    measures.extend(measure_latency(scratch).await?);
+    if wanted(Part::Snapshot) {
+        progress(&format!("making a {rows}-row SQLite database"));
+        let sqlite = scratch.dir.join("bench.db");
+        make_bench_database(&sqlite, rows)?;
+        progress("snapshot: lite2pg, then the raw limit");
+        measures.extend(measure_snapshot_and_verify(scratch, &sqlite, rows).await?);
+    }
+    if wanted(Part::Capture) {
+        progress("capture overhead on the application's writes");
+        measures.extend(measure_capture(&scratch.dir, rows)?);
+    }
+    if wanted(Part::CatchUp) {
+        progress("catch-up of a backlog");
+        measures.push(measure_catch_up(scratch, rows).await?);
+    }
+    if wanted(Part::Latency) {
+        progress("commit-to-visible latency");
+        measures.extend(measure_latency(scratch).await?);
+    }
     let memory_gib = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| m.lines().next()?.split_whitespace().nth(1)?.parse::<f64>().ok())

@@ -24,7 +24,7 @@ use crate::config::{MisfitAction, Policies};
 use crate::constraints::Declared;
 use crate::error::{Error, ErrorKind, Result, RetryPolicy};
 use crate::metrics::{Metrics, SourceMetrics};
-use crate::pg::apply::{existing_plan, loosen_unique_indexes, primary_key, unique_sets, TableMerge};
+use crate::pg::apply::{existing_plan, loosen_unique_indexes, primary_key, unique_sets, Staged, TableMerge};
 use crate::pg::copy::{CopyEncoder, CHUNK_BYTES};
 use crate::pg::pool::{Lease, Pool};
 use crate::pg::state::{self, Reject, StoredReject};
@@ -44,6 +44,9 @@ use crate::wake::{FileWake, Woken, AFTER_WRITE_POLL};
 /// (a hundred idle sources in one process then cost little CPU).
 const POLL_INTERVAL: Duration = Duration::from_millis(5);
 const IDLE_POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// After a write, how long and how often the stream looks for the commit to show (`Stream::await_commit`).
+const COMMIT_SETTLE: Duration = Duration::from_millis(20);
+const COMMIT_SETTLE_POLL: Duration = Duration::from_micros(100);
 /// Added to a reject's reason when the column's policy asked to widen it but no type holds the value with the rest.
 const NO_WIDER_TYPE: &str = "; no PostgreSQL type holds it together with the column's other values as themselves";
 /// Longest wait between retries after a failure.
@@ -796,7 +799,10 @@ impl Stream {
                 self.maybe_prune().await?;
                 poll = match wake.wait(&stop, poll).await {
                     Woken::Stop => return Ok(()),
-                    Woken::Write => AFTER_WRITE_POLL,
+                    Woken::Write => {
+                        self.await_commit(version.expect("idle streams have a version")).await;
+                        AFTER_WRITE_POLL
+                    }
                     Woken::Timer => (poll * 2).min(wake.idle_poll(IDLE_POLL_INTERVAL)),
                 };
                 continue;
@@ -880,8 +886,24 @@ impl Stream {
     }
 
     fn data_version(&self) -> Result<i64> {
-        let reader = self.reader.as_ref().expect("reader is home between batches");
-        Ok(reader.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))?)
+        data_version(self.reader.as_ref().expect("reader is home between batches"))
+    }
+
+    /// After a write to the file: SQLite shows a commit only once it updated the WAL index (shared memory, which
+    /// inotify does not see), after the WAL's fsync, a millisecond or more after the write that woke the stream;
+    /// the async timer is too coarse to look again that soon. Looks at the data version on a blocking thread every
+    /// `COMMIT_SETTLE_POLL` until it moves from `seen` or `COMMIT_SETTLE` passed. A failing look ends the wait:
+    /// the next `look` reports it.
+    async fn await_commit(&mut self, seen: i64) {
+        let reader = self.reader.take().expect("reader is home between batches");
+        let waited = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            while data_version(&reader).is_ok_and(|now| now == seen) && started.elapsed() < COMMIT_SETTLE {
+                std::thread::sleep(COMMIT_SETTLE_POLL);
+            }
+            reader
+        });
+        self.reader = Some(waited.await.expect("looking at the data version does not panic"));
     }
 
     /// Stores `err` for `status`, when PostgreSQL can be reached on this stream's connection.
@@ -1125,9 +1147,10 @@ impl Stream {
     /// Copies each changed table into its temp table and merges it, as the reading thread sends it; a table
     /// copied whole is emptied and copied straight into its target.
     async fn write_tables(&mut self, receiver: &mut mpsc::Receiver<Message>) -> Result<Written> {
-        let client: &Client = self.client.as_ref().expect("connected above");
+        let lease = self.client.as_ref().expect("connected above");
+        let client: &Client = lease;
         let mut written = Written::default();
-        let mut sink = None;
+        let (mut sink, mut copied_bytes) = (None, 0u64);
         let mut merged_later = Vec::new();
         while let Some(message) = receiver.recv().await {
             match message {
@@ -1140,21 +1163,25 @@ impl Stream {
                             }
                             false => merge.copy_in.as_str(),
                         };
-                        sink = Some(Box::pin(client.copy_in::<_, Bytes>(copy).await?));
+                        let copy = lease.prepared(copy).await?;
+                        sink = Some(Box::pin(client.copy_in::<_, Bytes>(&copy).await?));
                     }
+                    copied_bytes += chunk.len() as u64;
                     sink.as_mut().expect("opened above").send(Bytes::from(chunk)).await?;
                 }
                 Message::End { id, counts } => {
                     sink.take().expect("every table sends data before its end").as_mut().finish().await?;
                     let table = &self.plans[&id].name;
                     let rows = counts.upserts + counts.deletes;
+                    let copied = std::mem::take(&mut copied_bytes);
+                    let staged = || Staged { rows, truncate: lease.temp_table_written(&self.merges[&id].temp_table, copied) };
                     if self.policies.into_existing {
-                        merged_later.push((id, rows));
+                        merged_later.push((id, staged()));
                     } else if self.whole_tables.contains(&id) {
                         state::set_resync(client, &self.capture.source_id, table, false).await?;
                     } else {
                         self.merges[&id]
-                            .merge(client, &self.capture.source_id, table, rows, self.known_rejects)
+                            .merge(client, &self.capture.source_id, table, staged(), self.known_rejects)
                             .await
                             .map_err(|err| err.context(format!("applying changes to {table:?}")))?;
                     }
@@ -1172,19 +1199,20 @@ impl Stream {
 
     /// `--into-existing`: merges the copied tables with upserts parent-first and deletes child-first, so that the
     /// application's foreign keys hold after every statement even when they are not deferrable.
-    async fn merge_in_key_order(&self, copied: &[(i64, u64)]) -> Result<()> {
+    async fn merge_in_key_order(&self, copied: &[(i64, Staged)]) -> Result<()> {
         let client: &Client = self.client.as_ref().expect("connected above");
-        let in_order: Vec<(i64, u64)> =
+        let in_order: Vec<(i64, Staged)> =
             self.app_order.iter().filter_map(|id| copied.iter().find(|(copied, _)| copied == id)).copied().collect();
         let context = |id: &i64| format!("applying changes to {:?}", self.plans[id].name);
-        for (id, rows) in &in_order {
-            self.merges[id].upsert(client, &self.capture.source_id, *rows).await.map_err(|err| err.context(context(id)))?;
+        for (id, staged) in &in_order {
+            let upserted = self.merges[id].upsert(client, &self.capture.source_id, staged.rows).await;
+            upserted.map_err(|err| err.context(context(id)))?;
         }
-        for (id, _) in in_order.iter().rev() {
+        for (id, staged) in in_order.iter().rev() {
             let (table, whole) = (&self.plans[id].name, self.whole_tables.contains(id));
             let merge = &self.merges[id];
             merge
-                .delete(client, &self.capture.source_id, table, whole, self.known_rejects)
+                .delete(client, &self.capture.source_id, table, whole, self.known_rejects, staged.truncate)
                 .await
                 .map_err(|err| err.context(context(id)))?;
             if whole {
@@ -1204,7 +1232,9 @@ impl Stream {
             // Skipped when empty: its statement's preparing alone is a round trip every small batch would wait on.
             state::store_rejects(client, &self.capture.source_id, &written.rejects).await?;
         }
-        state::advance(client, &self.capture.source_id, range.after, range.up_to, mark).await?;
+        let lease = self.client.as_ref().expect("connected above");
+        let advance = lease.prepared(state::ADVANCE).await?;
+        state::advance(client, &advance, &self.capture.source_id, range.after, range.up_to, mark).await?;
         crate::fail_point!("batch-before-commit");
         self.client.as_ref().expect("connected above").commit().await?;
         crate::fail_point!("batch-after-commit");
@@ -1388,6 +1418,11 @@ struct Written {
     upserts: u64,
     deletes: u64,
     rejects: Vec<Reject>,
+}
+
+/// The file's data version as `reader` sees it: it moves when another connection commits.
+fn data_version(reader: &Connection) -> Result<i64> {
+    Ok(reader.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))?)
 }
 
 /// Reads one batch in one SQLite read transaction and sends each changed table's COPY data.

@@ -15,12 +15,15 @@ pub struct BenchArgs {
     /// Rows of the synthetic table (and changes of the catch-up backlog).
     #[arg(long, default_value_t = 1_000_000)]
     pub rows: u64,
+    /// Run only these measures (all when not given), e.g. `--only latency` while working on one of them.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<crate::bench::Part>,
 }
 
 pub(super) async fn bench(common: &CommonArgs, args: &BenchArgs) -> Result<ExitCode> {
     let target = common.postgres()?;
     let started = std::time::Instant::now();
-    let report = crate::bench::bench(&target, args.rows, |step| {
+    let report = crate::bench::bench(&target, args.rows, &args.only, |step| {
         eprintln!("bench [{:>5.1}s] {step}", started.elapsed().as_secs_f64());
     })
     .await?;
