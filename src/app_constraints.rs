@@ -8,7 +8,7 @@ use tokio_postgres::Client;
 
 use crate::error::Result;
 use crate::ident::{qualified, quote};
-use crate::schema::pg_column_names;
+use crate::mapping::table::pg_column_names;
 use crate::sqlite::introspect::{ForeignKey, Table};
 
 /// Statements that make the schema's deferred UNIQUE constraints immediate, as SQLite's are. PostgreSQL cannot

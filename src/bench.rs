@@ -191,7 +191,7 @@ fn scan_all(path: &Path, table: &str) -> Result<u64> {
     let mut bytes = 0u64;
     while let Some(row) = rows.next()? {
         for i in 0..columns {
-            bytes += crate::types::SqlValue::from_ref(row.get_ref(i)?).raw_bytes().len() as u64;
+            bytes += crate::mapping::types::SqlValue::from_ref(row.get_ref(i)?).raw_bytes().len() as u64;
         }
     }
     Ok(bytes)

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::types::{is_untyped, same_kind, PgType, SqlValue};
+use crate::mapping::layout::Layout;
+use crate::mapping::types::{is_untyped, same_kind, PgType, SqlValue};
 
 /// The file looked for next to the SQLite file when `--config` is not given.
 pub const DEFAULT_FILE_NAME: &str = "lite2pg.toml";
@@ -64,17 +65,6 @@ pub enum DroppedTables {
     Drop,
 }
 
-/// Where several sources' tables go in PostgreSQL.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Layout {
-    /// Each source's tables in a schema of its own, as in SQLite.
-    #[default]
-    SchemaPerSource,
-    /// One set of tables for all sources, with a `source_id` column leading every key.
-    SharedTables,
-}
-
 /// The policies the pipeline follows, per table and column where the file sets them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Policies {
@@ -88,11 +78,6 @@ pub struct Policies {
 }
 
 impl Policies {
-    /// Whether tables are shared by all sources (and carry a `source_id` column).
-    pub fn shared_tables(&self) -> bool {
-        self.layout == Layout::SharedTables
-    }
-
     /// The misfit policy of one column: the column's, else its table's, else the default.
     pub fn misfit(&self, table: &str, column: &str) -> MisfitPolicy {
         let table = self.tables.get(table);

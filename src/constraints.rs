@@ -14,11 +14,10 @@ use tokio_postgres::GenericClient;
 
 use crate::error::Result;
 use crate::ident::{pg_name, qualified, quote};
+use crate::mapping::ddl::{constraint_name, foreign_key_statement, post_data_statements};
+use crate::mapping::layout::{Layout, SOURCE_COLUMN};
+use crate::mapping::table::{pg_column_names, KeyPlan, TablePlan, ROWID_COLUMN};
 use crate::pg::apply::{existing_plan, primary_key};
-use crate::schema::{
-    constraint_name, foreign_key_statement, pg_column_names, post_data_statements, scoped, KeyPlan, TablePlan, ROWID_COLUMN,
-    SOURCE_COLUMN,
-};
 use crate::sqlite::capture::CapturedTable;
 use crate::sqlite::introspect::{Index, SourceSchema, Table};
 
@@ -64,7 +63,7 @@ pub struct Declared<'a> {
     pub plan: &'a TablePlan,
     /// Every SQLite table lite2pg knows now: parents' keys and the column sets foreign keys point at.
     pub tables: &'a [&'a Table],
-    pub shared: bool,
+    pub layout: Layout,
 }
 
 impl Declared<'_> {
@@ -76,12 +75,12 @@ impl Declared<'_> {
     /// primary key of a table keyed by rowid).
     fn uniques(&self) -> Vec<(Vec<String>, Option<&Index>)> {
         let key = (self.plan.key == KeyPlan::Rowid && !self.table.primary_key.is_empty())
-            .then(|| (scoped(&pg_column_names(&self.table.primary_key), self.shared), None));
+            .then(|| (self.layout.scoped(&pg_column_names(&self.table.primary_key)), None));
         let indexes = self.table.indexes.iter().filter(|i| i.origin != "pk" && i.unique && !i.partial);
         let mut uniques: Vec<(Vec<String>, Option<&Index>)> = key.into_iter().collect();
         for index in indexes {
             let Some(columns) = &index.columns else { continue };
-            let columns = scoped(&pg_column_names(columns), self.shared);
+            let columns = self.layout.scoped(&pg_column_names(columns));
             if !uniques.iter().any(|(known, _)| known == &columns) {
                 uniques.push((columns, Some(index)));
             }
@@ -101,9 +100,9 @@ impl Declared<'_> {
     fn references(&self) -> Vec<Reference> {
         (0..self.table.foreign_keys.len())
             .map(|n| Reference {
-                columns: scoped(&pg_column_names(&self.table.foreign_keys[n].columns), self.shared),
+                columns: self.layout.scoped(&pg_column_names(&self.table.foreign_keys[n].columns)),
                 parent: pg_name(&self.table.foreign_keys[n].parent_table),
-                parent_columns: scoped(&pg_column_names(&self.parent_columns(n)), self.shared),
+                parent_columns: self.layout.scoped(&pg_column_names(&self.parent_columns(n))),
             })
             .collect()
     }
@@ -166,7 +165,7 @@ pub async fn loosen(client: &impl GenericClient, schema: &str, declared: &Declar
     let name = &declared.table.name;
     let table = qualified(schema, name);
     let present = present(client, schema, name).await?;
-    let (not_null, keys) = (declared.not_null(), declared.plan.pg_key(declared.shared));
+    let (not_null, keys) = (declared.not_null(), declared.plan.pg_key(declared.layout));
     let loosened =
         present.not_null.iter().filter(|c| !not_null.contains(c) && !present.primary_key.contains(c) && !keys.contains(c));
     for column in loosened.filter(|c| c.as_str() != SOURCE_COLUMN) {
@@ -219,12 +218,12 @@ pub async fn missing(client: &impl GenericClient, schema: &str, declared: &Decla
         primary_key: if lacking.contains(&None) { table.primary_key.clone() } else { Vec::new() },
         ..table.clone()
     };
-    let referenced: Vec<Vec<String>> = crate::schema::referenced_columns(declared.tables)
+    let referenced: Vec<Vec<String>> = crate::mapping::table::referenced_columns(declared.tables)
         .into_iter()
         .filter(|(parent, _)| parent == name)
         .map(|(_, columns)| columns)
         .collect();
-    for statement in post_data_statements(schema, &only_lacking, declared.plan, &referenced, declared.shared) {
+    for statement in post_data_statements(schema, &only_lacking, declared.plan, &referenced, declared.layout) {
         found.push(missing(statement.what, statement.sql, None));
     }
     let names: Vec<&str> = present.foreign_keys.iter().map(|(constraint, _)| constraint.as_str()).collect();
@@ -235,7 +234,7 @@ pub async fn missing(client: &impl GenericClient, schema: &str, declared: &Decla
             continue;
         }
         let (key, free_n) = (&table.foreign_keys[n], free.next().expect("names never run out"));
-        let statement = foreign_key_statement(schema, name, free_n, key, &declared.parent_columns(n), declared.shared);
+        let statement = foreign_key_statement(schema, name, free_n, key, &declared.parent_columns(n), declared.layout);
         // Validated at once: rows that break it would fail a later batch (and have it dropped again).
         let validate =
             format!("ALTER TABLE {} VALIDATE CONSTRAINT {}", qualified(schema, name), quote(&constraint_name(name, free_n)));
@@ -275,7 +274,7 @@ pub async fn missing_for_source(
     schema: &str,
     sqlite: &SourceSchema,
     captured: &[CapturedTable],
-    shared: bool,
+    layout: Layout,
 ) -> Result<Vec<Missing>> {
     let tables: Vec<&Table> = sqlite.tables.iter().collect();
     let mut found = Vec::new();
@@ -285,7 +284,7 @@ pub async fn missing_for_source(
             continue;
         }
         let Ok(plan) = existing_plan(client, schema, table, &captured.key_columns).await else { continue };
-        found.extend(missing(client, schema, &Declared { table, plan: &plan, tables: &tables, shared }).await?);
+        found.extend(missing(client, schema, &Declared { table, plan: &plan, tables: &tables, layout }).await?);
     }
     Ok(found)
 }

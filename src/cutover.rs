@@ -15,10 +15,12 @@ use crate::app_constraints;
 use crate::constraints::missing_for_source;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
+use crate::mapping::ddl::deferred_unique_indexes;
+use crate::mapping::layout::Layout;
+use crate::mapping::table::{KeyPlan, TablePlan, ROWID_COLUMN};
 use crate::metrics::Metrics;
 use crate::pg::apply::existing_plan;
 use crate::pg::state;
-use crate::schema::{deferred_unique_indexes, KeyPlan, TablePlan, ROWID_COLUMN};
 use crate::snapshot::SnapshotOptions;
 use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::introspect::{read_schema, Table, OWN_PREFIX};
@@ -80,7 +82,7 @@ pub struct CutoverReport {
 /// Runs the cutover.
 pub async fn cutover(options: &CutoverOptions) -> Result<CutoverReport> {
     let source = &options.source;
-    if source.policies.shared_tables() {
+    if source.policies.layout.shares_tables() {
         return Err(Error::new(
             ErrorKind::Usage,
             "cutover hands one source's tables to its application; these tables are shared by several sources",
@@ -178,7 +180,7 @@ async fn finish(options: &CutoverOptions, conn: &Connection, client: &Client, ca
     statements.extend(app_constraints::immediate_unique(client, &row.target_schema).await?);
     statements.extend(key_actions);
     statements.extend(unvalidated_foreign_keys(client, &row.target_schema).await?);
-    let missing = missing_for_source(client, &row.target_schema, &schema, &capture.tables, false).await?;
+    let missing = missing_for_source(client, &row.target_schema, &schema, &capture.tables, Layout::SchemaPerSource).await?;
     not_carried.extend(missing.into_iter().map(|m| NotCarried {
         kind: NotCarriedKind::MissingConstraint,
         what: format!("{m}, missing in PostgreSQL"),
@@ -316,7 +318,7 @@ async fn key_generator(
 ) -> Result<Option<String>> {
     let column = match (&plan.key, table.rowid_alias()) {
         (KeyPlan::Rowid, _) => ROWID_COLUMN.to_string(),
-        (KeyPlan::Columns(_), Some(alias)) => crate::schema::pg_column_name(alias),
+        (KeyPlan::Columns(_), Some(alias)) => crate::mapping::table::pg_column_name(alias),
         (KeyPlan::Columns(_), None) => return Ok(None),
     };
     let relation = qualified(schema, &table.name);

@@ -5,6 +5,7 @@ use tokio_postgres::Client;
 
 use crate::constraints::missing_for_source;
 use crate::error::Result;
+use crate::mapping::layout::Layout;
 use crate::pg::apply::existing_plan;
 use crate::pg::state::{self, MIN_PG_VERSION};
 use crate::snapshot::SnapshotOptions;
@@ -245,7 +246,7 @@ async fn postgres_checks(
         Some(row) if row.into_existing => app_tables_check(client, captured, &row.target_schema, findings).await?,
         _ => {
             tables_check(client, captured, findings).await?;
-            constraints_check(client, captured, options.policies.shared_tables(), findings).await?;
+            constraints_check(client, captured, options.policies.layout, findings).await?;
         }
     }
     findings.push(match state::lock_holder(client, &captured.state.source_id).await? {
@@ -316,9 +317,9 @@ async fn app_tables_check(client: &Client, captured: &Captured, schema: &str, fi
 }
 
 /// Every NOT NULL, UNIQUE and foreign key SQLite declares is in PostgreSQL.
-async fn constraints_check(client: &Client, captured: &Captured, shared: bool, findings: &mut Vec<Finding>) -> Result<()> {
+async fn constraints_check(client: &Client, captured: &Captured, layout: Layout, findings: &mut Vec<Finding>) -> Result<()> {
     let Some(row) = state::source(client, &captured.state.source_id).await? else { return Ok(()) };
-    let missing = missing_for_source(client, &row.target_schema, &captured.schema, &captured.state.tables, shared).await?;
+    let missing = missing_for_source(client, &row.target_schema, &captured.schema, &captured.state.tables, layout).await?;
     findings.push(match missing.is_empty() {
         true => Finding::pass("constraints", "PostgreSQL has every NOT NULL, UNIQUE and foreign key SQLite declares"),
         false => Finding::warn(

@@ -10,15 +10,15 @@ use crate::config::{DroppedTables, Policies};
 use crate::constraints::Declared;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{pg_name, qualified, quote};
-use crate::layout::{create_or_adopt_shared, SharedTable};
+use crate::mapping::ddl::{create_table_sql, foreign_key_statement, post_data_statements};
+use crate::mapping::defaults::translate_default;
+use crate::mapping::layout::Layout;
+use crate::mapping::table::{foreign_key_groups, pg_column_name, TablePlan, ROWID_COLUMN};
+use crate::mapping::types::{choose_pg_type, is_untyped, joined_type, joined_types, widen_cast, ColumnStats, PgType};
 use crate::pg::apply::table_columns;
+use crate::pg::shared_tables::{create_or_adopt_shared, SharedTable};
 use crate::pg::state;
-use crate::schema::{
-    foreign_key_groups, foreign_key_statement, pg_column_name, post_data_statements, this_source, translate_default, TablePlan,
-    ROWID_COLUMN,
-};
 use crate::sqlite::introspect::{Column, Index, Table};
-use crate::types::{choose_pg_type, is_untyped, joined_type, joined_types, widen_cast, ColumnStats, PgType};
 
 /// A column to widen: its table as SQLite has it, its position there, and a type it must hold.
 pub struct ColumnWidening<'a> {
@@ -138,7 +138,7 @@ pub struct TableNow<'a> {
 /// columns, indexes, constraints SQLite no longer declares; dropped tables per policy. Tables whose rows cannot be
 /// made exact by DDL alone are marked to be copied whole. Each change is logged once.
 pub async fn follow(tx: &Transaction<'_>, target: &Target<'_>, tables: &[TableNow<'_>], dropped: &[String]) -> Result<()> {
-    if target.policies.shared_tables() {
+    if target.policies.layout.shares_tables() {
         return follow_shared(tx, target, tables, dropped).await;
     }
     for name in dropped {
@@ -236,7 +236,7 @@ async fn follow_shared(tx: &Transaction<'_>, target: &Target<'_>, tables: &[Tabl
     let gone: Vec<&str> = dropped_rows.chain(tables.iter().filter_map(|now| now.renamed_from)).collect();
     for &name in &gone {
         if state::table_exists(tx, target.schema, name).await? {
-            let own = this_source("", true, 1);
+            let own = Layout::SharedTables.this_source("", 1);
             tx.execute(&format!("DELETE FROM {} WHERE true{own}", qualified(target.schema, name)), &[&target.source_id]).await?;
             tracing::info!("table {name:?} was dropped or renamed in SQLite: deleted this source's rows from the shared table");
         }
@@ -350,12 +350,12 @@ async fn create_table(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNow<
 /// Creates the table of `plan` with its unique constraints and indexes (its rows come with the next batch, which
 /// copies it whole; its foreign keys come with `create_foreign_keys`, once every new table exists).
 async fn create_with_constraints(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNow<'_>, plan: &TablePlan) -> Result<()> {
-    let shared = target.policies.shared_tables();
-    tx.batch_execute(&plan.create_table_sql(target.schema, shared))
+    let layout = target.policies.layout;
+    tx.batch_execute(&create_table_sql(target.schema, plan, layout))
         .await
         .map_err(|err| Error::from(err).context(format!("cannot create table {}", qualified(target.schema, &plan.name))))?;
-    crate::pg::citus::distribute_if_shared(tx, target.schema, &plan.name, shared).await?;
-    for statement in post_data_statements(target.schema, now.table, plan, &[], shared) {
+    crate::pg::citus::distribute_if_shared(tx, target.schema, &plan.name, layout).await?;
+    for statement in post_data_statements(target.schema, now.table, plan, &[], layout) {
         if let Some(err) = attempt(tx, &statement.sql).await? {
             tracing::warn!("{} not created: {err}", statement.what);
         }
@@ -371,7 +371,7 @@ async fn create_with_constraints(tx: &Transaction<'_>, target: &Target<'_>, now:
 
 /// Makes the foreign keys of the tables just `created` and those other tables hold on them.
 async fn create_foreign_keys(tx: &Transaction<'_>, target: &Target<'_>, tables: &[TableNow<'_>], created: &[bool]) -> Result<()> {
-    let shared = target.policies.shared_tables();
+    let layout = target.policies.layout;
     let is_new = |name: &str| tables.iter().zip(created).any(|(now, &new)| new && now.table.name.eq_ignore_ascii_case(name));
     for (now, &new) in tables.iter().zip(created) {
         for (n, key) in now.table.foreign_keys.iter().enumerate().filter(|(_, key)| new || is_new(&key.parent_table)) {
@@ -381,7 +381,7 @@ async fn create_foreign_keys(tx: &Transaction<'_>, target: &Target<'_>, tables: 
                 (true, Some(parent)) => parent.table.primary_key.clone(),
                 (true, None) => continue,
             };
-            let statement = foreign_key_statement(target.schema, &now.table.name, n, key, &parent_columns, shared);
+            let statement = foreign_key_statement(target.schema, &now.table.name, n, key, &parent_columns, layout);
             if let Some(err) = attempt(tx, &statement.sql).await? {
                 tracing::warn!("{} not created: {err}", statement.what);
             }
@@ -562,8 +562,8 @@ fn inferred_renames<'a>(pg: &'a [(String, String)], sqlite: &[&'a str]) -> (Vec<
 async fn loosen_constraints(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNow<'_>, known: &[&Table]) -> Result<()> {
     let empty = vec![ColumnStats::default(); now.table.columns.len()];
     let plan = TablePlan::from_stats(now.table, &empty, now.key_columns, target.policies);
-    let shared = target.policies.shared_tables();
-    crate::constraints::loosen(tx, target.schema, &Declared { table: now.table, plan: &plan, tables: known, shared }).await
+    let layout = target.policies.layout;
+    crate::constraints::loosen(tx, target.schema, &Declared { table: now.table, plan: &plan, tables: known, layout }).await
 }
 
 /// Creates indexes SQLite has and PostgreSQL lacks, by name, and drops those SQLite dropped since the stream last
@@ -589,7 +589,7 @@ async fn follow_indexes(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNo
         let plan = TablePlan::from_stats(now.table, &empty, now.key_columns, target.policies);
         // Only this index; no primary key, so no constraint for the key is added again.
         let only_this = Table { indexes: vec![(*index).clone()], primary_key: Vec::new(), ..now.table.clone() };
-        for statement in post_data_statements(target.schema, &only_this, &plan, &[], false) {
+        for statement in post_data_statements(target.schema, &only_this, &plan, &[], Layout::SchemaPerSource) {
             match attempt(tx, &statement.sql).await? {
                 None => tracing::info!("{} was created in SQLite: created it in PostgreSQL", statement.what),
                 Some(err) => tracing::warn!("{} was created in SQLite; PostgreSQL refused it: {err}", statement.what),

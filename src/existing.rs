@@ -15,17 +15,17 @@ use tokio_postgres::GenericClient;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{pg_name, qualified};
+use crate::mapping::table::{pg_column_name, TablePlan};
+use crate::mapping::types::PgType;
 use crate::metrics::Metrics;
 use crate::pg::apply::primary_key;
 use crate::pg::state::{self, SourceRow};
-use crate::schema::{pg_column_name, TablePlan};
 use crate::snapshot::{ColumnMapping, SnapshotOptions, SnapshotReport, TableReport};
 use crate::source::Source;
 use crate::sqlite::capture::mark_position;
 use crate::sqlite::introspect::Table;
 use crate::sqlite::{open, Access};
 use crate::stream::StopWhen;
-use crate::types::PgType;
 
 /// The PostgreSQL types a column may have in this mode (`PgType::from_format_type` reads them).
 const WRITABLE_TYPES: &str = "boolean, smallint, integer, bigint, real, double precision, numeric, numeric(p,s), text, \
@@ -326,7 +326,7 @@ pub async fn snapshot(options: &SnapshotOptions) -> Result<SnapshotReport> {
 /// together, and a crash before it copies them again.
 pub async fn register(options: &SnapshotOptions) -> Result<SnapshotReport> {
     let started = Instant::now();
-    if options.policies.shared_tables() {
+    if options.policies.layout.shares_tables() {
         return Err(Error::new(ErrorKind::Usage, "--into-existing fills one application's tables; they cannot be shared tables")
             .with_hint("leave out layout = \"shared_tables\" for this source"));
     }

@@ -12,9 +12,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::config::Layout;
 pub use crate::config::SourceEntry;
 use crate::error::{Error, ErrorKind, Result};
+use crate::mapping::layout::Layout;
 use crate::metrics::Metrics;
 use crate::pg::pool::Pool;
 use crate::snapshot::SnapshotOptions;

@@ -9,7 +9,7 @@ use tokio_postgres::Client;
 
 use crate::error::Result;
 use crate::ident::{qualified, quote};
-use crate::schema::pg_column_name;
+use crate::mapping::table::pg_column_name;
 use crate::sqlite::index_sql::to_postgres;
 use crate::sqlite::introspect::{Column, Table};
 

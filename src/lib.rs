@@ -1,10 +1,9 @@
 //! lite2pg keeps a PostgreSQL database equal to a live SQLite file, and proves it.
 //!
 //! The pipeline, one module per step: [`sqlite`] opens the file, reads its schema, installs change capture and
-//! reads changes; [`schema`] and [`types`] decide how each table and value is held in PostgreSQL, [`layout`] how
-//! several sources share tables; [`pg`] connects (TLS, the managed local server), creates tables, copies and
-//! applies; [`snapshot`] copies everything once; [`stream`] applies changes as they are committed; [`verify`]
-//! proves equality. Around it: [`status`], [`doctor`] and [`metrics`] to watch it, [`cutover`] to leave SQLite,
+//! reads changes; [`mapping`] decides how each table and value is held in PostgreSQL and where several sources'
+//! tables go; [`pg`] connects (TLS, the managed local server), creates tables, copies and applies; [`snapshot`]
+//! copies everything once; [`stream`] applies changes as they are committed; [`verify`] proves equality. Around it: [`status`], [`doctor`] and [`metrics`] to watch it, [`cutover`] to leave SQLite,
 //! [`demo`] and [`bench`](mod@bench) to try and measure it, [`cli`] the command line.
 
 pub mod app_constraints;
@@ -21,17 +20,15 @@ pub mod existing;
 pub mod fleet;
 pub mod generated;
 pub mod ident;
-pub mod layout;
+pub mod mapping;
 pub mod metrics;
 pub mod pg;
 pub mod progress;
-pub mod schema;
 pub mod snapshot;
 pub mod source;
 pub mod sqlite;
 pub mod status;
 pub mod stream;
-pub mod types;
 pub mod verify;
 pub mod wake;
 

@@ -19,21 +19,20 @@ use tokio_postgres::Client;
 use crate::config::MisfitPolicy;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
-use crate::layout::{create_or_adopt_shared, is_shared_table, SharedTable};
+use crate::mapping::ddl::{constraint_name, create_table_sql, foreign_key_statement, post_data_statements};
+use crate::mapping::layout::{Layout, SOURCE_COLUMN};
+use crate::mapping::table::{foreign_key_groups, referenced_columns, TablePlan};
+use crate::mapping::types::{joined_types, ColumnStats, PgType, SqlValue};
 use crate::pg::copy::{CopyEncoder, CHUNK_BYTES};
+use crate::pg::shared_tables::{create_or_adopt_shared, is_shared_table, SharedTable};
 use crate::pg::state::{self, Reject};
 use crate::pg::PgTarget;
 use crate::progress::Progress;
-use crate::schema::{
-    constraint_name, foreign_key_groups, foreign_key_statement, post_data_statements, referenced_columns, TablePlan,
-    SOURCE_COLUMN,
-};
 use crate::source::{Selection, Source};
 use crate::sqlite::capture::mark_position;
 use crate::sqlite::introspect::Table;
 use crate::sqlite::scan::{column_stats, read_values, rowid_filter, rowid_ranges};
 use crate::sqlite::{begin_read_at, open, Access};
-use crate::types::{joined_types, ColumnStats, PgType, SqlValue};
 
 /// Tables with more rows than this are copied as several rowid ranges in parallel.
 const SPLIT_ROWS: u64 = 200_000;
@@ -313,7 +312,7 @@ async fn check_targets(client: &Client, options: &SnapshotOptions, prepared: &Pr
         if !state::table_exists(client, &options.schema, &plan.name).await? {
             continue;
         }
-        if options.policies.shared_tables() {
+        if options.policies.layout.shares_tables() {
             // Shared tables are expected to exist; one without the source column is not one.
             if !is_shared_table(client, &options.schema, &plan.name).await? {
                 blocked.push(format!("{} (without a {SOURCE_COLUMN} column)", qualified(&options.schema, &plan.name)));
@@ -354,22 +353,22 @@ async fn create_tables(client: &mut Client, options: &SnapshotOptions, prepared:
     .await?;
     tx.execute("DELETE FROM lite2pg.tables WHERE source_id = $1", &[&prepared.source_id]).await?;
     tx.execute("DELETE FROM lite2pg.rejects WHERE source_id = $1", &[&prepared.source_id]).await?;
-    let shared = options.policies.shared_tables();
+    let layout = options.policies.layout;
     let mut created = Vec::new();
     for (plan, table) in prepared.plans.iter_mut().zip(&prepared.tables) {
-        let made = match shared {
-            true => create_or_adopt_shared(&tx, &options.schema, plan, table).await? == SharedTable::Missing,
-            false => {
+        let made = match layout {
+            Layout::SharedTables => create_or_adopt_shared(&tx, &options.schema, plan, table).await? == SharedTable::Missing,
+            Layout::SchemaPerSource => {
                 tx.batch_execute(&format!("DROP TABLE IF EXISTS {} CASCADE", qualified(&options.schema, &plan.name))).await?;
                 true
             }
         };
         created.push(made);
         if made {
-            tx.batch_execute(&plan.create_table_sql(&options.schema, shared)).await.map_err(|err| {
+            tx.batch_execute(&create_table_sql(&options.schema, plan, layout)).await.map_err(|err| {
                 Error::from(err).context(format!("cannot create table {}", qualified(&options.schema, &plan.name)))
             })?;
-            crate::pg::citus::distribute_if_shared(&tx, &options.schema, &plan.name, shared).await?;
+            crate::pg::citus::distribute_if_shared(&tx, &options.schema, &plan.name, layout).await?;
         }
         let key: serde_json::Value = plan.key_columns().map(|c| c.name.clone()).collect::<Vec<_>>().into();
         let columns: serde_json::Value = table.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>().into();
@@ -405,7 +404,7 @@ async fn copy_all(options: &SnapshotOptions, prepared: &Prepared, progress: &Pro
     let plans = Arc::new(prepared.plans.clone());
     let bars: Arc<Vec<_>> =
         Arc::new(prepared.plans.iter().zip(&prepared.row_counts).map(|(p, n)| progress.table_bar(&p.name, *n)).collect());
-    let shared = options.policies.shared_tables();
+    let shared = options.policies.layout.shares_tables();
     // A shared table may already hold foreign keys: this source's rows go in one transaction, checked at its end.
     let workers = if shared { 1 } else { options.jobs.max(1).min(queue.lock().expect("fresh lock").len().max(1)) };
     let mut handles = Vec::new();
@@ -466,7 +465,7 @@ async fn replace_own_rows(client: &Client, schema: &str, prepared: &Prepared) ->
     client.batch_execute("BEGIN").await?;
     state::act_as_source(client, &prepared.source_id, true).await?;
     for plan in &prepared.plans {
-        let own = crate::schema::this_source("", true, 1);
+        let own = Layout::SharedTables.this_source("", 1);
         client.execute(&format!("DELETE FROM {} WHERE true{own}", qualified(schema, &plan.name)), &[&prepared.source_id]).await?;
     }
     Ok(())
@@ -578,12 +577,12 @@ async fn build_post_data(
 ) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     let referenced = referenced_columns(&prepared.tables.iter().collect::<Vec<_>>());
-    let shared = options.policies.shared_tables();
+    let layout = options.policies.layout;
     let made: Vec<(&Table, &TablePlan)> =
         prepared.tables.iter().zip(&prepared.plans).zip(created).filter(|(_, made)| **made).map(|(both, _)| both).collect();
     for &(table, plan) in &made {
         let parent_refs: Vec<Vec<String>> = referenced.iter().filter(|(t, _)| t == &table.name).map(|(_, c)| c.clone()).collect();
-        for statement in post_data_statements(&options.schema, table, plan, &parent_refs, shared) {
+        for statement in post_data_statements(&options.schema, table, plan, &parent_refs, layout) {
             if let Err(err) = client.batch_execute(&statement.sql).await {
                 notes.push(format!("{} not created: {}", statement.what, Error::from(err)));
             }
@@ -613,7 +612,7 @@ async fn add_foreign_key(
         return Ok(Some(format!("{what} not created: the parent table is not copied")));
     };
     let parent_columns = if key.parent_columns.is_empty() { parent.primary_key.clone() } else { key.parent_columns.clone() };
-    let add = foreign_key_statement(&options.schema, &table.name, n, key, &parent_columns, options.policies.shared_tables());
+    let add = foreign_key_statement(&options.schema, &table.name, n, key, &parent_columns, options.policies.layout);
     if let Err(err) = client.batch_execute(&add.sql).await {
         return Ok(Some(format!("{what} not created: {}", Error::from(err))));
     }

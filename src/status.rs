@@ -143,8 +143,8 @@ async fn postgres_status(
     let schema: String = row.get(4);
     status.into_existing = row.get(7);
     state::act_as_source(&client, &capture.source_id, false).await?;
-    let own = crate::schema::this_source("", options.policies.shared_tables(), 1);
-    let params = crate::schema::source_param(&capture.source_id, options.policies.shared_tables());
+    let own = options.policies.layout.this_source("", 1);
+    let params = options.policies.layout.source_param(&capture.source_id);
     for table in &mut status.tables {
         if state::table_exists(&client, &schema, &table.table).await? {
             let sql = format!("SELECT count(*) FROM {} WHERE true{own}", qualified(&schema, &table.table));
@@ -158,7 +158,7 @@ async fn postgres_status(
         status.gaps = Some(crate::existing::gaps(&client, &schema, &tables).await?);
         return Ok(Some(row.get(0)));
     }
-    let shared = options.policies.shared_tables();
-    status.missing_constraints = Some(missing_for_source(&client, &schema, sqlite_schema, &capture.tables, shared).await?);
+    let layout = options.policies.layout;
+    status.missing_constraints = Some(missing_for_source(&client, &schema, sqlite_schema, &capture.tables, layout).await?);
     Ok(Some(row.get(0)))
 }

@@ -23,13 +23,15 @@ use tokio_postgres::Client;
 use crate::config::{MisfitAction, Policies};
 use crate::constraints::Declared;
 use crate::error::{Error, ErrorKind, Result, RetryPolicy};
+use crate::mapping::layout::Layout;
+use crate::mapping::table::TablePlan;
+use crate::mapping::types::{encode_binary, is_untyped, untyped_target, widened_type, ColumnStats, PgType, SqlValue};
 use crate::metrics::{Metrics, SourceMetrics};
 use crate::pg::apply::{existing_plan, loosen_unique_indexes, primary_key, unique_sets, Staged, TableMerge};
 use crate::pg::copy::{CopyEncoder, CHUNK_BYTES};
 use crate::pg::pool::{Lease, Pool};
 use crate::pg::state::{self, Reject, StoredReject};
 use crate::pg::PgTarget;
-use crate::schema::TablePlan;
 use crate::snapshot::{snapshot, SnapshotOptions, SnapshotReport};
 use crate::source::Selection;
 use crate::sqlite::capture::{self, CaptureState};
@@ -37,7 +39,6 @@ use crate::sqlite::changes::{changed_tables, read_all, read_changes, Change, Seq
 use crate::sqlite::introspect::{SourceSchema, Table};
 use crate::sqlite::scan::column_stats_of;
 use crate::sqlite::{open, Access};
-use crate::types::{encode_binary, is_untyped, untyped_target, widened_type, ColumnStats, PgType, SqlValue};
 use crate::wake::{FileWake, Woken, AFTER_WRITE_POLL};
 
 /// How often a stream looks for new commits: soon after the last one, less often the longer it has been idle
@@ -638,7 +639,7 @@ impl Stream {
             self.schema_version = version;
             self.sqlite_schema = schema;
             // Shared tables are only loosened: another source's rows may not keep a constraint this one declares.
-            self.constraints_due = !self.policies.shared_tables() && !self.policies.into_existing;
+            self.constraints_due = !self.policies.layout.shares_tables() && !self.policies.into_existing;
             return self.load_plans().await;
         }
     }
@@ -695,11 +696,11 @@ impl Stream {
                 loosen_unique_indexes(client, &self.schema, &table.name).await?;
             }
             let temp_table = format!("{}{}", self.temp_prefix, captured.id);
-            let shared = self.policies.shared_tables();
-            let mut merge = TableMerge::new(&self.schema, temp_table, &plan, &uniques, shared);
+            let layout = self.policies.layout;
+            let mut merge = TableMerge::new(&self.schema, temp_table, &plan, &uniques, layout);
             let current = primary_key(client, &self.schema, &table.name).await?;
-            if !into_existing && current.as_ref().is_none_or(|(_, columns)| columns != &plan.pg_key(shared)) {
-                if shared {
+            if !into_existing && current.as_ref().is_none_or(|(_, columns)| columns != &plan.pg_key(layout)) {
+                if layout.shares_tables() {
                     return Err(Error::new(
                         ErrorKind::Schema,
                         format!(
@@ -710,7 +711,7 @@ impl Stream {
                     .with_hint("every source's copy of a shared table must have the same primary key"));
                 }
                 // A rebuild moved the key: the next batch empties the table, moves the key and copies it whole.
-                merge.rekey(&self.schema, &table.name, current.as_ref().map(|(name, _)| name.as_str()), &plan.pg_key(false));
+                merge.rekey(&self.schema, &table.name, current.as_ref().map(|(name, _)| name.as_str()), &plan.pg_key(layout));
                 state::set_resync(client, &self.capture.source_id, &table.name, true).await?;
             }
             merges.insert(captured.id, merge);
@@ -960,7 +961,7 @@ impl Stream {
     async fn attempt_batch(&mut self, started: Instant) -> Result<Attempt> {
         // Before the reader leaves: a failure here must find it home.
         self.client.as_ref().expect("connected above").begin().await?;
-        if self.policies.shared_tables() && !self.shared_types_current().await? {
+        if self.policies.layout.shares_tables() && !self.shared_types_current().await? {
             return Ok(Attempt::TypesMoved);
         }
         if self.policies.into_existing && !self.app_shape_current().await? {
@@ -1126,10 +1127,11 @@ impl Stream {
         // Its foreign-key partners change with it: PostgreSQL compares keys only within one type.
         let tables: Vec<&Table> = self.tables.values().collect();
         let this = tables.iter().position(|t| t.name == table.name).expect("the table is among its own");
-        let columns: Vec<crate::evolve::ColumnWidening> = crate::schema::foreign_key_group(&tables, this, widening.column)
-            .into_iter()
-            .map(|(t, column)| crate::evolve::ColumnWidening { table: tables[t], column, to: widening.to })
-            .collect();
+        let columns: Vec<crate::evolve::ColumnWidening> =
+            crate::mapping::table::foreign_key_group(&tables, this, widening.column)
+                .into_iter()
+                .map(|(t, column)| crate::evolve::ColumnWidening { table: tables[t], column, to: widening.to })
+                .collect();
         let client: &mut Client = self.client.as_mut().expect("connected");
         let exact = crate::evolve::widen_column(client, &self.schema, &self.capture.source_id, &columns).await?;
         tracing::info!(
@@ -1257,7 +1259,7 @@ impl Stream {
         client.batch_execute("SET CONSTRAINTS ALL IMMEDIATE").await?;
         let known: Vec<&Table> = self.sqlite_schema.tables.iter().collect();
         for (id, plan) in self.plans.iter() {
-            let declared = Declared { table: &self.tables[id], plan, tables: &known, shared: false };
+            let declared = Declared { table: &self.tables[id], plan, tables: &known, layout: Layout::SchemaPerSource };
             crate::constraints::reconcile(client, &self.schema, &declared).await?;
         }
         Ok(())

@@ -19,17 +19,18 @@ use tokio_postgres::Client;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
+use crate::mapping::layout::Layout;
+use crate::mapping::table::TablePlan;
+use crate::mapping::types::{decode_binary, SqlValue};
 use crate::pg::apply::existing_plan;
 use crate::pg::copy::write_field;
 use crate::pg::state::{self, SourceRow};
-use crate::schema::TablePlan;
 use crate::snapshot::SnapshotOptions;
 use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::changes::pending_keys;
 use crate::sqlite::introspect::read_schema;
 use crate::sqlite::scan::read_values;
 use crate::sqlite::{open, Access};
-use crate::types::{decode_binary, SqlValue};
 
 /// Most example keys reported per table.
 const EXAMPLES: usize = 10;
@@ -138,7 +139,7 @@ pub async fn verify(options: &SnapshotOptions) -> Result<VerifyReport> {
     let applied_seq = consistent_point(&conn, &lock_client, &snapshot_client, &capture.source_id, &tables).await?;
     // The column types as of the snapshot: a column may have been widened since the first look.
     let plans = plans(&conn, &snapshot_client, options, &capture, &row).await?;
-    let target = (row.target_schema.as_str(), options.policies.shared_tables());
+    let target = (row.target_schema.as_str(), options.policies.layout);
     let result = compare_all(&conn, &snapshot_client, &capture.source_id, target, &plans, applied_seq).await;
     conn.execute_batch("COMMIT")?;
     snapshot_client.batch_execute("COMMIT").await?;
@@ -200,7 +201,7 @@ async fn compare_all(
     conn: &Connection,
     client: &Client,
     source_id: &str,
-    target: (&str, bool),
+    target: (&str, Layout),
     plans: &[(i64, TablePlan)],
     applied_seq: i64,
 ) -> Result<Vec<TableDiff>> {
@@ -212,7 +213,7 @@ async fn compare_all(
     for (id, plan) in plans {
         let pending = pending_keys(conn, plan, *id, applied_seq)?;
         let known = Known { pending: pending.iter().map(|k| key_fields(plan, k)).collect(), rejects: rejects.remove(&plan.name) };
-        let sql = PgSql::new(target.0, plan, target.1.then(|| source_id.to_string()));
+        let sql = PgSql::new(target, plan, source_id);
         diffs.push(compare_table(conn, client, &sql, plan, &known).await?);
     }
     Ok(diffs)
@@ -354,7 +355,7 @@ fn scan_sqlite(
 /// as itself or in a documented mixed form (a number in a text column), so kinds are compared, not only bytes:
 /// integer 1, text '1' and blob x'31' differ. A value its column cannot hold so is written after a length
 /// PostgreSQL never sends (-2): it never matches, so its row shows up as a difference (or a known reject).
-fn push_field(value: &SqlValue, pg_type: crate::types::PgType, out: &mut Vec<u8>) {
+fn push_field(value: &SqlValue, pg_type: crate::mapping::types::PgType, out: &mut Vec<u8>) {
     if write_field(value, pg_type, out).is_err() {
         out.extend_from_slice(&(-2i32).to_be_bytes());
         out.extend_from_slice(value.storage_class().as_bytes());
@@ -415,9 +416,9 @@ struct PgSql {
 }
 
 impl PgSql {
-    /// The queries for `plan` in `schema`; with `source` (a shared table), only that source's rows, named by the
+    /// The queries for `plan` in `schema`; in a shared table, only the rows of source `source_id`, named by the
     /// parameter after the queries' own.
-    fn new(schema: &str, plan: &TablePlan, source: Option<String>) -> PgSql {
+    fn new((schema, layout): (&str, Layout), plan: &TablePlan, source_id: &str) -> PgSql {
         let field = |name: &str, send: &str| {
             let sent = format!("{send}({})", quote(name));
             format!("coalesce(int4send(octet_length({sent})) || {sent}, decode('ffffffff', 'hex'))")
@@ -425,7 +426,7 @@ impl PgSql {
         let row = plan.columns.iter().map(|c| field(&c.pg_name, c.pg_type.send_function())).collect::<Vec<_>>().join(" || ");
         let key = plan.key_columns().map(|c| field(&c.pg_name, c.pg_type.send_function())).collect::<Vec<_>>().join(" || ");
         let fields = |param: usize| {
-            let own = crate::schema::this_source("", source.is_some(), param);
+            let own = layout.this_source("", param);
             format!("SELECT {key} AS k, {row} AS r FROM {} WHERE true{own}", qualified(schema, &plan.name))
         };
         let bucket = "(('x' || left(md5(s.k), 8))::bit(32)::bigint % $1)";
@@ -435,7 +436,7 @@ impl PgSql {
                 fields(2)
             ),
             rows_in_buckets: format!("SELECT s.k, s.r FROM ({}) AS s WHERE {bucket} = ANY($2)", fields(3)),
-            source,
+            source: layout.shares_tables().then(|| source_id.to_string()),
         }
     }
 

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lite2pg::types::{decode_binary, encode_binary, PgType, SqlValue};
+use lite2pg::mapping::types::{decode_binary, encode_binary, PgType, SqlValue};
 
 const TYPES: [PgType; 20] = [
     PgType::Boolean,
@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut bytes = Vec::new();
     if encode_binary(&value, pg_type, &mut bytes).is_ok() {
-        if lite2pg::types::is_native(&value, pg_type) {
+        if lite2pg::mapping::types::is_native(&value, pg_type) {
             assert_eq!(decode_binary(&bytes, pg_type), Some(value.clone()), "{value:?} as {pg_type}");
         }
         let decoded = decode_binary(&bytes, pg_type).expect("what was encoded decodes");

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use clap::parser::ValueSource;
 use clap::ArgMatches;
 
-use crate::config::{ConfigFile, Layout};
+use crate::config::ConfigFile;
 use crate::error::Result;
 use crate::fleet::Fleet;
+use crate::mapping::layout::Layout;
 
 use super::{Cli, Command};
 

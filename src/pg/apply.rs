@@ -8,9 +8,10 @@ use tokio_postgres::{Client, GenericClient};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
-use crate::schema::{column_list, source_param, this_source, TablePlan, ROWID_COLUMN, SOURCE_COLUMN};
+use crate::mapping::layout::Layout;
+use crate::mapping::table::{column_list, TablePlan, ROWID_COLUMN};
+use crate::mapping::types::PgType;
 use crate::sqlite::introspect::Table;
-use crate::types::PgType;
 
 /// Batches of a table with at least this many keys get planner statistics on their temp table.
 const ANALYZE_ROWS: u64 = 10_000;
@@ -46,8 +47,8 @@ pub struct TableMerge {
     upserts: Vec<String>,
     /// Deletes the target's rows whose key is not in the temp table, when the temp table holds the whole table.
     delete_absent: String,
-    /// Whether the statements touch one source's rows of a shared table, named by parameter `$1`.
-    shared: bool,
+    /// In a shared table the statements touch one source's rows, named by parameter `$1`.
+    layout: Layout,
     /// Empties the target before a batch copies the whole table again, straight into it.
     delete_all: String,
     pub copy_whole: String,
@@ -58,10 +59,10 @@ pub struct TableMerge {
 
 impl TableMerge {
     /// Builds the statements for `plan` in `schema`, given the target's unique column sets besides the key,
-    /// staging rows in session temp table `temp_table`. In a `shared` table they touch only the rows of the
+    /// staging rows in session temp table `temp_table`. In a shared table they touch only the rows of the
     /// source given as parameter `$1`, and write it into the source column.
-    pub fn new(schema: &str, temp_table: String, plan: &TablePlan, unique_sets: &[Vec<String>], shared: bool) -> TableMerge {
-        let own = this_source("t.", shared, 1);
+    pub fn new(schema: &str, temp_table: String, plan: &TablePlan, unique_sets: &[Vec<String>], layout: Layout) -> TableMerge {
+        let own = layout.this_source("t.", 1);
         let target = qualified(schema, &plan.name);
         let columns = plan.pg_column_list();
         let keys: Vec<String> = plan.key_columns().map(|c| quote(&c.pg_name)).collect();
@@ -81,8 +82,7 @@ impl TableMerge {
             format!("DELETE FROM {target} AS t USING {} AS s WHERE s.{gone} AND {key_match}{own}", quote(&temp_table));
         // One per unique constraint: deletes rows an `INSERT OR REPLACE` displaced in SQLite without a trigger.
         let delete_displaced = unique_sets.iter().map(|set| {
-            let set = set.iter().filter(|c| !shared || c.as_str() != SOURCE_COLUMN);
-            let same = set.map(|c| format!("t.{0} = s.{0}", quote(c))).collect::<Vec<_>>().join(" AND ");
+            let same = layout.unscoped(set).iter().map(|c| format!("t.{0} = s.{0}", quote(c))).collect::<Vec<_>>().join(" AND ");
             format!(
                 "DELETE FROM {target} AS t USING {} AS s WHERE NOT s.{gone} AND {same}{own} AND {} IS DISTINCT FROM {}",
                 quote(&temp_table),
@@ -95,16 +95,13 @@ impl TableMerge {
             quote(&temp_table)
         );
         // Only plain EXCLUDED columns in DO UPDATE SET: Citus refuses any function there that is not IMMUTABLE.
-        let (source_column, source_value) = match shared {
-            true => (format!("{}, ", quote(SOURCE_COLUMN)), "$1, "),
-            false => (String::new(), ""),
-        };
+        let (source_column, source_value) = layout.source_insert(1);
         // OVERRIDING SYSTEM VALUE: an application's `GENERATED ALWAYS AS IDENTITY` key takes SQLite's values too.
         let upsert = format!(
             "INSERT INTO {target} ({source_column}{columns}) OVERRIDING SYSTEM VALUE SELECT {source_value}{columns} \
              FROM {} WHERE NOT {gone} ON CONFLICT ({}) {on_conflict}",
             quote(&temp_table),
-            column_list(&plan.pg_key(shared))
+            column_list(&plan.pg_key(layout))
         );
         let mut upserts: Vec<String> = delete_displaced.collect();
         upserts.push(upsert);
@@ -113,7 +110,7 @@ impl TableMerge {
             delete_gone,
             upserts,
             delete_absent,
-            shared,
+            layout,
             create_temp: format!(
                 "CREATE TEMP TABLE IF NOT EXISTS {0} AS SELECT {columns}, NULL::boolean AS {gone} FROM {target} WITH NO DATA",
                 quote(&temp_table)
@@ -149,7 +146,7 @@ impl TableMerge {
     /// Empties the target (and moves its key if asked), inside the caller's open transaction, before
     /// `copy_whole` fills it again.
     pub async fn delete_all(&self, client: &Client, source_id: &String) -> Result<()> {
-        client.execute(self.delete_all.as_str(), &source_param(source_id, self.shared)).await?;
+        client.execute(self.delete_all.as_str(), &self.layout.source_param(source_id)).await?;
         if let Some(rekey) = &self.rekey {
             client.batch_execute(rekey).await?;
         }
@@ -167,7 +164,7 @@ impl TableMerge {
         clear_rejects: bool,
     ) -> Result<()> {
         self.analyze(client, staged.rows).await?;
-        if !clear_rejects && !self.shared {
+        if !clear_rejects && !self.layout.shares_tables() {
             client.batch_execute(&format!("{}; {}", self.merge.join("; "), self.empty(staged.truncate))).await?;
             return Ok(());
         }
@@ -201,10 +198,10 @@ impl TableMerge {
     /// Runs merge statements in order in one round trip: as one batch, or pipelined with the source as
     /// parameter `$1` in a shared table.
     async fn run(&self, client: &Client, statements: &[String], source_id: &String) -> Result<()> {
-        if !self.shared {
+        if !self.layout.shares_tables() {
             return Ok(client.batch_execute(&statements.join("; ")).await?);
         }
-        let params = source_param(source_id, true);
+        let params = self.layout.source_param(source_id);
         futures_util::future::try_join_all(statements.iter().map(|sql| client.execute(sql.as_str(), &params))).await?;
         Ok(())
     }
@@ -260,7 +257,7 @@ pub async fn existing_plan(
         Error::new(ErrorKind::Schema, format!("table {:?} is captured but missing in PostgreSQL schema {schema}", table.name))
             .with_hint("copy it with `lite2pg snapshot --replace`")
     })?;
-    let names: Vec<String> = table.columns.iter().map(|c| crate::schema::pg_column_name(&c.name)).collect();
+    let names: Vec<String> = table.columns.iter().map(|c| crate::mapping::table::pg_column_name(&c.name)).collect();
     let types = pg_types_for(&table.name, &names, &columns)?;
     if key_columns.is_empty() && !columns.iter().any(|(c, _)| c == ROWID_COLUMN) {
         return Err(Error::new(
@@ -347,4 +344,189 @@ pub async fn loosen_unique_indexes(client: &Client, schema: &str, table: &str) -
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::layout::SOURCE_COLUMN;
+    use crate::pg::PgTarget;
+
+    const OWN: Layout = Layout::SchemaPerSource;
+    const SHARED: Layout = Layout::SharedTables;
+
+    const TEMP: &str = "batch_t";
+
+    /// The plan of `table` as created by `sql` in SQLite, every column typed `types`, keyed by its primary key.
+    fn plan(sql: &str, table: &str, types: &[PgType]) -> TablePlan {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(sql).unwrap();
+        let schema = crate::sqlite::introspect::read_schema(&conn).unwrap();
+        let table = schema.tables.iter().find(|t| t.name == table).unwrap();
+        TablePlan::new(table, types, &table.primary_key)
+    }
+
+    fn users() -> TablePlan {
+        plan(
+            "CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT UNIQUE, name TEXT);",
+            "users",
+            &[PgType::BigInt, PgType::Text, PgType::Text],
+        )
+    }
+
+    fn posts() -> TablePlan {
+        let sql = "CREATE TABLE posts(user_id INTEGER, n INTEGER, body TEXT, PRIMARY KEY (user_id, n)) WITHOUT ROWID;";
+        plan(sql, "posts", &[PgType::BigInt, PgType::BigInt, PgType::Text])
+    }
+
+    fn email_unique(layout: Layout) -> Vec<Vec<String>> {
+        let columns = if layout.shares_tables() { vec![SOURCE_COLUMN, "email"] } else { vec!["email"] };
+        vec![columns.into_iter().map(str::to_string).collect()]
+    }
+
+    #[test]
+    fn a_simple_key_merges_by_delete_using_then_upsert() {
+        let merge = TableMerge::new("public", TEMP.to_string(), &users(), &email_unique(OWN), OWN);
+        assert_eq!(
+            merge.merge,
+            [
+                r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE s."__lite2pg_gone" AND t."id" = s."id""#,
+                r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND t."email" = s."email" AND (t."id") IS DISTINCT FROM (s."id")"#,
+                r#"INSERT INTO "public"."users" ("id", "email", "name") OVERRIDING SYSTEM VALUE SELECT "id", "email", "name" FROM "batch_t" WHERE NOT "__lite2pg_gone" ON CONFLICT ("id") DO UPDATE SET "email" = EXCLUDED."email", "name" = EXCLUDED."name""#,
+            ]
+        );
+        assert_eq!(merge.delete_gone, merge.merge[0], "--into-existing splits the same statements");
+        assert_eq!(merge.upserts, merge.merge[1..]);
+        assert_eq!(
+            merge.delete_absent,
+            r#"DELETE FROM "public"."users" AS t WHERE NOT EXISTS (SELECT FROM "batch_t" AS s WHERE t."id" = s."id")"#
+        );
+    }
+
+    #[test]
+    fn a_composite_key_matches_every_key_column() {
+        let merge = TableMerge::new("app", TEMP.to_string(), &posts(), &[], OWN);
+        assert_eq!(
+            merge.merge,
+            [
+                r#"DELETE FROM "app"."posts" AS t USING "batch_t" AS s WHERE s."__lite2pg_gone" AND t."user_id" = s."user_id" AND t."n" = s."n""#,
+                r#"INSERT INTO "app"."posts" ("user_id", "n", "body") OVERRIDING SYSTEM VALUE SELECT "user_id", "n", "body" FROM "batch_t" WHERE NOT "__lite2pg_gone" ON CONFLICT ("user_id", "n") DO UPDATE SET "body" = EXCLUDED."body""#,
+            ]
+        );
+        let all_key = plan("CREATE TABLE pairs(a INT, b INT, PRIMARY KEY (a, b)) WITHOUT ROWID;", "pairs", &[PgType::BigInt; 2]);
+        let merge = TableMerge::new("app", TEMP.to_string(), &all_key, &[], OWN);
+        assert!(merge.merge[1].ends_with(r#"ON CONFLICT ("a", "b") DO NOTHING"#), "{}", merge.merge[1]);
+    }
+
+    #[test]
+    fn a_shared_table_touches_only_the_source_given_as_parameter() {
+        let merge = TableMerge::new("public", TEMP.to_string(), &users(), &email_unique(SHARED), SHARED);
+        assert_eq!(
+            merge.merge,
+            [
+                r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE s."__lite2pg_gone" AND t."id" = s."id" AND t."source_id" = $1"#,
+                r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND t."email" = s."email" AND t."source_id" = $1 AND (t."id") IS DISTINCT FROM (s."id")"#,
+                r#"INSERT INTO "public"."users" ("source_id", "id", "email", "name") OVERRIDING SYSTEM VALUE SELECT $1, "id", "email", "name" FROM "batch_t" WHERE NOT "__lite2pg_gone" ON CONFLICT ("source_id", "id") DO UPDATE SET "email" = EXCLUDED."email", "name" = EXCLUDED."name""#,
+            ]
+        );
+        assert_eq!(merge.delete_all, r#"DELETE FROM "public"."users" AS t WHERE true AND t."source_id" = $1"#);
+    }
+
+    /// A fresh database on the test server (`LITE2PG_TEST_POSTGRES`, else the local service), dropped afterwards.
+    struct ScratchDb {
+        admin: PgTarget,
+        name: String,
+    }
+
+    impl ScratchDb {
+        async fn new() -> ScratchDb {
+            let url = std::env::var("LITE2PG_TEST_POSTGRES")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+            let admin = PgTarget::parse(&url).unwrap();
+            let mut bytes = [0u8; 6];
+            getrandom::getrandom(&mut bytes).unwrap();
+            let name = format!("lite2pg_unit_{}", crate::mapping::types::hex(&bytes));
+            let client = admin.connect().await.expect("the merge tests need PostgreSQL: set LITE2PG_TEST_POSTGRES");
+            client.batch_execute(&format!("CREATE DATABASE {}", quote(&name))).await.unwrap();
+            ScratchDb { admin, name }
+        }
+
+        async fn client(&self) -> Client {
+            self.admin.with_dbname(&self.name).connect().await.unwrap()
+        }
+    }
+
+    impl Drop for ScratchDb {
+        fn drop(&mut self) {
+            let (admin, drop) = (self.admin.clone(), format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote(&self.name)));
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                runtime.block_on(async {
+                    if let Ok(client) = admin.connect().await {
+                        let _ = client.batch_execute(&drop).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+
+    /// Makes `plan`'s table in a fresh database, runs `setup` (indexes, rows), stages `staged` in the temp table,
+    /// merges them (as source `a` in a shared table) and returns the table's rows as text, ordered.
+    async fn merged(plan: &TablePlan, unique_sets: &[Vec<String>], layout: Layout, setup: &str, staged: &str) -> Vec<String> {
+        let db = ScratchDb::new().await;
+        let client = db.client().await;
+        let merge = TableMerge::new("public", TEMP.to_string(), plan, unique_sets, layout);
+        client.batch_execute(&crate::mapping::ddl::create_table_sql("public", plan, layout)).await.unwrap();
+        client.batch_execute(setup).await.unwrap();
+        client.batch_execute(&merge.temp_table_statement()).await.unwrap();
+        client.batch_execute(&format!("INSERT INTO {} VALUES {staged}", quote(TEMP))).await.unwrap();
+        client.batch_execute("BEGIN").await.unwrap();
+        merge.merge(&client, &"a".to_string(), &plan.name, Staged { rows: 3, truncate: false }, false).await.unwrap();
+        client.batch_execute("COMMIT").await.unwrap();
+        let left: i64 = client.query_one(&format!("SELECT count(*) FROM {}", quote(TEMP)), &[]).await.unwrap().get(0);
+        assert_eq!(left, 0, "the merge empties the temp table");
+        let rows = format!("SELECT t::text FROM {} AS t ORDER BY t::text", qualified("public", &plan.name));
+        client.query(&rows, &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
+    }
+
+    #[tokio::test]
+    async fn merging_a_simple_key_deletes_gone_and_displaced_rows_and_upserts_present_ones() {
+        let rows = merged(
+            &users(),
+            &email_unique(OWN),
+            OWN,
+            "CREATE UNIQUE INDEX ON users (email); INSERT INTO users VALUES (1, 'a@x', 'Ann'), (2, 'b@x', 'Bob'), (3, 'c@x', 'Cy');",
+            "(1, NULL, NULL, true), (4, 'b@x', 'replaces Bob', false), (3, 'c@x', 'Cy again', false)",
+        )
+        .await;
+        assert_eq!(rows, ["(3,c@x,\"Cy again\")", "(4,b@x,\"replaces Bob\")"]);
+    }
+
+    #[tokio::test]
+    async fn merging_a_composite_key_matches_whole_keys() {
+        let rows = merged(
+            &posts(),
+            &[],
+            OWN,
+            "INSERT INTO posts VALUES (1, 1, 'x'), (1, 2, 'y'), (2, 1, 'z');",
+            "(1, 1, NULL, true), (1, 2, 'y2', false), (3, 1, 'new', false)",
+        )
+        .await;
+        assert_eq!(rows, ["(1,2,y2)", "(2,1,z)", "(3,1,new)"]);
+    }
+
+    #[tokio::test]
+    async fn merging_into_a_shared_table_leaves_other_sources_alone() {
+        let rows = merged(
+            &users(),
+            &email_unique(SHARED),
+            SHARED,
+            "CREATE UNIQUE INDEX ON users (source_id, email);
+             INSERT INTO users VALUES ('a', 1, 'a@x', 'Ann'), ('a', 2, 'b@x', 'Bob'), ('b', 1, 'a@x', 'other Ann'), ('b', 2, 'b@x', 'other Bob');",
+            "(1, NULL, NULL, true), (4, 'b@x', 'replaces Bob', false)",
+        )
+        .await;
+        assert_eq!(rows, ["(a,4,b@x,\"replaces Bob\")", "(b,1,a@x,\"other Ann\")", "(b,2,b@x,\"other Bob\")"]);
+    }
 }

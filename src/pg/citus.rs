@@ -6,7 +6,7 @@ use tokio_postgres::GenericClient;
 
 use crate::error::Result;
 use crate::ident::qualified;
-use crate::schema::SOURCE_COLUMN;
+use crate::mapping::layout::{Layout, SOURCE_COLUMN};
 
 /// Whether the `citus` extension is installed in the connected database.
 pub async fn is_citus(client: &impl GenericClient) -> Result<bool> {
@@ -49,8 +49,8 @@ pub async fn undistribute_schema(client: &impl GenericClient, schema: &str) -> R
 /// the schema's other tables distributed so: every source's rows of every table sit in one shard group, so a
 /// batch touches one shard group and foreign keys between the tables hold. Does nothing for a table of one
 /// source, or without Citus.
-pub async fn distribute_if_shared(client: &impl GenericClient, schema: &str, table: &str, shared: bool) -> Result<()> {
-    if !shared || !is_citus(client).await? {
+pub async fn distribute_if_shared(client: &impl GenericClient, schema: &str, table: &str, layout: Layout) -> Result<()> {
+    if !layout.shares_tables() || !is_citus(client).await? {
         return Ok(());
     }
     let relation = qualified(schema, table);

@@ -1,8 +1,8 @@
 //! PostgreSQL's binary COPY format, written by hand so that rows are encoded on the SQLite reading thread and
 //! the network side only forwards finished buffers.
 
-use crate::schema::TablePlan;
-use crate::types::{encode_binary, Misfit, SqlValue};
+use crate::mapping::table::TablePlan;
+use crate::mapping::types::{encode_binary, Misfit, SqlValue};
 
 /// COPY data is handed to the network in buffers of about this size.
 pub const CHUNK_BYTES: usize = 1 << 20;
@@ -27,7 +27,7 @@ impl CopyEncoder {
     /// Appends one row; on a value that does not fit, the row is left out and the offending column returned.
     pub fn push_row<'v>(
         &mut self,
-        values: impl ExactSizeIterator<Item = (&'v SqlValue, crate::types::PgType)>,
+        values: impl ExactSizeIterator<Item = (&'v SqlValue, crate::mapping::types::PgType)>,
     ) -> Result<(), (usize, Misfit)> {
         let row_start = self.buf.len();
         self.buf.extend_from_slice(&(values.len() as i16).to_be_bytes());
@@ -41,7 +41,7 @@ impl CopyEncoder {
         Ok(())
     }
 
-    fn push_value(&mut self, value: &SqlValue, pg_type: crate::types::PgType) -> Result<(), Misfit> {
+    fn push_value(&mut self, value: &SqlValue, pg_type: crate::mapping::types::PgType) -> Result<(), Misfit> {
         write_field(value, pg_type, &mut self.buf)
     }
 
@@ -84,7 +84,7 @@ impl CopyEncoder {
 
 /// Appends one binary COPY field: the length (-1 for NULL), then the value in PostgreSQL's binary form. On a
 /// value that does not fit, `out` is left as it was.
-pub fn write_field(value: &SqlValue, pg_type: crate::types::PgType, out: &mut Vec<u8>) -> Result<(), Misfit> {
+pub fn write_field(value: &SqlValue, pg_type: crate::mapping::types::PgType, out: &mut Vec<u8>) -> Result<(), Misfit> {
     if *value == SqlValue::Null {
         out.extend_from_slice(&(-1i32).to_be_bytes());
         return Ok(());
@@ -133,7 +133,7 @@ pub fn decode_rows(data: &[u8]) -> Result<Vec<Vec<Field>>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::PgType;
+    use crate::mapping::types::PgType;
 
     #[test]
     fn rows_round_trip_through_the_binary_format() {

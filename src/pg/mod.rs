@@ -6,6 +6,7 @@ pub mod citus;
 pub mod copy;
 pub mod local;
 pub mod pool;
+pub(crate) mod shared_tables;
 pub mod state;
 pub mod tls;
 

@@ -7,7 +7,7 @@
 use tokio_postgres::{Client, GenericClient, Statement};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::types::SqlValue;
+use crate::mapping::types::SqlValue;
 
 /// Oldest PostgreSQL major version lite2pg runs against (`hashtextextended`, `ON CONFLICT`, deferrable unique).
 pub const MIN_PG_VERSION: i32 = 12;
@@ -280,7 +280,7 @@ pub async fn set_resync(client: &impl GenericClient, source_id: &str, table: &st
 /// Whose rows of shared tables this connection writes and reads (`schema::SOURCE_SETTING`): until the current
 /// transaction ends (`transaction`, for a connection the pool hands to many sources), or for the session.
 pub async fn act_as_source(client: &impl GenericClient, source_id: &str, transaction: bool) -> Result<()> {
-    client.execute("SELECT set_config($1, $2, $3)", &[&crate::schema::SOURCE_SETTING, &source_id, &transaction]).await?;
+    client.execute("SELECT set_config($1, $2, $3)", &[&crate::mapping::layout::SOURCE_SETTING, &source_id, &transaction]).await?;
     Ok(())
 }
 
@@ -402,7 +402,7 @@ pub async fn rejects(client: &impl GenericClient, source_id: &str) -> Result<Vec
         .iter()
         .map(|r| {
             let raw = r.get::<_, Option<Vec<u8>>>(5).map_or_else(String::new, |bytes| {
-                let shown = format!("\\x{}", crate::types::hex(&bytes[..bytes.len().min(16)]));
+                let shown = format!("\\x{}", crate::mapping::types::hex(&bytes[..bytes.len().min(16)]));
                 if bytes.len() > 16 {
                     format!("{shown}… ({} bytes)", bytes.len())
                 } else {

@@ -6,10 +6,10 @@ use rusqlite::Connection;
 
 use crate::error::Result;
 use crate::ident::quote;
-use crate::schema::TablePlan;
+use crate::mapping::table::TablePlan;
+use crate::mapping::types::SqlValue;
 use crate::sqlite::capture::CHANGES_TABLE;
 use crate::sqlite::scan::read_values;
-use crate::types::SqlValue;
 
 /// A half-open range of the change log: entries with `after < seq <= up_to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,4 +100,123 @@ pub fn pending_keys(conn: &Connection, plan: &TablePlan, table_id: i64, applied_
         keys.push(key);
     }
     Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::types::PgType;
+    use crate::sqlite::capture::test_support::setup;
+    use crate::sqlite::capture::{newest_seq, CaptureState};
+    use crate::sqlite::introspect::read_schema;
+
+    fn shown(values: &[SqlValue]) -> String {
+        let value = |v: &SqlValue| match v {
+            SqlValue::Null => "NULL".to_string(),
+            SqlValue::Integer(n) => n.to_string(),
+            SqlValue::Real(r) => format!("{r:?}"),
+            SqlValue::Text(t) => format!("'{}'", String::from_utf8_lossy(t)),
+            SqlValue::Blob(b) => format!("X'{}'", crate::mapping::types::hex(b)),
+        };
+        values.iter().map(value).collect::<Vec<_>>().join(",")
+    }
+
+    /// What `read_changes` reports for `table` over the entries after `after`, one line per change, sorted.
+    fn changes_after(conn: &Connection, state: &CaptureState, table: &str, after: i64) -> Result<Vec<String>> {
+        let schema = read_schema(conn)?;
+        let source = schema.table(table).expect("the test made it");
+        let captured = state.table(table).expect("captured");
+        let plan = TablePlan::new(source, &vec![PgType::Text; source.columns.len()], &captured.key_columns);
+        let range = SeqRange { after, up_to: newest_seq(conn)? };
+        let mut seen = Vec::new();
+        read_changes(conn, &plan, captured.id, range, |change| {
+            seen.push(match change {
+                Change::Present(row) => format!("present {}", shown(row)),
+                Change::Gone(key) => format!("gone {}", shown(key)),
+            });
+            Ok(())
+        })?;
+        seen.sort();
+        Ok(seen)
+    }
+
+    #[test]
+    fn inserts_updates_and_deletes_resolve_to_current_rows() -> Result<()> {
+        let (conn, state) = setup("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a'), (2, 'b');")?;
+        conn.execute_batch("DELETE FROM t; INSERT INTO t VALUES (5, 'x');")?;
+        let start = newest_seq(&conn)?;
+        conn.execute_batch(
+            "INSERT INTO t VALUES (6, 'new'); UPDATE t SET v = 'once' WHERE id = 5; UPDATE t SET v = 'twice' WHERE id = 5;
+             UPDATE t SET id = 7 WHERE id = 6; INSERT INTO t VALUES (8, 'short-lived'); DELETE FROM t WHERE id = 8;",
+        )?;
+        assert_eq!(
+            changes_after(&conn, &state, "t", start)?,
+            ["gone 6", "gone 8", "present 5,'twice'", "present 7,'new'"],
+            "repeated changes to one key come once; a key that moved away or was deleted is gone"
+        );
+        assert_eq!(changes_after(&conn, &state, "t", 0)?.len(), 6, "keys 1 and 2 were deleted too");
+        Ok(())
+    }
+
+    #[test]
+    fn a_key_deleted_and_inserted_again_is_present_with_its_new_values() -> Result<()> {
+        let (conn, state) = setup("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'old');")?;
+        let start = newest_seq(&conn)?;
+        conn.execute_batch("DELETE FROM t WHERE id = 1; INSERT INTO t VALUES (1, 'again');")?;
+        assert_eq!(changes_after(&conn, &state, "t", start)?, ["present 1,'again'"]);
+        assert_eq!(changes_after(&conn, &state, "t", newest_seq(&conn)?)?, Vec::<String>::new(), "an empty range");
+        Ok(())
+    }
+
+    #[test]
+    fn composite_and_blob_keys_resolve_byte_for_byte() -> Result<()> {
+        let (conn, state) = setup(
+            "CREATE TABLE c(a TEXT, b BLOB, v, PRIMARY KEY (a, b)) WITHOUT ROWID;
+             INSERT INTO c VALUES ('k', x'00ff', 1), ('k', x'01', 2);",
+        )?;
+        let start = newest_seq(&conn)?;
+        conn.execute_batch("UPDATE c SET b = x'02' WHERE b = x'01'; UPDATE c SET v = 3 WHERE b = x'00ff';")?;
+        assert_eq!(changes_after(&conn, &state, "c", start)?, ["gone 'k',X'01'", "present 'k',X'00ff',3", "present 'k',X'02',2"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_key_holding_null_is_read_through_the_rowid() -> Result<()> {
+        let (conn, state) = setup("CREATE TABLE n(a, b, v, PRIMARY KEY (a, b)); INSERT INTO n VALUES (1, NULL, 'x');")?;
+        assert_eq!(state.table("n").unwrap().key_columns, Vec::<String>::new(), "keyed by rowid");
+        let start = newest_seq(&conn)?;
+        conn.execute_batch("UPDATE n SET v = 'y'; INSERT INTO n VALUES (NULL, NULL, 'z'); DELETE FROM n WHERE v = 'z';")?;
+        assert_eq!(changes_after(&conn, &state, "n", start)?, ["gone 2", "present 1,NULL,'y',1"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_key_equal_only_under_its_collation_is_gone() -> Result<()> {
+        let (conn, state) = setup("CREATE TABLE n(k TEXT PRIMARY KEY COLLATE NOCASE, v); INSERT INTO n VALUES ('abc', 1);")?;
+        let start = newest_seq(&conn)?;
+        conn.execute_batch("INSERT OR REPLACE INTO n VALUES ('ABC', 2);")?;
+        assert_eq!(
+            changes_after(&conn, &state, "n", start)?,
+            ["gone 'abc'", "present 'ABC',2"],
+            "'abc' finds the row 'ABC' under NOCASE, but that row is not the one logged"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn lists_changed_tables_and_pending_keys() -> Result<()> {
+        let (conn, state) = setup("CREATE TABLE a(id INTEGER PRIMARY KEY); CREATE TABLE b(id INTEGER PRIMARY KEY);")?;
+        conn.execute_batch("INSERT INTO a VALUES (1); INSERT INTO b VALUES (1); INSERT INTO b VALUES (2);")?;
+        let (a, b) = (state.table("a").unwrap().id, state.table("b").unwrap().id);
+        let mut tables = changed_tables(&conn, SeqRange { after: 0, up_to: newest_seq(&conn)? })?;
+        tables.sort();
+        assert_eq!(tables, [a, b]);
+        assert_eq!(changed_tables(&conn, SeqRange { after: 1, up_to: 1 })?, Vec::<i64>::new());
+        let schema = read_schema(&conn)?;
+        let plan = TablePlan::new(schema.table("b").unwrap(), &[PgType::BigInt], &["id".to_string()]);
+        let mut keys = pending_keys(&conn, &plan, b, 2)?;
+        keys.sort_by_key(|key| shown(key));
+        assert_eq!(keys, [vec![SqlValue::Integer(2)]]);
+        Ok(())
+    }
 }

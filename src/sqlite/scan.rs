@@ -4,8 +4,8 @@ use rusqlite::Connection;
 
 use crate::error::Result;
 use crate::ident::quote;
+use crate::mapping::types::{ColumnStats, SqlValue, ValueChecks};
 use crate::sqlite::introspect::Table;
-use crate::types::{ColumnStats, SqlValue, ValueChecks};
 
 /// Counts, for every column of `table` (or of the rows in an inclusive rowid range), the values of each storage
 /// class and the shapes the mapping cares about. One pass, in Rust: SQLite's aggregate functions cost far more.

@@ -4,11 +4,12 @@
 //! through the coordinator, and schema changes are followed or refused with a clear message.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
-use crate::fleet::{wait_all_caught_up, wait_for, Tenants};
-use crate::stream::writer;
 use crate::support::citus::CitusCluster;
+use crate::support::daemon::wait_for;
+use crate::support::daemon::writer;
+use crate::support::fleet::Tenants;
+use crate::support::wait::{wait_all_caught_up, wait_sources, wait_until, CATCH_UP};
 use crate::support::{lite2pg_output, stderr, TestDb};
 
 const SOURCES: [&str; 3] = ["north", "south", "east"];
@@ -74,27 +75,28 @@ async fn stream_through_kill_and_worker_restart(
     db: &TestDb,
     tenants: &Tenants,
     files: &[(PathBuf, &str)],
-) -> crate::stream::Daemon {
+) -> crate::support::daemon::Daemon {
     let ssl: String = db.client().await.query_one("SHOW ssl", &[]).await.unwrap().get(0);
     assert_eq!(ssl, "on", "Citus turns TLS on with a self-signed certificate, which the default settings must accept");
     let mut daemon = tenants.daemon(&[]);
-    wait_until(db, "snapshot_seq IS NOT NULL", files.len()).await;
+    wait_sources(db, "snapshot_seq IS NOT NULL", files.len()).await;
     let writers = files.iter().enumerate().map(|(i, (path, _))| writer(path, 40 + i as u64, 300)).collect();
-    wait_until(db, "applied_seq > snapshot_seq", files.len()).await;
-    daemon.0.kill().unwrap();
-    daemon.0.wait().unwrap();
+    wait_sources(db, "applied_seq > snapshot_seq", files.len()).await;
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
     drop(daemon);
     let mut daemon = tenants.daemon(&[]);
     wait_for(writers);
     // Batches meet the worker down (connection errors, waited out with backoff) and go on once it is back.
     let worker = &cluster.workers[0];
+    let retries = daemon.retries();
     worker.stop();
     let writers = files.iter().enumerate().map(|(i, (path, _))| writer(path, 50 + i as u64, 50)).collect();
     wait_for(writers);
-    std::thread::sleep(Duration::from_millis(1000));
+    daemon.wait_retry_after(retries);
     worker.start();
     wait_all_caught_up(db, files).await;
-    assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon rode out the worker's restart");
+    assert!(daemon.child.try_wait().unwrap().is_none(), "the daemon rode out the worker's restart");
     tenants.assert_all_equal(db, files).await;
     let config = tenants.config();
     let verify = lite2pg_output(&["verify", "--config", config.to_str().unwrap(), "--source", files[0].1]);
@@ -108,27 +110,12 @@ async fn stream_through_kill_and_worker_restart(
     daemon
 }
 
-/// Waits until `sources` sources meet `condition` in `lite2pg.sources`.
-async fn wait_until(db: &TestDb, condition: &str, sources: usize) {
-    let client = db.client().await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let meeting = format!("SELECT count(*) FROM lite2pg.sources WHERE {condition}");
-    while client.query_one(&meeting, &[]).await.map(|r| r.get::<_, i64>(0) as usize).unwrap_or(0) < sources {
-        assert!(Instant::now() < deadline, "the sources never met {condition}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Waits for source `id` to record an error, and returns it.
 async fn wait_for_error(db: &TestDb, id: &str) -> String {
     let client = db.client().await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    wait_until(&format!("source {id} to record an error"), CATCH_UP, || async {
         let row = client.query_opt("SELECT last_error FROM lite2pg.sources WHERE source_id = $1", &[&id]).await.unwrap();
-        if let Some(error) = row.and_then(|r| r.get::<_, Option<String>>(0)) {
-            return error;
-        }
-        assert!(Instant::now() < deadline, "source {id} recorded no error");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        row.and_then(|r| r.get::<_, Option<String>>(0)).ok_or_else(|| "no error".to_string())
+    })
+    .await
 }

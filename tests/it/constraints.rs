@@ -4,8 +4,8 @@
 
 use serde_json::Value;
 
-use crate::evolve::settle;
-use crate::stream::start_daemon_with;
+use crate::support::daemon::start_daemon_with;
+use crate::support::wait::settle;
 use crate::support::{lite2pg_output, stderr, SqliteFile, TestDb};
 
 const APP: &str = "

@@ -48,19 +48,21 @@ async fn a_crash_at_each_narrow_window_loses_and_doubles_nothing() {
 async fn terminated_connections_and_a_writer_holding_the_lock_are_ridden_out() {
     let file = SqliteFile::new(include_str!("../../examples/writer_schema.sql"));
     let db = TestDb::new().await;
-    let _daemon = crate::stream::start_daemon(&db, &file);
-    let mut app = crate::stream::writer(&file.path, 3, 1_000_000);
+    let _daemon = crate::support::daemon::start_daemon(&db, &file);
+    let mut app = crate::support::daemon::writer(&file.path, 3, 1_000_000);
     let admin = db.client().await;
     let terminate = "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity
                      WHERE application_name = 'lite2pg' AND datname = current_database() AND pid <> pg_backend_pid()";
     let (mut terminated, mut held) = (0, false);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while terminated < 4 && std::time::Instant::now() < deadline {
+        // Terminations spread over the writer's run: the pacing is the test, not a stand-in for a condition.
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         let count: String = admin.query_one(terminate, &[]).await.unwrap().get(0);
         terminated += count.parse::<u32>().unwrap();
         if terminated >= 2 && !held {
-            // The application holds SQLite's write lock for two seconds; lite2pg waits without failing.
+            // The application holds SQLite's write lock for two seconds (the time is what is under test); lite2pg
+            // waits without failing.
             let conn = file.conn();
             conn.execute_batch("BEGIN IMMEDIATE; INSERT INTO events VALUES ('held', 2);").unwrap();
             std::thread::sleep(std::time::Duration::from_secs(2));
@@ -71,7 +73,7 @@ async fn terminated_connections_and_a_writer_holding_the_lock_are_ridden_out() {
     assert!(terminated >= 4, "only {terminated} lite2pg connections were terminated in 60 s");
     app.kill().unwrap();
     app.wait().unwrap();
-    crate::stream::wait_caught_up(&db, &file).await;
+    crate::support::wait::wait_caught_up(&db, &file).await;
     db.assert_equal(&file.path).await;
 }
 
@@ -79,12 +81,12 @@ async fn terminated_connections_and_a_writer_holding_the_lock_are_ridden_out() {
 async fn a_long_read_transaction_elsewhere_does_not_stop_the_stream() {
     let file = SqliteFile::new(include_str!("../../examples/writer_schema.sql"));
     let db = TestDb::new().await;
-    let _daemon = crate::stream::start_daemon(&db, &file);
+    let _daemon = crate::support::daemon::start_daemon(&db, &file);
     let reader = file.conn();
     reader.execute_batch("BEGIN; SELECT count(*) FROM accounts;").unwrap();
-    let mut app = crate::stream::writer(&file.path, 9, 600);
+    let mut app = crate::support::daemon::writer(&file.path, 9, 600);
     assert!(app.wait().unwrap().success());
-    crate::stream::wait_caught_up(&db, &file).await;
+    crate::support::wait::wait_caught_up(&db, &file).await;
     reader.execute_batch("COMMIT").unwrap();
     db.assert_equal(&file.path).await;
 }

@@ -49,9 +49,9 @@ async fn an_sqlalchemy_application_is_synced_while_it_writes_then_runs_on_postgr
     };
     run_app("0");
     let db = crate::support::TestDb::new().await;
-    let _daemon = crate::stream::start_daemon(&db, &file);
+    let _daemon = crate::support::daemon::start_daemon(&db, &file);
     run_app("400");
-    crate::stream::wait_caught_up(&db, &file).await;
+    crate::support::wait::wait_caught_up(&db, &file).await;
     db.assert_equal(&file.path).await;
     let orders = db.texts("SELECT count(*)::text FROM orders").await;
     assert_ne!(orders, [Some("0".to_string())], "the ORM's orders arrived");

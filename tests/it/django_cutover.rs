@@ -3,9 +3,10 @@
 //! then run Django on PostgreSQL: `migrate --check` is clean and the ledger app's ORM checks pass (typed filters,
 //! unique enforcement, generated fields PostgreSQL computes, sessions, authentication).
 
-use crate::realapps::{assert_running, manage, manage_on_postgres, migrate_all, unique};
-use crate::stream::{start_daemon, terminate, wait_caught_up};
-use crate::support::{lite2pg_output, stderr, SqliteFile, TestDb};
+use crate::support::apps::{manage, manage_on_postgres, migrate_all};
+use crate::support::daemon::{start_daemon, terminate};
+use crate::support::wait::wait_caught_up;
+use crate::support::{lite2pg_output, stderr, unique, SqliteFile, TestDb};
 
 #[tokio::test]
 async fn a_django_app_runs_on_postgres_after_cutover() {
@@ -22,7 +23,7 @@ async fn a_django_app_runs_on_postgres_after_cutover() {
     manage(&file, &["ledger_write", "3"]);
     manage(&file, &["ledger_write", "4"]);
     wait_caught_up(&db, &file).await;
-    assert_running(&mut daemon);
+    daemon.assert_running();
     assert!(unique(&db, "ledger_account", "number").await, "the UNIQUE the rebuild added is missing in PostgreSQL");
     db.assert_equal(&file.path).await;
     assert!(terminate(&mut daemon).success());

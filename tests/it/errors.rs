@@ -12,8 +12,9 @@ use lite2pg::pg::pool::Pool;
 use lite2pg::stream::{run, StopWhen};
 use serde_json::Value;
 
-use crate::observe::free_port;
-use crate::stream::{start_daemon, wait_caught_up};
+use crate::support::daemon::start_daemon;
+use crate::support::http::free_port;
+use crate::support::wait::{wait_caught_up, wait_until_blocking};
 use crate::support::{lite2pg, lite2pg_output, stderr, SqliteFile, TestDb};
 
 const APP: &str = "
@@ -124,17 +125,15 @@ async fn a_daemon_retries_what_waiting_can_fix_and_shows_it_meanwhile() {
         .await
         .unwrap();
     file.exec(BATCH);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_until_blocking("the retried error in status", Duration::from_secs(10), || {
         let (_, status) = json_of("status", &db, &file);
         let last_error = status["last_error"].as_str().unwrap_or_default();
-        if last_error.contains("b is busy") && last_error.contains("SQLSTATE 40001") {
-            break;
+        match last_error.contains("b is busy") && last_error.contains("SQLSTATE 40001") {
+            true => Ok(()),
+            false => Err(status.to_string()),
         }
-        assert!(Instant::now() < deadline, "the retried error is not in status: {status}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(daemon.0.try_wait().unwrap().is_none(), "a daemon keeps retrying an error waiting can fix");
+    });
+    assert!(daemon.child.try_wait().unwrap().is_none(), "a daemon keeps retrying an error waiting can fix");
     db.client().await.batch_execute("DELETE FROM busy").await.unwrap();
     wait_caught_up(&db, &file).await;
     let (_, status) = json_of("status", &db, &file);
@@ -190,15 +189,14 @@ async fn an_idle_daemon_prunes_what_it_applied() {
         conn.execute("INSERT INTO c VALUES (?1, 'burst')", [id]).unwrap();
     }
     wait_caught_up(&db, &file).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    wait_until_blocking("the log pruned to its newest entry after the burst", Duration::from_secs(5), || {
         let logged: i64 = conn.query_row("SELECT count(*) FROM _lite2pg_changes", [], |r| r.get(0)).unwrap();
         if logged == 1 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{logged} entries logged"))
         }
-        assert!(Instant::now() < deadline, "{logged} entries still logged 5 s after the burst was applied");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    });
     db.assert_equal(&file.path).await;
 }
 
@@ -286,9 +284,10 @@ async fn a_daemon_waits_while_another_process_locks_the_file_at_start_and_later(
     let holder = file.conn();
     holder.execute_batch("BEGIN EXCLUSIVE; INSERT INTO t VALUES (2, 'b');").unwrap();
     let mut daemon = start_daemon(&db, &file);
-    // Longer than SQLite's busy timeout (10 s): one attempt gives up, the daemon must not.
+    // Longer than SQLite's busy timeout (10 s): one attempt gives up, the daemon must not. The time is what is
+    // under test, so a sleep and not a wait.
     std::thread::sleep(Duration::from_secs(12));
-    assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon stopped while the file was locked");
+    assert!(daemon.child.try_wait().unwrap().is_none(), "the daemon stopped while the file was locked");
     holder.execute_batch("COMMIT").unwrap();
     drop(holder);
     file.exec("INSERT INTO t VALUES (3, 'c')");
@@ -296,8 +295,9 @@ async fn a_daemon_waits_while_another_process_locks_the_file_at_start_and_later(
     // And while it runs: neither its look at the file nor its pruning may end it.
     let holder = file.conn();
     holder.execute_batch("BEGIN EXCLUSIVE; INSERT INTO t VALUES (4, 'd');").unwrap();
+    // Again the time is what is under test.
     std::thread::sleep(Duration::from_secs(12));
-    assert!(daemon.0.try_wait().unwrap().is_none(), "the running daemon stopped while the file was locked");
+    assert!(daemon.child.try_wait().unwrap().is_none(), "the running daemon stopped while the file was locked");
     holder.execute_batch("COMMIT").unwrap();
     drop(holder);
     wait_caught_up(&db, &file).await;

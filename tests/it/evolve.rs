@@ -4,31 +4,14 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::stream::{start_daemon_with, wait_caught_up};
+use crate::support::daemon::start_daemon_with;
+use crate::support::wait::{settle, wait_until_blocking, CATCH_UP};
 use crate::support::{lite2pg_output, stderr, SqliteFile, TestDb};
 
 const APP: &str = "
     CREATE TABLE beat(id INTEGER PRIMARY KEY);
     CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT NOT NULL, price REAL);
     INSERT INTO items VALUES (1, 'pen', 1.5), (2, 'ink', 2.25);";
-
-/// Lets the daemon see everything written so far: one more commit, then wait until it is applied (a schema
-/// change is followed before the batch that holds a later commit). A commit made before the daemon installed
-/// capture is not logged (and one the snapshot copied was not streamed), so settling repeats until the row it
-/// wrote came through the stream.
-pub async fn settle(db: &TestDb, file: &SqliteFile) {
-    let streamed = "SELECT (SELECT max(id) FROM beat), applied_seq > snapshot_seq FROM lite2pg.sources";
-    loop {
-        file.exec("INSERT INTO beat DEFAULT VALUES");
-        let newest: i64 = file.conn().query_row("SELECT max(id) FROM beat", [], |r| r.get(0)).unwrap();
-        wait_caught_up(db, file).await;
-        if let Ok(row) = db.client().await.query_one(streamed, &[]).await {
-            if row.get::<_, Option<i64>>(0) == Some(newest) && row.get::<_, Option<bool>>(1) == Some(true) {
-                return;
-            }
-        }
-    }
-}
 
 async fn columns(db: &TestDb, table: &str) -> Vec<String> {
     let sql = format!(
@@ -147,7 +130,17 @@ async fn a_migration_tools_table_rebuild_under_write_load_ends_as_one_table() {
             n
         })
     };
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let load_reached = |at_least: i64| {
+        wait_until_blocking(&format!("the load to write row {at_least}"), CATCH_UP, || {
+            let newest: i64 = file.conn().query_row("SELECT max(id) FROM items", [], |r| r.get(0)).unwrap();
+            if newest >= at_least {
+                Ok(newest)
+            } else {
+                Err(format!("newest row {newest}"))
+            }
+        })
+    };
+    let before = load_reached(150);
     // What Alembic's batch mode and Django's SQLite schema editor do for changes ALTER TABLE cannot make.
     file.exec(
         "BEGIN;
@@ -158,7 +151,7 @@ async fn a_migration_tools_table_rebuild_under_write_load_ends_as_one_table() {
          CREATE INDEX items_by_title ON items(title);
          COMMIT;",
     );
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    load_reached(before + 50);
     stop.store(true, Ordering::Relaxed);
     let written = load.join().unwrap();
     assert!(written > 110, "the load kept writing ({written})");

@@ -3,11 +3,14 @@
 //! sides migrating is followed, values that do not convert are rejected, and the DDL never changes. Then a real
 //! Django project whose PostgreSQL schema Django's own `migrate` made, moved there and run on it.
 
+use std::time::Duration;
+
 use lite2pg::metrics::Metrics;
 use lite2pg::stream::{run, RunSummary, StopWhen};
 
-use crate::realapps::{assert_running, manage, manage_on_postgres, migrate_all};
-use crate::stream::{start_daemon_with, terminate, wait_caught_up};
+use crate::support::apps::{manage, manage_on_postgres, migrate_all};
+use crate::support::daemon::{start_daemon_with, terminate};
+use crate::support::wait::{wait_caught_up, wait_until};
 use crate::support::{lite2pg_output, stderr, SqliteFile, TestDb};
 
 /// SQLite's side: two tables joined by a foreign key, one column PostgreSQL lacks.
@@ -164,15 +167,15 @@ async fn refuses_keys_types_and_modes_that_do_not_match() {
 
 /// Waits until `sql` returns `want` (a running daemon applies in the background).
 async fn wait_for(db: &TestDb, sql: &str, want: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
+    wait_until(&format!("{sql} to give {want}"), Duration::from_secs(30), || async {
         let got = db.texts(sql).await;
         if got == [Some(want.to_string())] {
-            return;
+            Ok(())
+        } else {
+            Err(format!("{got:?}"))
         }
-        assert!(std::time::Instant::now() < deadline, "{sql} gave {got:?}, not {want}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -241,7 +244,7 @@ async fn a_django_app_moves_into_the_schema_its_own_migrations_made() {
     let mut daemon = start_daemon_with(&db, &file, &["--into-existing", "--schema", "public"]);
     manage(&file, &["ledger_write", "2"]);
     wait_caught_up(&db, &file).await;
-    assert_running(&mut daemon);
+    daemon.assert_running();
     db.assert_equal(&file.path).await;
     assert_eq!(ddl(&db).await, before, "lite2pg changed the application's DDL");
 
@@ -252,7 +255,7 @@ async fn a_django_app_moves_into_the_schema_its_own_migrations_made() {
     manage(&file, &["migrate", "ledger"]);
     manage(&file, &["ledger_write", "4"]);
     wait_caught_up(&db, &file).await;
-    assert_running(&mut daemon);
+    daemon.assert_running();
     db.assert_equal(&file.path).await;
     let numbered = "SELECT count(*) FROM ledger_account WHERE number IS NOT NULL";
     let in_sqlite: i64 = file.conn().query_row(numbered, [], |r| r.get(0)).unwrap();

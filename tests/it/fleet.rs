@@ -2,137 +2,19 @@
 //! that appears while running, connections bounded by the pool, metrics per source, and a full comparison per
 //! source at the end.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::observe::{free_port, http_get};
-use crate::stream::{writer, Daemon};
-use crate::support::{lite2pg, lite2pg_output, stderr, TestDb};
-use lite2pg::config::Layout;
-
-const WRITER_SCHEMA: &str = include_str!("../../examples/writer_schema.sql");
-
-/// A directory of SQLite files and the config file that lists them by glob.
-pub struct Tenants {
-    dir: tempfile::TempDir,
-    shared: bool,
-}
-
-impl Tenants {
-    /// Each source in a schema of its own.
-    pub fn new(db: &TestDb, pool_size: usize) -> Tenants {
-        Tenants::with_layout(db, pool_size, false)
-    }
-
-    /// Every source in one set of tables in `public`.
-    pub fn shared(db: &TestDb, pool_size: usize) -> Tenants {
-        Tenants::with_layout(db, pool_size, true)
-    }
-
-    fn with_layout(db: &TestDb, pool_size: usize, shared: bool) -> Tenants {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("tenants")).unwrap();
-        let tenants = Tenants { dir, shared };
-        tenants.write_config("lite2pg.toml", db, &format!("source_glob = \"tenants/*.db\"\npool_size = {pool_size}\n"));
-        tenants
-    }
-
-    /// Writes config file `name` with the database, the layout and `rest`.
-    fn write_config(&self, name: &str, db: &TestDb, rest: &str) -> PathBuf {
-        let layout = if self.shared { "layout = \"shared_tables\"\n" } else { "" };
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, format!("postgres = {:?}\n{layout}{rest}", db.url())).unwrap();
-        path
-    }
-
-    /// Tenant files made by the writer's schema, named by their ids.
-    pub fn add_all<'a>(&self, ids: &[&'a str]) -> Vec<(PathBuf, &'a str)> {
-        ids.iter().map(|id| (self.add(id), *id)).collect()
-    }
-
-    /// Compares every source of `files` (see `assert_equal`).
-    pub async fn assert_all_equal(&self, db: &TestDb, files: &[(PathBuf, &str)]) {
-        for (path, id) in files {
-            self.assert_equal(db, path, id).await;
-        }
-    }
-
-    /// Compares source `id` (file `sqlite`) value by value: its schema, or its rows of the shared tables.
-    async fn assert_equal(&self, db: &TestDb, sqlite: &Path, id: &str) {
-        let mut options = lite2pg::snapshot::SnapshotOptions {
-            schema: if self.shared { "public".to_string() } else { id.to_string() },
-            source_id: Some(id.to_string()),
-            ..db.options(sqlite)
-        };
-        options.policies.layout = if self.shared { Layout::SharedTables } else { Layout::SchemaPerSource };
-        let report = lite2pg::verify::verify(&options).await.unwrap();
-        assert!(!report.tables.is_empty(), "nothing was compared for {id}");
-        for diff in report.tables {
-            assert!(diff.is_equal(), "source {id}: table {} differs: {diff:?}", diff.table);
-        }
-    }
-
-    pub fn config(&self) -> PathBuf {
-        self.dir.path().join("lite2pg.toml")
-    }
-
-    fn add(&self, name: &str) -> PathBuf {
-        self.add_with(name, WRITER_SCHEMA)
-    }
-
-    /// A tenant file made by `sql`.
-    pub fn add_with(&self, name: &str, sql: &str) -> PathBuf {
-        let path = self.dir.path().join("tenants").join(format!("{name}.db"));
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
-        conn.execute_batch(sql).unwrap();
-        path
-    }
-
-    pub fn daemon(&self, extra: &[&str]) -> Daemon {
-        self.daemon_with(&self.config(), extra)
-    }
-
-    fn daemon_with(&self, config: &Path, extra: &[&str]) -> Daemon {
-        Daemon(lite2pg().args(["run", "--config", config.to_str().unwrap()]).args(extra).env("RUST_LOG", "warn").spawn().unwrap())
-    }
-}
-
-/// Waits until every source's position reached the newest entry of its file.
-pub async fn wait_all_caught_up(db: &TestDb, files: &[(PathBuf, &str)]) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let client = db.client().await;
-    'wait: loop {
-        assert!(Instant::now() < deadline, "the sources did not catch up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        for (path, id) in files {
-            let conn = rusqlite::Connection::open(path).unwrap();
-            let newest: i64 =
-                conn.query_row("SELECT coalesce(max(seq), 0) FROM _lite2pg_changes", [], |r| r.get(0)).unwrap_or(-1);
-            let applied = client
-                .query_opt("SELECT applied_seq FROM lite2pg.sources WHERE source_id = $1 AND snapshot_seq IS NOT NULL", &[id])
-                .await
-                .ok()
-                .flatten()
-                .map(|r| r.get::<_, i64>(0));
-            if applied != Some(newest) {
-                continue 'wait;
-            }
-        }
-        return;
-    }
-}
+use crate::support::daemon::{wait_for, writer};
+use crate::support::fleet::Tenants;
+use crate::support::http::{free_port, http_get};
+use crate::support::wait::{check, wait_all_caught_up, wait_sources, wait_until};
+use crate::support::{lite2pg_output, stderr, TestDb};
 
 /// One writer process per file (seeds from `seed` up), each committing `transactions`; waits for all.
 fn write_each(files: &[(PathBuf, &str)], seed: u64, transactions: u64) {
     wait_for(files.iter().enumerate().map(|(i, (path, _))| writer(path, seed + i as u64, transactions)).collect());
-}
-
-pub fn wait_for(children: Vec<Child>) {
-    for mut child in children {
-        assert!(child.wait().unwrap().success());
-    }
 }
 
 #[tokio::test]
@@ -159,7 +41,7 @@ async fn sources_written_at_once_end_equal(db: &TestDb, tenants: Tenants) {
     let port = free_port();
     let _daemon = tenants.daemon(&["--metrics-addr", &format!("127.0.0.1:{port}")]);
     let writers: Vec<Child> = files.iter().enumerate().map(|(i, (path, _))| writer(path, i as u64, 300)).collect();
-    std::thread::sleep(Duration::from_millis(500));
+    wait_sources(db, "applied_seq > snapshot_seq", ids.len()).await;
     files.push((tenants.add("late"), "late"));
     let late_writer = writer(&files[4].0, 99, 100);
     wait_for(writers);
@@ -199,6 +81,7 @@ async fn connections_stay_within_the_pool_however_many_sources() {
         }
         let count: i64 = client.query_one(connections, &[]).await.unwrap().get(0);
         most = most.max(count);
+        // The sampling rate of the connection count, not a stand-in for a condition.
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(most <= 3, "{most} connections for 8 sources with pool_size = 2 (plus one for the locks)");
@@ -255,6 +138,7 @@ async fn terminated_connections_including_the_lock_connection_are_ridden_out() {
                      WHERE application_name = 'lite2pg' AND datname = current_database() AND pid <> pg_backend_pid()";
     let mut terminated = 0;
     for _ in 0..3 {
+        // Terminations spread over the writers' run: the pacing is the test, not a stand-in for a condition.
         tokio::time::sleep(Duration::from_millis(400)).await;
         terminated += admin.query_one(terminate, &[]).await.unwrap().get::<_, i64>(0);
     }
@@ -356,11 +240,10 @@ async fn a_source_postgres_refuses_stops_alone_and_leaves_no_connection_in_a_tra
     write(1, 2).unwrap();
     let client = db.client().await;
     let stopped = "SELECT last_error FROM lite2pg.sources WHERE source_id = 'bad' AND last_error IS NOT NULL";
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client.query_opt(stopped, &[]).await.unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the refused source recorded no error");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("the refused source to record an error", Duration::from_secs(20), || async {
+        check(client.query_opt(stopped, &[]).await.unwrap().is_some(), || "no error".to_string())
+    })
+    .await;
     // The one pooled connection the refused batch ran on serves the other source.
     for id in 2..20 {
         write(0, id).unwrap();
@@ -370,7 +253,7 @@ async fn a_source_postgres_refuses_stops_alone_and_leaves_no_connection_in_a_tra
     let in_transaction = "SELECT count(*) FROM pg_stat_activity
                           WHERE application_name = 'lite2pg' AND datname = current_database() AND state LIKE 'idle in transaction%'";
     assert_eq!(client.query_one(in_transaction, &[]).await.unwrap().get::<_, i64>(0), 0);
-    assert!(daemon.0.try_wait().unwrap().is_none(), "the other source keeps the daemon running");
+    assert!(daemon.child.try_wait().unwrap().is_none(), "the other source keeps the daemon running");
 }
 
 #[tokio::test]

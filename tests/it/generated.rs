@@ -5,7 +5,8 @@
 
 use serde_json::Value;
 
-use crate::stream::{start_daemon, wait_caught_up};
+use crate::support::daemon::start_daemon;
+use crate::support::wait::wait_caught_up;
 use crate::support::{lite2pg_output, stderr, SqliteFile, TestDb};
 
 #[tokio::test]

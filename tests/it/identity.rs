@@ -2,13 +2,12 @@
 //! backups restored — with the daemon running and while it is stopped. Renumbered rowids are copied again by
 //! themselves; a restored file stops with a message naming it, and `snapshot --replace` starts over.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
+use std::time::Duration;
 
-use crate::evolve::settle;
-use crate::stream::{start_daemon, wait_caught_up, Daemon};
+use crate::support::daemon::{start_daemon, Daemon};
+use crate::support::wait::{settle, wait_caught_up, wait_until_blocking};
 use crate::support::{lite2pg, stderr, SqliteFile, TestDb};
 
 /// A table without a declared key (keyed by rowid, renumbered by VACUUM) and one with a text primary key, with
@@ -53,9 +52,16 @@ fn sync_once(db: &TestDb, file: &SqliteFile) {
 
 /// Renames `from` over the file, as a restore or a `VACUUM INTO` swap does: while no process writes the file, as
 /// SQLite requires (the old and the new file share the journal's name). A running daemon writes it only to prune
-/// the log right after a batch, so the swap waits for that prune to be done.
+/// the log right after a batch (down to the newest entry), so the swap waits for that prune to be done.
 fn rename_over(from: &Path, file: &SqliteFile) {
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until_blocking("the log pruned after the last batch", Duration::from_secs(30), || {
+        let logged: i64 = file.conn().query_row("SELECT count(*) FROM _lite2pg_changes", [], |r| r.get(0)).unwrap();
+        if logged <= 1 {
+            Ok(())
+        } else {
+            Err(format!("{logged} entries logged"))
+        }
+    });
     std::fs::rename(from, &file.path).unwrap();
 }
 
@@ -70,31 +76,10 @@ fn copy_of(file: &SqliteFile, name: &str) -> PathBuf {
     copy
 }
 
-/// The daemon with its stderr kept, to read what it said when it stopped.
-fn start_daemon_watched(db: &TestDb, file: &SqliteFile) -> Daemon {
-    Daemon(
-        lite2pg()
-            .args(["run", "--sqlite", file.path.to_str().unwrap(), "--postgres", &db.url()])
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    )
-}
-
 /// Waits for the daemon to stop by itself; its exit code and what it wrote to stderr.
 fn stopped(daemon: &mut Daemon) -> (Option<i32>, String) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = daemon.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the daemon did not stop on a restored file");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut said = String::new();
-    daemon.0.stderr.take().unwrap().read_to_string(&mut said).unwrap();
-    (status.code(), said)
+    let status = daemon.exited_within(Duration::from_secs(20));
+    (status.code(), daemon.log())
 }
 
 fn assert_names_a_restore(message: &str) {
@@ -191,7 +176,7 @@ async fn a_backup_restored_while_stopped_stops_the_sync_however_many_writes_foll
 async fn a_backup_restored_while_the_daemon_runs_stops_it() {
     let file = journal_file(TABLES);
     let db = TestDb::new().await;
-    let mut daemon = start_daemon_watched(&db, &file);
+    let mut daemon = start_daemon(&db, &file);
     file.exec("UPDATE bare SET b = 'before' WHERE a = 20");
     settle(&db, &file).await;
     let backup = copy_of(&file, "backup.db");
@@ -209,7 +194,7 @@ async fn a_backup_restored_while_the_daemon_runs_stops_it() {
 async fn a_backup_copied_into_the_file_while_the_daemon_runs_stops_it() {
     let file = journal_file(TABLES);
     let db = TestDb::new().await;
-    let mut daemon = start_daemon_watched(&db, &file);
+    let mut daemon = start_daemon(&db, &file);
     file.exec("UPDATE bare SET b = 'before' WHERE a = 20");
     settle(&db, &file).await;
     let backup = copy_of(&file, "backup.db");

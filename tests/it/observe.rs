@@ -1,12 +1,13 @@
 //! Proving and watching the sync: verify (and repair), status, doctor, metrics and health.
 
-use std::io::{Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::stream::Daemon;
-use crate::support::{lite2pg, lite2pg_output, stderr, SqliteFile, TestDb};
+use crate::support::daemon::{daemon_command, Daemon};
+use crate::support::http::{free_port, http_get};
+use crate::support::wait::{check, wait_until_blocking};
+use crate::support::{lite2pg_output, stderr, SqliteFile, TestDb};
 
 const APP: &str = "
     CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, r REAL, b BLOB);
@@ -83,9 +84,9 @@ async fn verify_finds_each_kind_of_difference_and_repair_mends_it() {
 async fn verify_is_consistent_while_the_daemon_streams() {
     let file = SqliteFile::new(include_str!("../../examples/writer_schema.sql"));
     let db = TestDb::new().await;
-    let _daemon = crate::stream::start_daemon(&db, &file);
-    crate::stream::wait_caught_up(&db, &file).await;
-    let mut app = crate::stream::writer(&file.path, 5, 1_000_000);
+    let _daemon = crate::support::daemon::start_daemon(&db, &file);
+    crate::support::wait::wait_caught_up(&db, &file).await;
+    let mut app = crate::support::daemon::writer(&file.path, 5, 1_000_000);
     for round in 0..3 {
         let report = lite2pg::verify::verify(&db.options(&file.path)).await.unwrap();
         assert!(report.tables.iter().all(|d| d.is_equal()), "round {round}: mid-stream verify found drift: {:?}", report.tables);
@@ -93,7 +94,7 @@ async fn verify_is_consistent_while_the_daemon_streams() {
     }
     app.kill().unwrap();
     app.wait().unwrap();
-    crate::stream::wait_caught_up(&db, &file).await;
+    crate::support::wait::wait_caught_up(&db, &file).await;
     db.assert_equal(&file.path).await;
 }
 
@@ -104,6 +105,7 @@ async fn status_shows_position_backlog_and_counts() {
     let (path, url) = (file.path.to_str().unwrap(), db.url());
     assert!(lite2pg_output(&["run", "--once", "--sqlite", path, "--postgres", &url]).status.success());
     file.exec("INSERT INTO t VALUES (4000, 'new', 0, NULL); DELETE FROM k;");
+    // The lag is measured in time: the sleep is what is under test.
     std::thread::sleep(Duration::from_millis(1100));
     let (code, status) = run_json(&["status", "--sqlite", path, "--postgres", &url, "--json"]);
     assert_eq!(code, Some(0), "{status}");
@@ -164,27 +166,6 @@ async fn doctor_passes_a_healthy_sync_and_explains_problems() {
     assert!(!text.contains("secret"));
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// GETs `path` and returns the status code and body, waiting for the server to listen.
-pub fn http_get(port: u16, path: &str) -> (u16, String) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut stream = loop {
-        match std::net::TcpStream::connect(("127.0.0.1", port)) {
-            Ok(stream) => break stream,
-            Err(err) => assert!(Instant::now() < deadline, "nothing listens on {port}: {err}"),
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let code = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (code, response.split_once("\r\n\r\n").unwrap().1.to_string())
-}
-
 #[tokio::test]
 async fn metrics_and_health_are_served_while_running() {
     let file = SqliteFile::new(APP);
@@ -193,25 +174,20 @@ async fn metrics_and_health_are_served_while_running() {
         .status
         .success());
     let port = free_port();
-    let daemon = Daemon(
-        lite2pg()
+    let daemon = Daemon::spawn(
+        daemon_command()
             .args(["run", "--sqlite", file.path.to_str().unwrap(), "--postgres", &db.url()])
-            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .unwrap(),
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}")]),
     );
     file.exec("INSERT INTO t VALUES (4000, 'new', 0, NULL); UPDATE k SET c = 5; DELETE FROM nokey;");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let metrics = loop {
+    let metrics = wait_until_blocking("the changes to show in the metrics", Duration::from_secs(30), || {
         let (code, body) = http_get(port, "/metrics");
         assert_eq!(code, 200);
-        if body.contains(",table=\"nokey\",op=\"delete\"} 3") {
-            break body;
+        match body.contains(",table=\"nokey\",op=\"delete\"} 3") {
+            true => Ok(body),
+            false => Err(body),
         }
-        assert!(Instant::now() < deadline, "changes never showed in the metrics:\n{body}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    });
     for name in [
         ",table=\"t\",op=\"upsert\"} 1",
         "lite2pg_pending_changes",
@@ -222,33 +198,28 @@ async fn metrics_and_health_are_served_while_running() {
     ] {
         assert!(metrics.contains(name), "missing {name} in:\n{metrics}");
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while http_get(port, "/healthz") != (200, "ok: caught up\n".to_string()) {
-        assert!(Instant::now() < deadline, "health never said caught up: {:?}", http_get(port, "/healthz"));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_blocking("health to say caught up", Duration::from_secs(10), || {
+        let health = http_get(port, "/healthz");
+        check(health == (200, "ok: caught up\n".to_string()), || format!("{health:?}"))
+    });
     assert_eq!(http_get(port, "/nothing").0, 404);
     drop(daemon);
 
     let port = free_port();
-    let _daemon = Daemon(
-        lite2pg()
+    let _daemon = Daemon::spawn(
+        daemon_command()
             .args(["run", "--sqlite", file.path.to_str().unwrap(), "--postgres", "postgres://u:secret@127.0.0.1:1/x"])
-            .args(["--metrics-addr", &format!("127.0.0.1:{port}"), "--health-max-outage", "0"])
-            .env("RUST_LOG", "error")
-            .spawn()
-            .unwrap(),
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}"), "--health-max-outage", "0"]),
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let body = wait_until_blocking("health to say 503 with PostgreSQL unreachable", Duration::from_secs(30), || {
         let (code, body) = http_get(port, "/healthz");
         if code == 503 {
-            assert!(body.contains("batches have failed"), "{body}");
-            break;
+            Ok(body)
+        } else {
+            Err(format!("{code} {body}"))
         }
-        assert!(Instant::now() < deadline, "health stayed {code} with PostgreSQL unreachable");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
+    assert!(body.contains("batches have failed"), "{body}");
     let (_, metrics) = http_get(port, "/metrics");
     let down = metrics.lines().any(|line| line.starts_with("lite2pg_up{source=") && line.ends_with("} 0"));
     assert!(metrics.contains(",kind=\"PgConnect\",sqlstate=\"\"}") && down, "{metrics}");

@@ -2,8 +2,8 @@
 //! stops lite2pg cleanly, its source lock released, even with the pipe its logs went to closed.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
+use crate::support::wait::{check, wait_until_blocking, CATCH_UP};
 use crate::support::{lite2pg_output, SqliteFile, TestDb};
 
 /// Whether `pid` is a live process (not gone, not a zombie waiting for its new parent to reap it).
@@ -33,14 +33,6 @@ fn daemon_holder(db: &TestDb, file: &SqliteFile) -> Option<String> {
     status(db, file)["daemon"].as_str().map(str::to_string)
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[tokio::test]
 async fn a_killed_parent_stops_the_daemon_and_releases_the_source() {
     let file = SqliteFile::new("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t (v) VALUES ('a');");
@@ -61,13 +53,18 @@ async fn a_killed_parent_stops_the_daemon_and_releases_the_source() {
     std::io::BufRead::read_line(&mut std::io::BufReader::new(parent.stdout.take().unwrap()), &mut pid).unwrap();
     let pid = pid.trim().to_string();
     let _orphan = KillOnDrop(pid.clone());
-    wait_until("the daemon to hold the source", || daemon_holder(&db, &file).is_some());
+    wait_until_blocking("the daemon to hold the source", CATCH_UP, || {
+        daemon_holder(&db, &file).ok_or_else(|| status(&db, &file).to_string())
+    });
     // Once it has applied a write it is idle: its next log line is the one about its parent, into the closed pipe.
     file.exec("INSERT INTO t (v) VALUES ('b')");
-    wait_until("the write to be applied", || status(&db, &file)["pending_changes"] == 0);
+    wait_until_blocking("the write to be applied", CATCH_UP, || {
+        let status = status(&db, &file);
+        check(status["pending_changes"] == 0, || status.to_string())
+    });
     parent.kill().unwrap(); // SIGKILL: the parent cannot pass anything on
     parent.wait().unwrap();
     drop(parent.stderr.take()); // the pipe lite2pg logs into has no reader any more
-    wait_until("lite2pg to exit after its parent", || !alive(&pid));
+    wait_until_blocking("lite2pg to exit after its parent", CATCH_UP, || check(!alive(&pid), || format!("{pid} alive")));
     assert_eq!(daemon_holder(&db, &file), None, "the source lock is released: the stop was clean");
 }

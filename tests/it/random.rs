@@ -43,7 +43,8 @@ fn statement() -> impl Strategy<Value = String> {
         )),
         (text, id.clone()).prop_map(|(x, y)| format!("UPDATE b SET y = y + 1 WHERE x = '{x}' AND y = {y}")),
         text.prop_map(|x| format!("DELETE FROM b WHERE x = '{x}'")),
-        (id.clone(), any::<Vec<u8>>()).prop_map(|(k, v)| format!("INSERT INTO c VALUES ({k}, x'{}')", lite2pg::types::hex(&v))),
+        (id.clone(), any::<Vec<u8>>())
+            .prop_map(|(k, v)| format!("INSERT INTO c VALUES ({k}, x'{}')", lite2pg::mapping::types::hex(&v))),
         id.clone().prop_map(|k| format!("UPDATE c SET k = k + 1 WHERE k = {k}")),
         id.clone().prop_map(|k| format!("DELETE FROM c WHERE k = {k}")),
         Just("DELETE FROM c".to_string()),
@@ -116,7 +117,7 @@ fn value() -> impl Strategy<Value = String> {
         any::<i32>().prop_map(|i| i.to_string()),
         (-1000i32..1000).prop_map(|i| format!("{}.5", i)),
         "[a-z]{0,3}".prop_map(|t| format!("'{t}'")),
-        any::<[u8; 2]>().prop_map(|b| format!("x'{}'", lite2pg::types::hex(&b))),
+        any::<[u8; 2]>().prop_map(|b| format!("x'{}'", lite2pg::mapping::types::hex(&b))),
         Just("NULL".to_string()),
     ]
 }
@@ -191,8 +192,8 @@ proptest! {
         runtime.block_on(async {
             let file = SqliteFile::new(MIGRATING);
             let db = TestDb::new().await;
-            let _daemon = crate::stream::start_daemon(&db, &file);
-            replay_migrations(&file, &steps, || crate::evolve::settle(&db, &file)).await;
+            let _daemon = crate::support::daemon::start_daemon(&db, &file);
+            replay_migrations(&file, &steps, || crate::support::wait::settle(&db, &file)).await;
             db.assert_equal(&file.path).await;
         });
     }
@@ -222,7 +223,7 @@ proptest! {
 /// `db`'s options for `file` as source `id` of shared tables.
 fn shared_source(db: &TestDb, file: &SqliteFile, id: &str) -> lite2pg::snapshot::SnapshotOptions {
     let mut options = lite2pg::snapshot::SnapshotOptions { source_id: Some(id.to_string()), ..db.options(&file.path) };
-    options.policies.layout = lite2pg::config::Layout::SharedTables;
+    options.policies.layout = lite2pg::mapping::layout::Layout::SharedTables;
     options
 }
 
@@ -339,7 +340,7 @@ proptest! {
         runtime.block_on(async {
             let file = SqliteFile::new(REAL_APP);
             let db = TestDb::new().await;
-            let mut daemon = crate::stream::start_daemon(&db, &file);
+            let mut daemon = crate::support::daemon::start_daemon(&db, &file);
             let conn = file.conn();
             for step in &steps {
                 match step {
@@ -349,11 +350,11 @@ proptest! {
                         }
                     }
                     AppStep::RebuildU { strict } => rebuild_u(&conn, *strict),
-                    AppStep::Settle => crate::evolve::settle(&db, &file).await,
+                    AppStep::Settle => crate::support::wait::settle(&db, &file).await,
                 }
             }
-            crate::evolve::settle(&db, &file).await;
-            assert_eq!(daemon.0.try_wait().unwrap(), None, "the daemon stopped");
+            crate::support::wait::settle(&db, &file).await;
+            assert_eq!(daemon.child.try_wait().unwrap(), None, "the daemon stopped");
             db.assert_equal(&file.path).await;
         });
     }

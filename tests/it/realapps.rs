@@ -3,72 +3,16 @@
 //! UNIQUE, and Alembic's batch mode. Python, Django and Alembic are installed by `.ci/run`; without them these
 //! tests fail rather than skip.
 
-use std::path::Path;
-use std::process::Command;
-
-use crate::stream::{start_daemon, wait_caught_up, Daemon};
-use crate::support::{SqliteFile, TestDb};
-
-pub const DJANGO_PROJECT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps/django");
-const ALEMBIC_STEPS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/apps/alembic_steps.py");
-
-/// Runs `python3 args…` with `SHOP_SQLITE` naming the file, and fails the test with Python's output if it fails.
-fn python(file: &Path, dir: &str, args: &[&str]) {
-    python_with(file, dir, args, &[]);
-}
-
-/// `python` with more environment variables (`SHOP_POSTGRES` points Django at PostgreSQL).
-pub fn python_with(file: &Path, dir: &str, args: &[&str], env: &[(&str, &str)]) {
-    let mut command = Command::new("python3");
-    command.current_dir(dir).args(args).env("SHOP_SQLITE", file).envs(env.iter().copied());
-    let output = command.output().unwrap_or_else(|err| {
-        panic!("cannot run python3 ({err}): install Python 3 with Django and Alembic (`bash .ci/run` does)")
-    });
-    assert!(
-        output.status.success(),
-        "python3 {args:?} failed (`bash .ci/run` installs Django and Alembic):\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-pub fn manage(file: &SqliteFile, args: &[&str]) {
-    python(&file.path, DJANGO_PROJECT, &[&["manage.py"], args, &["-v0"]].concat());
-}
-
-/// `manage.py args…` with Django pointed at the test database (`SHOP_POSTGRES`, schema `public`) instead of the file.
-pub fn manage_on_postgres(file: &SqliteFile, db: &TestDb, args: &[&str]) {
-    let url = db.url();
-    python_with(&file.path, DJANGO_PROJECT, &[&["manage.py"], args, &["-v0"]].concat(), &[("SHOP_POSTGRES", url.as_str())]);
-}
-
-/// Migrates every app on one side, with the ledger app at `ledger` (`None`: its newest migration).
-pub fn migrate_all(migrate: impl Fn(&[&str]), ledger: Option<&str>) {
-    for app in ["contenttypes", "auth", "admin", "sessions", "shop"] {
-        migrate(&["migrate", app]);
-    }
-    migrate(&[&["migrate", "ledger"][..], ledger.as_slice()].concat());
-}
-
-pub fn assert_running(daemon: &mut Daemon) {
-    assert_eq!(daemon.0.try_wait().unwrap(), None, "the daemon stopped");
-}
+use crate::support::apps::{manage, python, ALEMBIC_STEPS, DJANGO_PROJECT};
+use crate::support::daemon::start_daemon;
+use crate::support::wait::wait_caught_up;
+use crate::support::{unique, SqliteFile, TestDb};
 
 async fn nullable(db: &TestDb, table: &str, column: &str) -> bool {
     let sql = format!(
         "SELECT is_nullable FROM information_schema.columns WHERE table_schema = 'public' AND table_name = '{table}' AND column_name = '{column}'"
     );
     db.texts(&sql).await == [Some("YES".to_string())]
-}
-
-/// Whether PostgreSQL enforces uniqueness of exactly `column` of `table` (a constraint or a unique index).
-pub async fn unique(db: &TestDb, table: &str, column: &str) -> bool {
-    let sql = format!(
-        "SELECT count(*)::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-         WHERE i.indrelid = 'public.{table}'::regclass AND i.indisunique AND NOT i.indisprimary AND i.indnatts = 1
-           AND a.attname = '{column}'"
-    );
-    db.texts(&sql).await != [Some("0".to_string())]
 }
 
 async fn count(db: &TestDb, sql: &str) -> i64 {
@@ -90,7 +34,7 @@ async fn django_migrations_run_while_streaming_and_the_copy_stays_equal() {
     }
     manage(&file, &["shop_write", "1"]);
     wait_caught_up(&db, &file).await;
-    assert_running(&mut daemon);
+    daemon.assert_running();
     assert!(nullable(&db, "auth_user", "last_login").await);
     db.assert_equal(&file.path).await;
 
@@ -98,7 +42,7 @@ async fn django_migrations_run_while_streaming_and_the_copy_stays_equal() {
     manage(&file, &["migrate", "shop", "0002"]);
     manage(&file, &["shop_write", "2"]);
     wait_caught_up(&db, &file).await;
-    assert_running(&mut daemon);
+    daemon.assert_running();
     assert!(nullable(&db, "shop_customer", "nickname").await);
     assert!(count(&db, "SELECT count(*) FROM shop_customer WHERE nickname IS NULL").await > 0);
     db.assert_equal(&file.path).await;
@@ -107,7 +51,7 @@ async fn django_migrations_run_while_streaming_and_the_copy_stays_equal() {
     manage(&file, &["migrate", "shop", "0003"]);
     manage(&file, &["shop_write", "3"]);
     wait_caught_up(&db, &file).await;
-    assert_running(&mut daemon);
+    daemon.assert_running();
     assert!(unique(&db, "shop_customer", "email").await, "the UNIQUE the rebuild added is missing in PostgreSQL");
     db.assert_equal(&file.path).await;
 
@@ -115,7 +59,7 @@ async fn django_migrations_run_while_streaming_and_the_copy_stays_equal() {
     manage(&file, &["migrate", "shop", "0004"]);
     manage(&file, &["shop_write", "4"]);
     wait_caught_up(&db, &file).await;
-    assert_running(&mut daemon);
+    daemon.assert_running();
     assert!(!unique(&db, "shop_customer", "email").await, "the UNIQUE the rebuild dropped is still in PostgreSQL");
     let shared = "SELECT count(*) FROM shop_customer WHERE email = 'shared@example.com'";
     let in_sqlite: i64 = file.conn().query_row(shared, [], |r| r.get(0)).unwrap();
@@ -127,7 +71,7 @@ async fn django_migrations_run_while_streaming_and_the_copy_stays_equal() {
     manage(&file, &["migrate", "shop"]);
     manage(&file, &["shop_write", "5"]);
     wait_caught_up(&db, &file).await;
-    assert_running(&mut daemon);
+    daemon.assert_running();
     assert!(!nullable(&db, "shop_customer", "nickname").await, "NOT NULL the rebuild added is missing in PostgreSQL");
     assert_eq!(count(&db, "SELECT count(*) FROM shop_customer WHERE nickname IS NULL").await, 0);
     db.assert_equal(&file.path).await;
@@ -136,7 +80,7 @@ async fn django_migrations_run_while_streaming_and_the_copy_stays_equal() {
     manage(&file, &["migrate", "shop", "0004"]);
     manage(&file, &["shop_write", "6"]);
     wait_caught_up(&db, &file).await;
-    assert_running(&mut daemon);
+    daemon.assert_running();
     assert!(nullable(&db, "shop_customer", "nickname").await);
     db.assert_equal(&file.path).await;
 }
@@ -152,7 +96,7 @@ async fn alembic_batch_migrations_run_while_streaming_and_the_copy_stays_equal()
     for name in ["loosen", "write_nulls", "tighten", "write", "rename_and_drop", "write"] {
         step(name);
         wait_caught_up(&db, &file).await;
-        assert_running(&mut daemon);
+        daemon.assert_running();
         db.assert_equal(&file.path).await;
     }
     assert!(nullable(&db, "item", "label").await);

@@ -2,7 +2,10 @@
 //! RTRIM, on the column, in the index, on the key), composite, several at once, swaps inside one transaction and
 //! UPSERTs. Each ends with a value-by-value comparison; a stalled stream fails `wait_caught_up`.
 
-use crate::stream::{start_daemon_with, wait_caught_up};
+use std::time::Duration;
+
+use crate::support::daemon::start_daemon_with;
+use crate::support::wait::{check, wait_caught_up, wait_until};
 use crate::support::{lite2pg_output, stderr, SqliteFile, TestDb};
 
 /// Streams `schema` with a daemon, runs each of `writes` as its own commit, and checks PostgreSQL equals SQLite.
@@ -189,20 +192,11 @@ async fn cutover_makes_expression_and_partial_indexes_unique() {
 /// Waits until no daemon holds the test database's source lock (the daemon was dropped, so killed).
 async fn drop_daemons(db: &TestDb) {
     let client = db.client().await;
-    for _ in 0..500 {
-        let held: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
-                 WHERE l.locktype = 'advisory' AND d.datname = current_database()",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if held == 0 {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("the daemon's lock was never released");
+    let held = "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+                WHERE l.locktype = 'advisory' AND d.datname = current_database()";
+    wait_until("the daemon's lock to be released", Duration::from_secs(10), || async {
+        let held: i64 = client.query_one(held, &[]).await.unwrap().get(0);
+        check(held == 0, || format!("{held} advisory lock(s) held"))
+    })
+    .await
 }

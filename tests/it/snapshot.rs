@@ -246,6 +246,7 @@ async fn a_locked_file_is_waited_for() {
     let holder = file.conn();
     holder.execute_batch("BEGIN EXCLUSIVE; INSERT INTO t VALUES (2);").unwrap();
     let release = std::thread::spawn(move || {
+        // How long the lock is held is what is under test: the snapshot must outwait it.
         std::thread::sleep(std::time::Duration::from_millis(700));
         holder.execute_batch("COMMIT").unwrap();
     });

@@ -1,11 +1,12 @@
 //! Continuous sync: every statement form, whole transactions, crashes, restarts and concurrent writers.
 
 use std::path::Path;
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lite2pg::stream::{run, RunSummary, StopWhen};
 
+use crate::support::daemon::{start_daemon, terminate, writer};
+use crate::support::wait::wait_caught_up;
 use crate::support::{lite2pg, SqliteFile, TestDb};
 
 /// `lite2pg run --once` through the library.
@@ -94,96 +95,6 @@ async fn init_and_uninstall_leave_the_application_alone() {
     assert_eq!(users, 4);
 }
 
-/// Newest seq in the SQLite log and the applied position in PostgreSQL.
-async fn positions(db: &TestDb, file: &SqliteFile) -> (i64, Option<i64>) {
-    // -1 until the daemon has installed capture; no applied position until its snapshot is done.
-    let newest: i64 = file.conn().query_row("SELECT coalesce(max(seq), 0) FROM _lite2pg_changes", [], |r| r.get(0)).unwrap_or(-1);
-    let applied = match db.target.connect().await {
-        Ok(client) => client
-            .query_opt("SELECT applied_seq FROM lite2pg.sources WHERE snapshot_seq IS NOT NULL", &[])
-            .await
-            .ok()
-            .flatten()
-            .map(|r| r.get::<_, i64>(0)),
-        Err(_) => None,
-    };
-    (newest, applied)
-}
-
-/// Waits until the daemon has applied everything committed so far, schema changes included: the daemon follows a
-/// migration by logging a marker entry, which the position then has to reach.
-pub async fn wait_caught_up(db: &TestDb, file: &SqliteFile) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (newest, applied) = positions(db, file).await;
-        let followed = schema_followed(file);
-        if applied == Some(newest) && followed {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the daemon did not catch up: newest {newest}, applied {applied:?}, schema followed: {followed}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Whether capture follows the file's schema as it is now (the daemon records the version it followed).
-fn schema_followed(file: &SqliteFile) -> bool {
-    let conn = file.conn();
-    let followed: Option<String> =
-        conn.query_row("SELECT value FROM _lite2pg_meta WHERE key = 'followed_schema_version'", [], |r| r.get(0)).unwrap_or(None);
-    let now: i64 = conn.query_row("PRAGMA schema_version", [], |r| r.get(0)).unwrap_or(-1);
-    followed == Some(now.to_string())
-}
-
-/// A running `lite2pg run` process, killed if the test ends early.
-pub struct Daemon(pub Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-pub fn start_daemon(db: &TestDb, file: &SqliteFile) -> Daemon {
-    start_daemon_with(db, file, &[])
-}
-
-/// `lite2pg run` with extra arguments.
-pub fn start_daemon_with(db: &TestDb, file: &SqliteFile, extra: &[&str]) -> Daemon {
-    let log = std::env::var("LITE2PG_TEST_DAEMON_LOG").unwrap_or_else(|_| "warn".to_string());
-    Daemon(
-        lite2pg()
-            .args(["run", "--sqlite", file.path.to_str().unwrap(), "--postgres", &db.url()])
-            .args(extra)
-            .env("RUST_LOG", log)
-            .spawn()
-            .unwrap(),
-    )
-}
-
-pub fn terminate(daemon: &mut Daemon) -> std::process::ExitStatus {
-    let child = &mut daemon.0;
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "the daemon did not stop within 10 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The example writer process, committing `transactions` random transactions to `path`.
-pub fn writer(path: &std::path::Path, seed: u64, transactions: u64) -> Child {
-    let exe = std::env::current_exe().unwrap();
-    let examples = exe.parent().unwrap().parent().unwrap().join("examples").join("writer");
-    Command::new(examples).args([path.to_str().unwrap(), &seed.to_string(), &transactions.to_string()]).spawn().unwrap()
-}
-
 #[tokio::test]
 async fn two_writer_processes_and_the_daemon_at_once() {
     let file = SqliteFile::new(include_str!("../../examples/writer_schema.sql"));
@@ -210,6 +121,7 @@ async fn killing_the_daemon_loses_nothing_and_doubles_nothing() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
+        // A random moment of the daemon's work is what is under test: a sleep, not a wait.
         std::thread::sleep(Duration::from_millis(150 + seed % 400));
         drop(daemon);
     }
@@ -227,10 +139,11 @@ async fn postgres_restarting_mid_stream_is_ridden_out() {
     let mut daemon = start_daemon(&db, &file);
     assert!(writer(&file.path, 3, 100).wait().unwrap().success());
     wait_caught_up(&db, &file).await;
+    let retries = daemon.retries();
     cluster.stop();
     assert!(writer(&file.path, 5, 200).wait().unwrap().success());
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon keeps running while PostgreSQL is down");
+    daemon.wait_retry_after(retries);
+    assert!(daemon.child.try_wait().unwrap().is_none(), "the daemon keeps running while PostgreSQL is down");
     cluster.start();
     wait_caught_up(&db, &file).await;
     assert_eq!(terminate(&mut daemon).code(), Some(0));

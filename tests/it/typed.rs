@@ -351,7 +351,7 @@ fn kind(pg_type: &str) -> &str {
 
 #[tokio::test]
 async fn django_fields_get_the_types_djangos_postgresql_backend_uses() {
-    use crate::realapps::{manage, DJANGO_PROJECT};
+    use crate::support::apps::{manage, DJANGO_PROJECT};
     const TABLES: [&str; 4] = ["ledger_account", "ledger_entry", "auth_user", "django_session"];
     let file = SqliteFile::new("");
     manage(&file, &["migrate"]);

@@ -3,8 +3,8 @@
 
 use lite2pg::stream::{run, StopWhen};
 
-use crate::evolve::settle;
-use crate::stream::start_daemon_with;
+use crate::support::daemon::start_daemon_with;
+use crate::support::wait::settle;
 use crate::support::{SqliteFile, TestDb};
 
 const SETTINGS: &str = "

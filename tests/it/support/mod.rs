@@ -2,8 +2,13 @@
 //! a fresh database per test that is dropped afterwards, SQLite files in temp dirs, and the comparison that
 //! ends every test.
 
+pub mod apps;
 pub mod citus;
 pub mod cluster;
+pub mod daemon;
+pub mod fleet;
+pub mod http;
+pub mod wait;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -49,7 +54,7 @@ impl TestDb {
         let admin = PgTarget::parse(admin_url).unwrap();
         let mut bytes = [0u8; 6];
         getrandom::getrandom(&mut bytes).unwrap();
-        let name = format!("lite2pg_test_{}", lite2pg::types::hex(&bytes));
+        let name = format!("lite2pg_test_{}", lite2pg::mapping::types::hex(&bytes));
         let client = admin.connect().await.unwrap();
         client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
         TestDb { target: admin.with_dbname(&name), name, admin, admin_url: admin_url.to_string() }
@@ -161,4 +166,14 @@ pub fn lite2pg_output(args: &[&str]) -> Output {
 
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Whether PostgreSQL enforces uniqueness of exactly `column` of `table` (a constraint or a unique index).
+pub async fn unique(db: &TestDb, table: &str, column: &str) -> bool {
+    let sql = format!(
+        "SELECT count(*)::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+         WHERE i.indrelid = 'public.{table}'::regclass AND i.indisunique AND NOT i.indisprimary AND i.indnatts = 1
+           AND a.attname = '{column}'"
+    );
+    db.texts(&sql).await != [Some("0".to_string())]
 }

@@ -5,7 +5,8 @@ use tokio_postgres::GenericClient;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
-use crate::schema::{TablePlan, ROWID_COLUMN, SOURCE_COLUMN};
+use crate::mapping::layout::{Layout, SOURCE_COLUMN};
+use crate::mapping::table::{TablePlan, ROWID_COLUMN};
 use crate::sqlite::introspect::Table;
 
 /// Whether `table` has the source column a table shared by several sources has.
@@ -16,7 +17,7 @@ pub(crate) async fn is_shared_table(client: &impl GenericClient, schema: &str, t
 
 /// What became of a shared table this source has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SharedTable {
+pub(crate) enum SharedTable {
     /// PostgreSQL lacks it: the caller creates it.
     Missing,
     /// It exists, now with every column this source has.
@@ -26,7 +27,7 @@ pub enum SharedTable {
 /// For a shared table that exists, adds the columns this source has that it lacks and switches `plan` to the
 /// table's column types. Serialized per table between processes (until the transaction ends), so two sources
 /// never create one table at once.
-pub async fn create_or_adopt_shared(
+pub(crate) async fn create_or_adopt_shared(
     tx: &tokio_postgres::Transaction<'_>,
     schema: &str,
     plan: &mut TablePlan,
@@ -44,7 +45,7 @@ pub async fn create_or_adopt_shared(
         )
         .with_hint("rename or drop it, or sync into another --schema"));
     }
-    let wanted = plan.pg_key(true);
+    let wanted = plan.pg_key(Layout::SharedTables);
     let current = crate::pg::apply::primary_key(tx, schema, &plan.name).await?.map(|(_, columns)| columns);
     if current.as_ref() != Some(&wanted) {
         return Err(Error::new(

@@ -232,4 +232,14 @@ mod tests {
         assert_eq!(parse_timestamp(b"2000-01-01 00:00+02", false), None);
         assert_eq!(parse_timestamp(b"2000-01-01 00:00:00.12Z", true), None);
     }
+
+    #[test]
+    fn timestamps_parse_only_real_dates() {
+        assert_eq!(parse_timestamp(b"2000-01-01 00:00:01", false), Some(1_000_000));
+        assert_eq!(parse_timestamp(b"2000-01-01 00:00:00.250", true), Some(250_000));
+        assert_eq!(parse_timestamp(b"2023-02-29 00:00:00", false), None);
+        assert!(parse_timestamp(b"2024-02-29 00:00:00", false).is_some());
+        assert_eq!(parse_timestamp(b"0000-01-01 00:00:00", false), None);
+        assert_eq!(parse_date(b"1999-12-31"), Some(-1));
+    }
 }

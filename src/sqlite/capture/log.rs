@@ -1,0 +1,130 @@
+//! The change log as a queue: its newest position, what waits after a position and since when, appending keys
+//! by hand (repair), and pruning applied entries in short write transactions.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::triggers::key_expressions;
+use super::{CapturedTable, CHANGES_TABLE, UNIX_EPOCH_JULIAN_DAY, WRITTEN_AT};
+use crate::error::Result;
+use crate::ident::quote;
+use crate::mapping::types::SqlValue;
+use crate::sqlite::introspect::Table;
+
+/// Rows deleted per write transaction when pruning, so the application's writers never wait long.
+const PRUNE_CHUNK: i64 = 5000;
+
+/// The newest sequence number in the log (0 when it is empty).
+pub fn newest_seq(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row(&format!("SELECT coalesce(max(seq), 0) FROM {CHANGES_TABLE}"), [], |r| r.get(0))?)
+}
+
+/// The log entries after a position: how many, and the Unix time the oldest of them was written (`None` when
+/// there are none, or the oldest predates format 2).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pending {
+    pub entries: i64,
+    pub oldest_written_at: Option<f64>,
+}
+
+impl Pending {
+    /// Seconds since the oldest pending entry was written: 0 when nothing is pending.
+    pub fn lag_seconds(&self) -> Option<f64> {
+        if self.entries == 0 {
+            return Some(0.0);
+        }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        self.oldest_written_at.map(|at| (now - at).max(0.0))
+    }
+}
+
+/// The entries after `applied_seq`.
+pub fn pending(conn: &Connection, applied_seq: i64) -> Result<Pending> {
+    let sql = format!(
+        "SELECT count(*), (SELECT ({WRITTEN_AT} - {UNIX_EPOCH_JULIAN_DAY}) * 86400.0 FROM {CHANGES_TABLE} WHERE seq > ?1 ORDER BY seq LIMIT 1)
+         FROM {CHANGES_TABLE} WHERE seq > ?1"
+    );
+    Ok(conn.query_row(&sql, [applied_seq], |r| Ok(Pending { entries: r.get(0)?, oldest_written_at: r.get(1)? }))?)
+}
+
+/// Appends an entry for each key of table `table_id`, as if each row had just changed, so the normal apply path
+/// copies those rows again (how `verify --repair` mends differences). Returns the newest seq.
+pub fn log_keys(conn: &mut Connection, table_id: i64, keys: &[Vec<SqlValue>]) -> Result<i64> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    for key in keys {
+        let slots: String = (0..key.len()).map(|i| format!(", k{i}")).collect();
+        let params: String = (0..key.len()).map(|i| format!(", ?{}", i + 2)).collect();
+        let sql = format!("INSERT INTO {CHANGES_TABLE} (tbl, {WRITTEN_AT}{slots}) VALUES (?1, julianday('now'){params})");
+        let values: Vec<&dyn rusqlite::ToSql> =
+            std::iter::once(&table_id as &dyn rusqlite::ToSql).chain(key.iter().map(|v| v as &dyn rusqlite::ToSql)).collect();
+        tx.prepare_cached(&sql)?.execute(values.as_slice())?;
+    }
+    let newest = newest_seq(&tx)?;
+    tx.commit()?;
+    Ok(newest)
+}
+
+/// The keys of every row of a captured table whose JSON form (as `lite2pg.rejects` stores keys) is in `wanted`.
+pub fn keys_with_json(
+    conn: &Connection,
+    table: &Table,
+    captured: &CapturedTable,
+    wanted: &[serde_json::Value],
+) -> Result<Vec<Vec<SqlValue>>> {
+    let key = key_expressions(table, &captured.key_columns);
+    let mut stmt = conn.prepare(&format!("SELECT {} FROM {}", key.join(", "), quote(&table.name)))?;
+    let mut rows = stmt.query([])?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        let mut values = Vec::with_capacity(key.len());
+        crate::sqlite::scan::read_values(row, 0, key.len(), &mut values)?;
+        let json = serde_json::Value::Array(values.iter().map(SqlValue::to_json).collect());
+        if wanted.contains(&json) {
+            found.push(values);
+        }
+    }
+    Ok(found)
+}
+
+/// Deletes log entries below `applied_seq` in short write transactions. The entry at `applied_seq` itself stays,
+/// so the log's largest seq never falls and SQLite never hands out a used seq again.
+pub fn prune(conn: &Connection, applied_seq: i64) -> Result<u64> {
+    let mut deleted = 0u64;
+    loop {
+        // The bound is computed first so each DELETE is a short range scan, not a scan of the whole backlog.
+        let oldest: Option<i64> = conn.query_row(&format!("SELECT min(seq) FROM {CHANGES_TABLE}"), [], |r| r.get(0))?;
+        let Some(oldest) = oldest.filter(|oldest| *oldest < applied_seq) else { return Ok(deleted) };
+        let below = applied_seq.min(oldest.saturating_add(PRUNE_CHUNK));
+        deleted += conn.execute(&format!("DELETE FROM {CHANGES_TABLE} WHERE seq < ?1"), [below])? as u64;
+        crate::fail_point!("prune-between-chunks");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::capture::test_support::setup;
+
+    #[test]
+    fn prune_keeps_the_newest_entry() -> Result<()> {
+        let (conn, _) = setup("CREATE TABLE t(id INTEGER PRIMARY KEY);")?;
+        conn.execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12000) INSERT INTO t SELECT i FROM n;",
+        )?;
+        assert_eq!(prune(&conn, 12000)?, 11999);
+        conn.execute("INSERT INTO t VALUES (0)", [])?;
+        assert_eq!(newest_seq(&conn)?, 12001);
+        Ok(())
+    }
+
+    #[test]
+    fn pending_entries_carry_their_write_time() -> Result<()> {
+        let (conn, _) = setup("CREATE TABLE t(id INTEGER PRIMARY KEY);")?;
+        assert_eq!(pending(&conn, 0)?.lag_seconds(), Some(0.0));
+        conn.execute_batch("INSERT INTO t VALUES (1); INSERT INTO t VALUES (2);")?;
+        let waiting = pending(&conn, 1)?;
+        assert_eq!(waiting.entries, 1);
+        let lag = waiting.lag_seconds().expect("format 2 entries have a write time");
+        assert!((0.0..5.0).contains(&lag), "lag {lag}");
+        Ok(())
+    }
+}
