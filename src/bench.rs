@@ -28,6 +28,20 @@ const CAPTURE_SINGLE_ROW_TRANSACTIONS: u64 = 5000;
 /// Rate of the latency measure.
 const LATENCY_TX_PER_SECOND: u64 = 200;
 
+/// A part of the benchmark, to run only some (`bench --only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// The snapshot and the verify of its copy (verify needs the copy).
+    #[value(alias = "verify")]
+    Snapshot,
+    /// Capture overhead on the application's writes.
+    Capture,
+    /// Catch-up of a backlog.
+    CatchUp,
+    /// Commit-to-visible latency.
+    Latency,
+}
+
 /// One line of the result table.
 #[derive(Debug, Clone, Serialize)]
 pub struct Measure {
@@ -60,19 +74,6 @@ pub struct BenchReport {
     pub measures: Vec<Measure>,
 }
 
-/// The parts of the benchmark, each runnable alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Part {
-    /// Snapshot and verify of the synthetic table.
-    Snapshot,
-    /// Capture's overhead on the application's writes.
-    Capture,
-    /// Catch-up of a backlog.
-    CatchUp,
-    /// Commit-to-visible latency.
-    Latency,
-}
-
 /// The scratch places of one run.
 struct Scratch {
     dir: PathBuf,
@@ -82,8 +83,8 @@ struct Scratch {
     source_id: String,
 }
 
-/// Runs the measures of `only` (every one when empty) with `rows` rows; `progress` receives a line per step.
-pub async fn bench(target: &PgTarget, rows: u64, only: &[Part], progress: impl Fn(&str)) -> Result<BenchReport> {
+/// Runs the measures of `parts` (every one when empty) with `rows` rows; `progress` receives a line per step.
+pub async fn bench(target: &PgTarget, rows: u64, parts: &[Part], progress: impl Fn(&str)) -> Result<BenchReport> {
     let tag = format!("{}_{}", std::process::id(), Instant::now().elapsed().subsec_nanos());
     let scratch = Scratch {
         dir: std::env::temp_dir().join(format!("lite2pg-bench-{tag}")),
@@ -96,7 +97,7 @@ pub async fn bench(target: &PgTarget, rows: u64, only: &[Part], progress: impl F
         .map_err(|err| Error::new(ErrorKind::Usage, format!("cannot create {}: {err}", scratch.dir.display())))?;
     let interrupted = tokio::signal::ctrl_c();
     let result = tokio::select! {
-        result = measure_all(&scratch, rows, only, &progress) => result,
+        result = measure_all(&scratch, rows, parts, &progress) => result,
         _ = interrupted => Err(Error::new(ErrorKind::Usage, "interrupted; scratch data removed")),
     };
     scratch.clean_up().await;
@@ -129,27 +130,27 @@ impl Scratch {
     }
 }
 
-async fn measure_all(scratch: &Scratch, rows: u64, only: &[Part], progress: &impl Fn(&str)) -> Result<BenchReport> {
+async fn measure_all(scratch: &Scratch, rows: u64, parts: &[Part], progress: &impl Fn(&str)) -> Result<BenchReport> {
     let client = scratch.target.connect().await?;
     let (_, postgres_version) = crate::pg::state::server_version(&client).await?;
-    let wanted = |part: Part| only.is_empty() || only.contains(&part);
+    let runs = |part| parts.is_empty() || parts.contains(&part);
     let mut measures = Vec::new();
-    if wanted(Part::Snapshot) {
+    if runs(Part::Snapshot) {
         progress(&format!("making a {rows}-row SQLite database"));
         let sqlite = scratch.dir.join("bench.db");
         make_bench_database(&sqlite, rows)?;
         progress("snapshot: lite2pg, then the raw limit");
         measures.extend(measure_snapshot_and_verify(scratch, &sqlite, rows).await?);
     }
-    if wanted(Part::Capture) {
+    if runs(Part::Capture) {
         progress("capture overhead on the application's writes");
         measures.extend(measure_capture(&scratch.dir, rows)?);
     }
-    if wanted(Part::CatchUp) {
+    if runs(Part::CatchUp) {
         progress("catch-up of a backlog");
         measures.push(measure_catch_up(scratch, rows).await?);
     }
-    if wanted(Part::Latency) {
+    if runs(Part::Latency) {
         progress("commit-to-visible latency");
         measures.extend(measure_latency(scratch).await?);
     }

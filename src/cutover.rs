@@ -21,6 +21,7 @@ use crate::mapping::table::{KeyPlan, TablePlan, ROWID_COLUMN};
 use crate::metrics::Metrics;
 use crate::pg::apply::existing_plan;
 use crate::pg::state;
+use crate::pg::tx::{savepoint, Tx};
 use crate::snapshot::SnapshotOptions;
 use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::introspect::{read_schema, Table, OWN_PREFIX};
@@ -252,7 +253,7 @@ async fn apply(
     with_generated: &[&Table],
     dry_run: bool,
 ) -> Result<()> {
-    client.batch_execute("BEGIN").await?;
+    let tx = Tx::begin(client).await?;
     let mut kept = Vec::new();
     for table in with_generated {
         for outcome in crate::generated::make_generated(client, schema, table).await? {
@@ -270,24 +271,29 @@ async fn apply(
         }
     }
     for statement in std::mem::take(&mut report.statements) {
-        let refusable = refusable(&statement);
-        if refusable.is_some() {
-            client.batch_execute("SAVEPOINT refusable").await?;
-        }
-        match (client.batch_execute(&statement).await, refusable) {
-            (Ok(()), _) => kept.push(statement),
-            (Err(err), Some((kind, what))) => {
-                client.batch_execute("ROLLBACK TO SAVEPOINT refusable").await?;
-                let reason = err.as_db_error().map_or_else(|| err.to_string(), |db| db.message().to_string());
-                report.not_carried.push(NotCarried { kind, what: format!("{what} ({reason})"), sql: statement });
-            }
-            (Err(err), None) => {
-                client.batch_execute("ROLLBACK").await?;
+        let Some((kind, what)) = refusable(&statement) else {
+            if let Err(err) = tx.batch_execute(&statement).await {
+                tx.rollback().await?;
                 return Err(Error::from(err).context(format!("cutover statement failed, nothing was changed: {statement}")));
             }
+            kept.push(statement);
+            continue;
+        };
+        let (in_tx, sql): (&Client, &str) = (&tx, &statement);
+        let refused = savepoint(in_tx, || async move {
+            let executed = in_tx.batch_execute(sql).await;
+            Ok(executed.map_err(|err| err.as_db_error().map_or_else(|| err.to_string(), |db| db.message().to_string())))
+        })
+        .await?;
+        match refused {
+            Ok(()) => kept.push(statement),
+            Err(reason) => report.not_carried.push(NotCarried { kind, what: format!("{what} ({reason})"), sql: statement }),
         }
     }
-    client.batch_execute(if dry_run { "ROLLBACK" } else { "COMMIT" }).await?;
+    match dry_run {
+        true => tx.rollback().await?,
+        false => tx.commit().await?,
+    }
     report.statements = kept;
     Ok(())
 }

@@ -613,18 +613,15 @@ async fn follow_indexes(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNo
 
 /// Runs `sql` in a savepoint; a refusal is returned (and rolled back) instead of failing the transaction.
 pub(crate) async fn attempt(tx: &impl GenericClient, sql: &str) -> Result<Option<Error>> {
-    tx.batch_execute("SAVEPOINT lite2pg_attempt").await?;
-    match tx.batch_execute(sql).await {
-        Ok(()) => {
-            tx.batch_execute("RELEASE SAVEPOINT lite2pg_attempt").await?;
-            Ok(None)
+    let outcome = crate::pg::tx::savepoint(tx, || async move {
+        match tx.batch_execute(sql).await {
+            Ok(()) => Ok(Ok(())),
+            Err(err) if err.as_db_error().is_some() => Ok(Err(Error::from(err))),
+            Err(err) => Err(err.into()),
         }
-        Err(err) if err.as_db_error().is_some() => {
-            tx.batch_execute("ROLLBACK TO SAVEPOINT lite2pg_attempt").await?;
-            Ok(Some(err.into()))
-        }
-        Err(err) => Err(err.into()),
-    }
+    })
+    .await?;
+    Ok(outcome.err())
 }
 
 #[cfg(test)]

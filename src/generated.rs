@@ -86,38 +86,40 @@ async fn replace_column(
         Err(other) => return Ok(Err(format!("{other} in PostgreSQL uses the column"))),
     };
     let generated = format!("{pg_type} GENERATED ALWAYS AS ({pg_expression}) STORED");
-    client.batch_execute("SAVEPOINT lite2pg_generated").await?;
-    let add = format!("ALTER TABLE {relation} ADD COLUMN {} {generated}", quote(CANDIDATE));
-    if let Some(err) = crate::evolve::attempt(client, &add).await? {
-        client.batch_execute("ROLLBACK TO SAVEPOINT lite2pg_generated").await?;
-        return Ok(Err(format!("PostgreSQL refused `{pg_expression}`: {}", err.message())));
-    }
-    let differing: i64 =
-        client.query_one(&format!("SELECT count(*) FROM {relation} WHERE {}", differs(&name, &pg_type)), &[]).await?.get(0);
-    if differing > 0 {
-        client.batch_execute("ROLLBACK TO SAVEPOINT lite2pg_generated").await?;
-        return Ok(Err(format!("PostgreSQL computes `{pg_expression}` differently from SQLite for {differing} row(s)")));
-    }
-    let set_not_null = format!("ALTER TABLE {relation} ALTER COLUMN {} SET NOT NULL;", quote(&name));
-    client
-        .batch_execute(&format!(
-            "ALTER TABLE {relation} DROP COLUMN {0} CASCADE;
-             ALTER TABLE {relation} RENAME COLUMN {1} TO {0};
-             {2}",
-            quote(&name),
-            quote(CANDIDATE),
-            if not_null { set_not_null.as_str() } else { "" }
-        ))
-        .await?;
-    for statement in &remake {
-        if let Some(err) = crate::evolve::attempt(client, statement).await? {
-            client.batch_execute("ROLLBACK TO SAVEPOINT lite2pg_generated").await?;
-            return Ok(Err(format!("PostgreSQL could not make `{statement}` again on the new column: {}", err.message())));
+    let (relation, name, remake, generated_type) = (&relation, &name, &remake, &generated);
+    let swapped = crate::pg::tx::savepoint(client, || async move {
+        let add = format!("ALTER TABLE {relation} ADD COLUMN {} {generated_type}", quote(CANDIDATE));
+        if let Some(err) = crate::evolve::attempt(client, &add).await? {
+            return Ok(Err(format!("PostgreSQL refused `{pg_expression}`: {}", err.message())));
         }
-    }
-    client.batch_execute("RELEASE SAVEPOINT lite2pg_generated").await?;
-    let replaced = format!("ALTER TABLE {relation} DROP COLUMN {0}, ADD COLUMN {0} {generated}", quote(&name));
-    Ok(Ok([replaced].into_iter().chain(remake).collect::<Vec<_>>().join("; ")))
+        let differing: i64 =
+            client.query_one(&format!("SELECT count(*) FROM {relation} WHERE {}", differs(name, &pg_type)), &[]).await?.get(0);
+        if differing > 0 {
+            return Ok(Err(format!("PostgreSQL computes `{pg_expression}` differently from SQLite for {differing} row(s)")));
+        }
+        let set_not_null = format!("ALTER TABLE {relation} ALTER COLUMN {} SET NOT NULL;", quote(name));
+        client
+            .batch_execute(&format!(
+                "ALTER TABLE {relation} DROP COLUMN {0} CASCADE;
+                 ALTER TABLE {relation} RENAME COLUMN {1} TO {0};
+                 {2}",
+                quote(name),
+                quote(CANDIDATE),
+                if not_null { set_not_null.as_str() } else { "" }
+            ))
+            .await?;
+        for statement in remake {
+            if let Some(err) = crate::evolve::attempt(client, statement).await? {
+                return Ok(Err(format!("PostgreSQL could not make `{statement}` again on the new column: {}", err.message())));
+            }
+        }
+        Ok(Ok(()))
+    })
+    .await?;
+    Ok(swapped.map(|()| {
+        let replaced = format!("ALTER TABLE {relation} DROP COLUMN {0}, ADD COLUMN {0} {generated}", quote(name));
+        [replaced].into_iter().chain(remake.iter().cloned()).collect::<Vec<_>>().join("; ")
+    }))
 }
 
 /// The statements that make again what dropping the column drops: constraints (other tables' foreign keys to it

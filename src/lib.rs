@@ -3,7 +3,7 @@
 //! The pipeline, one module per step: [`sqlite`] opens the file, reads its schema, installs change capture and
 //! reads changes; [`mapping`] decides how each table and value is held in PostgreSQL and where several sources'
 //! tables go; [`pg`] connects (TLS, the managed local server), creates tables, copies and applies; [`snapshot`]
-//! copies everything once; [`stream`] applies changes as they are committed; [`verify`] proves equality. Around it: [`status`], [`doctor`] and [`metrics`] to watch it, [`cutover`] to leave SQLite,
+//! copies everything once; [`stream`] applies changes as they are committed; [`verify`] proves equality (`repair` sends differences through the stream again). Around it: [`status`], [`doctor`] and [`metrics`] to watch it, [`cutover`] to leave SQLite,
 //! [`demo`] and [`bench`](mod@bench) to try and measure it, [`cli`] the command line.
 
 pub mod app_constraints;
@@ -24,6 +24,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod pg;
 pub mod progress;
+pub(crate) mod repair;
 pub mod snapshot;
 pub mod source;
 pub mod sqlite;

@@ -26,6 +26,7 @@ use crate::mapping::types::{joined_types, ColumnStats, PgType, SqlValue};
 use crate::pg::copy::{CopyEncoder, CHUNK_BYTES};
 use crate::pg::shared_tables::{create_or_adopt_shared, is_shared_table, SharedTable};
 use crate::pg::state::{self, Reject};
+use crate::pg::tx::Tx;
 use crate::pg::PgTarget;
 use crate::progress::Progress;
 use crate::source::{Selection, Source};
@@ -410,18 +411,20 @@ async fn copy_all(options: &SnapshotOptions, prepared: &Prepared, progress: &Pro
     let mut handles = Vec::new();
     for _ in 0..workers {
         let client = options.target.connect().await?;
-        if shared {
-            replace_own_rows(&client, &options.schema, prepared).await?;
-        }
         let (queue, plans, bars) = (queue.clone(), plans.clone(), bars.clone());
         let (path, schema, schema_version) = (options.sqlite.clone(), options.schema.clone(), prepared.schema_version);
+        let own_rows = shared.then(|| prepared.source_id.clone());
         handles.push(tokio::spawn(async move {
+            let tx = match &own_rows {
+                Some(source_id) => Some(replace_own_rows(&client, &schema, source_id, &plans).await?),
+                None => None,
+            };
             let mut done: Vec<(usize, Copied)> = Vec::new();
             loop {
                 let next = queue.lock().expect("queue lock is never poisoned").pop_front();
                 let Some(item) = next else {
-                    if shared {
-                        client.batch_execute("COMMIT").await?;
+                    if let Some(tx) = &tx {
+                        tx.commit().await?;
                     }
                     return Ok::<_, Error>(done);
                 };
@@ -461,14 +464,14 @@ async fn copy_all(options: &SnapshotOptions, prepared: &Prepared, progress: &Pro
 
 /// Opens the transaction a shared snapshot copies in, sets whose rows it writes, and deletes that source's
 /// rows from every table first.
-async fn replace_own_rows(client: &Client, schema: &str, prepared: &Prepared) -> Result<()> {
-    client.batch_execute("BEGIN").await?;
-    state::act_as_source(client, &prepared.source_id, true).await?;
-    for plan in &prepared.plans {
+async fn replace_own_rows<'c>(client: &'c Client, schema: &str, source_id: &str, plans: &[TablePlan]) -> Result<Tx<'c>> {
+    let tx = Tx::begin(client).await?;
+    state::act_as_source(&*tx, source_id, true).await?;
+    for plan in plans {
         let own = Layout::SharedTables.this_source("", 1);
-        client.execute(&format!("DELETE FROM {} WHERE true{own}", qualified(schema, &plan.name)), &[&prepared.source_id]).await?;
+        tx.execute(&format!("DELETE FROM {} WHERE true{own}", qualified(schema, &plan.name)), &[&source_id]).await?;
     }
-    Ok(())
+    Ok(tx)
 }
 
 /// Under the `stop` policy a value that does not fit ends the snapshot (only a type override can make one: the

@@ -102,6 +102,9 @@ fn sqlite_counts(conn: &rusqlite::Connection, capture: &CaptureState) -> Result<
     capture
         .tables
         .iter()
+        // A table the application dropped or renamed since the daemon last followed its schema is not counted: the
+        // daemon follows the change at its next batch.
+        .filter(|t| crate::sqlite::table_exists(conn, &t.name).unwrap_or(true))
         .map(|t| {
             let rows = conn.query_row(&format!("SELECT count(*) FROM {}", quote(&t.name)), [], |r| r.get(0))?;
             let postgres_table = crate::ident::pg_name(&t.name);

@@ -15,8 +15,8 @@ pub struct BenchArgs {
     /// Rows of the synthetic table (and changes of the catch-up backlog).
     #[arg(long, default_value_t = 1_000_000)]
     pub rows: u64,
-    /// Run only these measures (all when not given), e.g. `--only latency` while working on one of them.
-    #[arg(long, value_enum, value_delimiter = ',')]
+    /// Run only these parts (comma-separated); every part when not given.
+    #[arg(long, value_delimiter = ',')]
     pub only: Vec<crate::bench::Part>,
 }
 

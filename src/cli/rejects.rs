@@ -26,7 +26,7 @@ pub(super) async fn rejects(common: &CommonArgs, args: &RejectsArgs) -> Result<E
     let client = options.target.connect().await?;
     let mut rejects = crate::pg::state::rejects(&client, &capture.source_id).await?;
     if args.retry && !rejects.is_empty() {
-        let retried = crate::stream::retry_rejects(&options, &conn, &capture, &rejects).await?;
+        let retried = crate::repair::retry_rejects(&options, &conn, &capture, &rejects).await?;
         tracing::info!("applied {retried} rejected row(s) again under the current policies");
         rejects = crate::pg::state::rejects(&client, &capture.source_id).await?;
     }

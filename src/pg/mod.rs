@@ -9,6 +9,7 @@ pub mod pool;
 pub(crate) mod shared_tables;
 pub mod state;
 pub mod tls;
+pub mod tx;
 
 use std::path::PathBuf;
 use std::time::Duration;

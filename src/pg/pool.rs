@@ -14,6 +14,7 @@ use tokio_postgres::{Client, Statement};
 use crate::error::Result;
 use crate::pg::apply::TableMerge;
 use crate::pg::state;
+use crate::pg::tx::Tx;
 use crate::pg::PgTarget;
 
 /// The shared connections and the lock connection.
@@ -46,7 +47,7 @@ struct PooledClient {
     temp_tables: HashMap<String, TempTable>,
     /// Statements every batch runs, prepared once per connection: preparing a statement anew is a round trip.
     prepared: Mutex<HashMap<String, Statement>>,
-    /// Between `Lease::begin` and the end of that transaction.
+    /// Between `Lease::begin` and the end of that transaction (`Tx`).
     in_transaction: AtomicBool,
 }
 
@@ -159,28 +160,10 @@ impl Lease {
         self.conn.as_ref().expect("a lease holds its connection until dropped")
     }
 
-    /// Starts a transaction to end with `commit` or `rollback`. Until it ends, the connection does not go back
-    /// to the pool: a lease dropped inside it (an early return, an error) closes the connection, and PostgreSQL
-    /// rolls the transaction back.
-    pub async fn begin(&self) -> Result<()> {
-        // Marked first: a BEGIN whose answer is lost may still have started the transaction.
-        self.conn().in_transaction.store(true, Ordering::SeqCst);
-        self.conn().client.batch_execute("BEGIN").await?;
-        Ok(())
-    }
-
-    /// Commits. A COMMIT PostgreSQL refuses rolls the transaction back, so it has ended either way.
-    pub async fn commit(&self) -> Result<()> {
-        let committed = self.conn().client.batch_execute("COMMIT").await;
-        self.conn().in_transaction.store(false, Ordering::SeqCst);
-        Ok(committed?)
-    }
-
-    /// Rolls back the transaction `begin` started.
-    pub async fn rollback(&self) -> Result<()> {
-        self.conn().client.batch_execute("ROLLBACK").await?;
-        self.conn().in_transaction.store(false, Ordering::SeqCst);
-        Ok(())
+    /// Starts a transaction. Until it ends, the connection does not go back to the pool: a lease dropped inside it
+    /// (an early return, an error) closes the connection, and PostgreSQL rolls the transaction back.
+    pub async fn begin(&self) -> Result<Tx<'_>> {
+        Tx::begin_with(&self.conn().client, "BEGIN", Some(&self.conn().in_transaction)).await
     }
 
     /// Whether a transaction `begin` started has not ended yet.

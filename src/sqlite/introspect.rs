@@ -115,6 +115,20 @@ impl SourceSchema {
 
 /// Reads the schema of the main database.
 pub fn read_schema(conn: &Connection) -> Result<SourceSchema> {
+    if !conn.is_autocommit() {
+        return read_schema_in_transaction(conn);
+    }
+    // Each statement would otherwise see the schema as it is then: a table an application drops or renames between
+    // the listing and the reading of its columns would break the read (seen with migrations while streaming).
+    conn.execute_batch("BEGIN")?;
+    let schema = read_schema_in_transaction(conn);
+    let ended = conn.execute_batch("COMMIT");
+    let schema = schema?;
+    ended?;
+    Ok(schema)
+}
+
+fn read_schema_in_transaction(conn: &Connection) -> Result<SourceSchema> {
     let mut schema = SourceSchema::default();
     let mut stmt = conn.prepare("SELECT name, type, wr, strict FROM pragma_table_list WHERE schema = 'main' ORDER BY name")?;
     let listed: Vec<(String, String, bool, bool)> =

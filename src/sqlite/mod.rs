@@ -133,3 +133,8 @@ pub fn begin_read_at(conn: &Connection, expected: i64) -> Result<()> {
 pub fn schema_version(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("PRAGMA schema_version", [], |r| r.get(0))?)
 }
+
+/// Whether the main database holds an ordinary table named `name`.
+pub fn table_exists(conn: &Connection, name: &str) -> Result<bool> {
+    Ok(conn.query_row("SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1", [name], |r| r.get(0))?)
+}

@@ -164,15 +164,15 @@ async fn a_connection_left_in_a_transaction_never_goes_back_to_the_pool() {
     let pool = Pool::new(db.target.clone(), 1);
     let lease = pool.lease().await.unwrap();
     let aborted = backend(&lease).await;
-    lease.begin().await.unwrap();
-    assert!(lease.batch_execute("SELECT 1 / 0").await.is_err());
+    let tx = lease.begin().await.unwrap();
+    assert!(tx.batch_execute("SELECT 1 / 0").await.is_err());
+    drop(tx);
     drop(lease);
 
     let lease = pool.lease().await.unwrap();
     let fresh = backend(&lease).await;
     assert_ne!(fresh, aborted, "the connection left in its transaction was closed, not reused");
-    lease.begin().await.unwrap();
-    lease.rollback().await.unwrap();
+    lease.begin().await.unwrap().rollback().await.unwrap();
     drop(lease);
     let lease = pool.lease().await.unwrap();
     assert_eq!(backend(&lease).await, fresh, "a connection whose transaction ended is reused");
