@@ -21,6 +21,7 @@ pub mod fleet;
 pub mod generated;
 pub mod ident;
 pub mod mapping;
+pub mod options;
 pub mod metrics;
 pub mod pg;
 pub mod progress;
