@@ -19,10 +19,10 @@ use crate::mapping::ddl::deferred_unique_indexes;
 use crate::mapping::layout::Layout;
 use crate::mapping::table::{KeyPlan, TablePlan, ROWID_COLUMN};
 use crate::metrics::Metrics;
+use crate::options::SnapshotOptions;
 use crate::pg::apply::existing_plan;
 use crate::pg::state;
 use crate::pg::tx::{savepoint, Tx};
-use crate::options::SnapshotOptions;
 use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::introspect::{read_schema, Table, OWN_PREFIX};
 use crate::sqlite::{open, Access};
@@ -95,7 +95,8 @@ pub async fn cutover(options: &CutoverOptions) -> Result<CutoverReport> {
     conn.busy_timeout(options.wait_for_writers)?;
     let capture = capture::require_state(&conn, &source.sqlite)?;
     let client = source.target.connect().await?;
-    let applied = hold_writes_when_caught_up(&conn, &client, &options.source, &capture.source_id, options.wait_for_writers).await?;
+    let applied =
+        hold_writes_when_caught_up(&conn, &client, &options.source, &capture.source_id, options.wait_for_writers).await?;
     tracing::info!("new SQLite writes wait until the cutover ends; PostgreSQL is at position {applied}");
     let result = finish(options, &conn, &client, &capture).await;
     let end = if result.as_ref().is_ok_and(|r| r.capture_removed) { "COMMIT" } else { "ROLLBACK" };

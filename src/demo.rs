@@ -12,8 +12,8 @@ use tokio::sync::Notify;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::Metrics;
-use crate::pg::PgTarget;
 use crate::options::{SnapshotOptions, SourceOptions};
+use crate::pg::PgTarget;
 use crate::source::Selection;
 use crate::stream::StopWhen;
 use crate::verify::VerifyReport;

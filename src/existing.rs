@@ -18,9 +18,9 @@ use crate::ident::{pg_name, qualified};
 use crate::mapping::table::{pg_column_name, TablePlan};
 use crate::mapping::types::PgType;
 use crate::metrics::Metrics;
+use crate::options::SnapshotOptions;
 use crate::pg::apply::primary_key;
 use crate::pg::state::{self, SourceRow};
-use crate::options::SnapshotOptions;
 use crate::snapshot::{ColumnMapping, SnapshotReport, TableReport};
 use crate::source::Source;
 use crate::sqlite::capture::mark_position;
@@ -333,9 +333,11 @@ pub async fn register(options: &SnapshotOptions) -> Result<SnapshotReport> {
     }
     let source = {
         let options = options.clone();
-        tokio::task::spawn_blocking(move || Source::prepare(&options.source.sqlite, &options.source.selection, options.source.source_id.as_deref()))
-            .await
-            .expect("preparing the source does not panic")?
+        tokio::task::spawn_blocking(move || {
+            Source::prepare(&options.source.sqlite, &options.source.selection, options.source.source_id.as_deref())
+        })
+        .await
+        .expect("preparing the source does not panic")?
     };
     // The connection stays behind: only what was read travels across the awaits below.
     let (sqlite_path, Source { schema: sqlite_schema, capture, .. }) = (source.display_path(), source);
@@ -386,7 +388,8 @@ pub async fn register(options: &SnapshotOptions) -> Result<SnapshotReport> {
     tx.execute("DELETE FROM lite2pg.rejects WHERE source_id = $1", &[&source_id]).await?;
     let mut mapping = Vec::new();
     for (table, captured, plan) in &tables {
-        state::register_table(&tx, &source_id, &options.source.schema, &table.name, &captured.key_columns, plan.is_some()).await?;
+        state::register_table(&tx, &source_id, &options.source.schema, &table.name, &captured.key_columns, plan.is_some())
+            .await?;
         state::set_synced_columns(&tx, &source_id, &table.name, &synced_columns(plan.as_ref())).await?;
         mapping.extend(plan.iter().flat_map(|plan| {
             plan.columns.iter().map(|c| ColumnMapping {

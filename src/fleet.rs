@@ -16,8 +16,8 @@ pub use crate::config::SourceEntry;
 use crate::error::{Error, ErrorKind, Result};
 use crate::mapping::layout::Layout;
 use crate::metrics::Metrics;
-use crate::pg::pool::Pool;
 use crate::options::{FleetOptions, SnapshotOptions, SourceOptions};
+use crate::pg::pool::Pool;
 use crate::sqlite::{capture, open, Access};
 use crate::stream::{RunSummary, StopWhen};
 

@@ -340,9 +340,12 @@ async fn create_tables(client: &mut Client, options: &SnapshotOptions, prepared:
     let mut created = Vec::new();
     for (plan, table) in prepared.plans.iter_mut().zip(&prepared.tables) {
         let made = match layout {
-            Layout::SharedTables => create_or_adopt_shared(&tx, &options.source.schema, plan, table).await? == SharedTable::Missing,
+            Layout::SharedTables => {
+                create_or_adopt_shared(&tx, &options.source.schema, plan, table).await? == SharedTable::Missing
+            }
             Layout::SchemaPerSource => {
-                tx.batch_execute(&format!("DROP TABLE IF EXISTS {} CASCADE", qualified(&options.source.schema, &plan.name))).await?;
+                tx.batch_execute(&format!("DROP TABLE IF EXISTS {} CASCADE", qualified(&options.source.schema, &plan.name)))
+                    .await?;
                 true
             }
         };
@@ -394,7 +397,8 @@ async fn copy_all(options: &SnapshotOptions, prepared: &Prepared, progress: &Pro
     for _ in 0..workers {
         let client = options.source.target.connect().await?;
         let (queue, plans, bars) = (queue.clone(), plans.clone(), bars.clone());
-        let (path, schema, schema_version) = (options.source.sqlite.clone(), options.source.schema.clone(), prepared.schema_version);
+        let (path, schema, schema_version) =
+            (options.source.sqlite.clone(), options.source.schema.clone(), prepared.schema_version);
         let own_rows = shared.then(|| prepared.source_id.clone());
         handles.push(tokio::spawn(async move {
             let tx = match &own_rows {
@@ -459,8 +463,10 @@ async fn replace_own_rows<'c>(client: &'c Client, schema: &str, source_id: &str,
 /// Under the `stop` policy a value that does not fit ends the snapshot (only a type override can make one: the
 /// types chosen from the scan fit every stored value).
 fn refuse_stopping_rejects(options: &SnapshotOptions, copied: &HashMap<usize, Copied>) -> Result<()> {
-    let stopping =
-        copied.values().flat_map(|c| &c.rejects).find(|r| options.source.policies.misfit(&r.table, &r.column) == MisfitPolicy::Stop);
+    let stopping = copied
+        .values()
+        .flat_map(|c| &c.rejects)
+        .find(|r| options.source.policies.misfit(&r.table, &r.column) == MisfitPolicy::Stop);
     stopping.map_or(Ok(()), |reject| Err(reject.stop_error()))
 }
 

@@ -9,8 +9,8 @@ use clap::Args;
 use crate::config::{DroppedTables, MisfitPolicy, Policies};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fleet::Fleet;
-use crate::pg::local::LocalServer;
 use crate::options::{FleetOptions, SnapshotOptions, SourceOptions};
+use crate::pg::local::LocalServer;
 use crate::pg::PgTarget;
 use crate::source::Selection;
 
