@@ -6,7 +6,7 @@
 //! while it changed is fixed by the first streamed batch.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
+
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -27,9 +27,10 @@ use crate::pg::copy::{CopyEncoder, CHUNK_BYTES};
 use crate::pg::shared_tables::{create_or_adopt_shared, is_shared_table, SharedTable};
 use crate::pg::state::{self, Reject};
 use crate::pg::tx::Tx;
-use crate::pg::PgTarget;
+
+use crate::options::SnapshotOptions;
 use crate::progress::Progress;
-use crate::source::{Selection, Source};
+use crate::source::Source;
 use crate::sqlite::capture::mark_position;
 use crate::sqlite::introspect::Table;
 use crate::sqlite::scan::{column_stats, read_values, rowid_filter, rowid_ranges};
@@ -37,25 +38,6 @@ use crate::sqlite::{begin_read_at, open, Access};
 
 /// Tables with more rows than this are copied as several rowid ranges in parallel.
 const SPLIT_ROWS: u64 = 200_000;
-
-/// What to snapshot and how.
-#[derive(Debug, Clone)]
-pub struct SnapshotOptions {
-    pub sqlite: PathBuf,
-    pub target: PgTarget,
-    pub schema: String,
-    pub selection: Selection,
-    /// Drop and re-create tables that already exist.
-    pub replace: bool,
-    /// Parallel copy connections.
-    pub jobs: usize,
-    /// Show progress bars (on a terminal).
-    pub progress: bool,
-    /// Overrides the source id stored in the SQLite file.
-    pub source_id: Option<String>,
-    /// Misfit policies, type overrides and what dropped tables become.
-    pub policies: crate::config::Policies,
-}
 
 /// One column's mapping, as printed.
 #[derive(Debug, Clone, Serialize)]
@@ -125,12 +107,12 @@ async fn snapshot_once(options: &SnapshotOptions) -> Result<SnapshotReport> {
         let options = options.clone();
         tokio::task::spawn_blocking(move || prepare(&options)).await.expect("snapshot preparation does not panic")?
     };
-    let mut client = options.target.connect().await?;
+    let mut client = options.source.target.connect().await?;
     state::ensure_state_schema(&mut client).await?;
     state::lock_source(&client, &prepared.source_id).await?;
     check_targets(&client, options, &prepared).await?;
     // Only now, holding the source: the canary is re-armed, which must not hide a VACUUM from a running daemon.
-    let sqlite = options.sqlite.clone();
+    let sqlite = options.source.sqlite.clone();
     (prepared.snapshot_seq, prepared.snapshot_mark) =
         tokio::task::spawn_blocking(move || mark_position(&mut open(&sqlite, Access::ReadWrite)?))
             .await
@@ -148,7 +130,7 @@ async fn snapshot_once(options: &SnapshotOptions) -> Result<SnapshotReport> {
     state::unlock_source(&client, &prepared.source_id).await?;
     Ok(SnapshotReport {
         source_id: prepared.source_id,
-        schema: options.schema.clone(),
+        schema: options.source.schema.clone(),
         snapshot_seq: prepared.snapshot_seq,
         tables,
         mapping: prepared.mapping,
@@ -175,7 +157,7 @@ struct Prepared {
 }
 
 fn prepare(options: &SnapshotOptions) -> Result<Prepared> {
-    let source = Source::prepare(&options.sqlite, &options.selection, options.source_id.as_deref())?;
+    let source = Source::prepare(&options.source.sqlite, &options.source.selection, options.source.source_id.as_deref())?;
     let mut prepared = Prepared {
         source_id: source.capture.source_id.clone(),
         database_id: source.capture.database_id.clone(),
@@ -191,8 +173,8 @@ fn prepare(options: &SnapshotOptions) -> Result<Prepared> {
     };
     let (mut stats, mut keys) = (Vec::new(), Vec::new());
     for (table, captured) in source.captured_tables() {
-        let (rows, table_stats) = scan_table(&options.sqlite, table, options.jobs, source.schema_version)?;
-        let plan = TablePlan::from_stats(table, &table_stats, &captured.key_columns, &options.policies);
+        let (rows, table_stats) = scan_table(&options.source.sqlite, table, options.jobs, source.schema_version)?;
+        let plan = TablePlan::from_stats(table, &table_stats, &captured.key_columns, &options.source.policies);
         if captured.key_columns.is_empty() && !table.primary_key.is_empty() {
             prepared.notes.push(format!(
                 "table {:?}: primary key ({}) holds NULLs, so rows are keyed by rowid and the key becomes a unique constraint",
@@ -310,24 +292,24 @@ async fn check_targets(client: &Client, options: &SnapshotOptions, prepared: &Pr
     }
     let mut blocked = Vec::new();
     for plan in &prepared.plans {
-        if !state::table_exists(client, &options.schema, &plan.name).await? {
+        if !state::table_exists(client, &options.source.schema, &plan.name).await? {
             continue;
         }
-        if options.policies.layout.shares_tables() {
+        if options.source.policies.layout.shares_tables() {
             // Shared tables are expected to exist; one without the source column is not one.
-            if !is_shared_table(client, &options.schema, &plan.name).await? {
-                blocked.push(format!("{} (without a {SOURCE_COLUMN} column)", qualified(&options.schema, &plan.name)));
+            if !is_shared_table(client, &options.source.schema, &plan.name).await? {
+                blocked.push(format!("{} (without a {SOURCE_COLUMN} column)", qualified(&options.source.schema, &plan.name)));
             }
             continue;
         }
-        let owner = state::table_owner(client, &options.schema, &plan.name).await?;
+        let owner = state::table_owner(client, &options.source.schema, &plan.name).await?;
         let ours_unfinished = unfinished_same_source && owner.as_deref() == Some(prepared.source_id.as_str());
         if !options.replace && !ours_unfinished {
             let whose = match owner {
                 Some(owner) => format!("created by lite2pg for source {owner}"),
                 None => "not created by lite2pg".to_string(),
             };
-            blocked.push(format!("{} ({whose})", qualified(&options.schema, &plan.name)));
+            blocked.push(format!("{} ({whose})", qualified(&options.source.schema, &plan.name)));
         }
     }
     if blocked.is_empty() {
@@ -342,40 +324,43 @@ async fn check_targets(client: &Client, options: &SnapshotOptions, prepared: &Pr
 /// source's rows are written in its column types.
 async fn create_tables(client: &mut Client, options: &SnapshotOptions, prepared: &mut Prepared) -> Result<Vec<bool>> {
     let tx = client.transaction().await?;
-    state::ensure_schema(&tx, &options.schema).await?;
+    state::ensure_schema(&tx, &options.source.schema).await?;
     tx.execute(
         "INSERT INTO lite2pg.sources (source_id, database_id, sqlite_path, target_schema, snapshot_started_at)
          VALUES ($1, $2, $3, $4, now())
          ON CONFLICT (source_id) DO UPDATE SET database_id = excluded.database_id, sqlite_path = excluded.sqlite_path,
            target_schema = excluded.target_schema, snapshot_started_at = excluded.snapshot_started_at, snapshot_seq = NULL,
            snapshot_finished_at = NULL, applied_seq = 0, applied_mark = NULL, last_error = NULL, last_error_at = NULL",
-        &[&prepared.source_id, &prepared.database_id, &prepared.sqlite_path, &options.schema],
+        &[&prepared.source_id, &prepared.database_id, &prepared.sqlite_path, &options.source.schema],
     )
     .await?;
     tx.execute("DELETE FROM lite2pg.tables WHERE source_id = $1", &[&prepared.source_id]).await?;
     tx.execute("DELETE FROM lite2pg.rejects WHERE source_id = $1", &[&prepared.source_id]).await?;
-    let layout = options.policies.layout;
+    let layout = options.source.policies.layout;
     let mut created = Vec::new();
     for (plan, table) in prepared.plans.iter_mut().zip(&prepared.tables) {
         let made = match layout {
-            Layout::SharedTables => create_or_adopt_shared(&tx, &options.schema, plan, table).await? == SharedTable::Missing,
+            Layout::SharedTables => {
+                create_or_adopt_shared(&tx, &options.source.schema, plan, table).await? == SharedTable::Missing
+            }
             Layout::SchemaPerSource => {
-                tx.batch_execute(&format!("DROP TABLE IF EXISTS {} CASCADE", qualified(&options.schema, &plan.name))).await?;
+                tx.batch_execute(&format!("DROP TABLE IF EXISTS {} CASCADE", qualified(&options.source.schema, &plan.name)))
+                    .await?;
                 true
             }
         };
         created.push(made);
         if made {
-            tx.batch_execute(&create_table_sql(&options.schema, plan, layout)).await.map_err(|err| {
-                Error::from(err).context(format!("cannot create table {}", qualified(&options.schema, &plan.name)))
+            tx.batch_execute(&create_table_sql(&options.source.schema, plan, layout)).await.map_err(|err| {
+                Error::from(err).context(format!("cannot create table {}", qualified(&options.source.schema, &plan.name)))
             })?;
-            crate::pg::citus::distribute_if_shared(&tx, &options.schema, &plan.name, layout).await?;
+            crate::pg::citus::distribute_if_shared(&tx, &options.source.schema, &plan.name, layout).await?;
         }
         let key: serde_json::Value = plan.key_columns().map(|c| c.name.clone()).collect::<Vec<_>>().into();
         let columns: serde_json::Value = table.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>().into();
         tx.execute(
             "INSERT INTO lite2pg.tables (source_id, table_name, target_schema, key_columns, columns) VALUES ($1, $2, $3, $4, $5)",
-            &[&prepared.source_id, &plan.name, &options.schema, &key, &columns],
+            &[&prepared.source_id, &plan.name, &options.source.schema, &key, &columns],
         )
         .await?;
     }
@@ -405,14 +390,15 @@ async fn copy_all(options: &SnapshotOptions, prepared: &Prepared, progress: &Pro
     let plans = Arc::new(prepared.plans.clone());
     let bars: Arc<Vec<_>> =
         Arc::new(prepared.plans.iter().zip(&prepared.row_counts).map(|(p, n)| progress.table_bar(&p.name, *n)).collect());
-    let shared = options.policies.layout.shares_tables();
+    let shared = options.source.policies.layout.shares_tables();
     // A shared table may already hold foreign keys: this source's rows go in one transaction, checked at its end.
     let workers = if shared { 1 } else { options.jobs.max(1).min(queue.lock().expect("fresh lock").len().max(1)) };
     let mut handles = Vec::new();
     for _ in 0..workers {
-        let client = options.target.connect().await?;
+        let client = options.source.target.connect().await?;
         let (queue, plans, bars) = (queue.clone(), plans.clone(), bars.clone());
-        let (path, schema, schema_version) = (options.sqlite.clone(), options.schema.clone(), prepared.schema_version);
+        let (path, schema, schema_version) =
+            (options.source.sqlite.clone(), options.source.schema.clone(), prepared.schema_version);
         let own_rows = shared.then(|| prepared.source_id.clone());
         handles.push(tokio::spawn(async move {
             let tx = match &own_rows {
@@ -477,14 +463,16 @@ async fn replace_own_rows<'c>(client: &'c Client, schema: &str, source_id: &str,
 /// Under the `stop` policy a value that does not fit ends the snapshot (only a type override can make one: the
 /// types chosen from the scan fit every stored value).
 fn refuse_stopping_rejects(options: &SnapshotOptions, copied: &HashMap<usize, Copied>) -> Result<()> {
-    let stopping =
-        copied.values().flat_map(|c| &c.rejects).find(|r| options.policies.misfit(&r.table, &r.column) == MisfitPolicy::Stop);
+    let stopping = copied
+        .values()
+        .flat_map(|c| &c.rejects)
+        .find(|r| options.source.policies.misfit(&r.table, &r.column) == MisfitPolicy::Stop);
     stopping.map_or(Ok(()), |reject| Err(reject.stop_error()))
 }
 
 /// Splits big rowid tables into ranges so both cores (and several connections) work on them.
 fn plan_items(options: &SnapshotOptions, prepared: &Prepared) -> Result<Vec<CopyItem>> {
-    let conn = open(&options.sqlite, Access::ReadOnly)?;
+    let conn = open(&options.source.sqlite, Access::ReadOnly)?;
     let mut items = Vec::new();
     for (index, table) in prepared.tables.iter().enumerate() {
         let parts = (options.jobs.max(1) as u64 * 2).min(prepared.row_counts[index] / SPLIT_ROWS).max(1);
@@ -580,12 +568,12 @@ async fn build_post_data(
 ) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     let referenced = referenced_columns(&prepared.tables.iter().collect::<Vec<_>>());
-    let layout = options.policies.layout;
+    let layout = options.source.policies.layout;
     let made: Vec<(&Table, &TablePlan)> =
         prepared.tables.iter().zip(&prepared.plans).zip(created).filter(|(_, made)| **made).map(|(both, _)| both).collect();
     for &(table, plan) in &made {
         let parent_refs: Vec<Vec<String>> = referenced.iter().filter(|(t, _)| t == &table.name).map(|(_, c)| c.clone()).collect();
-        for statement in post_data_statements(&options.schema, table, plan, &parent_refs, layout) {
+        for statement in post_data_statements(&options.source.schema, table, plan, &parent_refs, layout) {
             if let Err(err) = client.batch_execute(&statement.sql).await {
                 notes.push(format!("{} not created: {}", statement.what, Error::from(err)));
             }
@@ -615,13 +603,13 @@ async fn add_foreign_key(
         return Ok(Some(format!("{what} not created: the parent table is not copied")));
     };
     let parent_columns = if key.parent_columns.is_empty() { parent.primary_key.clone() } else { key.parent_columns.clone() };
-    let add = foreign_key_statement(&options.schema, &table.name, n, key, &parent_columns, options.policies.layout);
+    let add = foreign_key_statement(&options.source.schema, &table.name, n, key, &parent_columns, options.source.policies.layout);
     if let Err(err) = client.batch_execute(&add.sql).await {
         return Ok(Some(format!("{what} not created: {}", Error::from(err))));
     }
     let validate = format!(
         "ALTER TABLE {} VALIDATE CONSTRAINT {}",
-        qualified(&options.schema, &table.name),
+        qualified(&options.source.schema, &table.name),
         quote(&constraint_name(&table.name, n))
     );
     Ok(client
@@ -663,6 +651,6 @@ async fn finish(
     )
     .await?;
     tx.commit().await?;
-    tracing::debug!(schema = %options.schema, "snapshot recorded");
+    tracing::debug!(schema = %options.source.schema, "snapshot recorded");
     Ok(reports)
 }

@@ -7,8 +7,8 @@ use serde::Serialize;
 use crate::constraints::{missing_for_source, Missing};
 use crate::error::Result;
 use crate::ident::{qualified, quote};
+use crate::options::SourceOptions;
 use crate::pg::state;
-use crate::snapshot::SnapshotOptions;
 use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::introspect::{read_schema, SourceSchema, Table};
 use crate::sqlite::{open, Access};
@@ -39,6 +39,10 @@ pub struct Status {
     pub pending_changes: Option<i64>,
     /// Age of the oldest change not yet in PostgreSQL; 0 when caught up.
     pub lag_seconds: Option<f64>,
+    /// Tables the daemon's next batch copies whole (the first copy into existing tables, a rebuild, a VACUUM):
+    /// until they are copied the source is not caught up, whatever the position says. `None` when PostgreSQL
+    /// could not be read.
+    pub tables_to_copy: Option<Vec<String>>,
     pub rejects: Option<i64>,
     /// The error that last stopped or held up the daemon (PostgreSQL's message with SQLSTATE, table and
     /// constraint when PostgreSQL refused a batch); cleared by the next applied batch.
@@ -59,7 +63,7 @@ pub struct Status {
 
 /// Reads the status of `options.sqlite`'s source; `brief` leaves out the row counts per table and the missing
 /// constraints (they read every table: too slow to poll on a large database).
-pub async fn status(options: &SnapshotOptions, brief: bool) -> Result<Status> {
+pub async fn status(options: &SourceOptions, brief: bool) -> Result<Status> {
     let conn = open(&options.sqlite, Access::ReadOnly)?;
     let capture = capture::require_state(&conn, &options.sqlite)?;
     conn.execute_batch("BEGIN")?;
@@ -73,6 +77,7 @@ pub async fn status(options: &SnapshotOptions, brief: bool) -> Result<Status> {
         newest_seq: capture::newest_seq(&conn)?,
         pending_changes: None,
         lag_seconds: None,
+        tables_to_copy: None,
         rejects: None,
         last_error: None,
         last_error_at: None,
@@ -116,7 +121,7 @@ fn sqlite_counts(conn: &rusqlite::Connection, capture: &CaptureState) -> Result<
 /// Fills in the PostgreSQL side and returns the applied position (`None` when the source was never copied); the
 /// missing constraints only given `sqlite_schema`.
 async fn postgres_status(
-    options: &SnapshotOptions,
+    options: &SourceOptions,
     capture: &CaptureState,
     sqlite_schema: Option<&SourceSchema>,
     status: &mut Status,
@@ -145,6 +150,7 @@ async fn postgres_status(
     status.last_error_at = row.get(6);
     let schema: String = row.get(4);
     status.into_existing = row.get(7);
+    status.tables_to_copy = Some(state::tables_to_resync(&client, &capture.source_id).await?);
     state::act_as_source(&client, &capture.source_id, false).await?;
     let own = options.policies.layout.this_source("", 1);
     let params = options.policies.layout.source_param(&capture.source_id);

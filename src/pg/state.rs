@@ -4,7 +4,7 @@
 //! Contract: `applied_seq` only moves forward, and only in the same transaction that applied the changes up to
 //! it, so PostgreSQL's data and position can never disagree.
 
-use tokio_postgres::{Client, GenericClient};
+use tokio_postgres::{Client, GenericClient, Statement};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::mapping::types::SqlValue;
@@ -191,16 +191,21 @@ pub async fn table_exists(client: &impl GenericClient, schema: &str, table: &str
     Ok(row.get(0))
 }
 
-/// Moves `applied_seq` from `from` to `to`, whose log entry has `mark`, inside the caller's transaction; fails if
-/// another process moved it.
-pub async fn advance(client: &impl GenericClient, source_id: &str, from: i64, to: i64, mark: Option<&str>) -> Result<()> {
-    let moved = client
-        .execute(
-            "UPDATE lite2pg.sources SET applied_seq = $3, applied_mark = $4, last_applied_at = now(), last_error = NULL, last_error_at = NULL
-             WHERE source_id = $1 AND applied_seq = $2",
-            &[&source_id, &from, &to, &mark],
-        )
-        .await?;
+/// The statement `advance` runs, for preparing it once per connection.
+pub const ADVANCE: &str = "UPDATE lite2pg.sources SET applied_seq = $3, applied_mark = $4, last_applied_at = now(),
+     last_error = NULL, last_error_at = NULL WHERE source_id = $1 AND applied_seq = $2";
+
+/// Moves `applied_seq` from `from` to `to`, whose log entry has `mark`, inside the caller's transaction, with
+/// `statement` prepared from `ADVANCE`; fails if another process moved it.
+pub async fn advance(
+    client: &impl GenericClient,
+    statement: &Statement,
+    source_id: &str,
+    from: i64,
+    to: i64,
+    mark: Option<&str>,
+) -> Result<()> {
+    let moved = client.execute(statement, &[&source_id, &from, &to, &mark]).await?;
     if moved != 1 {
         return Err(Error::new(
             ErrorKind::State,
