@@ -260,6 +260,17 @@ pub async fn forget_table(client: &impl GenericClient, source_id: &str, table: &
     Ok(())
 }
 
+/// Clears the copy-again marks of the source's tables not named in `tables` (the ones it captures now).
+pub async fn clear_resync_except(client: &impl GenericClient, source_id: &str, tables: &[String]) -> Result<()> {
+    client
+        .execute(
+            "UPDATE lite2pg.tables SET resync = false WHERE source_id = $1 AND resync AND table_name <> ALL($2)",
+            &[&source_id, &tables],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Names of the source's tables marked to be copied again in the next batch.
 pub async fn tables_to_resync(client: &impl GenericClient, source_id: &str) -> Result<Vec<String>> {
     let rows = client.query("SELECT table_name FROM lite2pg.tables WHERE source_id = $1 AND resync", &[&source_id]).await?;

@@ -126,6 +126,12 @@ impl Stream {
                 crate::evolve::follow(&tx, &target, &tables, &drift.dropped).await?;
                 tx.commit().await?;
             }
+            // A table marked to be copied whole at an in-between state a migration passed through (Alembic's
+            // `_alembic_tmp_x`, renamed over `x` since) has nothing left to copy: its mark would hold `status` short
+            // of caught up for ever.
+            let captured: Vec<String> =
+                capture.tables.iter().flat_map(|t| [t.name.clone(), crate::ident::pg_name(&t.name)]).collect();
+            state::clear_resync_except(&*client, &self.capture.source_id, &captured).await?;
             self.capture = CaptureState { tables: capture.tables, ..self.capture.clone() };
             self.schema_version = version;
             self.sqlite_schema = schema;
