@@ -256,7 +256,7 @@ pub async fn reconcile(client: &impl GenericClient, schema: &str, declared: &Dec
             still.push(missing);
             continue;
         }
-        match crate::evolve::attempt(client, &missing.sql).await? {
+        match crate::pg::tx::attempt(client, &missing.sql).await? {
             None => tracing::info!("{} is declared in SQLite: created it in PostgreSQL", missing.what),
             Some(err) => {
                 tracing::warn!("{} is declared in SQLite but PostgreSQL refuses it: {err}", missing.what);

@@ -4,7 +4,7 @@
 //! Contract: every change here is idempotent and leaves PostgreSQL's rows either exact or marked in
 //! `lite2pg.tables.resync`, so that the next batch copies that table whole inside its own transaction.
 
-use tokio_postgres::{Client, GenericClient, Transaction};
+use tokio_postgres::{Client, Transaction};
 
 use crate::config::{DroppedTables, Policies};
 use crate::constraints::Declared;
@@ -18,6 +18,7 @@ use crate::mapping::types::{choose_pg_type, is_untyped, joined_type, joined_type
 use crate::pg::apply::table_columns;
 use crate::pg::shared_tables::{create_or_adopt_shared, SharedTable};
 use crate::pg::state;
+use crate::pg::tx::attempt;
 use crate::sqlite::introspect::{Column, Index, Table};
 
 /// A column to widen: its table as SQLite has it, its position there, and a type it must hold.
@@ -609,19 +610,6 @@ async fn follow_indexes(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNo
         }
     }
     Ok(())
-}
-
-/// Runs `sql` in a savepoint; a refusal is returned (and rolled back) instead of failing the transaction.
-pub(crate) async fn attempt(tx: &impl GenericClient, sql: &str) -> Result<Option<Error>> {
-    let outcome = crate::pg::tx::savepoint(tx, || async move {
-        match tx.batch_execute(sql).await {
-            Ok(()) => Ok(Ok(())),
-            Err(err) if err.as_db_error().is_some() => Ok(Err(Error::from(err))),
-            Err(err) => Err(err.into()),
-        }
-    })
-    .await?;
-    Ok(outcome.err())
 }
 
 #[cfg(test)]

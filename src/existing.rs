@@ -17,15 +17,13 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{pg_name, qualified};
 use crate::mapping::table::{pg_column_name, TablePlan};
 use crate::mapping::types::PgType;
-use crate::metrics::Metrics;
 use crate::pg::apply::primary_key;
 use crate::pg::state::{self, SourceRow};
-use crate::snapshot::{ColumnMapping, SnapshotOptions, SnapshotReport, TableReport};
+use crate::snapshot::{ColumnMapping, SnapshotOptions, SnapshotReport};
 use crate::source::Source;
 use crate::sqlite::capture::mark_position;
 use crate::sqlite::introspect::Table;
 use crate::sqlite::{open, Access};
-use crate::stream::StopWhen;
 
 /// The PostgreSQL types a column may have in this mode (`PgType::from_format_type` reads them).
 const WRITABLE_TYPES: &str = "boolean, smallint, integer, bigint, real, double precision, numeric, numeric(p,s), text, \
@@ -293,31 +291,6 @@ pub async fn sequence_restarts(
         }
     }
     Ok(statements)
-}
-
-/// `snapshot --into-existing`: records the source and its tables (`register`), then copies every table in one
-/// batch: one PostgreSQL transaction replaces each table's rows with SQLite's and stores the position.
-pub async fn snapshot(options: &SnapshotOptions) -> Result<SnapshotReport> {
-    let started = Instant::now();
-    let mut report = register(options).await?;
-    let options = SnapshotOptions { source_id: Some(report.source_id.clone()), ..options.clone() };
-    // Boxed: `run` may start with a snapshot itself, and async calls that can recurse need a pointer.
-    Box::pin(crate::stream::run(&options, StopWhen::CaughtUp, Metrics::new(Default::default()), |_| {})).await?;
-    let client = options.target.connect().await?;
-    for plan in &report.mapping.iter().map(|m| m.table.clone()).collect::<std::collections::BTreeSet<_>>() {
-        let rows: i64 =
-            client.query_one(&format!("SELECT count(*) FROM {}", qualified(&options.schema, plan)), &[]).await?.get(0);
-        let rejects: i64 = client
-            .query_one(
-                "SELECT count(*) FROM lite2pg.rejects WHERE source_id = $1 AND table_name = $2",
-                &[&report.source_id, plan],
-            )
-            .await?
-            .get(0);
-        report.tables.push(TableReport { table: plan.clone(), rows: rows as u64, rejects: rejects as u64, ..Default::default() });
-    }
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
 }
 
 /// Installs capture, matches every captured table with the application's (refusing, with nothing changed,

@@ -89,7 +89,7 @@ async fn replace_column(
     let (relation, name, remake, generated_type) = (&relation, &name, &remake, &generated);
     let swapped = crate::pg::tx::savepoint(client, || async move {
         let add = format!("ALTER TABLE {relation} ADD COLUMN {} {generated_type}", quote(CANDIDATE));
-        if let Some(err) = crate::evolve::attempt(client, &add).await? {
+        if let Some(err) = crate::pg::tx::attempt(client, &add).await? {
             return Ok(Err(format!("PostgreSQL refused `{pg_expression}`: {}", err.message())));
         }
         let differing: i64 =
@@ -109,7 +109,7 @@ async fn replace_column(
             ))
             .await?;
         for statement in remake {
-            if let Some(err) = crate::evolve::attempt(client, statement).await? {
+            if let Some(err) = crate::pg::tx::attempt(client, statement).await? {
                 return Ok(Err(format!("PostgreSQL could not make `{statement}` again on the new column: {}", err.message())));
             }
         }

@@ -31,7 +31,6 @@ pub mod sqlite;
 pub mod status;
 pub mod stream;
 pub mod verify;
-pub mod wake;
 
 pub use error::{Error, ErrorKind, Result};
 

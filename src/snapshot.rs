@@ -97,11 +97,9 @@ impl SnapshotReport {
     }
 }
 
-/// Runs a snapshot of the whole selection.
+/// Runs a snapshot of the whole selection into tables lite2pg creates (`stream::snapshot` chooses between this and
+/// filling the application's existing tables).
 pub async fn snapshot(options: &SnapshotOptions) -> Result<SnapshotReport> {
-    if crate::existing::asked_or_recorded(options).await? {
-        return crate::existing::snapshot(options).await;
-    }
     let mut attempts = 0;
     loop {
         match snapshot_once(options).await {

@@ -417,6 +417,15 @@ pub async fn rejects(client: &impl GenericClient, source_id: &str) -> Result<Vec
         .collect())
 }
 
+/// How many of a source's values in `table` PostgreSQL could not hold.
+pub async fn reject_count(client: &impl GenericClient, source_id: &str, table: &str) -> Result<u64> {
+    let count: i64 = client
+        .query_one("SELECT count(*) FROM lite2pg.rejects WHERE source_id = $1 AND table_name = $2", &[&source_id, &table])
+        .await?
+        .get(0);
+    Ok(count as u64)
+}
+
 /// Takes the session-level advisory lock that makes one process the only writer of a source. Returns an error
 /// naming the holder when another session has it.
 pub async fn lock_source(client: &Client, source_id: &str) -> Result<()> {
