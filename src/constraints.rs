@@ -238,7 +238,7 @@ pub async fn missing(client: &impl GenericClient, schema: &str, declared: &Decla
         // Validated at once: rows that break it would fail a later batch (and have it dropped again).
         let validate =
             format!("ALTER TABLE {} VALIDATE CONSTRAINT {}", qualified(schema, name), quote(&constraint_name(name, free_n)));
-        let parent_exists = crate::pg::state::table_exists(client, schema, &key.parent_table).await?;
+        let parent_exists = crate::pg::catalog::table_exists(client, schema, &key.parent_table).await?;
         let waiting_for = (!parent_exists).then(|| key.parent_table.clone());
         found.push(missing(statement.what, format!("{}; {validate}", statement.sql), waiting_for));
     }
@@ -280,7 +280,7 @@ pub async fn missing_for_source(
     let mut found = Vec::new();
     for captured in captured {
         let Some(table) = sqlite.table(&captured.name) else { continue };
-        if !crate::pg::state::table_exists(client, schema, &table.name).await? {
+        if !crate::pg::catalog::table_exists(client, schema, &table.name).await? {
             continue;
         }
         let Ok(plan) = existing_plan(client, schema, table, &captured.key_columns).await else { continue };

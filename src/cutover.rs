@@ -217,7 +217,7 @@ async fn promote(
     if options.dry_run {
         return Ok(report);
     }
-    client.execute("UPDATE lite2pg.sources SET promoted = true WHERE source_id = $1", &[&report.source_id]).await?;
+    crate::pg::state::promote(client, &report.source_id).await?;
     report.promoted = true;
     if !options.keep_capture {
         capture::remove_objects(conn)?;

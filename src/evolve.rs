@@ -236,7 +236,7 @@ async fn follow_shared(tx: &Transaction<'_>, target: &Target<'_>, tables: &[Tabl
     let dropped_rows = dropped.iter().map(String::as_str).filter(|_| target.policies.dropped_tables == DroppedTables::Drop);
     let gone: Vec<&str> = dropped_rows.chain(tables.iter().filter_map(|now| now.renamed_from)).collect();
     for &name in &gone {
-        if state::table_exists(tx, target.schema, name).await? {
+        if crate::pg::catalog::table_exists(tx, target.schema, name).await? {
             let own = Layout::SharedTables.this_source("", 1);
             tx.execute(&format!("DELETE FROM {} WHERE true{own}", qualified(target.schema, name)), &[&target.source_id]).await?;
             tracing::info!("table {name:?} was dropped or renamed in SQLite: deleted this source's rows from the shared table");
@@ -306,14 +306,14 @@ async fn drop_table(tx: &Transaction<'_>, target: &Target<'_>, name: &str) -> Re
 async fn rename_tables(tx: &Transaction<'_>, target: &Target<'_>, renames: &[(&str, &str)]) -> Result<()> {
     let mut parked = Vec::new();
     for (i, &(old, new)) in renames.iter().enumerate() {
-        if state::table_exists(tx, target.schema, old).await? && owned(tx, target, old).await? {
+        if crate::pg::catalog::table_exists(tx, target.schema, old).await? && owned(tx, target, old).await? {
             let parking = crate::sqlite::capture::parking_name(i);
             rename_table(tx, target, old, &parking).await?;
             parked.push((old, parking, new));
         }
     }
     for (old, parking, new) in parked {
-        if state::table_exists(tx, target.schema, new).await? {
+        if crate::pg::catalog::table_exists(tx, target.schema, new).await? {
             // The name is held by a table kept after SQLite dropped it (a rebuild seen step by step): it gives way.
             if !owned(tx, target, new).await? {
                 return Err(Error::new(

@@ -343,19 +343,8 @@ pub async fn register(options: &SnapshotOptions) -> Result<SnapshotReport> {
         .await
         .expect("marking the position does not panic")?;
     let tx = client.transaction().await?;
-    tx.execute(
-        "INSERT INTO lite2pg.sources (source_id, database_id, sqlite_path, target_schema, snapshot_started_at,
-           snapshot_finished_at, snapshot_seq, applied_seq, applied_mark, into_existing)
-         VALUES ($1, $2, $3, $4, now(), now(), $5, $5, $6, true)
-         ON CONFLICT (source_id) DO UPDATE SET database_id = excluded.database_id, sqlite_path = excluded.sqlite_path,
-           target_schema = excluded.target_schema, snapshot_started_at = now(), snapshot_finished_at = now(),
-           snapshot_seq = excluded.snapshot_seq, applied_seq = excluded.applied_seq, applied_mark = excluded.applied_mark,
-           into_existing = true, promoted = false, last_error = NULL, last_error_at = NULL",
-        &[&source_id, &capture.database_id, &sqlite_path, &options.schema, &snapshot_seq, &mark],
-    )
-    .await?;
-    tx.execute("DELETE FROM lite2pg.tables WHERE source_id = $1", &[&source_id]).await?;
-    tx.execute("DELETE FROM lite2pg.rejects WHERE source_id = $1", &[&source_id]).await?;
+    let position = (snapshot_seq, mark.as_deref());
+    state::record_into_existing(&tx, &source_id, &capture.database_id, &sqlite_path, &options.schema, position).await?;
     let mut mapping = Vec::new();
     for (table, captured, plan) in &tables {
         state::register_table(&tx, &source_id, &options.schema, &table.name, &captured.key_columns, plan.is_some()).await?;

@@ -308,7 +308,7 @@ async fn check_targets(client: &Client, options: &SnapshotOptions, prepared: &Pr
     }
     let mut blocked = Vec::new();
     for plan in &prepared.plans {
-        if !state::table_exists(client, &options.schema, &plan.name).await? {
+        if !crate::pg::catalog::table_exists(client, &options.schema, &plan.name).await? {
             continue;
         }
         if options.policies.layout.shares_tables() {
@@ -341,17 +341,7 @@ async fn check_targets(client: &Client, options: &SnapshotOptions, prepared: &Pr
 async fn create_tables(client: &mut Client, options: &SnapshotOptions, prepared: &mut Prepared) -> Result<Vec<bool>> {
     let tx = client.transaction().await?;
     state::ensure_schema(&tx, &options.schema).await?;
-    tx.execute(
-        "INSERT INTO lite2pg.sources (source_id, database_id, sqlite_path, target_schema, snapshot_started_at)
-         VALUES ($1, $2, $3, $4, now())
-         ON CONFLICT (source_id) DO UPDATE SET database_id = excluded.database_id, sqlite_path = excluded.sqlite_path,
-           target_schema = excluded.target_schema, snapshot_started_at = excluded.snapshot_started_at, snapshot_seq = NULL,
-           snapshot_finished_at = NULL, applied_seq = 0, applied_mark = NULL, last_error = NULL, last_error_at = NULL",
-        &[&prepared.source_id, &prepared.database_id, &prepared.sqlite_path, &options.schema],
-    )
-    .await?;
-    tx.execute("DELETE FROM lite2pg.tables WHERE source_id = $1", &[&prepared.source_id]).await?;
-    tx.execute("DELETE FROM lite2pg.rejects WHERE source_id = $1", &[&prepared.source_id]).await?;
+    state::start_snapshot(&tx, &prepared.source_id, &prepared.database_id, &prepared.sqlite_path, &options.schema).await?;
     let layout = options.policies.layout;
     let mut created = Vec::new();
     for (plan, table) in prepared.plans.iter_mut().zip(&prepared.tables) {
@@ -369,13 +359,9 @@ async fn create_tables(client: &mut Client, options: &SnapshotOptions, prepared:
             })?;
             crate::pg::citus::distribute_if_shared(&tx, &options.schema, &plan.name, layout).await?;
         }
-        let key: serde_json::Value = plan.key_columns().map(|c| c.name.clone()).collect::<Vec<_>>().into();
-        let columns: serde_json::Value = table.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>().into();
-        tx.execute(
-            "INSERT INTO lite2pg.tables (source_id, table_name, target_schema, key_columns, columns) VALUES ($1, $2, $3, $4, $5)",
-            &[&prepared.source_id, &plan.name, &options.schema, &key, &columns],
-        )
-        .await?;
+        let key: Vec<String> = plan.key_columns().map(|c| c.name.clone()).collect();
+        let columns: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+        state::record_snapshot_table(&tx, &prepared.source_id, &options.schema, &plan.name, &key, &columns).await?;
     }
     tx.commit().await?;
     Ok(created)
@@ -641,11 +627,7 @@ async fn finish(
     for (index, plan) in prepared.plans.iter().enumerate() {
         let copied = copied.remove(&index).unwrap_or_default();
         state::store_rejects(&tx, &prepared.source_id, &copied.rejects).await?;
-        tx.execute(
-            "UPDATE lite2pg.tables SET rows_copied = $3, bytes_copied = $4, copied_at = now() WHERE source_id = $1 AND table_name = $2",
-            &[&prepared.source_id, &plan.name, &(copied.rows as i64), &(copied.bytes as i64)],
-        )
-        .await?;
+        state::record_copied(&tx, &prepared.source_id, &plan.name, copied.rows, copied.bytes).await?;
         reports.push(TableReport {
             table: plan.name.clone(),
             rows: copied.rows,
@@ -654,12 +636,7 @@ async fn finish(
             rejects: copied.rejects.len() as u64,
         });
     }
-    tx.execute(
-        "UPDATE lite2pg.sources SET snapshot_seq = $2, applied_seq = $2, applied_mark = $3, snapshot_finished_at = now()
-         WHERE source_id = $1",
-        &[&prepared.source_id, &prepared.snapshot_seq, &prepared.snapshot_mark],
-    )
-    .await?;
+    state::finish_snapshot(&tx, &prepared.source_id, prepared.snapshot_seq, prepared.snapshot_mark.as_deref()).await?;
     tx.commit().await?;
     tracing::debug!(schema = %options.schema, "snapshot recorded");
     Ok(reports)

@@ -2,6 +2,7 @@
 //! binary COPY and applying change batches.
 
 pub mod apply;
+pub mod catalog;
 pub mod citus;
 pub mod copy;
 pub mod local;
