@@ -17,7 +17,8 @@ use crate::ident::{pg_name, qualified, quote};
 use crate::mapping::ddl::{constraint_name, foreign_key_statement, post_data_statements};
 use crate::mapping::layout::{Layout, SOURCE_COLUMN};
 use crate::mapping::table::{pg_column_names, KeyPlan, TablePlan, ROWID_COLUMN};
-use crate::pg::apply::{existing_plan, primary_key};
+use crate::pg::apply::existing_plan;
+use crate::pg::catalog::primary_key;
 use crate::sqlite::capture::CapturedTable;
 use crate::sqlite::introspect::{Index, SourceSchema, Table};
 

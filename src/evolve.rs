@@ -15,7 +15,7 @@ use crate::mapping::defaults::translate_default;
 use crate::mapping::layout::Layout;
 use crate::mapping::table::{foreign_key_groups, pg_column_name, TablePlan, ROWID_COLUMN};
 use crate::mapping::types::{choose_pg_type, is_untyped, joined_type, joined_types, widen_cast, ColumnStats, PgType};
-use crate::pg::apply::table_columns;
+use crate::pg::catalog::table_columns;
 use crate::pg::shared_tables::{create_or_adopt_shared, SharedTable};
 use crate::pg::state;
 use crate::pg::tx::attempt;

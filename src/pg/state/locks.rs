@@ -38,4 +38,3 @@ pub async fn lock_holder(client: &impl GenericClient, source_id: &str) -> Result
         format!("PostgreSQL backend pid {} from {} since {}", r.get::<_, i32>(0), r.get::<_, String>(1), r.get::<_, String>(2))
     }))
 }
-

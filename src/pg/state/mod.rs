@@ -149,4 +149,3 @@ pub async fn ensure_schema(client: &impl GenericClient, schema: &str) -> Result<
 pub async fn state_schema_exists(client: &impl GenericClient) -> Result<bool> {
     Ok(client.query_one("SELECT to_regclass('lite2pg.sources') IS NOT NULL", &[]).await?.get(0))
 }
-

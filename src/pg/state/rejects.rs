@@ -125,7 +125,6 @@ pub async fn reject_count(client: &impl GenericClient, source_id: &str, table: &
     Ok(count as u64)
 }
 
-
 /// Whether a source has any rejects.
 pub async fn has_rejects(client: &impl GenericClient, source_id: &str) -> Result<bool> {
     Ok(client.query_one("SELECT EXISTS (SELECT 1 FROM lite2pg.rejects WHERE source_id = $1)", &[&source_id]).await?.get(0))

@@ -93,7 +93,6 @@ pub async fn set_synced_columns(client: &impl GenericClient, source_id: &str, ta
     Ok(())
 }
 
-
 /// Forgets every table and reject of a source, before a snapshot or a registration records them again.
 pub async fn forget_tables_and_rejects(client: &impl GenericClient, source_id: &str) -> Result<()> {
     for sql in ["DELETE FROM lite2pg.tables WHERE source_id = $1", "DELETE FROM lite2pg.rejects WHERE source_id = $1"] {
