@@ -18,7 +18,7 @@ use crate::mapping::ddl::{constraint_name, foreign_key_statement, post_data_stat
 use crate::mapping::layout::{Layout, SOURCE_COLUMN};
 use crate::mapping::table::{pg_column_names, KeyPlan, TablePlan, ROWID_COLUMN};
 use crate::pg::apply::existing_plan;
-use crate::pg::catalog::primary_key;
+use crate::pg::catalog::{self, Reference};
 use crate::sqlite::capture::CapturedTable;
 use crate::sqlite::introspect::{Index, SourceSchema, Table};
 
@@ -39,14 +39,6 @@ impl std::fmt::Display for Missing {
             None => f.write_str(&self.what),
         }
     }
-}
-
-/// A foreign key by what it is, in PostgreSQL's columns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Reference {
-    columns: Vec<String>,
-    parent: String,
-    parent_columns: Vec<String>,
 }
 
 /// A table's constraints as PostgreSQL's catalog has them.
@@ -110,53 +102,12 @@ impl Declared<'_> {
 }
 
 async fn present(client: &impl GenericClient, schema: &str, table: &str) -> Result<Present> {
-    let relation = qualified(schema, table);
-    let not_null = client
-        .query(
-            "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped AND attnotnull",
-            &[&relation],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let uniques = client
-        .query(
-            "SELECT ic.relname::text, (SELECT conname::text FROM pg_constraint WHERE conindid = i.indexrelid AND contype = 'u'),
-                    array_agg(a.attname::text ORDER BY k.ord)
-             FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-             CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
-             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-             WHERE i.indrelid = to_regclass($1) AND i.indisunique AND NOT i.indisprimary
-               AND i.indexprs IS NULL AND i.indpred IS NULL
-             GROUP BY i.indexrelid, ic.relname",
-            &[&relation],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    let columns_of = |keys: &str, relation: &str| {
-        format!(
-            "(SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(c.{keys}) WITH ORDINALITY AS k(attnum, ord)
-              JOIN pg_attribute a ON a.attrelid = c.{relation} AND a.attnum = k.attnum)"
-        )
-    };
-    let foreign_keys = client
-        .query(
-            &format!(
-                "SELECT c.conname::text, {}, p.relname::text, {} FROM pg_constraint c JOIN pg_class p ON p.oid = c.confrelid
-                 WHERE c.conrelid = to_regclass($1) AND c.contype = 'f'",
-                columns_of("conkey", "conrelid"),
-                columns_of("confkey", "confrelid")
-            ),
-            &[&relation],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), Reference { columns: r.get(1), parent: r.get(2), parent_columns: r.get(3) }))
-        .collect();
-    let primary_key = primary_key(client, schema, table).await?.map(|(_, columns)| columns).unwrap_or_default();
+    let columns = catalog::columns(client, schema, table).await?.unwrap_or_default();
+    let not_null = columns.into_iter().filter(|c| c.not_null).map(|c| c.name).collect();
+    let uniques = catalog::unique_indexes(client, schema, table).await?;
+    let uniques = uniques.into_iter().map(|index| (index.name, index.constraint, index.columns)).collect();
+    let foreign_keys = catalog::foreign_keys(client, schema, table).await?;
+    let primary_key = catalog::primary_key(client, schema, table).await?.map(|(_, columns)| columns).unwrap_or_default();
     Ok(Present { not_null, primary_key, uniques, foreign_keys })
 }
 

@@ -15,7 +15,7 @@ use crate::mapping::defaults::translate_default;
 use crate::mapping::layout::Layout;
 use crate::mapping::table::{foreign_key_groups, pg_column_name, TablePlan, ROWID_COLUMN};
 use crate::mapping::types::{choose_pg_type, is_untyped, joined_type, joined_types, widen_cast, ColumnStats, PgType};
-use crate::pg::catalog::table_columns;
+use crate::pg::catalog::{self, table_columns};
 use crate::pg::shared_tables::{create_or_adopt_shared, SharedTable};
 use crate::pg::state;
 use crate::pg::tx::attempt;
@@ -57,18 +57,9 @@ async fn widen_columns(tx: &Transaction<'_>, schema: &str, source_id: &str, colu
     }
     let relations: Vec<String> = alters.iter().map(|(w, _, _)| qualified(schema, &w.table.name)).collect();
     let names: Vec<String> = alters.iter().map(|(w, _, _)| pg_column_name(&w.table.columns[w.column].name)).collect();
-    let keys = tx
-        .query(
-            "SELECT DISTINCT c.conrelid::regclass::text, c.conname::text, pg_get_constraintdef(c.oid), c.convalidated
-             FROM pg_constraint c, unnest($1::text[], $2::text[]) AS w(relation, attname)
-             JOIN pg_attribute a ON a.attrelid = to_regclass(w.relation) AND a.attname = w.attname
-             WHERE c.contype = 'f' AND ((c.conrelid = a.attrelid AND a.attnum = ANY (c.conkey))
-                OR (c.confrelid = a.attrelid AND a.attnum = ANY (c.confkey)))",
-            &[&relations, &names],
-        )
-        .await?;
+    let keys = catalog::foreign_keys_on_columns(tx, &relations, &names).await?;
     for key in &keys {
-        tx.batch_execute(&format!("ALTER TABLE {} DROP CONSTRAINT {}", key.get::<_, String>(0), quote(key.get(1)))).await?;
+        tx.batch_execute(&format!("ALTER TABLE {} DROP CONSTRAINT {}", key.table, quote(&key.name))).await?;
     }
     let mut exact = true;
     for (widening, from, to) in alters {
@@ -101,7 +92,7 @@ async fn widen_columns(tx: &Transaction<'_>, schema: &str, source_id: &str, colu
         exact &= exact_cast;
     }
     for key in &keys {
-        let (table, name, definition, valid): (String, &str, &str, bool) = (key.get(0), key.get(1), key.get(2), key.get(3));
+        let (table, name, definition, valid) = (&key.table, key.name.as_str(), key.definition.as_str(), key.valid);
         let not_valid = if definition.ends_with("NOT VALID") { "" } else { " NOT VALID" };
         tx.batch_execute(&format!("ALTER TABLE {table} ADD CONSTRAINT {} {definition}{not_valid}", quote(name))).await?;
         if valid {
@@ -283,14 +274,9 @@ async fn drop_table(tx: &Transaction<'_>, target: &Target<'_>, name: &str) -> Re
     }
     // Foreign keys other tables hold on it go with it (SQLite let the table go despite them); views do not.
     let table = qualified(target.schema, name);
-    let referencing = tx
-        .query(
-            "SELECT format('ALTER TABLE %s DROP CONSTRAINT %I', conrelid::regclass, conname) FROM pg_constraint
-             WHERE confrelid = to_regclass($1) AND contype = 'f' AND conrelid <> confrelid",
-            &[&table],
-        )
-        .await?;
-    let drops: Vec<String> = referencing.iter().map(|r| r.get::<_, String>(0) + "; ").collect();
+    let referencing = catalog::foreign_keys_from_other_tables(tx, &table).await?;
+    let drops: Vec<String> =
+        referencing.iter().map(|(child, name)| format!("ALTER TABLE {child} DROP CONSTRAINT {}; ", quote(name))).collect();
     let sql = format!("{}DROP TABLE IF EXISTS {table}", drops.concat());
     match attempt(tx, &sql).await? {
         None => {
@@ -571,15 +557,7 @@ async fn loosen_constraints(tx: &Transaction<'_>, target: &Target<'_>, now: &Tab
 /// saw the table. Unique ones on plain columns are constraints, kept by `constraints`.
 async fn follow_indexes(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNow<'_>) -> Result<()> {
     let table = qualified(target.schema, &now.table.name);
-    let existing: Vec<String> = tx
-        .query(
-            "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = to_regclass($1)",
-            &[&table],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let existing = catalog::index_names(tx, &table).await?;
     let created: Vec<&Index> = now.table.indexes.iter().filter(|i| i.origin == "c").collect();
     for index in &created {
         let unique_constraint = index.unique && !index.partial && index.columns.is_some();
