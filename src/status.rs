@@ -39,6 +39,10 @@ pub struct Status {
     pub pending_changes: Option<i64>,
     /// Age of the oldest change not yet in PostgreSQL; 0 when caught up.
     pub lag_seconds: Option<f64>,
+    /// Tables the daemon's next batch copies whole (the first copy into existing tables, a rebuild, a VACUUM):
+    /// until they are copied the source is not caught up, whatever the position says. `None` when PostgreSQL
+    /// could not be read.
+    pub tables_to_copy: Option<Vec<String>>,
     pub rejects: Option<i64>,
     /// The error that last stopped or held up the daemon (PostgreSQL's message with SQLSTATE, table and
     /// constraint when PostgreSQL refused a batch); cleared by the next applied batch.
@@ -73,6 +77,7 @@ pub async fn status(options: &SnapshotOptions, brief: bool) -> Result<Status> {
         newest_seq: capture::newest_seq(&conn)?,
         pending_changes: None,
         lag_seconds: None,
+        tables_to_copy: None,
         rejects: None,
         last_error: None,
         last_error_at: None,
@@ -134,6 +139,7 @@ async fn postgres_status(
     status.last_error_at = row.last_error_at;
     let schema = row.target_schema;
     status.into_existing = row.into_existing;
+    status.tables_to_copy = Some(state::tables_to_resync(&client, &capture.source_id).await?);
     state::act_as_source(&client, &capture.source_id, false).await?;
     let own = options.policies.layout.this_source("", 1);
     let params = options.policies.layout.source_param(&capture.source_id);

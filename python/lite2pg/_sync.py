@@ -158,8 +158,8 @@ class Sync:
 
     def status(self, brief: bool = False) -> Dict[str, Any]:
         """The output of ``lite2pg status --json``: ``applied_seq``, ``newest_seq``, ``pending_changes``,
-        ``lag_seconds``, ``rejects``, ``last_error``, ``daemon`` (who holds the source), ``snapshot_done``, and per
-        table its row counts on both sides. ``brief=True`` leaves out the tables (counting them reads every row).
+        ``lag_seconds``, ``tables_to_copy`` (still to be copied whole), ``rejects``, ``last_error``, ``daemon`` (who
+        holds the source), ``snapshot_done``, and per table its row counts on both sides. ``brief=True`` leaves out the tables (counting them reads every row).
         PostgreSQL being unreachable is in ``postgres_error``, not raised."""
         code, report, stderr = self._run_json(["status", "--brief"] if brief else ["status"])
         if report is None:
@@ -179,7 +179,9 @@ class Sync:
             if target is None:
                 target = status["newest_seq"]
             applied = status.get("applied_seq")
-            if status.get("snapshot_done") and (status.get("pending_changes") == 0 or (applied or 0) >= target):
+            # A table still to be copied whole (the first copy into an app's existing tables) is not caught up.
+            copied = not status.get("tables_to_copy")
+            if status.get("snapshot_done") and copied and (status.get("pending_changes") == 0 or (applied or 0) >= target):
                 return status
             if time.monotonic() > deadline:
                 raise SyncTimeout(f"not caught up after {timeout:.0f}s: {_where(status)}")

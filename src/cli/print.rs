@@ -90,6 +90,13 @@ pub(super) fn print_status(status: &Status) {
         ),
         ("pending", or_unknown(status.pending_changes.map(|n| format!("{n} change(s)")))),
         ("lag", or_unknown(status.lag_seconds.map(|s| format!("{s:.1}s")))),
+        (
+            "to copy",
+            or_unknown(status.tables_to_copy.as_ref().map(|tables| match tables.is_empty() {
+                true => "none".into(),
+                false => format!("{} table(s) the next batch copies whole: {}", tables.len(), tables.join(", ")),
+            })),
+        ),
         ("rejects", or_unknown(status.rejects.map(|n| n.to_string()))),
         ("last applied", status.last_applied_at.clone().unwrap_or_else(|| "never".into())),
         (

@@ -414,3 +414,28 @@ async fn runs_with_only_row_privileges_on_the_application_tables_and_doctor_name
     assert!(!text.contains("\"public\".\"authors\""), "{text}");
     assert!(granted.status.success(), "{}", stderr(&granted));
 }
+
+#[tokio::test]
+async fn status_counts_tables_still_to_be_copied_as_not_caught_up() {
+    let file = SqliteFile::new(SQLITE_APP);
+    let db = app_db().await;
+    let (path, url) = (file.path.to_str().unwrap(), db.url());
+    let tables_to_copy = || {
+        let output = lite2pg_output(&["status", "--json", "--sqlite", path, "--postgres", &url]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        (status["tables_to_copy"].clone(), status["pending_changes"].clone())
+    };
+    let output = lite2pg_output(&["snapshot", "--into-existing", "--sqlite", path, "--postgres", &url]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(tables_to_copy(), (serde_json::json!([]), serde_json::json!(0)));
+    // A daemon records the position first and copies the rows in its first batch (so they commit together): until
+    // that batch, the position alone would claim the copy is caught up.
+    let marked = "UPDATE lite2pg.tables SET resync = true WHERE table_name = 'books'";
+    db.client().await.batch_execute(marked).await.unwrap();
+    assert_eq!(tables_to_copy(), (serde_json::json!(["books"]), serde_json::json!(0)));
+    let output = lite2pg_output(&["run", "--once", "--sqlite", path, "--postgres", &url]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(tables_to_copy(), (serde_json::json!([]), serde_json::json!(0)));
+    db.assert_equal(&file.path).await;
+}

@@ -17,7 +17,8 @@ from lite2pg._sync import COMMON_OPTIONS, RUN_OPTIONS
 
 STATUS_KEYS = {
     "source_id", "sqlite", "postgres", "postgres_error", "snapshot_done", "applied_seq", "newest_seq",
-    "pending_changes", "lag_seconds", "rejects", "last_error", "last_error_at", "last_applied_at", "daemon", "tables",
+    "pending_changes", "lag_seconds", "tables_to_copy", "rejects", "last_error", "last_error_at", "last_applied_at",
+    "daemon", "tables",
 }
 VERIFY_TABLE_KEYS = {"table", "postgres_table", "sqlite_rows", "postgres_rows", "missing", "extra", "differing",
                      "known_rejects", "pending", "examples"}

@@ -52,7 +52,9 @@ async fn positions(db: &TestDb, path: &std::path::Path, id: Option<&str>) -> (i6
     let applied = match db.target.connect().await {
         Ok(client) => client
             .query_opt(
-                "SELECT applied_seq FROM lite2pg.sources WHERE snapshot_seq IS NOT NULL AND ($1::text IS NULL OR source_id = $1)",
+                // A table still to be copied whole (the first copy into existing tables) is not caught up yet.
+                "SELECT s.applied_seq FROM lite2pg.sources s WHERE s.snapshot_seq IS NOT NULL AND ($1::text IS NULL OR s.source_id = $1)
+                   AND NOT EXISTS (SELECT FROM lite2pg.tables t WHERE t.source_id = s.source_id AND t.resync)",
                 &[&id],
             )
             .await
