@@ -1,4 +1,5 @@
-//! A PostgreSQL table's NOT NULL, UNIQUE and foreign key constraints kept to what its SQLite table declares now.
+//! A PostgreSQL table's NOT NULL, UNIQUE and foreign key constraints kept to what its SQLite table declares now
+//! (and first built after a snapshot's copy).
 //!
 //! Constraints are matched by what they are (columns; parent table and columns), never by name: a migration
 //! tool's table rebuild renumbers foreign keys and renames unique indexes. Loosening (dropping what SQLite no
@@ -10,13 +11,13 @@
 //! time it is asked (for `status`, `doctor` and `cutover`), so its answer cannot be stale.
 
 use serde::Serialize;
-use tokio_postgres::GenericClient;
+use tokio_postgres::{Client, GenericClient};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ident::{pg_name, qualified, quote};
 use crate::mapping::ddl::{constraint_name, foreign_key_statement, post_data_statements};
 use crate::mapping::layout::{Layout, SOURCE_COLUMN};
-use crate::mapping::table::{pg_column_names, KeyPlan, TablePlan, ROWID_COLUMN};
+use crate::mapping::table::{pg_column_names, referenced_columns, KeyPlan, TablePlan, ROWID_COLUMN};
 use crate::pg::apply::existing_plan;
 use crate::pg::catalog::{self, Reference};
 use crate::sqlite::capture::CapturedTable;
@@ -239,4 +240,61 @@ pub async fn missing_for_source(
         found.extend(missing(client, schema, &Declared { table, plan: &plan, tables: &tables, layout }).await?);
     }
     Ok(found)
+}
+
+/// After a snapshot's copy, builds the unique constraints, indexes and foreign keys of the tables it `created`; what PostgreSQL refuses becomes a note, not a failure.
+pub(crate) async fn build_post_data(
+    client: &Client,
+    (schema, layout): (&str, Layout),
+    tables: &[Table],
+    plans: &[TablePlan],
+    created: &[bool],
+) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    let referenced = referenced_columns(&tables.iter().collect::<Vec<_>>());
+    let made: Vec<(&Table, &TablePlan)> =
+        tables.iter().zip(plans).zip(created).filter(|(_, made)| **made).map(|(both, _)| both).collect();
+    for &(table, plan) in &made {
+        let parent_refs: Vec<Vec<String>> = referenced.iter().filter(|(t, _)| t == &table.name).map(|(_, c)| c.clone()).collect();
+        for statement in post_data_statements(schema, table, plan, &parent_refs, layout) {
+            if let Err(err) = client.batch_execute(&statement.sql).await {
+                notes.push(format!("{} not created: {}", statement.what, Error::from(err)));
+            }
+        }
+    }
+    // After every unique constraint: a foreign key needs the one on its parent's columns.
+    for (table, _) in made {
+        for (n, key) in table.foreign_keys.iter().enumerate() {
+            notes.extend(add_foreign_key(client, (schema, layout), tables, table, n, key).await?);
+        }
+    }
+    Ok(notes)
+}
+
+/// Adds one foreign key, deferrable and without actions (SQLite's cascades arrive as their own changes).
+/// Existing violations keep it NOT VALID.
+async fn add_foreign_key(
+    client: &Client,
+    (schema, layout): (&str, Layout),
+    tables: &[Table],
+    table: &Table,
+    n: usize,
+    key: &crate::sqlite::introspect::ForeignKey,
+) -> Result<Option<String>> {
+    let what = format!("foreign key {}({}) -> {}", table.name, key.columns.join(", "), key.parent_table);
+    let Some(parent) = tables.iter().find(|t| t.name == key.parent_table) else {
+        return Ok(Some(format!("{what} not created: the parent table is not copied")));
+    };
+    let parent_columns = if key.parent_columns.is_empty() { parent.primary_key.clone() } else { key.parent_columns.clone() };
+    let add = foreign_key_statement(schema, &table.name, n, key, &parent_columns, layout);
+    if let Err(err) = client.batch_execute(&add.sql).await {
+        return Ok(Some(format!("{what} not created: {}", Error::from(err))));
+    }
+    let validate =
+        format!("ALTER TABLE {} VALIDATE CONSTRAINT {}", qualified(schema, &table.name), quote(&constraint_name(&table.name, n)));
+    Ok(client
+        .batch_execute(&validate)
+        .await
+        .err()
+        .map(|_| format!("{what} kept NOT VALID: existing rows break it (SQLite does not enforce foreign keys unless asked)")))
 }

@@ -19,9 +19,9 @@ use tokio_postgres::Client;
 use crate::config::MisfitPolicy;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
-use crate::mapping::ddl::{constraint_name, create_table_sql, foreign_key_statement, post_data_statements};
+use crate::mapping::ddl::create_table_sql;
 use crate::mapping::layout::{Layout, SOURCE_COLUMN};
-use crate::mapping::table::{foreign_key_groups, referenced_columns, TablePlan};
+use crate::mapping::table::{foreign_key_groups, TablePlan};
 use crate::mapping::types::{joined_types, ColumnStats, PgType, SqlValue};
 use crate::pg::copy::{CopyEncoder, CHUNK_BYTES};
 use crate::pg::shared_tables::{create_or_adopt_shared, is_shared_table, SharedTable};
@@ -140,7 +140,8 @@ async fn snapshot_once(options: &SnapshotOptions) -> Result<SnapshotReport> {
     crate::fail_point!("snapshot-after-copy");
     progress.finish();
     let mut notes = prepared.notes.clone();
-    notes.extend(build_post_data(&client, options, &prepared, &created).await?);
+    let target = (options.schema.as_str(), options.policies.layout);
+    notes.extend(crate::constraints::build_post_data(&client, target, &prepared.tables, &prepared.plans, &created).await?);
     let tables = finish(&mut client, options, &prepared, copied).await?;
     // Released now, not when the server notices the session ended: `run` takes it next.
     state::unlock_source(&client, &prepared.source_id).await?;
@@ -553,66 +554,6 @@ fn read_rows(
     let total = encoder.rows();
     sender.blocking_send(Chunk { data: encoder.finish(), rows: chunk_rows }).map_err(|_| closed())?;
     Ok((total, rejects))
-}
-
-/// Builds unique constraints, indexes and foreign keys; what PostgreSQL refuses becomes a note, not a failure.
-async fn build_post_data(
-    client: &Client,
-    options: &SnapshotOptions,
-    prepared: &Prepared,
-    created: &[bool],
-) -> Result<Vec<String>> {
-    let mut notes = Vec::new();
-    let referenced = referenced_columns(&prepared.tables.iter().collect::<Vec<_>>());
-    let layout = options.policies.layout;
-    let made: Vec<(&Table, &TablePlan)> =
-        prepared.tables.iter().zip(&prepared.plans).zip(created).filter(|(_, made)| **made).map(|(both, _)| both).collect();
-    for &(table, plan) in &made {
-        let parent_refs: Vec<Vec<String>> = referenced.iter().filter(|(t, _)| t == &table.name).map(|(_, c)| c.clone()).collect();
-        for statement in post_data_statements(&options.schema, table, plan, &parent_refs, layout) {
-            if let Err(err) = client.batch_execute(&statement.sql).await {
-                notes.push(format!("{} not created: {}", statement.what, Error::from(err)));
-            }
-        }
-    }
-    // After every unique constraint: a foreign key needs the one on its parent's columns.
-    for (table, _) in made {
-        for (n, key) in table.foreign_keys.iter().enumerate() {
-            notes.extend(add_foreign_key(client, options, prepared, table, n, key).await?);
-        }
-    }
-    Ok(notes)
-}
-
-/// Adds one foreign key, deferrable and without actions (SQLite's cascades arrive as their own changes).
-/// Existing violations keep it NOT VALID.
-async fn add_foreign_key(
-    client: &Client,
-    options: &SnapshotOptions,
-    prepared: &Prepared,
-    table: &Table,
-    n: usize,
-    key: &crate::sqlite::introspect::ForeignKey,
-) -> Result<Option<String>> {
-    let what = format!("foreign key {}({}) -> {}", table.name, key.columns.join(", "), key.parent_table);
-    let Some(parent) = prepared.tables.iter().find(|t| t.name == key.parent_table) else {
-        return Ok(Some(format!("{what} not created: the parent table is not copied")));
-    };
-    let parent_columns = if key.parent_columns.is_empty() { parent.primary_key.clone() } else { key.parent_columns.clone() };
-    let add = foreign_key_statement(&options.schema, &table.name, n, key, &parent_columns, options.policies.layout);
-    if let Err(err) = client.batch_execute(&add.sql).await {
-        return Ok(Some(format!("{what} not created: {}", Error::from(err))));
-    }
-    let validate = format!(
-        "ALTER TABLE {} VALIDATE CONSTRAINT {}",
-        qualified(&options.schema, &table.name),
-        quote(&constraint_name(&table.name, n))
-    );
-    Ok(client
-        .batch_execute(&validate)
-        .await
-        .err()
-        .map(|_| format!("{what} kept NOT VALID: existing rows break it (SQLite does not enforce foreign keys unless asked)")))
 }
 
 /// Stores rejects and per-table figures and sets the position streaming starts from, in one transaction.
