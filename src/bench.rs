@@ -15,8 +15,9 @@ use tokio::sync::Notify;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
 use crate::metrics::Metrics;
+use crate::options::{SnapshotOptions, SourceOptions};
 use crate::pg::PgTarget;
-use crate::snapshot::{snapshot, SnapshotOptions};
+use crate::snapshot::snapshot;
 use crate::source::{Selection, Source};
 use crate::stream::StopWhen;
 
@@ -107,15 +108,17 @@ pub async fn bench(target: &PgTarget, rows: u64, parts: &[Part], progress: impl 
 impl Scratch {
     fn options(&self, sqlite: &Path, schema: &str, source_id: &str) -> SnapshotOptions {
         SnapshotOptions {
-            sqlite: sqlite.to_path_buf(),
-            target: self.target.clone(),
-            schema: schema.to_string(),
-            selection: Selection::default(),
+            source: SourceOptions {
+                sqlite: sqlite.to_path_buf(),
+                target: self.target.clone(),
+                schema: schema.to_string(),
+                selection: Selection::default(),
+                source_id: Some(source_id.to_string()),
+                policies: Default::default(),
+            },
             replace: true,
             jobs: 2,
             progress: false,
-            source_id: Some(source_id.to_string()),
-            policies: Default::default(),
         }
     }
 
@@ -204,7 +207,7 @@ async fn measure_snapshot_and_verify(scratch: &Scratch, sqlite: &Path, rows: u64
     let copy_in = plain_copy(&client, scratch, "bench").await?;
     let scan = seconds_of(|| scan_all(sqlite, "bench"))?;
     let both_at_once = scan_and_copy_out(&client, scratch, sqlite, "bench").await?;
-    let verified = crate::verify::verify(&options).await?;
+    let verified = crate::verify::verify(&options.source).await?;
     if !verified.is_equal() {
         return Err(Error::new(ErrorKind::State, "the benchmark copy did not verify equal").with_hint("report this as a bug"));
     }

@@ -19,10 +19,10 @@ use crate::mapping::ddl::deferred_unique_indexes;
 use crate::mapping::layout::Layout;
 use crate::mapping::table::{KeyPlan, TablePlan, ROWID_COLUMN};
 use crate::metrics::Metrics;
+use crate::options::SnapshotOptions;
 use crate::pg::apply::existing_plan;
 use crate::pg::state;
 use crate::pg::tx::{savepoint, Tx};
-use crate::snapshot::SnapshotOptions;
 use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::introspect::{read_schema, Table, OWN_PREFIX};
 use crate::sqlite::{open, Access};
@@ -82,7 +82,7 @@ pub struct CutoverReport {
 
 /// Runs the cutover.
 pub async fn cutover(options: &CutoverOptions) -> Result<CutoverReport> {
-    let source = &options.source;
+    let source = &options.source.source;
     if source.policies.layout.shares_tables() {
         return Err(Error::new(
             ErrorKind::Usage,
@@ -90,12 +90,13 @@ pub async fn cutover(options: &CutoverOptions) -> Result<CutoverReport> {
         )
         .with_hint("cut over from a layout with a schema per source"));
     }
-    catch_up(source).await?;
+    catch_up(&options.source).await?;
     let conn = open(&source.sqlite, Access::ReadWrite)?;
     conn.busy_timeout(options.wait_for_writers)?;
     let capture = capture::require_state(&conn, &source.sqlite)?;
     let client = source.target.connect().await?;
-    let applied = hold_writes_when_caught_up(&conn, &client, source, &capture.source_id, options.wait_for_writers).await?;
+    let applied =
+        hold_writes_when_caught_up(&conn, &client, &options.source, &capture.source_id, options.wait_for_writers).await?;
     tracing::info!("new SQLite writes wait until the cutover ends; PostgreSQL is at position {applied}");
     let result = finish(options, &conn, &client, &capture).await;
     let end = if result.as_ref().is_ok_and(|r| r.capture_removed) { "COMMIT" } else { "ROLLBACK" };
@@ -141,7 +142,7 @@ async fn hold_writes_when_caught_up(
 
 async fn finish(options: &CutoverOptions, conn: &Connection, client: &Client, capture: &CaptureState) -> Result<CutoverReport> {
     let source_id = capture.source_id.as_str();
-    let source = &options.source;
+    let source = &options.source.source;
     let report = crate::verify::verify(source).await?;
     let known_rejects: u64 = report.tables.iter().map(|t| t.known_rejects).sum();
     if !report.is_equal() || known_rejects > 0 {

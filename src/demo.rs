@@ -12,8 +12,8 @@ use tokio::sync::Notify;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::metrics::Metrics;
+use crate::options::{SnapshotOptions, SourceOptions};
 use crate::pg::PgTarget;
-use crate::snapshot::SnapshotOptions;
 use crate::source::Selection;
 use crate::stream::StopWhen;
 use crate::verify::VerifyReport;
@@ -48,15 +48,17 @@ pub async fn demo(admin: &PgTarget, dir: &Path, seconds: u64) -> Result<DemoRepo
     client.batch_execute(&format!("CREATE DATABASE {DEMO_DATABASE}")).await?;
     let target = admin.with_dbname(DEMO_DATABASE);
     let options = SnapshotOptions {
-        sqlite: sqlite.clone(),
-        target: target.clone(),
-        schema: "public".into(),
-        selection: Selection::default(),
+        source: SourceOptions {
+            sqlite: sqlite.clone(),
+            target: target.clone(),
+            schema: "public".into(),
+            selection: Selection::default(),
+            source_id: Some("demo".into()),
+            policies: Default::default(),
+        },
         replace: false,
         jobs: 2,
         progress: false,
-        source_id: Some("demo".into()),
-        policies: Default::default(),
     };
     println!(
         "Demo: {WRITERS} writer threads insert, update and delete in {} for {seconds}s while lite2pg streams them",
@@ -75,7 +77,7 @@ pub async fn demo(admin: &PgTarget, dir: &Path, seconds: u64) -> Result<DemoRepo
     }
     // What the writers committed after the stop request.
     crate::stream::run(&options, StopWhen::CaughtUp, metrics, |_| {}).await?;
-    let verify = crate::verify::verify(&options).await?;
+    let verify = crate::verify::verify(&options.source).await?;
     Ok(DemoReport {
         sqlite,
         postgres_url: format!("postgres://{}", target.shown()),

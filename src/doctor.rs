@@ -6,9 +6,9 @@ use tokio_postgres::Client;
 use crate::constraints::missing_for_source;
 use crate::error::Result;
 use crate::mapping::layout::Layout;
+use crate::options::SourceOptions;
 use crate::pg::apply::existing_plan;
 use crate::pg::state::{self, MIN_PG_VERSION};
-use crate::snapshot::SnapshotOptions;
 use crate::sqlite::capture::{self, CaptureState, FORMAT_VERSION};
 use crate::sqlite::introspect::{read_schema, SourceSchema};
 use crate::sqlite::{journal_mode, open, Access};
@@ -56,7 +56,7 @@ impl Finding {
 }
 
 /// Runs every check; later checks that need an earlier one's result are skipped when it failed.
-pub async fn doctor(options: &SnapshotOptions) -> Vec<Finding> {
+pub async fn doctor(options: &SourceOptions) -> Vec<Finding> {
     let mut findings = Vec::new();
     let captured = sqlite_checks(options, &mut findings);
     match options.target.connect().await {
@@ -78,7 +78,7 @@ struct Captured {
 }
 
 /// The SQLite file's checks; returns its capture state and schema when it has capture.
-fn sqlite_checks(options: &SnapshotOptions, findings: &mut Vec<Finding>) -> Option<Captured> {
+fn sqlite_checks(options: &SourceOptions, findings: &mut Vec<Finding>) -> Option<Captured> {
     const FILE: &str = "sqlite file";
     // Read-only: the checks write nothing, and a file this user cannot write is a finding, not a failure to run.
     let conn = match open(&options.sqlite, Access::ReadOnly) {
@@ -140,7 +140,7 @@ fn writable(path: &std::path::Path) -> std::result::Result<(), String> {
 fn capture_check(
     conn: &rusqlite::Connection,
     schema: Option<&SourceSchema>,
-    options: &SnapshotOptions,
+    options: &SourceOptions,
     findings: &mut Vec<Finding>,
 ) -> Option<CaptureState> {
     const CHECK: &str = "capture";
@@ -190,7 +190,7 @@ fn capture_check(
 
 async fn postgres_checks(
     client: &Client,
-    options: &SnapshotOptions,
+    options: &SourceOptions,
     captured: Option<&Captured>,
     findings: &mut Vec<Finding>,
 ) -> Result<()> {
@@ -257,7 +257,7 @@ async fn postgres_checks(
 }
 
 /// Whether the source syncs into the application's own tables: asked for, or recorded.
-async fn into_existing(client: &Client, options: &SnapshotOptions, captured: Option<&Captured>) -> Result<bool> {
+async fn into_existing(client: &Client, options: &SourceOptions, captured: Option<&Captured>) -> Result<bool> {
     if options.policies.into_existing {
         return Ok(true);
     }

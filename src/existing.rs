@@ -17,9 +17,10 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{pg_name, qualified};
 use crate::mapping::table::{pg_column_name, TablePlan};
 use crate::mapping::types::PgType;
+use crate::options::SnapshotOptions;
 use crate::pg::catalog::{self, primary_key};
 use crate::pg::state::{self, SourceRow};
-use crate::snapshot::{ColumnMapping, SnapshotOptions, SnapshotReport};
+use crate::snapshot::{ColumnMapping, SnapshotReport};
 use crate::source::Source;
 use crate::sqlite::capture::mark_position;
 use crate::sqlite::introspect::Table;
@@ -249,20 +250,22 @@ pub async fn sequence_restarts(
 /// together, and a crash before it copies them again.
 pub async fn register(options: &SnapshotOptions) -> Result<SnapshotReport> {
     let started = Instant::now();
-    if options.policies.layout.shares_tables() {
+    if options.source.policies.layout.shares_tables() {
         return Err(Error::new(ErrorKind::Usage, "--into-existing fills one application's tables; they cannot be shared tables")
             .with_hint("leave out layout = \"shared_tables\" for this source"));
     }
     let source = {
         let options = options.clone();
-        tokio::task::spawn_blocking(move || Source::prepare(&options.sqlite, &options.selection, options.source_id.as_deref()))
-            .await
-            .expect("preparing the source does not panic")?
+        tokio::task::spawn_blocking(move || {
+            Source::prepare(&options.source.sqlite, &options.source.selection, options.source.source_id.as_deref())
+        })
+        .await
+        .expect("preparing the source does not panic")?
     };
     // The connection stays behind: only what was read travels across the awaits below.
     let (sqlite_path, Source { schema: sqlite_schema, capture, .. }) = (source.display_path(), source);
     let source_id = capture.source_id.clone();
-    let mut client = options.target.connect().await?;
+    let mut client = options.source.target.connect().await?;
     state::ensure_state_schema(&mut client).await?;
     state::lock_source(&client, &source_id).await?;
     let recorded = state::source(&client, &source_id).await?;
@@ -276,28 +279,29 @@ pub async fn register(options: &SnapshotOptions) -> Result<SnapshotReport> {
     }
     let mut tables = Vec::new();
     for (table, captured) in sqlite_schema.tables.iter().filter_map(|t| capture.table(&t.name).map(|c| (t, c))) {
-        let plan = app_plan(&client, &options.schema, table, &captured.key_columns).await?;
+        let plan = app_plan(&client, &options.source.schema, table, &captured.key_columns).await?;
         tables.push((table, captured, plan));
     }
     if tables.iter().all(|(_, _, plan)| plan.is_none()) {
         return Err(Error::new(
             ErrorKind::Usage,
-            format!("PostgreSQL schema {} has none of the SQLite file's tables", crate::ident::quote(&options.schema)),
+            format!("PostgreSQL schema {} has none of the SQLite file's tables", crate::ident::quote(&options.source.schema)),
         )
         .with_hint("run the application's migrations against PostgreSQL first (e.g. `manage.py migrate`), or pass the --schema they made"));
     }
     let sqlite_tables: Vec<&Table> = tables.iter().map(|(table, _, _)| *table).collect();
-    let gaps = gaps(&client, &options.schema, &sqlite_tables).await?;
-    let sqlite = options.sqlite.clone();
+    let gaps = gaps(&client, &options.source.schema, &sqlite_tables).await?;
+    let sqlite = options.source.sqlite.clone();
     let (snapshot_seq, mark) = tokio::task::spawn_blocking(move || mark_position(&mut open(&sqlite, Access::ReadWrite)?))
         .await
         .expect("marking the position does not panic")?;
     let tx = client.transaction().await?;
     let position = (snapshot_seq, mark.as_deref());
-    state::record_into_existing(&tx, &source_id, &capture.database_id, &sqlite_path, &options.schema, position).await?;
+    state::record_into_existing(&tx, &source_id, &capture.database_id, &sqlite_path, &options.source.schema, position).await?;
     let mut mapping = Vec::new();
     for (table, captured, plan) in &tables {
-        state::register_table(&tx, &source_id, &options.schema, &table.name, &captured.key_columns, plan.is_some()).await?;
+        state::register_table(&tx, &source_id, &options.source.schema, &table.name, &captured.key_columns, plan.is_some())
+            .await?;
         state::set_synced_columns(&tx, &source_id, &table.name, &synced_columns(plan.as_ref())).await?;
         mapping.extend(plan.iter().flat_map(|plan| {
             plan.columns.iter().map(|c| ColumnMapping {
@@ -315,7 +319,7 @@ pub async fn register(options: &SnapshotOptions) -> Result<SnapshotReport> {
     notes.extend(gaps.sentences());
     Ok(SnapshotReport {
         source_id,
-        schema: options.schema.clone(),
+        schema: options.source.schema.clone(),
         snapshot_seq,
         tables: Vec::new(),
         mapping,
@@ -327,15 +331,15 @@ pub async fn register(options: &SnapshotOptions) -> Result<SnapshotReport> {
 /// Whether `snapshot` is to fill existing tables: asked for, or recorded for the source at an earlier snapshot
 /// (`--replace` then never drops the application's tables).
 pub async fn asked_or_recorded(options: &SnapshotOptions) -> Result<bool> {
-    if options.policies.into_existing {
+    if options.source.policies.into_existing {
         return Ok(true);
     }
-    let installed = match &options.source_id {
+    let installed = match &options.source.source_id {
         Some(id) => Some(id.clone()),
-        None => crate::sqlite::capture::read_state(&open(&options.sqlite, Access::ReadOnly)?)?.map(|c| c.source_id),
+        None => crate::sqlite::capture::read_state(&open(&options.source.sqlite, Access::ReadOnly)?)?.map(|c| c.source_id),
     };
     let Some(source_id) = installed else { return Ok(false) };
-    let client = options.target.connect().await?;
+    let client = options.source.target.connect().await?;
     if !state::state_schema_exists(&client).await? {
         return Ok(false);
     }

@@ -16,8 +16,8 @@ pub use crate::config::SourceEntry;
 use crate::error::{Error, ErrorKind, Result};
 use crate::mapping::layout::Layout;
 use crate::metrics::Metrics;
+use crate::options::{FleetOptions, SnapshotOptions, SourceOptions};
 use crate::pg::pool::Pool;
-use crate::snapshot::SnapshotOptions;
 use crate::sqlite::{capture, open, Access};
 use crate::stream::{RunSummary, StopWhen};
 
@@ -116,14 +116,21 @@ impl Fleet {
         Ok(paths.filter_map(|p| p.ok()).filter(|p| p.is_file() && !is_sqlite_side_file(p)).collect())
     }
 
-    /// The options of one source: `template`'s, with its file, id and schema.
-    pub fn options_for(&self, template: &SnapshotOptions, source: &FoundSource) -> SnapshotOptions {
+    /// The options of one source: what all share, with its file, id and schema. Its snapshot shows no progress
+    /// bars (several may run at once) and never replaces tables.
+    pub fn options_for(&self, shared: &FleetOptions, source: &FoundSource) -> SnapshotOptions {
         SnapshotOptions {
-            sqlite: source.sqlite.clone(),
-            schema: self.schema_of(&source.source_id),
-            source_id: Some(source.source_id.clone()),
+            source: SourceOptions {
+                sqlite: source.sqlite.clone(),
+                target: shared.target.clone(),
+                schema: self.schema_of(&source.source_id),
+                selection: shared.selection.clone(),
+                source_id: Some(source.source_id.clone()),
+                policies: shared.policies.clone(),
+            },
+            replace: false,
+            jobs: shared.jobs,
             progress: false,
-            ..template.clone()
         }
     }
 }
@@ -167,25 +174,25 @@ fn stored_or_default_id(sqlite: &Path) -> Result<String> {
 /// alone, logged with its id; the others go on.
 pub async fn run(
     fleet: &Fleet,
-    template: &SnapshotOptions,
+    shared: &FleetOptions,
     pool_size: usize,
     stop: StopWhen,
     metrics: Arc<Metrics>,
 ) -> Result<FleetSummary> {
-    fleet.check(template.policies.layout)?;
+    fleet.check(shared.policies.layout)?;
     // A stream keeps its SQLite connections across awaits, so the streams share one thread; their reads run on
     // blocking threads and PostgreSQL's connections on the runtime.
-    tokio::task::LocalSet::new().run_until(run_local(fleet, template, pool_size, stop, metrics)).await
+    tokio::task::LocalSet::new().run_until(run_local(fleet, shared, pool_size, stop, metrics)).await
 }
 
 async fn run_local(
     fleet: &Fleet,
-    template: &SnapshotOptions,
+    shared: &FleetOptions,
     pool_size: usize,
     stop: StopWhen,
     metrics: Arc<Metrics>,
 ) -> Result<FleetSummary> {
-    let pool = Pool::new(template.target.clone(), pool_size);
+    let pool = Pool::new(shared.target.clone(), pool_size);
     let watching = fleet.glob.is_some() && matches!(stop, StopWhen::Signal(_));
     let mut tasks = JoinSet::new();
     let mut running: HashMap<String, Arc<Notify>> = HashMap::new();
@@ -216,7 +223,7 @@ async fn run_local(
             }
             let notify = Arc::new(Notify::new());
             running.insert(source.source_id.clone(), notify.clone());
-            tasks.spawn_local(run_source(pool.clone(), fleet.options_for(template, &source), stop.own(notify), metrics.clone()));
+            tasks.spawn_local(run_source(pool.clone(), fleet.options_for(shared, &source), stop.own(notify), metrics.clone()));
         }
         tokio::select! {
             Some(finished) = tasks.join_next() => record(&mut summary, finished),
@@ -241,10 +248,10 @@ async fn run_source(
     stop: StopWhen,
     metrics: Arc<Metrics>,
 ) -> (String, Result<RunSummary>) {
-    let id = options.source_id.clone().expect("fleet sources have ids");
+    let id = options.source.source_id.clone().expect("fleet sources have ids");
     let span = tracing::info_span!("source", id = %id);
     let result = async {
-        tracing::info!("syncing {} into schema {:?}", options.sqlite.display(), options.schema);
+        tracing::info!("syncing {} into schema {:?}", options.source.sqlite.display(), options.source.schema);
         crate::stream::run_in(&pool, &options, stop, &metrics, |report| {
             let rows: u64 = report.tables.iter().map(|t| t.rows).sum();
             tracing::info!("copied {rows} rows in {:.1}s", report.seconds);

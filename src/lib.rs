@@ -6,28 +6,29 @@
 //! copies everything once; [`stream`] applies changes as they are committed; [`verify`] proves equality (`repair` sends differences through the stream again). Around it: [`status`], [`doctor`] and [`metrics`] to watch it, [`cutover`] to leave SQLite,
 //! [`demo`] and [`bench`](mod@bench) to try and measure it, [`cli`] the command line.
 
-pub mod app_constraints;
-pub mod bench;
+pub(crate) mod app_constraints;
+pub(crate) mod bench;
 pub mod cli;
 pub mod config;
-pub mod constraints;
-pub mod cutover;
-pub mod demo;
-pub mod doctor;
+pub(crate) mod constraints;
+pub(crate) mod cutover;
+pub(crate) mod demo;
+pub(crate) mod doctor;
 pub mod error;
-pub mod evolve;
-pub mod existing;
-pub mod fleet;
-pub mod generated;
-pub mod ident;
+pub(crate) mod evolve;
+pub(crate) mod existing;
+pub(crate) mod fleet;
+pub(crate) mod generated;
+pub(crate) mod ident;
 pub mod mapping;
 pub mod metrics;
+pub mod options;
 pub mod pg;
-pub mod progress;
+pub(crate) mod progress;
 pub(crate) mod repair;
 pub mod snapshot;
 pub mod source;
-pub mod sqlite;
+pub(crate) mod sqlite;
 pub mod status;
 pub mod stream;
 pub mod verify;

@@ -8,8 +8,8 @@ use rusqlite::Connection;
 use crate::error::{Error, ErrorKind, Result};
 use crate::mapping::types::SqlValue;
 use crate::metrics::Metrics;
+use crate::options::{SnapshotOptions, SourceOptions};
 use crate::pg::state::{self, StoredReject};
-use crate::snapshot::SnapshotOptions;
 use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::{open, Access};
 use crate::stream::{run, StopWhen};
@@ -21,7 +21,7 @@ const REAPPLY_WAIT: Duration = Duration::from_secs(120);
 /// had just changed, then applied by this process, or by the running daemon when one holds the source. Returns
 /// how many keys were logged. Used by `verify --repair` and `rejects --retry`.
 pub(crate) async fn reapply(options: &SnapshotOptions, source_id: &str, keys: Vec<(i64, Vec<Vec<SqlValue>>)>) -> Result<u64> {
-    let mut conn = open(&options.sqlite, Access::ReadWrite)?;
+    let mut conn = open(&options.source.sqlite, Access::ReadWrite)?;
     let (mut logged, mut newest) = (0u64, 0i64);
     for (table_id, keys) in keys.iter().filter(|(_, keys)| !keys.is_empty()) {
         newest = capture::log_keys(&mut conn, *table_id, keys)?;
@@ -35,7 +35,7 @@ pub(crate) async fn reapply(options: &SnapshotOptions, source_id: &str, keys: Ve
         Ok(_) => Ok(logged),
         Err(err) if err.kind() == ErrorKind::Locked => {
             tracing::info!("a running lite2pg holds source {source_id}; waiting for it to apply the logged rows");
-            wait_until_applied(options, source_id, newest).await.map(|()| logged)
+            wait_until_applied(&options.source, source_id, newest).await.map(|()| logged)
         }
         Err(err) => Err(err),
     }
@@ -61,7 +61,7 @@ pub(crate) async fn retry_rejects(
     reapply(options, &capture.source_id, keys).await
 }
 
-async fn wait_until_applied(options: &SnapshotOptions, source_id: &str, seq: i64) -> Result<()> {
+async fn wait_until_applied(options: &SourceOptions, source_id: &str, seq: i64) -> Result<()> {
     let client = options.target.connect().await?;
     let deadline = Instant::now() + REAPPLY_WAIT;
     while Instant::now() < deadline {

@@ -6,7 +6,7 @@
 //! while it changed is fixed by the first streamed batch.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
+
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -27,9 +27,10 @@ use crate::pg::copy::{CopyEncoder, CHUNK_BYTES};
 use crate::pg::shared_tables::{create_or_adopt_shared, is_shared_table, SharedTable};
 use crate::pg::state::{self, Reject};
 use crate::pg::tx::Tx;
-use crate::pg::PgTarget;
+
+use crate::options::SnapshotOptions;
 use crate::progress::Progress;
-use crate::source::{Selection, Source};
+use crate::source::Source;
 use crate::sqlite::capture::mark_position;
 use crate::sqlite::introspect::Table;
 use crate::sqlite::scan::{column_stats, read_values, rowid_filter, rowid_ranges};
@@ -37,25 +38,6 @@ use crate::sqlite::{begin_read_at, open, Access};
 
 /// Tables with more rows than this are copied as several rowid ranges in parallel.
 const SPLIT_ROWS: u64 = 200_000;
-
-/// What to snapshot and how.
-#[derive(Debug, Clone)]
-pub struct SnapshotOptions {
-    pub sqlite: PathBuf,
-    pub target: PgTarget,
-    pub schema: String,
-    pub selection: Selection,
-    /// Drop and re-create tables that already exist.
-    pub replace: bool,
-    /// Parallel copy connections.
-    pub jobs: usize,
-    /// Show progress bars (on a terminal).
-    pub progress: bool,
-    /// Overrides the source id stored in the SQLite file.
-    pub source_id: Option<String>,
-    /// Misfit policies, type overrides and what dropped tables become.
-    pub policies: crate::config::Policies,
-}
 
 /// One column's mapping, as printed.
 #[derive(Debug, Clone, Serialize)]
@@ -123,12 +105,12 @@ async fn snapshot_once(options: &SnapshotOptions) -> Result<SnapshotReport> {
         let options = options.clone();
         tokio::task::spawn_blocking(move || prepare(&options)).await.expect("snapshot preparation does not panic")?
     };
-    let mut client = options.target.connect().await?;
+    let mut client = options.source.target.connect().await?;
     state::ensure_state_schema(&mut client).await?;
     state::lock_source(&client, &prepared.source_id).await?;
     check_targets(&client, options, &prepared).await?;
     // Only now, holding the source: the canary is re-armed, which must not hide a VACUUM from a running daemon.
-    let sqlite = options.sqlite.clone();
+    let sqlite = options.source.sqlite.clone();
     (prepared.snapshot_seq, prepared.snapshot_mark) =
         tokio::task::spawn_blocking(move || mark_position(&mut open(&sqlite, Access::ReadWrite)?))
             .await
@@ -140,14 +122,14 @@ async fn snapshot_once(options: &SnapshotOptions) -> Result<SnapshotReport> {
     crate::fail_point!("snapshot-after-copy");
     progress.finish();
     let mut notes = prepared.notes.clone();
-    let target = (options.schema.as_str(), options.policies.layout);
+    let target = (options.source.schema.as_str(), options.source.policies.layout);
     notes.extend(crate::constraints::build_post_data(&client, target, &prepared.tables, &prepared.plans, &created).await?);
     let tables = finish(&mut client, options, &prepared, copied).await?;
     // Released now, not when the server notices the session ended: `run` takes it next.
     state::unlock_source(&client, &prepared.source_id).await?;
     Ok(SnapshotReport {
         source_id: prepared.source_id,
-        schema: options.schema.clone(),
+        schema: options.source.schema.clone(),
         snapshot_seq: prepared.snapshot_seq,
         tables,
         mapping: prepared.mapping,
@@ -174,7 +156,7 @@ struct Prepared {
 }
 
 fn prepare(options: &SnapshotOptions) -> Result<Prepared> {
-    let source = Source::prepare(&options.sqlite, &options.selection, options.source_id.as_deref())?;
+    let source = Source::prepare(&options.source.sqlite, &options.source.selection, options.source.source_id.as_deref())?;
     let mut prepared = Prepared {
         source_id: source.capture.source_id.clone(),
         database_id: source.capture.database_id.clone(),
@@ -190,8 +172,8 @@ fn prepare(options: &SnapshotOptions) -> Result<Prepared> {
     };
     let (mut stats, mut keys) = (Vec::new(), Vec::new());
     for (table, captured) in source.captured_tables() {
-        let (rows, table_stats) = scan_table(&options.sqlite, table, options.jobs, source.schema_version)?;
-        let plan = TablePlan::from_stats(table, &table_stats, &captured.key_columns, &options.policies);
+        let (rows, table_stats) = scan_table(&options.source.sqlite, table, options.jobs, source.schema_version)?;
+        let plan = TablePlan::from_stats(table, &table_stats, &captured.key_columns, &options.source.policies);
         if captured.key_columns.is_empty() && !table.primary_key.is_empty() {
             prepared.notes.push(format!(
                 "table {:?}: primary key ({}) holds NULLs, so rows are keyed by rowid and the key becomes a unique constraint",
@@ -309,24 +291,24 @@ async fn check_targets(client: &Client, options: &SnapshotOptions, prepared: &Pr
     }
     let mut blocked = Vec::new();
     for plan in &prepared.plans {
-        if !crate::pg::catalog::table_exists(client, &options.schema, &plan.name).await? {
+        if !crate::pg::catalog::table_exists(client, &options.source.schema, &plan.name).await? {
             continue;
         }
-        if options.policies.layout.shares_tables() {
+        if options.source.policies.layout.shares_tables() {
             // Shared tables are expected to exist; one without the source column is not one.
-            if !is_shared_table(client, &options.schema, &plan.name).await? {
-                blocked.push(format!("{} (without a {SOURCE_COLUMN} column)", qualified(&options.schema, &plan.name)));
+            if !is_shared_table(client, &options.source.schema, &plan.name).await? {
+                blocked.push(format!("{} (without a {SOURCE_COLUMN} column)", qualified(&options.source.schema, &plan.name)));
             }
             continue;
         }
-        let owner = state::table_owner(client, &options.schema, &plan.name).await?;
+        let owner = state::table_owner(client, &options.source.schema, &plan.name).await?;
         let ours_unfinished = unfinished_same_source && owner.as_deref() == Some(prepared.source_id.as_str());
         if !options.replace && !ours_unfinished {
             let whose = match owner {
                 Some(owner) => format!("created by lite2pg for source {owner}"),
                 None => "not created by lite2pg".to_string(),
             };
-            blocked.push(format!("{} ({whose})", qualified(&options.schema, &plan.name)));
+            blocked.push(format!("{} ({whose})", qualified(&options.source.schema, &plan.name)));
         }
     }
     if blocked.is_empty() {
@@ -341,28 +323,31 @@ async fn check_targets(client: &Client, options: &SnapshotOptions, prepared: &Pr
 /// source's rows are written in its column types.
 async fn create_tables(client: &mut Client, options: &SnapshotOptions, prepared: &mut Prepared) -> Result<Vec<bool>> {
     let tx = client.transaction().await?;
-    state::ensure_schema(&tx, &options.schema).await?;
-    state::start_snapshot(&tx, &prepared.source_id, &prepared.database_id, &prepared.sqlite_path, &options.schema).await?;
-    let layout = options.policies.layout;
+    state::ensure_schema(&tx, &options.source.schema).await?;
+    state::start_snapshot(&tx, &prepared.source_id, &prepared.database_id, &prepared.sqlite_path, &options.source.schema).await?;
+    let layout = options.source.policies.layout;
     let mut created = Vec::new();
     for (plan, table) in prepared.plans.iter_mut().zip(&prepared.tables) {
         let made = match layout {
-            Layout::SharedTables => create_or_adopt_shared(&tx, &options.schema, plan, table).await? == SharedTable::Missing,
+            Layout::SharedTables => {
+                create_or_adopt_shared(&tx, &options.source.schema, plan, table).await? == SharedTable::Missing
+            }
             Layout::SchemaPerSource => {
-                tx.batch_execute(&format!("DROP TABLE IF EXISTS {} CASCADE", qualified(&options.schema, &plan.name))).await?;
+                tx.batch_execute(&format!("DROP TABLE IF EXISTS {} CASCADE", qualified(&options.source.schema, &plan.name)))
+                    .await?;
                 true
             }
         };
         created.push(made);
         if made {
-            tx.batch_execute(&create_table_sql(&options.schema, plan, layout)).await.map_err(|err| {
-                Error::from(err).context(format!("cannot create table {}", qualified(&options.schema, &plan.name)))
+            tx.batch_execute(&create_table_sql(&options.source.schema, plan, layout)).await.map_err(|err| {
+                Error::from(err).context(format!("cannot create table {}", qualified(&options.source.schema, &plan.name)))
             })?;
-            crate::pg::citus::distribute_if_shared(&tx, &options.schema, &plan.name, layout).await?;
+            crate::pg::citus::distribute_if_shared(&tx, &options.source.schema, &plan.name, layout).await?;
         }
         let key: Vec<String> = plan.key_columns().map(|c| c.name.clone()).collect();
         let columns: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
-        state::record_snapshot_table(&tx, &prepared.source_id, &options.schema, &plan.name, &key, &columns).await?;
+        state::record_snapshot_table(&tx, &prepared.source_id, &options.source.schema, &plan.name, &key, &columns).await?;
     }
     tx.commit().await?;
     Ok(created)
@@ -390,14 +375,15 @@ async fn copy_all(options: &SnapshotOptions, prepared: &Prepared, progress: &Pro
     let plans = Arc::new(prepared.plans.clone());
     let bars: Arc<Vec<_>> =
         Arc::new(prepared.plans.iter().zip(&prepared.row_counts).map(|(p, n)| progress.table_bar(&p.name, *n)).collect());
-    let shared = options.policies.layout.shares_tables();
+    let shared = options.source.policies.layout.shares_tables();
     // A shared table may already hold foreign keys: this source's rows go in one transaction, checked at its end.
     let workers = if shared { 1 } else { options.jobs.max(1).min(queue.lock().expect("fresh lock").len().max(1)) };
     let mut handles = Vec::new();
     for _ in 0..workers {
-        let client = options.target.connect().await?;
+        let client = options.source.target.connect().await?;
         let (queue, plans, bars) = (queue.clone(), plans.clone(), bars.clone());
-        let (path, schema, schema_version) = (options.sqlite.clone(), options.schema.clone(), prepared.schema_version);
+        let (path, schema, schema_version) =
+            (options.source.sqlite.clone(), options.source.schema.clone(), prepared.schema_version);
         let own_rows = shared.then(|| prepared.source_id.clone());
         handles.push(tokio::spawn(async move {
             let tx = match &own_rows {
@@ -462,14 +448,16 @@ async fn replace_own_rows<'c>(client: &'c Client, schema: &str, source_id: &str,
 /// Under the `stop` policy a value that does not fit ends the snapshot (only a type override can make one: the
 /// types chosen from the scan fit every stored value).
 fn refuse_stopping_rejects(options: &SnapshotOptions, copied: &HashMap<usize, Copied>) -> Result<()> {
-    let stopping =
-        copied.values().flat_map(|c| &c.rejects).find(|r| options.policies.misfit(&r.table, &r.column) == MisfitPolicy::Stop);
+    let stopping = copied
+        .values()
+        .flat_map(|c| &c.rejects)
+        .find(|r| options.source.policies.misfit(&r.table, &r.column) == MisfitPolicy::Stop);
     stopping.map_or(Ok(()), |reject| Err(reject.stop_error()))
 }
 
 /// Splits big rowid tables into ranges so both cores (and several connections) work on them.
 fn plan_items(options: &SnapshotOptions, prepared: &Prepared) -> Result<Vec<CopyItem>> {
-    let conn = open(&options.sqlite, Access::ReadOnly)?;
+    let conn = open(&options.source.sqlite, Access::ReadOnly)?;
     let mut items = Vec::new();
     for (index, table) in prepared.tables.iter().enumerate() {
         let parts = (options.jobs.max(1) as u64 * 2).min(prepared.row_counts[index] / SPLIT_ROWS).max(1);
@@ -579,6 +567,6 @@ async fn finish(
     }
     state::finish_snapshot(&tx, &prepared.source_id, prepared.snapshot_seq, prepared.snapshot_mark.as_deref()).await?;
     tx.commit().await?;
-    tracing::debug!(schema = %options.schema, "snapshot recorded");
+    tracing::debug!(schema = %options.source.schema, "snapshot recorded");
     Ok(reports)
 }

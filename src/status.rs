@@ -7,8 +7,8 @@ use serde::Serialize;
 use crate::constraints::{missing_for_source, Missing};
 use crate::error::Result;
 use crate::ident::{qualified, quote};
+use crate::options::SourceOptions;
 use crate::pg::state;
-use crate::snapshot::SnapshotOptions;
 use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::introspect::{read_schema, SourceSchema, Table};
 use crate::sqlite::{open, Access};
@@ -63,7 +63,7 @@ pub struct Status {
 
 /// Reads the status of `options.sqlite`'s source; `brief` leaves out the row counts per table and the missing
 /// constraints (they read every table: too slow to poll on a large database).
-pub async fn status(options: &SnapshotOptions, brief: bool) -> Result<Status> {
+pub async fn status(options: &SourceOptions, brief: bool) -> Result<Status> {
     let conn = open(&options.sqlite, Access::ReadOnly)?;
     let capture = capture::require_state(&conn, &options.sqlite)?;
     conn.execute_batch("BEGIN")?;
@@ -121,7 +121,7 @@ fn sqlite_counts(conn: &rusqlite::Connection, capture: &CaptureState) -> Result<
 /// Fills in the PostgreSQL side and returns the applied position (`None` when the source was never copied); the
 /// missing constraints only given `sqlite_schema`.
 async fn postgres_status(
-    options: &SnapshotOptions,
+    options: &SourceOptions,
     capture: &CaptureState,
     sqlite_schema: Option<&SourceSchema>,
     status: &mut Status,

@@ -2,12 +2,11 @@
 
 use crate::error::Result;
 
-use super::options::default_jobs;
 use super::print::print_findings;
 use super::{CommonArgs, Verdict};
 
 pub(super) async fn doctor(common: &CommonArgs) -> Result<Verdict> {
-    let findings = crate::doctor::doctor(&common.snapshot_options(false, default_jobs())?).await;
+    let findings = crate::doctor::doctor(&common.source_options()?).await;
     let failed = findings.iter().any(|f| f.outcome == crate::doctor::Outcome::Fail);
     if !common.json {
         print_findings(&findings);

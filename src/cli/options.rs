@@ -9,9 +9,9 @@ use clap::Args;
 use crate::config::{DroppedTables, MisfitPolicy, Policies};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fleet::Fleet;
+use crate::options::{FleetOptions, SnapshotOptions, SourceOptions};
 use crate::pg::local::LocalServer;
 use crate::pg::PgTarget;
-use crate::snapshot::SnapshotOptions;
 use crate::source::Selection;
 
 use super::LogFormat;
@@ -144,26 +144,36 @@ impl CommonArgs {
         Selection { include: self.tables.clone(), exclude: self.exclude.clone() }
     }
 
-    pub(super) fn snapshot_options(&self, replace: bool, jobs: usize) -> Result<SnapshotOptions> {
-        Ok(SnapshotOptions { sqlite: self.sqlite()?, ..self.snapshot_options_for(replace, jobs)? })
-    }
-
-    /// Everything but the SQLite file.
-    pub(super) fn snapshot_options_for(&self, replace: bool, jobs: usize) -> Result<SnapshotOptions> {
-        Ok(SnapshotOptions {
-            sqlite: PathBuf::new(),
+    /// The source these options name, for the commands that never copy it whole.
+    pub(super) fn source_options(&self) -> Result<SourceOptions> {
+        Ok(SourceOptions {
+            sqlite: self.sqlite()?,
             target: self.postgres()?,
             schema: self.schema.clone(),
             selection: self.selection(),
+            source_id: self.source_id.clone(),
+            policies: self.policies(),
+        })
+    }
+
+    /// The source these options name, copied whole when it has not been yet (or `replace` asks for it again).
+    pub(super) fn snapshot_options(&self, replace: bool, jobs: usize) -> Result<SnapshotOptions> {
+        Ok(SnapshotOptions {
+            source: self.source_options()?,
             replace,
             jobs,
             progress: !self.json && std::io::stderr().is_terminal(),
-            source_id: self.source_id.clone(),
-            policies: {
-                let mut policies = self.policies.clone();
-                policies.into_existing = self.into_existing;
-                policies
-            },
         })
+    }
+
+    /// What every source of the config file shares, for streaming them all in one process.
+    pub(super) fn fleet_options(&self, jobs: usize) -> Result<FleetOptions> {
+        Ok(FleetOptions { target: self.postgres()?, selection: self.selection(), policies: self.policies(), jobs })
+    }
+
+    fn policies(&self) -> Policies {
+        let mut policies = self.policies.clone();
+        policies.into_existing = self.into_existing;
+        policies
     }
 }

@@ -21,9 +21,10 @@ pub struct RejectsArgs {
 
 pub(super) async fn rejects(common: &CommonArgs, args: &RejectsArgs) -> Result<ExitCode> {
     let options = common.snapshot_options(false, default_jobs())?;
-    let conn = crate::sqlite::open(&options.sqlite, crate::sqlite::Access::ReadOnly)?;
-    let capture = crate::sqlite::capture::require_state(&conn, &options.sqlite)?;
-    let client = options.target.connect().await?;
+    let source = &options.source;
+    let conn = crate::sqlite::open(&source.sqlite, crate::sqlite::Access::ReadOnly)?;
+    let capture = crate::sqlite::capture::require_state(&conn, &source.sqlite)?;
+    let client = source.target.connect().await?;
     let mut rejects = crate::pg::state::rejects(&client, &capture.source_id).await?;
     if args.retry && !rejects.is_empty() {
         let retried = crate::repair::retry_rejects(&options, &conn, &capture, &rejects).await?;

@@ -116,10 +116,10 @@ pub(super) async fn run(common: &CommonArgs, args: &RunArgs) -> Result<ExitCode>
 
 /// `run` for every source of the config file, in one process.
 pub(super) async fn run_fleet(common: &CommonArgs, args: &RunArgs) -> Result<ExitCode> {
-    let template = common.snapshot_options_for(false, args.jobs)?;
+    let shared = common.fleet_options(args.jobs)?;
     let stop = stop_when(args);
     let metrics = served_metrics(args).await?;
-    let summary = crate::fleet::run(&common.fleet, &template, args.pool_size, stop, metrics).await?;
+    let summary = crate::fleet::run(&common.fleet, &shared, args.pool_size, stop, metrics).await?;
     if common.json {
         println!("{}", serde_json::to_string_pretty(&summary).expect("summaries serialize"));
     } else {

@@ -4,7 +4,6 @@ use clap::Args;
 
 use crate::error::Result;
 
-use super::options::default_jobs;
 use super::print::print_status;
 use super::{CommonArgs, Verdict};
 
@@ -18,7 +17,7 @@ pub struct StatusArgs {
 }
 
 pub(super) async fn status(common: &CommonArgs, args: &StatusArgs) -> Result<Verdict> {
-    let status = crate::status::status(&common.snapshot_options(false, default_jobs())?, args.brief).await?;
+    let status = crate::status::status(&common.source_options()?, args.brief).await?;
     if !common.json {
         print_status(&status);
     }

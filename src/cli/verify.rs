@@ -28,14 +28,14 @@ pub(super) async fn verify(common: &CommonArgs, args: &VerifyArgs) -> Result<Ver
 /// Compares one source, repairing first when asked.
 async fn verify_report(common: &CommonArgs, args: &VerifyArgs) -> Result<VerifyReport> {
     let options = common.snapshot_options(false, default_jobs())?;
-    let mut report = crate::verify::verify(&options).await?;
+    let mut report = crate::verify::verify(&options.source).await?;
     if args.repair && !report.is_equal() {
         if !common.json {
             print_verify(&report);
         }
         let repaired = crate::verify::repair(&options, &report).await?;
         tracing::info!("re-applied {repaired} differing row(s); verifying again");
-        report = crate::verify::verify(&options).await?;
+        report = crate::verify::verify(&options.source).await?;
     }
     Ok(report)
 }

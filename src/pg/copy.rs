@@ -50,19 +50,9 @@ impl CopyEncoder {
         self.push_row(values.iter().zip(plan.columns.iter().map(|c| c.pg_type)))
     }
 
-    /// Appends a row holding only a table's key values.
-    pub fn push_key_row(&mut self, plan: &TablePlan, key: &[SqlValue]) -> Result<(), (usize, Misfit)> {
-        self.push_row(key.iter().zip(plan.key_columns().map(|c| c.pg_type)))
-    }
-
     /// Bytes written so far.
     pub fn len(&self) -> usize {
         self.buf.len()
-    }
-
-    /// Whether no byte is waiting.
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
     }
 
     /// Rows pushed since the encoder was made.
@@ -100,10 +90,12 @@ pub fn write_field(value: &SqlValue, pg_type: crate::mapping::types::PgType, out
     Ok(())
 }
 
-/// One field of a binary COPY row: its bytes, or `None` for NULL.
+/// One field of a binary COPY row: its bytes, or `None` for NULL. Decoding is for the tests' round trips.
+#[cfg(test)]
 pub type Field = Option<Vec<u8>>;
 
 /// Splits binary COPY output into rows of fields.
+#[cfg(test)]
 pub fn decode_rows(data: &[u8]) -> Result<Vec<Vec<Field>>, String> {
     let body = data.strip_prefix(HEADER).ok_or("binary COPY data does not start with the PGCOPY header")?;
     let mut rest = body;

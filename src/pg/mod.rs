@@ -1,16 +1,16 @@
 //! The PostgreSQL side: connecting (with errors that say where and why), lite2pg's own state schema, DDL,
 //! binary COPY and applying change batches.
 
-pub mod apply;
-pub mod catalog;
-pub mod citus;
-pub mod copy;
+pub(crate) mod apply;
+pub(crate) mod catalog;
+pub(crate) mod citus;
+pub(crate) mod copy;
 pub mod local;
 pub mod pool;
 pub(crate) mod shared_tables;
-pub mod state;
-pub mod tls;
-pub mod tx;
+pub(crate) mod state;
+pub(crate) mod tls;
+pub(crate) mod tx;
 
 use std::path::PathBuf;
 use std::time::Duration;

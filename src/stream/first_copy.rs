@@ -7,8 +7,9 @@ use std::time::Instant;
 use crate::error::Result;
 use crate::ident::qualified;
 use crate::metrics::Metrics;
+use crate::options::SnapshotOptions;
 use crate::pg::state;
-use crate::snapshot::{SnapshotOptions, SnapshotReport, TableReport};
+use crate::snapshot::{SnapshotReport, TableReport};
 
 use super::StopWhen;
 
@@ -26,13 +27,13 @@ pub async fn snapshot(options: &SnapshotOptions) -> Result<SnapshotReport> {
 async fn into_existing(options: &SnapshotOptions) -> Result<SnapshotReport> {
     let started = Instant::now();
     let mut report = crate::existing::register(options).await?;
-    let options = SnapshotOptions { source_id: Some(report.source_id.clone()), ..options.clone() };
+    let options = options.with_source_id(&report.source_id);
     // Boxed: `run` may start with a snapshot itself, and async calls that can recurse need a pointer.
     Box::pin(super::run(&options, StopWhen::CaughtUp, Metrics::new(Default::default()), |_| {})).await?;
-    let client = options.target.connect().await?;
+    let client = options.source.target.connect().await?;
     for plan in &report.mapping.iter().map(|m| m.table.clone()).collect::<BTreeSet<_>>() {
         let rows: i64 =
-            client.query_one(&format!("SELECT count(*) FROM {}", qualified(&options.schema, plan)), &[]).await?.get(0);
+            client.query_one(&format!("SELECT count(*) FROM {}", qualified(&options.source.schema, plan)), &[]).await?.get(0);
         let rejects = state::reject_count(&client, &report.source_id, plan).await?;
         report.tables.push(TableReport { table: plan.clone(), rows: rows as u64, rejects, ..Default::default() });
     }

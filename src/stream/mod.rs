@@ -25,11 +25,12 @@ use crate::config::Policies;
 use crate::error::{Error, ErrorKind, Result};
 use crate::mapping::table::TablePlan;
 use crate::metrics::{Metrics, SourceMetrics};
+use crate::options::{SnapshotOptions, SourceOptions};
 use crate::pg::apply::TableMerge;
 use crate::pg::pool::{Lease, Pool};
 use crate::pg::state;
 use crate::pg::PgTarget;
-use crate::snapshot::{SnapshotOptions, SnapshotReport};
+use crate::snapshot::SnapshotReport;
 use crate::source::Selection;
 use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::introspect::{SourceSchema, Table};
@@ -103,7 +104,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     on_snapshot: impl Fn(&SnapshotReport),
 ) -> Result<RunSummary> {
-    run_in(&Pool::new(options.target.clone(), 1), options, stop, &metrics, on_snapshot).await
+    run_in(&Pool::new(options.source.target.clone(), 1), options, stop, &metrics, on_snapshot).await
 }
 
 /// `run` on connections leased from `pool`, shared with other sources.
@@ -114,20 +115,20 @@ pub(crate) async fn run_in(
     metrics: &Metrics,
     on_snapshot: impl Fn(&SnapshotReport),
 ) -> Result<RunSummary> {
-    let Some(source_id) = wait_for_identity(options, &stop).await? else {
+    let Some(source_id) = wait_for_identity(&options.source, &stop).await? else {
         return Ok(RunSummary::default());
     };
     let metrics = metrics.source(&source_id);
-    let options = SnapshotOptions { source_id: Some(source_id.clone()), ..options.clone() };
+    let options = options.with_source_id(&source_id);
     let mut summary = RunSummary { source_id: source_id.clone(), ..RunSummary::default() };
     let mut outage = Outage::default();
     let mut stream = loop {
-        let opened = file_identity(&options.sqlite);
+        let opened = file_identity(&options.source.sqlite);
         match start(pool, &options, &mut summary, &on_snapshot).await {
             Ok(stream) => break stream,
             // Another file was renamed over the path meanwhile: reading the old one can fail on the new one's
             // journal (see `Stream::look`); the new one is what to start from.
-            Err(_) if file_identity(&options.sqlite) != opened => continue,
+            Err(_) if file_identity(&options.source.sqlite) != opened => continue,
             // A daemon waits for another process's lock (a standby); a one-off run says who holds it.
             Err(err) if err.is_retryable() && !(err.kind() == ErrorKind::Locked && stop.is_once()) => {
                 metrics.failed(&err);
@@ -159,7 +160,7 @@ pub(crate) async fn run_in(
 
 /// `source_identity`, waiting out what waiting can fix as the start does: another process holding the file's lock
 /// (a VACUUM, a migration) must not end a daemon that is starting. `None` when asked to stop meanwhile.
-async fn wait_for_identity(options: &SnapshotOptions, stop: &StopWhen) -> Result<Option<String>> {
+async fn wait_for_identity(options: &SourceOptions, stop: &StopWhen) -> Result<Option<String>> {
     let mut outage = Outage::default();
     loop {
         match source_identity(options) {
@@ -176,7 +177,7 @@ async fn wait_for_identity(options: &SnapshotOptions, stop: &StopWhen) -> Result
 
 /// The source id `run` syncs under: the one asked for, else the one stored in the file, else the one `init`
 /// stores now (capture is installed first anyway, and needs no PostgreSQL).
-fn source_identity(options: &SnapshotOptions) -> Result<String> {
+fn source_identity(options: &SourceOptions) -> Result<String> {
     if let Some(id) = &options.source_id {
         return Ok(id.clone());
     }
@@ -194,15 +195,15 @@ async fn start(
 ) -> Result<Stream> {
     let mut client = pool.lease().await?;
     state::ensure_state_schema(&mut client).await?;
-    state::refuse_promoted_file(&*client, &options.sqlite).await?;
+    state::refuse_promoted_file(&*client, &options.source.sqlite).await?;
     // A source already copied resumes with its capture as it is: the stream follows whatever changed in the
     // schema meanwhile (and installing capture first would hide tables rebuilt while lite2pg was stopped).
-    let installed = capture::read_state(&open(&options.sqlite, Access::ReadOnly)?)?
-        .filter(|installed| options.source_id.as_deref().is_none_or(|id| id == installed.source_id));
+    let installed = capture::read_state(&open(&options.source.sqlite, Access::ReadOnly)?)?
+        .filter(|installed| options.source.source_id.as_deref().is_none_or(|id| id == installed.source_id));
     if let Some(installed) = installed {
         if state::source(&*client, &installed.source_id).await?.is_some_and(|row| row.snapshot_seq.is_some()) {
             drop(client);
-            return Stream::start(pool, options, &installed).await;
+            return Stream::start(pool, &options.source, &installed).await;
         }
     }
     drop(client);
@@ -215,8 +216,8 @@ async fn start(
         rejects: report.rejects(),
         seconds: report.seconds,
     });
-    let installed = capture::require_state(&open(&options.sqlite, Access::ReadOnly)?, &options.sqlite)?;
-    Stream::start(pool, options, &installed).await
+    let installed = capture::require_state(&open(&options.source.sqlite, Access::ReadOnly)?, &options.source.sqlite)?;
+    Stream::start(pool, &options.source, &installed).await
 }
 
 impl StopWhen {
@@ -352,7 +353,7 @@ struct Stream {
 static STREAMS: AtomicU64 = AtomicU64::new(0);
 
 impl Stream {
-    async fn start(pool: &Arc<Pool>, options: &SnapshotOptions, capture: &CaptureState) -> Result<Stream> {
+    async fn start(pool: &Arc<Pool>, options: &SourceOptions, capture: &CaptureState) -> Result<Stream> {
         let file = SqliteFile::open(&options.sqlite)?;
         let mut stream = Stream {
             target: options.target.clone(),

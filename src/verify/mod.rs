@@ -24,10 +24,10 @@ use crate::ident::qualified;
 use crate::mapping::layout::Layout;
 use crate::mapping::table::TablePlan;
 use crate::mapping::types::SqlValue;
+use crate::options::{SnapshotOptions, SourceOptions};
 use crate::pg::apply::existing_plan;
 use crate::pg::state::{self, SourceRow};
 use crate::pg::tx::Tx;
-use crate::snapshot::SnapshotOptions;
 use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::changes::pending_keys;
 use crate::sqlite::introspect::read_schema;
@@ -120,7 +120,7 @@ impl VerifyReport {
 }
 
 /// Compares the chosen captured tables of `options.sqlite` with PostgreSQL.
-pub async fn verify(options: &SnapshotOptions) -> Result<VerifyReport> {
+pub async fn verify(options: &SourceOptions) -> Result<VerifyReport> {
     let started = Instant::now();
     let conn = open(&options.sqlite, Access::ReadOnly)?;
     let capture = capture::require_state(&conn, &options.sqlite)?;
@@ -151,7 +151,7 @@ pub async fn verify(options: &SnapshotOptions) -> Result<VerifyReport> {
 async fn plans(
     conn: &Connection,
     client: &Client,
-    options: &SnapshotOptions,
+    options: &SourceOptions,
     capture: &CaptureState,
     source: &SourceRow,
 ) -> Result<Vec<(i64, TablePlan)>> {
@@ -233,8 +233,8 @@ fn key_json(key: &[SqlValue]) -> serde_json::Value {
 
 /// Sends every difference of `report` through the normal apply path (see `repair::reapply`).
 pub async fn repair(options: &SnapshotOptions, report: &VerifyReport) -> Result<u64> {
-    let conn = open(&options.sqlite, Access::ReadOnly)?;
-    let capture = capture::require_state(&conn, &options.sqlite)?;
+    let conn = open(&options.source.sqlite, Access::ReadOnly)?;
+    let capture = capture::require_state(&conn, &options.source.sqlite)?;
     drop(conn);
     let keys = report
         .tables

@@ -23,7 +23,7 @@ async fn columns(db: &TestDb, table: &str) -> Vec<String> {
 
 async fn compared_tables(db: &TestDb, file: &SqliteFile) -> Vec<String> {
     db.assert_equal(&file.path).await;
-    let report = lite2pg::verify::verify(&db.options(&file.path)).await.unwrap();
+    let report = lite2pg::verify::verify(&db.source(&file.path)).await.unwrap();
     let mut names: Vec<String> = report.tables.into_iter().map(|t| t.table).collect();
     names.sort();
     names

@@ -35,7 +35,7 @@ const POSTGRES_APP: &str = "
 
 async fn sync(db: &TestDb, file: &SqliteFile) -> lite2pg::Result<RunSummary> {
     let mut options = db.options(&file.path);
-    options.policies.into_existing = true;
+    options.source.policies.into_existing = true;
     run(&options, StopWhen::CaughtUp, Metrics::new(Default::default()), |_| {}).await
 }
 
@@ -119,7 +119,7 @@ async fn values_that_do_not_convert_are_rejected_and_columns_never_widened() {
         ]
     );
     assert_eq!(ddl(&db).await, before, "widening would alter the application's column: the value is rejected");
-    let report = lite2pg::verify::verify(&db.options(&file.path)).await.unwrap();
+    let report = lite2pg::verify::verify(&db.source(&file.path)).await.unwrap();
     let known: u64 = report.tables.iter().map(|t| t.known_rejects).sum();
     assert_eq!(known, 5, "{report:?}");
     assert_eq!(db.texts("SELECT title FROM books WHERE id = 23").await, [Some("fits".into())]);
@@ -194,7 +194,7 @@ async fn columns_added_on_both_sides_are_followed_while_running_and_nothing_is_l
 
     // SQLite first: its values wait in SQLite; when PostgreSQL gets the column, the table is copied whole.
     file.exec("ALTER TABLE books ADD COLUMN pages INTEGER; UPDATE books SET pages = id * 10;");
-    let status = lite2pg::status::status(&db.options(&file.path), false).await.unwrap();
+    let status = lite2pg::status::status(&db.source(&file.path), false).await.unwrap();
     let gaps = status.gaps.expect("into existing tables, status lists the gaps");
     assert!(gaps.columns_missing_in_postgres.contains(&"books.pages".to_string()), "{gaps:?}");
     assert!(gaps.columns_missing_in_sqlite.contains(&"authors.pg_only".to_string()), "{gaps:?}");
@@ -351,7 +351,7 @@ async fn every_conversion_into_the_application_types_value_by_value() {
         }
     }
     // Every value PostgreSQL took verifies as equal; the rest are known rejects.
-    let report = lite2pg::verify::verify(&db.options(&file.path)).await.unwrap();
+    let report = lite2pg::verify::verify(&db.source(&file.path)).await.unwrap();
     assert!(report.is_equal(), "{report:?}");
 }
 

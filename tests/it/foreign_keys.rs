@@ -8,7 +8,7 @@ use crate::support::{SqliteFile, TestDb};
 
 async fn sync(db: &TestDb, file: &SqliteFile) {
     let mut options = db.options(&file.path);
-    options.policies.on_misfit = MisfitPolicy::Widen;
+    options.source.policies.on_misfit = MisfitPolicy::Widen;
     run(&options, StopWhen::CaughtUp, lite2pg::metrics::Metrics::new(Default::default()), |_| {}).await.unwrap();
 }
 

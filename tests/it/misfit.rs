@@ -22,7 +22,7 @@ const BAD_VALUES: &str = "BEGIN;
 
 async fn sync(db: &TestDb, file: &SqliteFile, policy: MisfitPolicy) -> lite2pg::Result<RunSummary> {
     let mut options = db.options(&file.path);
-    options.policies.on_misfit = policy;
+    options.source.policies.on_misfit = policy;
     run(&options, StopWhen::CaughtUp, lite2pg::metrics::Metrics::new(Default::default()), |_| {}).await
 }
 

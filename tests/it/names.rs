@@ -49,7 +49,7 @@ async fn long_names_and_the_rowid_column_name_are_shortened_at_the_snapshot() {
     ));
     sync(&db, &file).await;
     db.assert_equal(&file.path).await;
-    let verified = lite2pg::verify::verify(&db.options(&file.path)).await.unwrap();
+    let verified = lite2pg::verify::verify(&db.source(&file.path)).await.unwrap();
     let shown = verified.tables.iter().find(|t| t.table == table).map(|t| t.postgres_table.clone()).unwrap();
     assert!(shown.len() <= 63 && columns.iter().any(|c| c.starts_with(&format!("{shown}."))), "verify shows {shown}");
 }

@@ -88,7 +88,7 @@ async fn verify_is_consistent_while_the_daemon_streams() {
     crate::support::wait::wait_caught_up(&db, &file).await;
     let mut app = crate::support::daemon::writer(&file.path, 5, 1_000_000);
     for round in 0..3 {
-        let report = lite2pg::verify::verify(&db.options(&file.path)).await.unwrap();
+        let report = lite2pg::verify::verify(&db.source(&file.path)).await.unwrap();
         assert!(report.tables.iter().all(|d| d.is_equal()), "round {round}: mid-stream verify found drift: {:?}", report.tables);
         assert!(app.try_wait().unwrap().is_none(), "the application kept writing while verify ran");
     }

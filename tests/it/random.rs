@@ -221,13 +221,13 @@ proptest! {
 }
 
 /// `db`'s options for `file` as source `id` of shared tables.
-fn shared_source(db: &TestDb, file: &SqliteFile, id: &str) -> lite2pg::snapshot::SnapshotOptions {
-    let mut options = lite2pg::snapshot::SnapshotOptions { source_id: Some(id.to_string()), ..db.options(&file.path) };
-    options.policies.layout = lite2pg::mapping::layout::Layout::SharedTables;
+fn shared_source(db: &TestDb, file: &SqliteFile, id: &str) -> lite2pg::options::SnapshotOptions {
+    let mut options = db.options(&file.path).with_source_id(id);
+    options.source.policies.layout = lite2pg::mapping::layout::Layout::SharedTables;
     options
 }
 
-async fn assert_source_equal(options: &lite2pg::snapshot::SnapshotOptions) {
+async fn assert_source_equal(options: &lite2pg::options::SourceOptions) {
     for diff in lite2pg::verify::verify(options).await.unwrap().tables {
         assert!(diff.is_equal(), "source {:?}: table {} differs: {diff:?}", options.source_id, diff.table);
     }
@@ -254,8 +254,8 @@ proptest! {
             sync().await;
             replay_migrations(&mine, &steps, sync).await;
             sync().await;
-            assert_source_equal(&my_options).await;
-            assert_source_equal(&their_options).await;
+            assert_source_equal(&my_options.source).await;
+            assert_source_equal(&their_options.source).await;
         });
     }
 }

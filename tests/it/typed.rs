@@ -40,7 +40,7 @@ const EVENT_ROWS: &str = "
 
 async fn sync_with(db: &TestDb, file: &SqliteFile, policies: Policies) -> lite2pg::Result<RunSummary> {
     let mut options = db.options(&file.path);
-    options.policies = policies;
+    options.source.policies = policies;
     run(&options, StopWhen::CaughtUp, lite2pg::metrics::Metrics::new(Default::default()), |_| {}).await
 }
 
@@ -213,7 +213,7 @@ async fn verify_compares_instants_and_repair_mends_typed_columns() {
         .await
         .unwrap();
     let options = db.options(&file.path);
-    let report = lite2pg::verify::verify(&options).await.unwrap();
+    let report = lite2pg::verify::verify(&options.source).await.unwrap();
     let diff = |name: &str| report.tables.iter().find(|t| t.table == name).unwrap().clone();
     let daily = diff("daily");
     assert_eq!((daily.differing, daily.extra, daily.missing), (1, 1, 0), "{daily:?}");

@@ -111,7 +111,7 @@ async fn verify_tells_integer_text_and_blob_apart() {
     lite2pg::snapshot::snapshot(&options).await.unwrap();
     db.assert_equal(&file.path).await;
     let client = db.client().await;
-    let differing = || async { lite2pg::verify::verify(&options).await.unwrap().tables[0].differing };
+    let differing = || async { lite2pg::verify::verify(&options.source).await.unwrap().tables[0].differing };
     // Each column by hand into a type holding the same bytes as another kind; then back.
     let wrong_kinds = [
         ("i", "bytea USING '\\x31'::bytea", "bigint USING 1"),
@@ -135,7 +135,7 @@ async fn verify_tells_integer_text_and_blob_apart() {
         )
         .await
         .unwrap();
-    let report = lite2pg::verify::verify(&options).await.unwrap();
+    let report = lite2pg::verify::verify(&options.source).await.unwrap();
     assert_eq!(report.tables[0].differing, 1);
     lite2pg::verify::repair(&options, &report).await.unwrap();
     let types = db.texts("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'kinds'::regclass AND attnum > 1 ORDER BY attnum").await;
@@ -166,7 +166,7 @@ async fn an_empty_untyped_column_takes_its_first_type_under_any_policy() {
     let file = SqliteFile::new("CREATE TABLE kv(k TEXT PRIMARY KEY, v);");
     let db = TestDb::new().await;
     let mut options = db.options(&file.path);
-    options.policies.on_misfit = lite2pg::config::MisfitPolicy::Reject;
+    options.source.policies.on_misfit = lite2pg::config::MisfitPolicy::Reject;
     let sync = || run(&options, StopWhen::CaughtUp, lite2pg::metrics::Metrics::new(Default::default()), |_| {});
     sync().await.unwrap();
     file.exec("INSERT INTO kv VALUES ('a', 1), ('b', 'two')");

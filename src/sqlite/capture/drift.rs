@@ -26,10 +26,6 @@ pub struct SchemaDrift {
 }
 
 impl SchemaDrift {
-    pub fn is_empty(&self) -> bool {
-        self == &SchemaDrift::default()
-    }
-
     /// Tables whose rows must be copied whole, as they may hold changes no trigger logged.
     pub fn uncaptured_rows(&self) -> impl Iterator<Item = &String> {
         self.rebuilt.iter().chain(&self.new)

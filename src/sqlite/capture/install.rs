@@ -15,7 +15,9 @@ use crate::sqlite::introspect::Table;
 use crate::sqlite::scan::primary_key_has_nulls;
 
 /// Installs or upgrades capture for `tables` (and removes it from any other table), in one write transaction.
-/// Idempotent: running it again with the same tables changes nothing but the triggers' text.
+/// Idempotent: running it again with the same tables changes nothing but the triggers' text. Only tests install
+/// capture alone; commands install it while preparing a source (`Source::prepare`).
+#[cfg(test)]
 pub fn install(conn: &mut Connection, tables: &[&Table], source_id: Option<&str>) -> Result<CaptureState> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let state = install_in(&tx, tables, source_id)?;

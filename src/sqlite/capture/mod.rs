@@ -33,12 +33,13 @@ use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::{Error, ErrorKind, Result};
 
-pub use displacement::{displacement_trigger_sql, displacing_indexes, unprobed_indexes};
+pub use displacement::unprobed_indexes;
 pub use drift::{drift, follow, parking_name, tables_without_triggers, SchemaDrift};
 pub use identity::{arm_canary, check_position, entry_mark, mark_position, vacuumed};
-pub use install::{install, remove_objects, uninstall};
-pub use log::{keys_with_json, log_keys, newest_seq, pending, prune, Pending};
-pub use triggers::trigger_sql;
+#[cfg(test)]
+pub(crate) use install::install;
+pub use install::{remove_objects, uninstall};
+pub use log::{keys_with_json, log_keys, newest_seq, pending, prune};
 
 /// Version of the objects lite2pg installs; a newer lite2pg upgrades older files in place.
 pub const FORMAT_VERSION: i64 = 2;

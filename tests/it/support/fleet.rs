@@ -56,10 +56,9 @@ impl Tenants {
 
     /// Compares source `id` (file `sqlite`) value by value: its schema, or its rows of the shared tables.
     pub async fn assert_equal(&self, db: &TestDb, sqlite: &Path, id: &str) {
-        let mut options = lite2pg::snapshot::SnapshotOptions {
+        let mut options = lite2pg::options::SourceOptions {
             schema: if self.shared { "public".to_string() } else { id.to_string() },
-            source_id: Some(id.to_string()),
-            ..db.options(sqlite)
+            ..db.source(sqlite).with_source_id(id)
         };
         options.policies.layout = if self.shared { Layout::SharedTables } else { Layout::SchemaPerSource };
         let report = lite2pg::verify::verify(&options).await.unwrap();

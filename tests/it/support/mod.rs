@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use lite2pg::options::{SnapshotOptions, SourceOptions};
 use lite2pg::pg::PgTarget;
-use lite2pg::snapshot::SnapshotOptions;
 use lite2pg::source::Selection;
 
 /// The server every test uses: a URL to a database we may create databases from.
@@ -78,23 +78,26 @@ impl TestDb {
         self.target.connect().await.unwrap()
     }
 
-    pub fn options(&self, sqlite: &Path) -> SnapshotOptions {
-        SnapshotOptions {
+    /// Source `sqlite` synced into schema public of this database.
+    pub fn source(&self, sqlite: &Path) -> SourceOptions {
+        SourceOptions {
             sqlite: sqlite.to_path_buf(),
             target: self.target.clone(),
             schema: "public".to_string(),
             selection: Selection::default(),
-            replace: false,
-            jobs: 2,
-            progress: false,
             source_id: None,
             policies: Default::default(),
         }
     }
 
+    /// `source`, copied with two connections when it has not been copied yet.
+    pub fn options(&self, sqlite: &Path) -> SnapshotOptions {
+        SnapshotOptions { source: self.source(sqlite), replace: false, jobs: 2, progress: false }
+    }
+
     /// Asserts that every captured table equals its PostgreSQL copy, value by value.
     pub async fn assert_equal(&self, sqlite: &Path) {
-        let report = lite2pg::verify::verify(&self.options(sqlite)).await.unwrap();
+        let report = lite2pg::verify::verify(&self.source(sqlite)).await.unwrap();
         assert!(!report.tables.is_empty(), "nothing was compared");
         for diff in report.tables {
             assert!(diff.is_equal(), "table {} differs: {diff:?}", diff.table);
