@@ -438,6 +438,11 @@ async fn follow_columns(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNo
         _ => {}
     }
     exact &= now.key_columns.is_empty() == has_rowid;
+    // SQLite adds columns at the end: a new name before a kept one means a column was renamed and its old name
+    // taken again (`RENAME COLUMN c TO d; ADD COLUMN c`), so the kept name no longer holds the same values.
+    let first_added = sqlite_names.iter().position(|name| !pg_names.contains(name));
+    let last_kept = sqlite_names.iter().rposition(|name| pg_names.contains(name));
+    exact &= now.rebuilt.is_some() || first_added.zip(last_kept).is_none_or(|(added, kept)| added > kept);
     let added = now.table.columns.iter().enumerate().zip(&sqlite_names).filter(|(_, name)| !pg_names.contains(name));
     for ((position, column), pg_column) in added {
         let pg_type = target.policies.type_override(&now.table.name, &column.name).unwrap_or_else(|| match &now.rebuilt {

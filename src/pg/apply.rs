@@ -20,15 +20,24 @@ const ANALYZE_ROWS: u64 = 10_000;
 /// Extra column of the temp tables: true for keys whose row is gone.
 pub const GONE_COLUMN: &str = "__lite2pg_gone";
 
+/// What a batch copied into a table's temp table: how many rows, and whether to empty it by TRUNCATE afterwards.
+#[derive(Debug, Clone, Copy)]
+pub struct Staged {
+    pub rows: u64,
+    pub truncate: bool,
+}
+
 /// The statements that merge one table's temp table into the target.
 #[derive(Debug, Clone)]
 pub struct TableMerge {
     pub temp_table: String,
     create_temp: String,
-    /// Empties the temp table inside the batch's transaction (a rolled-back batch leaves it empty too). Not
-    /// `ON COMMIT DELETE ROWS`: that empties every such temp table of the session at each commit, and a
-    /// connection shared by a hundred sources holds a hundred of them.
-    empty_temp: String,
+    /// Empty the temp table inside the batch's transaction (a rolled-back batch leaves it empty too): DELETE, or
+    /// TRUNCATE now and then to take its dead rows away (`Staged::truncate`). Not `ON COMMIT DELETE ROWS`: that
+    /// empties every such temp table of the session at each commit, and a connection shared by a hundred sources
+    /// holds a hundred of them.
+    delete_temp: String,
+    truncate_temp: String,
     pub copy_in: String,
     /// Deletes gone keys, then rows displaced on each unique key, then upserts present rows: one round trip.
     merge: Vec<String>,
@@ -108,7 +117,8 @@ impl TableMerge {
                 quote(&temp_table)
             ),
             copy_in: format!("COPY {} ({columns}, {gone}) FROM STDIN (FORMAT binary)", quote(&temp_table)),
-            empty_temp: format!("TRUNCATE {}", quote(&temp_table)),
+            delete_temp: format!("DELETE FROM {}", quote(&temp_table)),
+            truncate_temp: format!("TRUNCATE {}", quote(&temp_table)),
             delete_all: format!("DELETE FROM {target} AS t WHERE true{own}"),
             copy_whole: format!("COPY {target} ({columns}) FROM STDIN (FORMAT binary)"),
             rekey: None,
@@ -146,14 +156,21 @@ impl TableMerge {
 
     /// Merges what was copied into the temp table, inside the caller's open transaction: deletes gone keys and
     /// rows displaced on a unique key, upserts present rows, and clears rejects of rows that now fit.
-    pub async fn merge(&self, client: &Client, source_id: &String, table: &str, rows: u64, clear_rejects: bool) -> Result<()> {
-        self.analyze(client, rows).await?;
+    pub async fn merge(
+        &self,
+        client: &Client,
+        source_id: &String,
+        table: &str,
+        staged: Staged,
+        clear_rejects: bool,
+    ) -> Result<()> {
+        self.analyze(client, staged.rows).await?;
         if !clear_rejects && !self.layout.shares_tables() {
-            client.batch_execute(&format!("{}; {}", self.merge.join("; "), self.empty_temp)).await?;
+            client.batch_execute(&format!("{}; {}", self.merge.join("; "), self.empty(staged.truncate))).await?;
             return Ok(());
         }
         self.run(client, &self.merge, source_id).await?;
-        self.finish(client, source_id, table, clear_rejects).await
+        self.finish(client, source_id, table, clear_rejects, staged.truncate).await
     }
 
     /// The first half of `merge`, for a table whose parents were upserted before it: deletes rows displaced on a
@@ -165,10 +182,18 @@ impl TableMerge {
 
     /// The second half of `merge`, for a table whose children were handled before it: deletes gone keys (and,
     /// when the temp table holds the whole table, every row it lacks), clears rejects of rows that now fit.
-    pub async fn delete(&self, client: &Client, source_id: &String, table: &str, whole: bool, clear_rejects: bool) -> Result<()> {
+    pub async fn delete(
+        &self,
+        client: &Client,
+        source_id: &String,
+        table: &str,
+        whole: bool,
+        clear_rejects: bool,
+        truncate: bool,
+    ) -> Result<()> {
         let delete = if whole { &self.delete_absent } else { &self.delete_gone };
         self.run(client, std::slice::from_ref(delete), source_id).await?;
-        self.finish(client, source_id, table, clear_rejects).await
+        self.finish(client, source_id, table, clear_rejects, truncate).await
     }
 
     /// Runs merge statements in order in one round trip: as one batch, or pipelined with the source as
@@ -190,12 +215,19 @@ impl TableMerge {
         Ok(())
     }
 
-    async fn finish(&self, client: &Client, source_id: &str, table: &str, clear_rejects: bool) -> Result<()> {
+    async fn finish(&self, client: &Client, source_id: &str, table: &str, clear_rejects: bool, truncate: bool) -> Result<()> {
         if clear_rejects {
             client.execute(self.clear_rejects.as_str(), &[&source_id, &table]).await?;
         }
-        client.batch_execute(&self.empty_temp).await?;
+        client.batch_execute(self.empty(truncate)).await?;
         Ok(())
+    }
+
+    fn empty(&self, truncate: bool) -> &str {
+        match truncate {
+            true => &self.truncate_temp,
+            false => &self.delete_temp,
+        }
     }
 }
 
@@ -395,7 +427,7 @@ mod tests {
         client.batch_execute(&merge.temp_table_statement()).await.unwrap();
         client.batch_execute(&format!("INSERT INTO {} VALUES {staged}", quote(TEMP))).await.unwrap();
         client.batch_execute("BEGIN").await.unwrap();
-        merge.merge(&client, &"a".to_string(), &plan.name, 3, false).await.unwrap();
+        merge.merge(&client, &"a".to_string(), &plan.name, Staged { rows: 3, truncate: false }, false).await.unwrap();
         client.batch_execute("COMMIT").await.unwrap();
         let left: i64 = client.query_one(&format!("SELECT count(*) FROM {}", quote(TEMP)), &[]).await.unwrap().get(0);
         assert_eq!(left, 0, "the merge empties the temp table");

@@ -79,3 +79,21 @@ pub async fn distribute_if_shared(client: &impl GenericClient, schema: &str, tab
     tracing::info!("distributed shared table {relation} by {SOURCE_COLUMN}, co-located with {colocate_with}");
     Ok(())
 }
+
+/// On Citus, has the coordinator finish the two-phase commits it decided but could not complete on a worker (one
+/// down at COMMIT PREPARED): until Citus's maintenance daemon recovers them (every `citus.recover_2pc_interval`),
+/// their rows are invisible although the batch and its position committed. Done only when the role may run
+/// `recover_prepared_transactions()` (superuser or granted); returns how many it finished.
+pub(crate) async fn finish_prepared_commits(client: &impl GenericClient) -> Result<i32> {
+    if !is_citus(client).await? {
+        return Ok(0);
+    }
+    let finished = client
+        .query_opt(
+            "SELECT recover_prepared_transactions()
+             WHERE has_function_privilege(to_regprocedure('recover_prepared_transactions()'), 'EXECUTE')",
+            &[],
+        )
+        .await?;
+    Ok(finished.map_or(0, |row| row.get(0)))
+}

@@ -5,11 +5,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Statement};
 
 use crate::error::Result;
 use crate::pg::apply::TableMerge;
@@ -36,12 +36,25 @@ struct Locks {
     held: HashSet<String>,
 }
 
-/// A connection and the session temp tables made on it, by name, with the plans version they were made for.
+/// COPY data a temp table may have taken since it was last truncated. A batch empties its temp tables with DELETE,
+/// which is cheap but leaves dead rows (VACUUM never runs on temp tables); TRUNCATE, which takes them away, costs
+/// a new file and a catalog update, so it runs only once this much was written.
+const TRUNCATE_AFTER_BYTES: u64 = 256 << 10;
+
+/// A connection and the session temp tables made on it, by name.
 struct PooledClient {
     client: Client,
-    temp_tables: HashMap<String, u64>,
+    temp_tables: HashMap<String, TempTable>,
+    /// Statements every batch runs, prepared once per connection: preparing a statement anew is a round trip.
+    prepared: Mutex<HashMap<String, Statement>>,
     /// Between `Lease::begin` and the end of that transaction (`Tx`).
     in_transaction: AtomicBool,
+}
+
+/// A session temp table: the plans version it was made for, and the COPY data it took since it was last truncated.
+struct TempTable {
+    version: u64,
+    written: AtomicU64,
 }
 
 /// A connection leased from the pool; it goes back when dropped.
@@ -97,6 +110,7 @@ impl Pool {
             None => PooledClient {
                 client: self.target.connect().await?,
                 temp_tables: HashMap::new(),
+                prepared: Mutex::default(),
                 in_transaction: AtomicBool::new(false),
             },
         };
@@ -157,15 +171,40 @@ impl Lease {
         self.conn().in_transaction.load(Ordering::SeqCst)
     }
 
+    /// `sql` prepared on this connection, once: later batches reuse the statement without a round trip.
+    pub async fn prepared(&self, sql: &str) -> Result<Statement> {
+        let known = self.conn().prepared.lock().expect("the statement cache is never poisoned").get(sql).cloned();
+        if let Some(statement) = known {
+            return Ok(statement);
+        }
+        let statement = self.conn().client.prepare(sql).await?;
+        self.conn().prepared.lock().expect("the statement cache is never poisoned").insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
+
+    /// Counts `bytes` of COPY data written into temp table `name`; returns whether it is to be emptied by TRUNCATE
+    /// now (`TRUNCATE_AFTER_BYTES`), rather than by DELETE.
+    pub fn temp_table_written(&self, name: &str, bytes: u64) -> bool {
+        let Some(table) = self.conn().temp_tables.get(name) else { return true };
+        let written = table.written.fetch_add(bytes, Ordering::SeqCst) + bytes;
+        if written < TRUNCATE_AFTER_BYTES {
+            return false;
+        }
+        table.written.store(0, Ordering::SeqCst);
+        true
+    }
+
     /// Makes `merge`'s session temp table unless this connection already made it for plans `version` (temp table
     /// names are unique per stream, and a stream's plans versions only grow).
     pub async fn ensure_temp_table(&mut self, merge: &TableMerge, version: u64) -> Result<()> {
         let conn = self.conn.as_mut().expect("a lease holds its connection until dropped");
-        if conn.temp_tables.get(&merge.temp_table) == Some(&version) {
+        if conn.temp_tables.get(&merge.temp_table).is_some_and(|made| made.version == version) {
             return Ok(());
         }
         conn.client.batch_execute(&merge.temp_table_statement()).await?;
-        conn.temp_tables.insert(merge.temp_table.clone(), version);
+        conn.temp_tables.insert(merge.temp_table.clone(), TempTable { version, written: AtomicU64::new(0) });
+        // Statements naming the table that was made again are prepared again too.
+        conn.prepared.lock().expect("the statement cache is never poisoned").clear();
         Ok(())
     }
 }

@@ -18,6 +18,10 @@ const PRUNE_EVERY: Duration = Duration::from_secs(1);
 /// How often the backlog (pending entries, lag) is measured for metrics.
 const BACKLOG_EVERY: Duration = Duration::from_secs(1);
 
+/// After a write, how long and how often the stream looks for the commit to show (`SqliteFile::await_commit`).
+const COMMIT_SETTLE: Duration = Duration::from_millis(20);
+const COMMIT_SETTLE_POLL: Duration = Duration::from_micros(100);
+
 /// A file's device and inode: another file renamed over a path has others.
 pub(super) type FileIdentity = (u64, u64);
 
@@ -113,7 +117,24 @@ impl SqliteFile {
     }
 
     fn data_version(&self) -> Result<i64> {
-        Ok(self.reader().prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))?)
+        data_version(self.reader())
+    }
+
+    /// After a write to the file: SQLite shows a commit only once it updated the WAL index (shared memory, which
+    /// inotify does not see), after the WAL's fsync, a millisecond or more after the write that woke the stream;
+    /// the async timer is too coarse to look again that soon. Looks at the data version on a blocking thread every
+    /// `COMMIT_SETTLE_POLL` until it moves from `seen` or `COMMIT_SETTLE` passed. A failing look ends the wait:
+    /// the next `look` reports it.
+    pub(super) async fn await_commit(&mut self, seen: i64) {
+        let reader = self.reader.take().expect("reader is home between batches");
+        let waited = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            while data_version(&reader).is_ok_and(|now| now == seen) && started.elapsed() < COMMIT_SETTLE {
+                std::thread::sleep(COMMIT_SETTLE_POLL);
+            }
+            reader
+        });
+        self.reader = Some(waited.await.expect("looking at the data version does not panic"));
     }
 
     /// The newest entry in the log.
@@ -178,4 +199,9 @@ pub(super) fn file_identity(path: &Path) -> Option<FileIdentity> {
 #[cfg(not(unix))]
 pub(super) fn file_identity(_: &Path) -> Option<FileIdentity> {
     None
+}
+
+/// The file's data version as `reader` sees it: it moves when another connection commits.
+fn data_version(reader: &Connection) -> Result<i64> {
+    Ok(reader.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))?)
 }

@@ -440,12 +440,16 @@ impl Stream {
                 last_version = None;
             }
             let app_look_due = self.policies.into_existing && self.last_app_look.elapsed() >= APP_SHAPE_EVERY;
-            if target_seq.is_none() && version.is_some() && last_version == version && !outage.ongoing() && !app_look_due {
+            let idle = version.filter(|_| target_seq.is_none() && last_version == version && !outage.ongoing() && !app_look_due);
+            if let Some(seen) = idle {
                 // Idle after a burst: the applied entries leave the log now, not at the next write.
                 self.file.maybe_prune(self.applied_seq).await?;
                 poll = match wake.wait(&stop, poll).await {
                     Woken::Stop => return Ok(()),
-                    Woken::Write => AFTER_WRITE_POLL,
+                    Woken::Write => {
+                        self.file.await_commit(seen).await;
+                        AFTER_WRITE_POLL
+                    }
                     Woken::Timer => (poll * 2).min(wake.idle_poll(IDLE_POLL_INTERVAL)),
                 };
                 continue;

@@ -13,6 +13,7 @@ use tokio_postgres::Client;
 use crate::constraints::Declared;
 use crate::error::{Error, Result, RetryPolicy};
 use crate::mapping::layout::Layout;
+use crate::pg::apply::Staged;
 use crate::pg::state::{self, Reject};
 use crate::pg::tx::Tx;
 use crate::sqlite::changes::SeqRange;
@@ -201,9 +202,10 @@ impl Stream {
     /// Copies each changed table into its temp table and merges it, as the reading thread sends it; a table
     /// copied whole is emptied and copied straight into its target.
     async fn write_tables(&self, receiver: &mut mpsc::Receiver<Message>) -> Result<Written> {
-        let client: &Client = self.client.as_ref().expect("connected above");
+        let lease = self.client.as_ref().expect("connected above");
+        let client: &Client = lease;
         let mut written = Written::default();
-        let mut sink = None;
+        let (mut sink, mut copied_bytes) = (None, 0u64);
         let mut merged_later = Vec::new();
         while let Some(message) = receiver.recv().await {
             match message {
@@ -216,21 +218,25 @@ impl Stream {
                             }
                             false => merge.copy_in.as_str(),
                         };
-                        sink = Some(Box::pin(client.copy_in::<_, Bytes>(copy).await?));
+                        let copy = lease.prepared(copy).await?;
+                        sink = Some(Box::pin(client.copy_in::<_, Bytes>(&copy).await?));
                     }
+                    copied_bytes += chunk.len() as u64;
                     sink.as_mut().expect("opened above").send(Bytes::from(chunk)).await?;
                 }
                 Message::End { id, counts } => {
                     sink.take().expect("every table sends data before its end").as_mut().finish().await?;
                     let table = &self.plans[&id].name;
                     let rows = counts.upserts + counts.deletes;
+                    let copied = std::mem::take(&mut copied_bytes);
+                    let staged = || Staged { rows, truncate: lease.temp_table_written(&self.merges[&id].temp_table, copied) };
                     if self.policies.into_existing {
-                        merged_later.push((id, rows));
+                        merged_later.push((id, staged()));
                     } else if self.whole_tables.contains(&id) {
                         state::set_resync(client, &self.capture.source_id, table, false).await?;
                     } else {
                         self.merges[&id]
-                            .merge(client, &self.capture.source_id, table, rows, self.known_rejects)
+                            .merge(client, &self.capture.source_id, table, staged(), self.known_rejects)
                             .await
                             .map_err(|err| err.context(format!("applying changes to {table:?}")))?;
                     }
@@ -248,19 +254,20 @@ impl Stream {
 
     /// `--into-existing`: merges the copied tables with upserts parent-first and deletes child-first, so that the
     /// application's foreign keys hold after every statement even when they are not deferrable.
-    async fn merge_in_key_order(&self, copied: &[(i64, u64)]) -> Result<()> {
+    async fn merge_in_key_order(&self, copied: &[(i64, Staged)]) -> Result<()> {
         let client: &Client = self.client.as_ref().expect("connected above");
-        let in_order: Vec<(i64, u64)> =
+        let in_order: Vec<(i64, Staged)> =
             self.app_order.iter().filter_map(|id| copied.iter().find(|(copied, _)| copied == id)).copied().collect();
         let context = |id: &i64| format!("applying changes to {:?}", self.plans[id].name);
-        for (id, rows) in &in_order {
-            self.merges[id].upsert(client, &self.capture.source_id, *rows).await.map_err(|err| err.context(context(id)))?;
+        for (id, staged) in &in_order {
+            let upserted = self.merges[id].upsert(client, &self.capture.source_id, staged.rows).await;
+            upserted.map_err(|err| err.context(context(id)))?;
         }
-        for (id, _) in in_order.iter().rev() {
+        for (id, staged) in in_order.iter().rev() {
             let (table, whole) = (&self.plans[id].name, self.whole_tables.contains(id));
             let merge = &self.merges[id];
             merge
-                .delete(client, &self.capture.source_id, table, whole, self.known_rejects)
+                .delete(client, &self.capture.source_id, table, whole, self.known_rejects, staged.truncate)
                 .await
                 .map_err(|err| err.context(context(id)))?;
             if whole {
@@ -287,7 +294,8 @@ impl Stream {
             // Skipped when empty: its statement's preparing alone is a round trip every small batch would wait on.
             state::store_rejects(client, &self.capture.source_id, &written.rejects).await?;
         }
-        state::advance(client, &self.capture.source_id, range.after, range.up_to, mark).await?;
+        let advance = self.client.as_ref().expect("connected above").prepared(state::ADVANCE).await?;
+        state::advance(client, &advance, &self.capture.source_id, range.after, range.up_to, mark).await?;
         crate::fail_point!("batch-before-commit");
         tx.commit().await?;
         crate::fail_point!("batch-after-commit");

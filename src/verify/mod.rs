@@ -6,7 +6,8 @@
 //!
 //! The consistent point: while `lite2pg.sources` is locked (the daemon cannot commit a batch), a repeatable-read
 //! PostgreSQL snapshot fixes the applied position and a SQLite read transaction starts. Keys logged after that
-//! position are `pending` (applied later by the daemon), not differences.
+//! position are `pending` (applied later by the daemon), not differences. On Citus, two-phase commits a worker
+//! missed (down at COMMIT PREPARED) are finished first: their position committed, so their rows are compared.
 
 mod compare;
 mod fields;
@@ -135,6 +136,10 @@ pub async fn verify(options: &SourceOptions) -> Result<VerifyReport> {
     let compared = plans(&conn, &snapshot_client, options, &capture, &row).await?;
     let tables: Vec<String> = compared.iter().map(|(_, plan)| qualified(&row.target_schema, &plan.name)).collect();
     let lock_client = options.target.connect().await?;
+    let finished = crate::pg::citus::finish_prepared_commits(&lock_client).await?;
+    if finished > 0 {
+        tracing::info!("Citus finished {finished} two-phase commits a worker had not completed; their rows are compared");
+    }
     let applied_seq = consistent_point(&conn, &lock_client, &snapshot_client, &capture.source_id, &tables).await?;
     // The column types as of the snapshot: a column may have been widened since the first look.
     let plans = plans(&conn, &snapshot_client, options, &capture, &row).await?;

@@ -263,3 +263,24 @@ async fn a_rebuild_that_redeclares_renames_and_drops_columns_follows_them_by_nam
     assert_eq!(db.texts(not_null).await, [Some("id,code,title".into())]);
     db.assert_equal(&file.path).await;
 }
+
+#[tokio::test]
+async fn a_column_renamed_and_its_name_taken_again_keeps_both_columns_values() {
+    let file = SqliteFile::new(
+        "CREATE TABLE m(id INTEGER PRIMARY KEY, c0 INTEGER);
+         INSERT INTO m VALUES (8, 956.5), (9, 3);",
+    );
+    let db = TestDb::new().await;
+    let once = || {
+        let output = lite2pg_output(&["run", "--once", "--sqlite", file.path.to_str().unwrap(), "--postgres", &db.url()]);
+        assert!(output.status.success(), "{}", stderr(&output));
+    };
+    once();
+    // Between two looks: the old name now belongs to a new column holding only its default.
+    file.exec("ALTER TABLE m RENAME COLUMN c0 TO c3; ALTER TABLE m ADD COLUMN c0 BOOLEAN DEFAULT 7;");
+    once();
+    db.assert_equal(&file.path).await;
+    file.exec("UPDATE m SET c0 = 1 WHERE id = 9");
+    once();
+    db.assert_equal(&file.path).await;
+}

@@ -1,6 +1,6 @@
 //! `lite2pg.sources`: one row per source, with its position, its snapshot's progress and its last error.
 
-use tokio_postgres::GenericClient;
+use tokio_postgres::{GenericClient, Statement};
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -41,16 +41,21 @@ pub async fn source(client: &impl GenericClient, source_id: &str) -> Result<Opti
     }))
 }
 
-/// Moves `applied_seq` from `from` to `to`, whose log entry has `mark`, inside the caller's transaction; fails if
-/// another process moved it.
-pub async fn advance(client: &impl GenericClient, source_id: &str, from: i64, to: i64, mark: Option<&str>) -> Result<()> {
-    let moved = client
-        .execute(
-            "UPDATE lite2pg.sources SET applied_seq = $3, applied_mark = $4, last_applied_at = now(), last_error = NULL, last_error_at = NULL
-             WHERE source_id = $1 AND applied_seq = $2",
-            &[&source_id, &from, &to, &mark],
-        )
-        .await?;
+/// The statement `advance` runs, for preparing it once per connection.
+pub const ADVANCE: &str = "UPDATE lite2pg.sources SET applied_seq = $3, applied_mark = $4, last_applied_at = now(),
+     last_error = NULL, last_error_at = NULL WHERE source_id = $1 AND applied_seq = $2";
+
+/// Moves `applied_seq` from `from` to `to`, whose log entry has `mark`, inside the caller's transaction, with
+/// `statement` prepared from `ADVANCE`; fails if another process moved it.
+pub async fn advance(
+    client: &impl GenericClient,
+    statement: &Statement,
+    source_id: &str,
+    from: i64,
+    to: i64,
+    mark: Option<&str>,
+) -> Result<()> {
+    let moved = client.execute(statement, &[&source_id, &from, &to, &mark]).await?;
     if moved != 1 {
         return Err(Error::new(
             ErrorKind::State,
