@@ -128,8 +128,7 @@ impl Scratch {
         for schema in [&self.schema, &self.raw_schema] {
             let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", quote(schema))).await;
         }
-        let _ = client.execute("DELETE FROM lite2pg.rejects WHERE source_id LIKE $1 || '%'", &[&self.source_id]).await;
-        let _ = client.execute("DELETE FROM lite2pg.sources WHERE source_id LIKE $1 || '%'", &[&self.source_id]).await;
+        let _ = crate::pg::state::forget_sources_with_prefix(&client, &self.source_id).await;
     }
 }
 

@@ -1,4 +1,5 @@
-//! A PostgreSQL table's NOT NULL, UNIQUE and foreign key constraints kept to what its SQLite table declares now.
+//! A PostgreSQL table's NOT NULL, UNIQUE and foreign key constraints kept to what its SQLite table declares now
+//! (and first built after a snapshot's copy).
 //!
 //! Constraints are matched by what they are (columns; parent table and columns), never by name: a migration
 //! tool's table rebuild renumbers foreign keys and renames unique indexes. Loosening (dropping what SQLite no
@@ -10,14 +11,15 @@
 //! time it is asked (for `status`, `doctor` and `cutover`), so its answer cannot be stale.
 
 use serde::Serialize;
-use tokio_postgres::GenericClient;
+use tokio_postgres::{Client, GenericClient};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ident::{pg_name, qualified, quote};
 use crate::mapping::ddl::{constraint_name, foreign_key_statement, post_data_statements};
 use crate::mapping::layout::{Layout, SOURCE_COLUMN};
-use crate::mapping::table::{pg_column_names, KeyPlan, TablePlan, ROWID_COLUMN};
-use crate::pg::apply::{existing_plan, primary_key};
+use crate::mapping::table::{pg_column_names, referenced_columns, KeyPlan, TablePlan, ROWID_COLUMN};
+use crate::pg::apply::existing_plan;
+use crate::pg::catalog::{self, Reference};
 use crate::sqlite::capture::CapturedTable;
 use crate::sqlite::introspect::{Index, SourceSchema, Table};
 
@@ -38,14 +40,6 @@ impl std::fmt::Display for Missing {
             None => f.write_str(&self.what),
         }
     }
-}
-
-/// A foreign key by what it is, in PostgreSQL's columns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Reference {
-    columns: Vec<String>,
-    parent: String,
-    parent_columns: Vec<String>,
 }
 
 /// A table's constraints as PostgreSQL's catalog has them.
@@ -109,53 +103,12 @@ impl Declared<'_> {
 }
 
 async fn present(client: &impl GenericClient, schema: &str, table: &str) -> Result<Present> {
-    let relation = qualified(schema, table);
-    let not_null = client
-        .query(
-            "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped AND attnotnull",
-            &[&relation],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let uniques = client
-        .query(
-            "SELECT ic.relname::text, (SELECT conname::text FROM pg_constraint WHERE conindid = i.indexrelid AND contype = 'u'),
-                    array_agg(a.attname::text ORDER BY k.ord)
-             FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-             CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
-             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-             WHERE i.indrelid = to_regclass($1) AND i.indisunique AND NOT i.indisprimary
-               AND i.indexprs IS NULL AND i.indpred IS NULL
-             GROUP BY i.indexrelid, ic.relname",
-            &[&relation],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    let columns_of = |keys: &str, relation: &str| {
-        format!(
-            "(SELECT array_agg(a.attname::text ORDER BY k.ord) FROM unnest(c.{keys}) WITH ORDINALITY AS k(attnum, ord)
-              JOIN pg_attribute a ON a.attrelid = c.{relation} AND a.attnum = k.attnum)"
-        )
-    };
-    let foreign_keys = client
-        .query(
-            &format!(
-                "SELECT c.conname::text, {}, p.relname::text, {} FROM pg_constraint c JOIN pg_class p ON p.oid = c.confrelid
-                 WHERE c.conrelid = to_regclass($1) AND c.contype = 'f'",
-                columns_of("conkey", "conrelid"),
-                columns_of("confkey", "confrelid")
-            ),
-            &[&relation],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), Reference { columns: r.get(1), parent: r.get(2), parent_columns: r.get(3) }))
-        .collect();
-    let primary_key = primary_key(client, schema, table).await?.map(|(_, columns)| columns).unwrap_or_default();
+    let columns = catalog::columns(client, schema, table).await?.unwrap_or_default();
+    let not_null = columns.into_iter().filter(|c| c.not_null).map(|c| c.name).collect();
+    let uniques = catalog::unique_indexes(client, schema, table).await?;
+    let uniques = uniques.into_iter().map(|index| (index.name, index.constraint, index.columns)).collect();
+    let foreign_keys = catalog::foreign_keys(client, schema, table).await?;
+    let primary_key = catalog::primary_key(client, schema, table).await?.map(|(_, columns)| columns).unwrap_or_default();
     Ok(Present { not_null, primary_key, uniques, foreign_keys })
 }
 
@@ -238,7 +191,7 @@ pub async fn missing(client: &impl GenericClient, schema: &str, declared: &Decla
         // Validated at once: rows that break it would fail a later batch (and have it dropped again).
         let validate =
             format!("ALTER TABLE {} VALIDATE CONSTRAINT {}", qualified(schema, name), quote(&constraint_name(name, free_n)));
-        let parent_exists = crate::pg::state::table_exists(client, schema, &key.parent_table).await?;
+        let parent_exists = crate::pg::catalog::table_exists(client, schema, &key.parent_table).await?;
         let waiting_for = (!parent_exists).then(|| key.parent_table.clone());
         found.push(missing(statement.what, format!("{}; {validate}", statement.sql), waiting_for));
     }
@@ -256,7 +209,7 @@ pub async fn reconcile(client: &impl GenericClient, schema: &str, declared: &Dec
             still.push(missing);
             continue;
         }
-        match crate::evolve::attempt(client, &missing.sql).await? {
+        match crate::pg::tx::attempt(client, &missing.sql).await? {
             None => tracing::info!("{} is declared in SQLite: created it in PostgreSQL", missing.what),
             Some(err) => {
                 tracing::warn!("{} is declared in SQLite but PostgreSQL refuses it: {err}", missing.what);
@@ -280,11 +233,68 @@ pub async fn missing_for_source(
     let mut found = Vec::new();
     for captured in captured {
         let Some(table) = sqlite.table(&captured.name) else { continue };
-        if !crate::pg::state::table_exists(client, schema, &table.name).await? {
+        if !crate::pg::catalog::table_exists(client, schema, &table.name).await? {
             continue;
         }
         let Ok(plan) = existing_plan(client, schema, table, &captured.key_columns).await else { continue };
         found.extend(missing(client, schema, &Declared { table, plan: &plan, tables: &tables, layout }).await?);
     }
     Ok(found)
+}
+
+/// After a snapshot's copy, builds the unique constraints, indexes and foreign keys of the tables it `created`; what PostgreSQL refuses becomes a note, not a failure.
+pub(crate) async fn build_post_data(
+    client: &Client,
+    (schema, layout): (&str, Layout),
+    tables: &[Table],
+    plans: &[TablePlan],
+    created: &[bool],
+) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    let referenced = referenced_columns(&tables.iter().collect::<Vec<_>>());
+    let made: Vec<(&Table, &TablePlan)> =
+        tables.iter().zip(plans).zip(created).filter(|(_, made)| **made).map(|(both, _)| both).collect();
+    for &(table, plan) in &made {
+        let parent_refs: Vec<Vec<String>> = referenced.iter().filter(|(t, _)| t == &table.name).map(|(_, c)| c.clone()).collect();
+        for statement in post_data_statements(schema, table, plan, &parent_refs, layout) {
+            if let Err(err) = client.batch_execute(&statement.sql).await {
+                notes.push(format!("{} not created: {}", statement.what, Error::from(err)));
+            }
+        }
+    }
+    // After every unique constraint: a foreign key needs the one on its parent's columns.
+    for (table, _) in made {
+        for (n, key) in table.foreign_keys.iter().enumerate() {
+            notes.extend(add_foreign_key(client, (schema, layout), tables, table, n, key).await?);
+        }
+    }
+    Ok(notes)
+}
+
+/// Adds one foreign key, deferrable and without actions (SQLite's cascades arrive as their own changes).
+/// Existing violations keep it NOT VALID.
+async fn add_foreign_key(
+    client: &Client,
+    (schema, layout): (&str, Layout),
+    tables: &[Table],
+    table: &Table,
+    n: usize,
+    key: &crate::sqlite::introspect::ForeignKey,
+) -> Result<Option<String>> {
+    let what = format!("foreign key {}({}) -> {}", table.name, key.columns.join(", "), key.parent_table);
+    let Some(parent) = tables.iter().find(|t| t.name == key.parent_table) else {
+        return Ok(Some(format!("{what} not created: the parent table is not copied")));
+    };
+    let parent_columns = if key.parent_columns.is_empty() { parent.primary_key.clone() } else { key.parent_columns.clone() };
+    let add = foreign_key_statement(schema, &table.name, n, key, &parent_columns, layout);
+    if let Err(err) = client.batch_execute(&add.sql).await {
+        return Ok(Some(format!("{what} not created: {}", Error::from(err))));
+    }
+    let validate =
+        format!("ALTER TABLE {} VALIDATE CONSTRAINT {}", qualified(schema, &table.name), quote(&constraint_name(&table.name, n)));
+    Ok(client
+        .batch_execute(&validate)
+        .await
+        .err()
+        .map(|_| format!("{what} kept NOT VALID: existing rows break it (SQLite does not enforce foreign keys unless asked)")))
 }

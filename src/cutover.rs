@@ -218,7 +218,7 @@ async fn promote(
     if options.dry_run {
         return Ok(report);
     }
-    client.execute("UPDATE lite2pg.sources SET promoted = true WHERE source_id = $1", &[&report.source_id]).await?;
+    crate::pg::state::promote(client, &report.source_id).await?;
     report.promoted = true;
     if !options.keep_capture {
         capture::remove_objects(conn)?;
@@ -329,14 +329,7 @@ async fn key_generator(
         (KeyPlan::Columns(_), None) => return Ok(None),
     };
     let relation = qualified(schema, &table.name);
-    let is_identity: bool = client
-        .query_one(
-            "SELECT attidentity <> '' FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2",
-            &[&relation, &column],
-        )
-        .await?
-        .get(0);
-    if is_identity {
+    if crate::pg::catalog::is_identity(client, &relation, &column).await? {
         return Ok(None);
     }
     let highest: i64 =
@@ -441,17 +434,8 @@ fn untranslated_defaults(table: &Table, plan: &TablePlan) -> Vec<NotCarried> {
 
 /// Foreign keys the snapshot left NOT VALID.
 async fn unvalidated_foreign_keys(client: &Client, schema: &str) -> Result<Vec<String>> {
-    let rows = client
-        .query(
-            "SELECT c.conrelid::regclass::text, c.conname::text FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
-             WHERE n.nspname = $1 AND c.contype = 'f' AND NOT c.convalidated",
-            &[&schema],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| format!("ALTER TABLE {} VALIDATE CONSTRAINT {}", r.get::<_, String>(0), quote(&r.get::<_, String>(1))))
-        .collect())
+    let keys = crate::pg::catalog::unvalidated_foreign_keys(client, schema).await?;
+    Ok(keys.iter().map(|(table, name)| format!("ALTER TABLE {table} VALIDATE CONSTRAINT {}", quote(name))).collect())
 }
 
 /// The application's triggers, views and virtual tables: SQLite SQL to port by hand.

@@ -4,7 +4,7 @@
 //! Contract: every change here is idempotent and leaves PostgreSQL's rows either exact or marked in
 //! `lite2pg.tables.resync`, so that the next batch copies that table whole inside its own transaction.
 
-use tokio_postgres::{Client, GenericClient, Transaction};
+use tokio_postgres::{Client, Transaction};
 
 use crate::config::{DroppedTables, Policies};
 use crate::constraints::Declared;
@@ -15,9 +15,10 @@ use crate::mapping::defaults::translate_default;
 use crate::mapping::layout::Layout;
 use crate::mapping::table::{foreign_key_groups, pg_column_name, TablePlan, ROWID_COLUMN};
 use crate::mapping::types::{choose_pg_type, is_untyped, joined_type, joined_types, widen_cast, ColumnStats, PgType};
-use crate::pg::apply::table_columns;
+use crate::pg::catalog::{self, table_columns};
 use crate::pg::shared_tables::{create_or_adopt_shared, SharedTable};
 use crate::pg::state;
+use crate::pg::tx::attempt;
 use crate::sqlite::introspect::{Column, Index, Table};
 
 /// A column to widen: its table as SQLite has it, its position there, and a type it must hold.
@@ -56,18 +57,9 @@ async fn widen_columns(tx: &Transaction<'_>, schema: &str, source_id: &str, colu
     }
     let relations: Vec<String> = alters.iter().map(|(w, _, _)| qualified(schema, &w.table.name)).collect();
     let names: Vec<String> = alters.iter().map(|(w, _, _)| pg_column_name(&w.table.columns[w.column].name)).collect();
-    let keys = tx
-        .query(
-            "SELECT DISTINCT c.conrelid::regclass::text, c.conname::text, pg_get_constraintdef(c.oid), c.convalidated
-             FROM pg_constraint c, unnest($1::text[], $2::text[]) AS w(relation, attname)
-             JOIN pg_attribute a ON a.attrelid = to_regclass(w.relation) AND a.attname = w.attname
-             WHERE c.contype = 'f' AND ((c.conrelid = a.attrelid AND a.attnum = ANY (c.conkey))
-                OR (c.confrelid = a.attrelid AND a.attnum = ANY (c.confkey)))",
-            &[&relations, &names],
-        )
-        .await?;
+    let keys = catalog::foreign_keys_on_columns(tx, &relations, &names).await?;
     for key in &keys {
-        tx.batch_execute(&format!("ALTER TABLE {} DROP CONSTRAINT {}", key.get::<_, String>(0), quote(key.get(1)))).await?;
+        tx.batch_execute(&format!("ALTER TABLE {} DROP CONSTRAINT {}", key.table, quote(&key.name))).await?;
     }
     let mut exact = true;
     for (widening, from, to) in alters {
@@ -100,7 +92,7 @@ async fn widen_columns(tx: &Transaction<'_>, schema: &str, source_id: &str, colu
         exact &= exact_cast;
     }
     for key in &keys {
-        let (table, name, definition, valid): (String, &str, &str, bool) = (key.get(0), key.get(1), key.get(2), key.get(3));
+        let (table, name, definition, valid) = (&key.table, key.name.as_str(), key.definition.as_str(), key.valid);
         let not_valid = if definition.ends_with("NOT VALID") { "" } else { " NOT VALID" };
         tx.batch_execute(&format!("ALTER TABLE {table} ADD CONSTRAINT {} {definition}{not_valid}", quote(name))).await?;
         if valid {
@@ -235,7 +227,7 @@ async fn follow_shared(tx: &Transaction<'_>, target: &Target<'_>, tables: &[Tabl
     let dropped_rows = dropped.iter().map(String::as_str).filter(|_| target.policies.dropped_tables == DroppedTables::Drop);
     let gone: Vec<&str> = dropped_rows.chain(tables.iter().filter_map(|now| now.renamed_from)).collect();
     for &name in &gone {
-        if state::table_exists(tx, target.schema, name).await? {
+        if crate::pg::catalog::table_exists(tx, target.schema, name).await? {
             let own = Layout::SharedTables.this_source("", 1);
             tx.execute(&format!("DELETE FROM {} WHERE true{own}", qualified(target.schema, name)), &[&target.source_id]).await?;
             tracing::info!("table {name:?} was dropped or renamed in SQLite: deleted this source's rows from the shared table");
@@ -282,14 +274,9 @@ async fn drop_table(tx: &Transaction<'_>, target: &Target<'_>, name: &str) -> Re
     }
     // Foreign keys other tables hold on it go with it (SQLite let the table go despite them); views do not.
     let table = qualified(target.schema, name);
-    let referencing = tx
-        .query(
-            "SELECT format('ALTER TABLE %s DROP CONSTRAINT %I', conrelid::regclass, conname) FROM pg_constraint
-             WHERE confrelid = to_regclass($1) AND contype = 'f' AND conrelid <> confrelid",
-            &[&table],
-        )
-        .await?;
-    let drops: Vec<String> = referencing.iter().map(|r| r.get::<_, String>(0) + "; ").collect();
+    let referencing = catalog::foreign_keys_from_other_tables(tx, &table).await?;
+    let drops: Vec<String> =
+        referencing.iter().map(|(child, name)| format!("ALTER TABLE {child} DROP CONSTRAINT {}; ", quote(name))).collect();
     let sql = format!("{}DROP TABLE IF EXISTS {table}", drops.concat());
     match attempt(tx, &sql).await? {
         None => {
@@ -305,14 +292,14 @@ async fn drop_table(tx: &Transaction<'_>, target: &Target<'_>, name: &str) -> Re
 async fn rename_tables(tx: &Transaction<'_>, target: &Target<'_>, renames: &[(&str, &str)]) -> Result<()> {
     let mut parked = Vec::new();
     for (i, &(old, new)) in renames.iter().enumerate() {
-        if state::table_exists(tx, target.schema, old).await? && owned(tx, target, old).await? {
+        if crate::pg::catalog::table_exists(tx, target.schema, old).await? && owned(tx, target, old).await? {
             let parking = crate::sqlite::capture::parking_name(i);
             rename_table(tx, target, old, &parking).await?;
             parked.push((old, parking, new));
         }
     }
     for (old, parking, new) in parked {
-        if state::table_exists(tx, target.schema, new).await? {
+        if crate::pg::catalog::table_exists(tx, target.schema, new).await? {
             // The name is held by a table kept after SQLite dropped it (a rebuild seen step by step): it gives way.
             if !owned(tx, target, new).await? {
                 return Err(Error::new(
@@ -575,15 +562,7 @@ async fn loosen_constraints(tx: &Transaction<'_>, target: &Target<'_>, now: &Tab
 /// saw the table. Unique ones on plain columns are constraints, kept by `constraints`.
 async fn follow_indexes(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNow<'_>) -> Result<()> {
     let table = qualified(target.schema, &now.table.name);
-    let existing: Vec<String> = tx
-        .query(
-            "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = to_regclass($1)",
-            &[&table],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let existing = catalog::index_names(tx, &table).await?;
     let created: Vec<&Index> = now.table.indexes.iter().filter(|i| i.origin == "c").collect();
     for index in &created {
         let unique_constraint = index.unique && !index.partial && index.columns.is_some();
@@ -614,19 +593,6 @@ async fn follow_indexes(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNo
         }
     }
     Ok(())
-}
-
-/// Runs `sql` in a savepoint; a refusal is returned (and rolled back) instead of failing the transaction.
-pub(crate) async fn attempt(tx: &impl GenericClient, sql: &str) -> Result<Option<Error>> {
-    let outcome = crate::pg::tx::savepoint(tx, || async move {
-        match tx.batch_execute(sql).await {
-            Ok(()) => Ok(Ok(())),
-            Err(err) if err.as_db_error().is_some() => Ok(Err(Error::from(err))),
-            Err(err) => Err(err.into()),
-        }
-    })
-    .await?;
-    Ok(outcome.err())
 }
 
 #[cfg(test)]

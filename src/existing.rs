@@ -17,16 +17,14 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{pg_name, qualified};
 use crate::mapping::table::{pg_column_name, TablePlan};
 use crate::mapping::types::PgType;
-use crate::metrics::Metrics;
 use crate::options::SnapshotOptions;
-use crate::pg::apply::primary_key;
+use crate::pg::catalog::{self, primary_key};
 use crate::pg::state::{self, SourceRow};
-use crate::snapshot::{ColumnMapping, SnapshotReport, TableReport};
+use crate::snapshot::{ColumnMapping, SnapshotReport};
 use crate::source::Source;
 use crate::sqlite::capture::mark_position;
 use crate::sqlite::introspect::Table;
 use crate::sqlite::{open, Access};
-use crate::stream::StopWhen;
 
 /// The PostgreSQL types a column may have in this mode (`PgType::from_format_type` reads them).
 const WRITABLE_TYPES: &str = "boolean, smallint, integer, bigint, real, double precision, numeric, numeric(p,s), text, \
@@ -50,26 +48,6 @@ pub fn mode(asked: bool, recorded: Option<&SourceRow>, replacing: bool) -> Resul
 }
 
 /// One column of an application's table, from the catalog.
-#[derive(Debug, Clone)]
-struct AppColumn {
-    name: String,
-    type_name: String,
-    /// `GENERATED ALWAYS AS (…) STORED`: PostgreSQL computes it, nothing may write it.
-    generated: bool,
-}
-
-async fn app_columns(client: &impl GenericClient, schema: &str, table: &str) -> Result<Option<Vec<AppColumn>>> {
-    let rows = client
-        .query(
-            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attgenerated <> '' FROM pg_attribute a
-             WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-            &[&qualified(schema, table)],
-        )
-        .await?;
-    Ok((!rows.is_empty())
-        .then(|| rows.iter().map(|r| AppColumn { name: r.get(0), type_name: r.get(1), generated: r.get(2) }).collect()))
-}
-
 /// The plan of `table` into the application's table of the same name: the columns both sides have, in the
 /// catalog's types. `None` when PostgreSQL has no such table (yet). A key that differs from SQLite's, or a
 /// column type lite2pg cannot write, is an error naming the table and column.
@@ -79,11 +57,12 @@ pub async fn app_plan(
     table: &Table,
     key_columns: &[String],
 ) -> Result<Option<TablePlan>> {
-    let Some(columns) = app_columns(client, schema, &table.name).await? else {
+    let Some(columns) = catalog::columns(client, schema, &table.name).await? else {
         return Ok(None);
     };
     check_key(client, schema, table, key_columns).await?;
-    let writable: HashMap<&str, &AppColumn> = columns.iter().filter(|c| !c.generated).map(|c| (c.name.as_str(), c)).collect();
+    let writable: HashMap<&str, &catalog::Column> =
+        columns.iter().filter(|c| !c.generated).map(|c| (c.name.as_str(), c)).collect();
     let mut shared = table.clone();
     shared.columns.retain(|c| writable.contains_key(pg_column_name(&c.name).as_str()));
     let types = shared
@@ -147,17 +126,7 @@ pub fn synced_columns(plan: Option<&TablePlan>) -> Vec<String> {
 /// them; cycles are broken where they close). Rows are upserted in this order and deleted in the reverse, so
 /// that foreign keys which are not deferrable (Alembic's, SQLAlchemy's) hold after every statement.
 pub async fn parent_first(client: &impl GenericClient, schema: &str, tables: &[String]) -> Result<Vec<String>> {
-    let rows = client
-        .query(
-            "SELECT child.relname::text, parent.relname::text FROM pg_constraint c
-             JOIN pg_class child ON child.oid = c.conrelid JOIN pg_class parent ON parent.oid = c.confrelid
-             JOIN pg_namespace n ON n.oid = child.relnamespace
-             WHERE c.contype = 'f' AND n.nspname = $1 AND parent.relnamespace = child.relnamespace
-               AND child.relname = ANY ($2) AND parent.relname = ANY ($2) AND child.oid <> parent.oid",
-            &[&schema, &tables],
-        )
-        .await?;
-    let pairs: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let pairs = catalog::foreign_key_pairs(client, schema, tables).await?;
     let parents: Vec<(&String, &String)> = pairs.iter().map(|(child, parent)| (child, parent)).collect();
     let mut ordered: Vec<String> = Vec::new();
     let mut visiting = HashSet::new();
@@ -184,17 +153,12 @@ pub async fn parent_first(client: &impl GenericClient, schema: &str, tables: &[S
 /// A fingerprint of the shape of the application's tables named `tables` (PostgreSQL names): every column,
 /// its type and whether it is generated. A migration of the PostgreSQL side changes it.
 pub async fn shape(client: &impl GenericClient, schema: &str, tables: &[String]) -> Result<String> {
-    let row = client
-        .query_one(
-            "SELECT coalesce(string_agg(c.relname || '.' || a.attname || ':' || format_type(a.atttypid, a.atttypmod)
-                                        || a.attgenerated::text, ',' ORDER BY c.relname, a.attnum), '')
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-             WHERE n.nspname = $1 AND c.relname = ANY ($2) AND c.relkind IN ('r', 'p')",
-            &[&schema, &tables],
-        )
-        .await?;
-    Ok(row.get(0))
+    let columns = catalog::columns_of_tables(client, schema, tables).await?;
+    Ok(columns
+        .iter()
+        .map(|(table, column, type_name, generated)| format!("{table}.{column}:{type_name}:{generated}"))
+        .collect::<Vec<_>>()
+        .join(","))
 }
 
 /// What one side has and the other lacks, for `status`, `doctor` and the snapshot's notes.
@@ -232,7 +196,7 @@ pub async fn gaps(client: &impl GenericClient, schema: &str, tables: &[&Table]) 
     let mut gaps = Gaps::default();
     let mapped: HashSet<String> = tables.iter().map(|t| pg_name(&t.name)).collect();
     for table in tables {
-        let Some(columns) = app_columns(client, schema, &table.name).await? else {
+        let Some(columns) = catalog::columns(client, schema, &table.name).await? else {
             gaps.tables_missing_in_postgres.push(table.name.clone());
             continue;
         };
@@ -246,16 +210,9 @@ pub async fn gaps(client: &impl GenericClient, schema: &str, tables: &[&Table]) 
             gaps.columns_missing_in_sqlite.push(format!("{}.{}", table.name, column.name));
         }
     }
-    let rows = client
-        .query(
-            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY c.relname",
-            &[&schema],
-        )
-        .await?;
-    gaps.tables_missing_in_sqlite = rows
-        .iter()
-        .map(|r| r.get::<_, String>(0))
+    gaps.tables_missing_in_sqlite = catalog::tables_in_schema(client, schema)
+        .await?
+        .into_iter()
         .filter(|name| !mapped.contains(name) && !MIGRATION_TABLES.contains(&name.as_str()))
         .collect();
     Ok(gaps)
@@ -275,16 +232,7 @@ pub async fn sequence_restarts(
     let mut statements = Vec::new();
     for plan in plans {
         let relation = qualified(schema, &plan.name);
-        let sequences = client
-            .query(
-                "SELECT a.attname::text, pg_get_serial_sequence($1, a.attname) FROM pg_attribute a
-                 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
-                   AND pg_get_serial_sequence($1, a.attname) IS NOT NULL",
-                &[&relation],
-            )
-            .await?;
-        for row in sequences {
-            let (column, sequence): (String, String) = (row.get(0), row.get(1));
+        for (column, sequence) in catalog::serial_sequences(client, &relation).await? {
             let column = crate::ident::quote(&column);
             let highest: i64 =
                 client.query_one(&format!("SELECT coalesce(max({column})::bigint, 0) FROM {relation}"), &[]).await?.get(0);
@@ -294,31 +242,6 @@ pub async fn sequence_restarts(
         }
     }
     Ok(statements)
-}
-
-/// `snapshot --into-existing`: records the source and its tables (`register`), then copies every table in one
-/// batch: one PostgreSQL transaction replaces each table's rows with SQLite's and stores the position.
-pub async fn snapshot(options: &SnapshotOptions) -> Result<SnapshotReport> {
-    let started = Instant::now();
-    let mut report = register(options).await?;
-    let options = options.with_source_id(&report.source_id);
-    // Boxed: `run` may start with a snapshot itself, and async calls that can recurse need a pointer.
-    Box::pin(crate::stream::run(&options, StopWhen::CaughtUp, Metrics::new(Default::default()), |_| {})).await?;
-    let client = options.source.target.connect().await?;
-    for plan in &report.mapping.iter().map(|m| m.table.clone()).collect::<std::collections::BTreeSet<_>>() {
-        let rows: i64 =
-            client.query_one(&format!("SELECT count(*) FROM {}", qualified(&options.source.schema, plan)), &[]).await?.get(0);
-        let rejects: i64 = client
-            .query_one(
-                "SELECT count(*) FROM lite2pg.rejects WHERE source_id = $1 AND table_name = $2",
-                &[&report.source_id, plan],
-            )
-            .await?
-            .get(0);
-        report.tables.push(TableReport { table: plan.clone(), rows: rows as u64, rejects: rejects as u64, ..Default::default() });
-    }
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
 }
 
 /// Installs capture, matches every captured table with the application's (refusing, with nothing changed,
@@ -373,19 +296,8 @@ pub async fn register(options: &SnapshotOptions) -> Result<SnapshotReport> {
         .await
         .expect("marking the position does not panic")?;
     let tx = client.transaction().await?;
-    tx.execute(
-        "INSERT INTO lite2pg.sources (source_id, database_id, sqlite_path, target_schema, snapshot_started_at,
-           snapshot_finished_at, snapshot_seq, applied_seq, applied_mark, into_existing)
-         VALUES ($1, $2, $3, $4, now(), now(), $5, $5, $6, true)
-         ON CONFLICT (source_id) DO UPDATE SET database_id = excluded.database_id, sqlite_path = excluded.sqlite_path,
-           target_schema = excluded.target_schema, snapshot_started_at = now(), snapshot_finished_at = now(),
-           snapshot_seq = excluded.snapshot_seq, applied_seq = excluded.applied_seq, applied_mark = excluded.applied_mark,
-           into_existing = true, promoted = false, last_error = NULL, last_error_at = NULL",
-        &[&source_id, &capture.database_id, &sqlite_path, &options.source.schema, &snapshot_seq, &mark],
-    )
-    .await?;
-    tx.execute("DELETE FROM lite2pg.tables WHERE source_id = $1", &[&source_id]).await?;
-    tx.execute("DELETE FROM lite2pg.rejects WHERE source_id = $1", &[&source_id]).await?;
+    let position = (snapshot_seq, mark.as_deref());
+    state::record_into_existing(&tx, &source_id, &capture.database_id, &sqlite_path, &options.source.schema, position).await?;
     let mut mapping = Vec::new();
     for (table, captured, plan) in &tables {
         state::register_table(&tx, &source_id, &options.source.schema, &table.name, &captured.key_columns, plan.is_some())

@@ -10,6 +10,7 @@ use tokio_postgres::Client;
 use crate::error::Result;
 use crate::ident::{qualified, quote};
 use crate::mapping::table::pg_column_name;
+use crate::pg::catalog;
 use crate::sqlite::index_sql::to_postgres;
 use crate::sqlite::introspect::{Column, Table};
 
@@ -34,17 +35,11 @@ pub async fn make_generated(client: &Client, schema: &str, table: &Table) -> Res
     let plain: Vec<(String, String)> =
         table.columns.iter().filter(|c| c.generated.is_none()).map(|c| (c.name.clone(), pg_column_name(&c.name))).collect();
     let mut outcomes = Vec::new();
-    let relation = qualified(schema, &table.name);
     for column in table.columns.iter().filter(|c| c.generated.is_some()) {
         // The application's own schema (made by its migrations) may generate it already.
-        let already: Option<bool> = client
-            .query_opt(
-                "SELECT attgenerated = 's' FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2",
-                &[&relation, &pg_column_name(&column.name)],
-            )
-            .await?
-            .map(|row| row.get(0));
-        if already == Some(true) {
+        let name = pg_column_name(&column.name);
+        if catalog::columns(client, schema, &table.name).await?.unwrap_or_default().iter().any(|c| c.name == name && c.generated)
+        {
             continue;
         }
         let expression = column.generated.as_ref().and_then(|g| g.expression.clone());
@@ -72,16 +67,12 @@ async fn replace_column(
 ) -> Result<std::result::Result<String, String>> {
     let relation = qualified(schema, &table.name);
     let name = pg_column_name(&column.name);
-    let found = client
-        .query_opt(
-            "SELECT format_type(atttypid, atttypmod), attnotnull FROM pg_attribute
-             WHERE attrelid = to_regclass($1) AND attname = $2 AND NOT attisdropped",
-            &[&relation, &name],
-        )
-        .await?;
-    let Some(found) = found else { return Ok(Err("PostgreSQL has no such column".to_string())) };
-    let (pg_type, not_null): (String, bool) = (found.get(0), found.get(1));
-    let remake = match dependents(client, &relation, &name).await? {
+    let columns = catalog::columns(client, schema, &table.name).await?.unwrap_or_default();
+    let Some(found) = columns.into_iter().find(|c| c.name == name) else {
+        return Ok(Err("PostgreSQL has no such column".to_string()));
+    };
+    let (pg_type, not_null) = (found.type_name, found.not_null);
+    let remake = match catalog::column_dependents(client, &relation, &name).await? {
         Ok(remake) => remake,
         Err(other) => return Ok(Err(format!("{other} in PostgreSQL uses the column"))),
     };
@@ -89,7 +80,7 @@ async fn replace_column(
     let (relation, name, remake, generated_type) = (&relation, &name, &remake, &generated);
     let swapped = crate::pg::tx::savepoint(client, || async move {
         let add = format!("ALTER TABLE {relation} ADD COLUMN {} {generated_type}", quote(CANDIDATE));
-        if let Some(err) = crate::evolve::attempt(client, &add).await? {
+        if let Some(err) = crate::pg::tx::attempt(client, &add).await? {
             return Ok(Err(format!("PostgreSQL refused `{pg_expression}`: {}", err.message())));
         }
         let differing: i64 =
@@ -109,7 +100,7 @@ async fn replace_column(
             ))
             .await?;
         for statement in remake {
-            if let Some(err) = crate::evolve::attempt(client, statement).await? {
+            if let Some(err) = crate::pg::tx::attempt(client, statement).await? {
                 return Ok(Err(format!("PostgreSQL could not make `{statement}` again on the new column: {}", err.message())));
             }
         }
@@ -120,34 +111,6 @@ async fn replace_column(
         let replaced = format!("ALTER TABLE {relation} DROP COLUMN {0}, ADD COLUMN {0} {generated}", quote(name));
         [replaced].into_iter().chain(remake.iter().cloned()).collect::<Vec<_>>().join("; ")
     }))
-}
-
-/// The statements that make again what dropping the column drops: constraints (other tables' foreign keys to it
-/// last) and indexes on it. `Err` describes a dependent of another kind (a view, …), which keeps the column plain.
-async fn dependents(client: &Client, relation: &str, column: &str) -> Result<std::result::Result<Vec<String>, String>> {
-    let rows = client
-        .query(
-            "SELECT DISTINCT CASE WHEN c.oid IS NOT NULL
-                         THEN format('ALTER TABLE %s ADD CONSTRAINT %I %s', c.conrelid::regclass, c.conname, pg_get_constraintdef(c.oid))
-                         WHEN i.indexrelid IS NOT NULL THEN pg_get_indexdef(i.indexrelid) END,
-                    pg_describe_object(d.classid, d.objid, d.objsubid),
-                    CASE WHEN c.contype = 'f' THEN 2 WHEN c.oid IS NOT NULL THEN 0 ELSE 1 END AS step
-             FROM pg_attribute a
-             JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum
-             LEFT JOIN pg_constraint c ON d.classid = 'pg_constraint'::regclass AND c.oid = d.objid
-             LEFT JOIN pg_index i ON d.classid = 'pg_class'::regclass AND i.indexrelid = d.objid
-             WHERE a.attrelid = to_regclass($1) AND a.attname = $2
-               -- The index behind a constraint comes back with the constraint.
-               AND NOT EXISTS (SELECT FROM pg_constraint k WHERE d.classid = 'pg_class'::regclass AND k.conindid = d.objid
-                                                           AND k.conrelid = a.attrelid AND k.contype IN ('p', 'u', 'x'))
-             ORDER BY step",
-            &[&relation, &column],
-        )
-        .await?;
-    rows.iter()
-        .map(|row| row.get::<_, Option<String>>(0).ok_or_else(|| row.get::<_, String>(1)))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_or_else(|other| Ok(Err(other)), |remake| Ok(Ok(remake)))
 }
 
 /// The condition on a row where PostgreSQL's value of the candidate differs from the synced one. SQLite has no

@@ -32,7 +32,6 @@ pub(crate) mod sqlite;
 pub mod status;
 pub mod stream;
 pub mod verify;
-pub(crate) mod wake;
 
 pub use error::{Error, ErrorKind, Result};
 

@@ -19,9 +19,9 @@ use tokio_postgres::Client;
 use crate::config::MisfitPolicy;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ident::{qualified, quote};
-use crate::mapping::ddl::{constraint_name, create_table_sql, foreign_key_statement, post_data_statements};
+use crate::mapping::ddl::create_table_sql;
 use crate::mapping::layout::{Layout, SOURCE_COLUMN};
-use crate::mapping::table::{foreign_key_groups, referenced_columns, TablePlan};
+use crate::mapping::table::{foreign_key_groups, TablePlan};
 use crate::mapping::types::{joined_types, ColumnStats, PgType, SqlValue};
 use crate::pg::copy::{CopyEncoder, CHUNK_BYTES};
 use crate::pg::shared_tables::{create_or_adopt_shared, is_shared_table, SharedTable};
@@ -79,11 +79,9 @@ impl SnapshotReport {
     }
 }
 
-/// Runs a snapshot of the whole selection.
+/// Runs a snapshot of the whole selection into tables lite2pg creates (`stream::snapshot` chooses between this and
+/// filling the application's existing tables).
 pub async fn snapshot(options: &SnapshotOptions) -> Result<SnapshotReport> {
-    if crate::existing::asked_or_recorded(options).await? {
-        return crate::existing::snapshot(options).await;
-    }
     let mut attempts = 0;
     loop {
         match snapshot_once(options).await {
@@ -124,7 +122,8 @@ async fn snapshot_once(options: &SnapshotOptions) -> Result<SnapshotReport> {
     crate::fail_point!("snapshot-after-copy");
     progress.finish();
     let mut notes = prepared.notes.clone();
-    notes.extend(build_post_data(&client, options, &prepared, &created).await?);
+    let target = (options.source.schema.as_str(), options.source.policies.layout);
+    notes.extend(crate::constraints::build_post_data(&client, target, &prepared.tables, &prepared.plans, &created).await?);
     let tables = finish(&mut client, options, &prepared, copied).await?;
     // Released now, not when the server notices the session ended: `run` takes it next.
     state::unlock_source(&client, &prepared.source_id).await?;
@@ -292,7 +291,7 @@ async fn check_targets(client: &Client, options: &SnapshotOptions, prepared: &Pr
     }
     let mut blocked = Vec::new();
     for plan in &prepared.plans {
-        if !state::table_exists(client, &options.source.schema, &plan.name).await? {
+        if !crate::pg::catalog::table_exists(client, &options.source.schema, &plan.name).await? {
             continue;
         }
         if options.source.policies.layout.shares_tables() {
@@ -325,17 +324,7 @@ async fn check_targets(client: &Client, options: &SnapshotOptions, prepared: &Pr
 async fn create_tables(client: &mut Client, options: &SnapshotOptions, prepared: &mut Prepared) -> Result<Vec<bool>> {
     let tx = client.transaction().await?;
     state::ensure_schema(&tx, &options.source.schema).await?;
-    tx.execute(
-        "INSERT INTO lite2pg.sources (source_id, database_id, sqlite_path, target_schema, snapshot_started_at)
-         VALUES ($1, $2, $3, $4, now())
-         ON CONFLICT (source_id) DO UPDATE SET database_id = excluded.database_id, sqlite_path = excluded.sqlite_path,
-           target_schema = excluded.target_schema, snapshot_started_at = excluded.snapshot_started_at, snapshot_seq = NULL,
-           snapshot_finished_at = NULL, applied_seq = 0, applied_mark = NULL, last_error = NULL, last_error_at = NULL",
-        &[&prepared.source_id, &prepared.database_id, &prepared.sqlite_path, &options.source.schema],
-    )
-    .await?;
-    tx.execute("DELETE FROM lite2pg.tables WHERE source_id = $1", &[&prepared.source_id]).await?;
-    tx.execute("DELETE FROM lite2pg.rejects WHERE source_id = $1", &[&prepared.source_id]).await?;
+    state::start_snapshot(&tx, &prepared.source_id, &prepared.database_id, &prepared.sqlite_path, &options.source.schema).await?;
     let layout = options.source.policies.layout;
     let mut created = Vec::new();
     for (plan, table) in prepared.plans.iter_mut().zip(&prepared.tables) {
@@ -356,13 +345,9 @@ async fn create_tables(client: &mut Client, options: &SnapshotOptions, prepared:
             })?;
             crate::pg::citus::distribute_if_shared(&tx, &options.source.schema, &plan.name, layout).await?;
         }
-        let key: serde_json::Value = plan.key_columns().map(|c| c.name.clone()).collect::<Vec<_>>().into();
-        let columns: serde_json::Value = table.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>().into();
-        tx.execute(
-            "INSERT INTO lite2pg.tables (source_id, table_name, target_schema, key_columns, columns) VALUES ($1, $2, $3, $4, $5)",
-            &[&prepared.source_id, &plan.name, &options.source.schema, &key, &columns],
-        )
-        .await?;
+        let key: Vec<String> = plan.key_columns().map(|c| c.name.clone()).collect();
+        let columns: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+        state::record_snapshot_table(&tx, &prepared.source_id, &options.source.schema, &plan.name, &key, &columns).await?;
     }
     tx.commit().await?;
     Ok(created)
@@ -559,66 +544,6 @@ fn read_rows(
     Ok((total, rejects))
 }
 
-/// Builds unique constraints, indexes and foreign keys; what PostgreSQL refuses becomes a note, not a failure.
-async fn build_post_data(
-    client: &Client,
-    options: &SnapshotOptions,
-    prepared: &Prepared,
-    created: &[bool],
-) -> Result<Vec<String>> {
-    let mut notes = Vec::new();
-    let referenced = referenced_columns(&prepared.tables.iter().collect::<Vec<_>>());
-    let layout = options.source.policies.layout;
-    let made: Vec<(&Table, &TablePlan)> =
-        prepared.tables.iter().zip(&prepared.plans).zip(created).filter(|(_, made)| **made).map(|(both, _)| both).collect();
-    for &(table, plan) in &made {
-        let parent_refs: Vec<Vec<String>> = referenced.iter().filter(|(t, _)| t == &table.name).map(|(_, c)| c.clone()).collect();
-        for statement in post_data_statements(&options.source.schema, table, plan, &parent_refs, layout) {
-            if let Err(err) = client.batch_execute(&statement.sql).await {
-                notes.push(format!("{} not created: {}", statement.what, Error::from(err)));
-            }
-        }
-    }
-    // After every unique constraint: a foreign key needs the one on its parent's columns.
-    for (table, _) in made {
-        for (n, key) in table.foreign_keys.iter().enumerate() {
-            notes.extend(add_foreign_key(client, options, prepared, table, n, key).await?);
-        }
-    }
-    Ok(notes)
-}
-
-/// Adds one foreign key, deferrable and without actions (SQLite's cascades arrive as their own changes).
-/// Existing violations keep it NOT VALID.
-async fn add_foreign_key(
-    client: &Client,
-    options: &SnapshotOptions,
-    prepared: &Prepared,
-    table: &Table,
-    n: usize,
-    key: &crate::sqlite::introspect::ForeignKey,
-) -> Result<Option<String>> {
-    let what = format!("foreign key {}({}) -> {}", table.name, key.columns.join(", "), key.parent_table);
-    let Some(parent) = prepared.tables.iter().find(|t| t.name == key.parent_table) else {
-        return Ok(Some(format!("{what} not created: the parent table is not copied")));
-    };
-    let parent_columns = if key.parent_columns.is_empty() { parent.primary_key.clone() } else { key.parent_columns.clone() };
-    let add = foreign_key_statement(&options.source.schema, &table.name, n, key, &parent_columns, options.source.policies.layout);
-    if let Err(err) = client.batch_execute(&add.sql).await {
-        return Ok(Some(format!("{what} not created: {}", Error::from(err))));
-    }
-    let validate = format!(
-        "ALTER TABLE {} VALIDATE CONSTRAINT {}",
-        qualified(&options.source.schema, &table.name),
-        quote(&constraint_name(&table.name, n))
-    );
-    Ok(client
-        .batch_execute(&validate)
-        .await
-        .err()
-        .map(|_| format!("{what} kept NOT VALID: existing rows break it (SQLite does not enforce foreign keys unless asked)")))
-}
-
 /// Stores rejects and per-table figures and sets the position streaming starts from, in one transaction.
 async fn finish(
     client: &mut Client,
@@ -631,11 +556,7 @@ async fn finish(
     for (index, plan) in prepared.plans.iter().enumerate() {
         let copied = copied.remove(&index).unwrap_or_default();
         state::store_rejects(&tx, &prepared.source_id, &copied.rejects).await?;
-        tx.execute(
-            "UPDATE lite2pg.tables SET rows_copied = $3, bytes_copied = $4, copied_at = now() WHERE source_id = $1 AND table_name = $2",
-            &[&prepared.source_id, &plan.name, &(copied.rows as i64), &(copied.bytes as i64)],
-        )
-        .await?;
+        state::record_copied(&tx, &prepared.source_id, &plan.name, copied.rows, copied.bytes).await?;
         reports.push(TableReport {
             table: plan.name.clone(),
             rows: copied.rows,
@@ -644,12 +565,7 @@ async fn finish(
             rejects: copied.rejects.len() as u64,
         });
     }
-    tx.execute(
-        "UPDATE lite2pg.sources SET snapshot_seq = $2, applied_seq = $2, applied_mark = $3, snapshot_finished_at = now()
-         WHERE source_id = $1",
-        &[&prepared.source_id, &prepared.snapshot_seq, &prepared.snapshot_mark],
-    )
-    .await?;
+    state::finish_snapshot(&tx, &prepared.source_id, prepared.snapshot_seq, prepared.snapshot_mark.as_deref()).await?;
     tx.commit().await?;
     tracing::debug!(schema = %options.source.schema, "snapshot recorded");
     Ok(reports)

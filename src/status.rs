@@ -131,43 +131,32 @@ async fn postgres_status(
         return Ok(None);
     }
     status.daemon = state::lock_holder(&client, &capture.source_id).await?;
-    let Some(row) = client
-        .query_opt(
-            "SELECT s.applied_seq, s.snapshot_seq IS NOT NULL, s.last_error, s.last_applied_at::text, s.target_schema,
-                    (SELECT count(*) FROM lite2pg.rejects r WHERE r.source_id = s.source_id), s.last_error_at::text,
-                    s.into_existing
-             FROM lite2pg.sources s WHERE s.source_id = $1",
-            &[&capture.source_id],
-        )
-        .await?
-    else {
-        return Ok(None);
-    };
-    status.snapshot_done = row.get(1);
-    status.last_error = row.get(2);
-    status.last_applied_at = row.get(3);
-    status.rejects = Some(row.get(5));
-    status.last_error_at = row.get(6);
-    let schema: String = row.get(4);
-    status.into_existing = row.get(7);
+    let Some(row) = state::source_status(&client, &capture.source_id).await? else { return Ok(None) };
+    status.snapshot_done = row.snapshot_done;
+    status.last_error = row.last_error;
+    status.last_applied_at = row.last_applied_at;
+    status.rejects = Some(row.rejects);
+    status.last_error_at = row.last_error_at;
+    let schema = row.target_schema;
+    status.into_existing = row.into_existing;
     status.tables_to_copy = Some(state::tables_to_resync(&client, &capture.source_id).await?);
     state::act_as_source(&client, &capture.source_id, false).await?;
     let own = options.policies.layout.this_source("", 1);
     let params = options.policies.layout.source_param(&capture.source_id);
     for table in &mut status.tables {
-        if state::table_exists(&client, &schema, &table.table).await? {
+        if crate::pg::catalog::table_exists(&client, &schema, &table.table).await? {
             let sql = format!("SELECT count(*) FROM {} WHERE true{own}", qualified(&schema, &table.table));
             let count = client.query_one(&sql, &params).await?;
             table.postgres_rows = Some(count.get(0));
         }
     }
-    let Some(sqlite_schema) = sqlite_schema else { return Ok(Some(row.get(0))) };
+    let Some(sqlite_schema) = sqlite_schema else { return Ok(Some(row.applied_seq)) };
     if status.into_existing {
         let tables: Vec<&Table> = capture.tables.iter().filter_map(|t| sqlite_schema.table(&t.name)).collect();
         status.gaps = Some(crate::existing::gaps(&client, &schema, &tables).await?);
-        return Ok(Some(row.get(0)));
+        return Ok(Some(row.applied_seq));
     }
     let layout = options.policies.layout;
     status.missing_constraints = Some(missing_for_source(&client, &schema, sqlite_schema, &capture.tables, layout).await?);
-    Ok(Some(row.get(0)))
+    Ok(Some(row.applied_seq))
 }

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::error::Result;
-use crate::snapshot::{snapshot as copy_everything, SnapshotReport};
+use crate::snapshot::SnapshotReport;
+use crate::stream::snapshot as copy_everything;
 
 use super::options::default_jobs;
 use super::print::print_snapshot;

@@ -11,6 +11,7 @@ use crate::ident::{qualified, quote};
 use crate::mapping::layout::Layout;
 use crate::mapping::table::{column_list, TablePlan, ROWID_COLUMN};
 use crate::mapping::types::PgType;
+use crate::pg::catalog::{self, table_columns};
 use crate::sqlite::introspect::Table;
 
 /// Batches of a table with at least this many keys get planner statistics on their temp table.
@@ -230,22 +231,6 @@ impl TableMerge {
     }
 }
 
-/// A PostgreSQL table's columns and types as they are now, or `None` when the table does not exist.
-pub async fn table_columns(client: &impl GenericClient, schema: &str, table: &str) -> Result<Option<Vec<(String, String)>>> {
-    let relation = qualified(schema, table);
-    let rows = client
-        .query(
-            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-             WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-            &[&relation],
-        )
-        .await?;
-    if rows.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect()))
-}
-
 /// The plan of a table lite2pg created earlier: SQLite's columns with the PostgreSQL types they have now.
 pub async fn existing_plan(
     client: &impl GenericClient,
@@ -291,51 +276,11 @@ fn pg_types_for(table: &str, names: &[String], columns: &[(String, String)]) -> 
         .collect()
 }
 
-/// The target's primary key: its constraint's name and columns in key order.
-pub async fn primary_key(client: &impl GenericClient, schema: &str, table: &str) -> Result<Option<(String, Vec<String>)>> {
-    let row = client
-        .query_opt(
-            "SELECT c.conname::text, array_agg(a.attname::text ORDER BY k.ord) FROM pg_constraint c
-             CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
-             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
-             WHERE c.conrelid = to_regclass($1) AND c.contype = 'p' GROUP BY c.conname",
-            &[&qualified(schema, table)],
-        )
-        .await?;
-    Ok(row.map(|r| (r.get(0), r.get(1))))
-}
-
-/// Column sets of the target's unique constraints and plain unique indexes, other than the primary key.
-pub async fn unique_sets(client: &impl GenericClient, schema: &str, table: &str) -> Result<Vec<Vec<String>>> {
-    let rows = client
-        .query(
-            "SELECT array_agg(a.attname::text ORDER BY k.ord) FROM pg_index i
-             CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
-             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-             WHERE i.indrelid = to_regclass($1) AND i.indisunique AND NOT i.indisprimary
-               AND i.indexprs IS NULL AND i.indpred IS NULL
-             GROUP BY i.indexrelid",
-            &[&qualified(schema, table)],
-        )
-        .await?;
-    Ok(rows.into_iter().map(|r| r.get(0)).collect())
-}
-
 /// Makes the target's unique expression and partial indexes plain ones of the same name, as earlier lite2pg
 /// versions made them unique: PostgreSQL checks such an index at every row (only constraints can be deferred),
 /// so a batch swapping two values fails in any order, at every retry. Cutover makes them unique again.
 pub async fn loosen_unique_indexes(client: &Client, schema: &str, table: &str) -> Result<()> {
-    let rows = client
-        .query(
-            "SELECT c.relname::text, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-             WHERE i.indrelid = to_regclass($1) AND i.indisunique AND NOT i.indisprimary
-               AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)
-               AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)",
-            &[&qualified(schema, table)],
-        )
-        .await?;
-    for row in rows {
-        let (name, definition): (String, String) = (row.get(0), row.get(1));
+    for (name, definition) in catalog::unique_indexes_beyond_constraints(client, schema, table).await? {
         let plain = definition.replacen("CREATE UNIQUE INDEX", "CREATE INDEX", 1);
         // One simple query: the drop and the new index commit together.
         client.batch_execute(&format!("DROP INDEX {}; {plain}", qualified(schema, &name))).await?;

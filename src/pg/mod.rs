@@ -2,6 +2,7 @@
 //! binary COPY and applying change batches.
 
 pub(crate) mod apply;
+pub(crate) mod catalog;
 pub(crate) mod citus;
 pub(crate) mod copy;
 pub mod local;

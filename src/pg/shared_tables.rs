@@ -11,7 +11,7 @@ use crate::sqlite::introspect::Table;
 
 /// Whether `table` has the source column a table shared by several sources has.
 pub(crate) async fn is_shared_table(client: &impl GenericClient, schema: &str, table: &str) -> Result<bool> {
-    let columns = crate::pg::apply::table_columns(client, schema, table).await?.unwrap_or_default();
+    let columns = crate::pg::catalog::table_columns(client, schema, table).await?.unwrap_or_default();
     Ok(columns.iter().any(|(name, _)| name == SOURCE_COLUMN))
 }
 
@@ -35,7 +35,7 @@ pub(crate) async fn create_or_adopt_shared(
 ) -> Result<SharedTable> {
     let name = qualified(schema, &plan.name);
     tx.execute("SELECT pg_advisory_xact_lock(hashtextextended('lite2pg-ddl:' || $1, 0))", &[&name]).await?;
-    let Some(existing) = crate::pg::apply::table_columns(tx, schema, &plan.name).await? else {
+    let Some(existing) = crate::pg::catalog::table_columns(tx, schema, &plan.name).await? else {
         return Ok(SharedTable::Missing);
     };
     if !existing.iter().any(|(column, _)| column == SOURCE_COLUMN) {
@@ -46,7 +46,7 @@ pub(crate) async fn create_or_adopt_shared(
         .with_hint("rename or drop it, or sync into another --schema"));
     }
     let wanted = plan.pg_key(Layout::SharedTables);
-    let current = crate::pg::apply::primary_key(tx, schema, &plan.name).await?.map(|(_, columns)| columns);
+    let current = crate::pg::catalog::primary_key(tx, schema, &plan.name).await?.map(|(_, columns)| columns);
     if current.as_ref() != Some(&wanted) {
         return Err(Error::new(
             ErrorKind::Schema,

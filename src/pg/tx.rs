@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures_util::FutureExt;
 use tokio_postgres::{Client, GenericClient};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// An open transaction on `client`. End it with `commit` or `rollback`; dropped open (an early `?`), it queues a
 /// ROLLBACK, which PostgreSQL runs before any later statement on the connection. A pooled connection's `dirty`
@@ -97,4 +97,17 @@ where
     }
     client.batch_execute("RELEASE SAVEPOINT lite2pg_savepoint").await?;
     Ok(outcome)
+}
+
+/// Runs `sql` in a savepoint; a refusal is returned (and rolled back) instead of failing the transaction.
+pub(crate) async fn attempt(tx: &impl GenericClient, sql: &str) -> Result<Option<Error>> {
+    let outcome = savepoint(tx, || async move {
+        match tx.batch_execute(sql).await {
+            Ok(()) => Ok(Ok(())),
+            Err(err) if err.as_db_error().is_some() => Ok(Err(Error::from(err))),
+            Err(err) => Err(err.into()),
+        }
+    })
+    .await?;
+    Ok(outcome.err())
 }

@@ -43,10 +43,7 @@ impl Stream {
         }
         Arc::make_mut(&mut self.policies).into_existing = crate::existing::mode(self.policies.into_existing, Some(&row), false)?;
         capture::check_position(self.file.reader(), &self.file.path, row.applied_seq, row.applied_mark.as_deref())?;
-        let known_rejects = client
-            .query_one("SELECT EXISTS (SELECT 1 FROM lite2pg.rejects WHERE source_id = $1)", &[&self.capture.source_id])
-            .await?
-            .get(0);
+        let known_rejects = state::has_rejects(client, &self.capture.source_id).await?;
         self.applied_seq = row.applied_seq;
         self.applied_mark = row.applied_mark;
         self.known_rejects = known_rejects;
@@ -106,7 +103,7 @@ impl Stream {
                 let mut tables = Vec::new();
                 for captured in &capture.tables {
                     let table = schema.table(&captured.name).expect("captured tables exist");
-                    let exists = state::table_exists(&*client, &self.schema, &table.name).await?;
+                    let exists = crate::pg::catalog::table_exists(&*client, &self.schema, &table.name).await?;
                     let scan = |wanted: bool| -> Result<Option<Vec<ColumnStats>>> {
                         Ok(match wanted {
                             true => Some(crate::sqlite::scan::column_stats(reader, table, None)?.1),

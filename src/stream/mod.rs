@@ -7,9 +7,11 @@
 //! batch or nothing.
 
 mod file;
+mod first_copy;
 mod follow;
 mod plans;
 mod read;
+mod wake;
 mod write;
 
 use std::collections::{HashMap, HashSet};
@@ -28,14 +30,16 @@ use crate::pg::apply::TableMerge;
 use crate::pg::pool::{Lease, Pool};
 use crate::pg::state;
 use crate::pg::PgTarget;
-use crate::snapshot::{snapshot, SnapshotReport};
+use crate::snapshot::SnapshotReport;
 use crate::source::Selection;
 use crate::sqlite::capture::{self, CaptureState};
 use crate::sqlite::introspect::{SourceSchema, Table};
 use crate::sqlite::{open, Access};
-use crate::wake::{FileWake, Woken, AFTER_WRITE_POLL};
+
+pub use first_copy::snapshot;
 
 use file::{file_identity, SqliteFile};
+use wake::{FileWake, Woken, AFTER_WRITE_POLL};
 
 /// How often a stream looks for new commits: soon after the last one, less often the longer it has been idle
 /// (a hundred idle sources in one process then cost little CPU).

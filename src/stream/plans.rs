@@ -10,7 +10,8 @@ use tokio_postgres::Client;
 use crate::error::{Error, ErrorKind, Result};
 use crate::mapping::table::TablePlan;
 use crate::mapping::types::PgType;
-use crate::pg::apply::{existing_plan, loosen_unique_indexes, primary_key, unique_sets, TableMerge};
+use crate::pg::apply::{existing_plan, loosen_unique_indexes, TableMerge};
+use crate::pg::catalog::{primary_key, unique_sets};
 use crate::pg::state;
 use crate::sqlite::introspect::Table;
 
@@ -135,15 +136,10 @@ impl Stream {
         }
         let tables: Vec<String> = self.plans.values().map(|p| crate::ident::qualified(&self.schema, &p.name)).collect();
         client.batch_execute(&format!("LOCK TABLE {} IN ROW EXCLUSIVE MODE", tables.join(", "))).await?;
-        let rows = client
-            .query(
-                "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod)
-                 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-                 WHERE c.oid = ANY($1::text[]::regclass[]) AND a.attnum > 0 AND NOT a.attisdropped",
-                &[&tables],
-            )
-            .await?;
-        let now: HashMap<(String, String), String> = rows.iter().map(|r| ((r.get(0), r.get(1)), r.get(2))).collect();
+        let names: Vec<String> = self.plans.values().map(|p| crate::ident::pg_name(&p.name)).collect();
+        let columns = crate::pg::catalog::columns_of_tables(client, &self.schema, &names).await?;
+        let now: HashMap<(String, String), String> =
+            columns.into_iter().map(|(table, column, type_name, _)| ((table, column), type_name)).collect();
         Ok(self.plans.values().all(|plan| {
             plan.columns.iter().all(|c| {
                 now.get(&(crate::ident::pg_name(&plan.name), c.pg_name.clone())).and_then(|t| PgType::from_format_type(t))

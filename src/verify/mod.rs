@@ -12,7 +12,7 @@
 mod compare;
 mod fields;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -192,9 +192,8 @@ async fn consistent_point(
         snapshot_client.batch_execute(&format!("LOCK TABLE {} IN ACCESS SHARE MODE", tables.join(", "))).await?;
     }
     let lock = Tx::begin(lock_client).await?;
-    lock.query_one("SELECT 1 FROM lite2pg.sources WHERE source_id = $1 FOR UPDATE", &[&source_id]).await?;
-    let applied: i64 =
-        snapshot_client.query_one("SELECT applied_seq FROM lite2pg.sources WHERE source_id = $1", &[&source_id]).await?.get(0);
+    state::lock_source_row(&*lock, source_id).await?;
+    let applied = state::applied_seq(snapshot_client, source_id).await?;
     conn.execute_batch("BEGIN")?;
     // The first read fixes SQLite's snapshot.
     capture::newest_seq(conn)?;
@@ -210,10 +209,7 @@ async fn compare_all(
     plans: &[(i64, TablePlan)],
     applied_seq: i64,
 ) -> Result<Vec<TableDiff>> {
-    let mut rejects: HashMap<String, HashSet<String>> = HashMap::new();
-    for row in client.query("SELECT table_name, key FROM lite2pg.rejects WHERE source_id = $1", &[&source_id]).await? {
-        rejects.entry(row.get(0)).or_default().insert(row.get::<_, serde_json::Value>(1).to_string());
-    }
+    let mut rejects = state::rejected_keys(client, source_id).await?;
     let mut diffs = Vec::new();
     for (id, plan) in plans {
         let pending = pending_keys(&compare::lock(sqlite), plan, *id, applied_seq)?;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
 use tokio::sync::Notify;
 
-use crate::stream::StopWhen;
+use super::StopWhen;
 
 /// The longest idle sleep of a watched file: a write wakes the stream at once, so the timer is only the safety
 /// net for a write inotify did not report (a hundred idle sources then cost next to nothing).
