@@ -443,6 +443,7 @@ async fn follow_columns(tx: &Transaction<'_>, target: &Target<'_>, now: &TableNo
     let first_added = sqlite_names.iter().position(|name| !pg_names.contains(name));
     let last_kept = sqlite_names.iter().rposition(|name| pg_names.contains(name));
     exact &= now.rebuilt.is_some() || first_added.zip(last_kept).is_none_or(|(added, kept)| added > kept);
+    exact &= now.rebuilt.is_some() || !dropped_and_added_again(now, &pg_names, &sqlite_names);
     let added = now.table.columns.iter().enumerate().zip(&sqlite_names).filter(|(_, name)| !pg_names.contains(name));
     for ((position, column), pg_column) in added {
         let pg_type = target.policies.type_override(&now.table.name, &column.name).unwrap_or_else(|| match &now.rebuilt {
@@ -523,6 +524,23 @@ async fn retype_redeclared_columns(
         }
     }
     Ok(())
+}
+
+/// Whether a kept name may now be a column dropped and added again (its values are then only the new default):
+/// SQLite keeps its columns' order through renames and drops and appends added ones, so a kept column out of
+/// PostgreSQL's order, or one whose declaration changed, was re-added.
+fn dropped_and_added_again(now: &TableNow<'_>, pg_names: &[&str], sqlite_names: &[&str]) -> bool {
+    let kept_in_sqlite: Vec<&str> = sqlite_names.iter().copied().filter(|name| pg_names.contains(name)).collect();
+    let kept_in_pg: Vec<&str> = pg_names.iter().copied().filter(|name| sqlite_names.contains(name)).collect();
+    let redeclared = now.previous.is_some_and(|previous| {
+        now.table.columns.iter().any(|column| {
+            previous.columns.iter().find(|before| before.name == column.name).is_some_and(|before| {
+                (&before.declared_type, &before.default_sql, &before.generated)
+                    != (&column.declared_type, &column.default_sql, &column.generated)
+            })
+        })
+    });
+    kept_in_sqlite != kept_in_pg || redeclared
 }
 
 /// Pairs PostgreSQL's columns with SQLite's in order: a column neither side knows by name, followed by the same

@@ -284,3 +284,25 @@ async fn a_column_renamed_and_its_name_taken_again_keeps_both_columns_values() {
     once();
     db.assert_equal(&file.path).await;
 }
+
+#[tokio::test]
+async fn a_column_dropped_and_added_again_under_its_name_holds_the_new_values() {
+    let file = SqliteFile::new(
+        "CREATE TABLE m(id INTEGER PRIMARY KEY, a INTEGER, b TEXT);
+         INSERT INTO m VALUES (1, 10, 'one'), (2, 20, 'two');",
+    );
+    let db = TestDb::new().await;
+    let once = || {
+        let output = lite2pg_output(&["run", "--once", "--sqlite", file.path.to_str().unwrap(), "--postgres", &db.url()]);
+        assert!(output.status.success(), "{}", stderr(&output));
+    };
+    once();
+    // Between two looks, a column in the middle: it comes back at the end, holding only its default.
+    file.exec("ALTER TABLE m DROP COLUMN a; ALTER TABLE m ADD COLUMN a INTEGER DEFAULT 5;");
+    once();
+    db.assert_equal(&file.path).await;
+    // The last column, redeclared: same place, new default.
+    file.exec("ALTER TABLE m DROP COLUMN a; ALTER TABLE m ADD COLUMN a TEXT DEFAULT 'x';");
+    once();
+    db.assert_equal(&file.path).await;
+}
