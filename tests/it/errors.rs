@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::support::daemon::start_daemon;
 use crate::support::http::free_port;
 use crate::support::wait::{wait_caught_up, wait_until_blocking};
-use crate::support::{lite2pg, lite2pg_output, stderr, SqliteFile, TestDb};
+use crate::support::{lite2pg, lite2pg_output, run_once, stderr, SqliteFile, TestDb};
 
 const APP: &str = "
     CREATE TABLE a(id INTEGER PRIMARY KEY, v INTEGER);
@@ -35,11 +35,6 @@ fn json_of(command: &str, db: &TestDb, file: &SqliteFile) -> (Option<i32>, Value
     let output = lite2pg_output(&[command, "--json", "--sqlite", file.path.to_str().unwrap(), "--postgres", &db.url()]);
     let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|err| panic!("{err}: {}", stderr(&output)));
     (output.status.code(), json)
-}
-
-fn run_once(db: &TestDb, file: &SqliteFile) -> Output {
-    let path = file.path.to_str().unwrap();
-    lite2pg().args(["run", "--once", "--sqlite", path, "--postgres", &db.url()]).env("RUST_LOG", "warn").output().unwrap()
 }
 
 #[tokio::test]

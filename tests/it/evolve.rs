@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::support::daemon::start_daemon_with;
 use crate::support::wait::{settle, wait_until_blocking, CATCH_UP};
-use crate::support::{lite2pg_output, stderr, SqliteFile, TestDb};
+use crate::support::{lite2pg_output, run_once, stderr, SqliteFile, TestDb};
 
 const APP: &str = "
     CREATE TABLE beat(id INTEGER PRIMARY KEY);
@@ -19,6 +19,12 @@ async fn columns(db: &TestDb, table: &str) -> Vec<String> {
          WHERE attrelid = 'public.{table}'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
     );
     db.texts(&sql).await.into_iter().flatten().collect()
+}
+
+/// Applies what `file` holds now with `run --once`, which must succeed.
+fn applied_once(db: &TestDb, file: &SqliteFile) {
+    let output = run_once(db, file);
+    assert!(output.status.success(), "{}", stderr(&output));
 }
 
 async fn compared_tables(db: &TestDb, file: &SqliteFile) -> Vec<String> {
@@ -271,17 +277,13 @@ async fn a_column_renamed_and_its_name_taken_again_keeps_both_columns_values() {
          INSERT INTO m VALUES (8, 956.5), (9, 3);",
     );
     let db = TestDb::new().await;
-    let once = || {
-        let output = lite2pg_output(&["run", "--once", "--sqlite", file.path.to_str().unwrap(), "--postgres", &db.url()]);
-        assert!(output.status.success(), "{}", stderr(&output));
-    };
-    once();
+    applied_once(&db, &file);
     // Between two looks: the old name now belongs to a new column holding only its default.
     file.exec("ALTER TABLE m RENAME COLUMN c0 TO c3; ALTER TABLE m ADD COLUMN c0 BOOLEAN DEFAULT 7;");
-    once();
+    applied_once(&db, &file);
     db.assert_equal(&file.path).await;
     file.exec("UPDATE m SET c0 = 1 WHERE id = 9");
-    once();
+    applied_once(&db, &file);
     db.assert_equal(&file.path).await;
 }
 
@@ -292,17 +294,13 @@ async fn a_column_dropped_and_added_again_under_its_name_holds_the_new_values() 
          INSERT INTO m VALUES (1, 10, 'one'), (2, 20, 'two');",
     );
     let db = TestDb::new().await;
-    let once = || {
-        let output = lite2pg_output(&["run", "--once", "--sqlite", file.path.to_str().unwrap(), "--postgres", &db.url()]);
-        assert!(output.status.success(), "{}", stderr(&output));
-    };
-    once();
+    applied_once(&db, &file);
     // Between two looks, a column in the middle: it comes back at the end, holding only its default.
     file.exec("ALTER TABLE m DROP COLUMN a; ALTER TABLE m ADD COLUMN a INTEGER DEFAULT 5;");
-    once();
+    applied_once(&db, &file);
     db.assert_equal(&file.path).await;
     // The last column, redeclared: same place, new default.
     file.exec("ALTER TABLE m DROP COLUMN a; ALTER TABLE m ADD COLUMN a TEXT DEFAULT 'x';");
-    once();
+    applied_once(&db, &file);
     db.assert_equal(&file.path).await;
 }

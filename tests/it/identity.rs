@@ -3,12 +3,11 @@
 //! themselves; a restored file stops with a message naming it, and `snapshot --replace` starts over.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 
 use crate::support::daemon::{start_daemon, Daemon};
 use crate::support::wait::{settle, wait_caught_up, wait_until_blocking};
-use crate::support::{lite2pg, stderr, SqliteFile, TestDb};
+use crate::support::{lite2pg, run_once, stderr, SqliteFile, TestDb};
 
 /// A table without a declared key (keyed by rowid, renumbered by VACUUM) and one with a text primary key, with
 /// gaps in the rowids so VACUUM has something to renumber.
@@ -35,14 +34,6 @@ fn journal_file(sql: &str) -> SqliteFile {
     let file = SqliteFile::new("PRAGMA journal_mode = DELETE;");
     file.exec(sql);
     file
-}
-
-fn run_once(db: &TestDb, file: &SqliteFile) -> Output {
-    lite2pg()
-        .args(["run", "--once", "--sqlite", file.path.to_str().unwrap(), "--postgres", &db.url()])
-        .env("RUST_LOG", "error")
-        .output()
-        .unwrap()
 }
 
 fn sync_once(db: &TestDb, file: &SqliteFile) {

@@ -162,6 +162,12 @@ pub fn lite2pg() -> Command {
     command
 }
 
+/// `lite2pg run --once` from `file` into `db` (warnings and errors logged), and its output.
+pub fn run_once(db: &TestDb, file: &SqliteFile) -> Output {
+    let path = file.path.to_str().unwrap();
+    lite2pg().args(["run", "--once", "--sqlite", path, "--postgres", &db.url()]).env("RUST_LOG", "warn").output().unwrap()
+}
+
 /// Runs lite2pg with `args` and returns its output.
 pub fn lite2pg_output(args: &[&str]) -> Output {
     lite2pg().args(args).output().unwrap()
