@@ -70,14 +70,6 @@ impl TableMerge {
         let key_match = keys.iter().map(|k| format!("t.{k} = s.{k}")).collect::<Vec<_>>().join(" AND ");
         let key_tuple = |alias: &str| format!("({})", keys.iter().map(|k| format!("{alias}.{k}")).collect::<Vec<_>>().join(", "));
         let gone = quote(GONE_COLUMN);
-        let updates: Vec<String> = plan
-            .columns
-            .iter()
-            .filter(|c| !keys.contains(&quote(&c.pg_name)))
-            .map(|c| format!("{0} = EXCLUDED.{0}", quote(&c.pg_name)))
-            .collect();
-        let on_conflict =
-            if updates.is_empty() { "DO NOTHING".to_string() } else { format!("DO UPDATE SET {}", updates.join(", ")) };
         let key_json = format!("jsonb_build_array({})", keys.iter().map(|k| format!("s.{k}")).collect::<Vec<_>>().join(", "));
         let delete_gone =
             format!("DELETE FROM {target} AS t USING {} AS s WHERE s.{gone} AND {key_match}{own}", quote(&temp_table));
@@ -95,17 +87,8 @@ impl TableMerge {
             "DELETE FROM {target} AS t WHERE NOT EXISTS (SELECT FROM {} AS s WHERE {key_match}){own}",
             quote(&temp_table)
         );
-        // Only plain EXCLUDED columns in DO UPDATE SET: Citus refuses any function there that is not IMMUTABLE.
-        let (source_column, source_value) = layout.source_insert(1);
-        // OVERRIDING SYSTEM VALUE: an application's `GENERATED ALWAYS AS IDENTITY` key takes SQLite's values too.
-        let upsert = format!(
-            "INSERT INTO {target} ({source_column}{columns}) OVERRIDING SYSTEM VALUE SELECT {source_value}{columns} \
-             FROM {} WHERE NOT {gone} ON CONFLICT ({}) {on_conflict}",
-            quote(&temp_table),
-            column_list(&plan.pg_key(layout))
-        );
         let mut upserts: Vec<String> = delete_displaced.collect();
-        upserts.push(upsert);
+        upserts.extend(write_present(&target, &quote(&temp_table), plan, layout, &key_match));
         TableMerge {
             merge: std::iter::once(delete_gone.clone()).chain(upserts.iter().cloned()).collect(),
             delete_gone,
@@ -231,6 +214,42 @@ impl TableMerge {
     }
 }
 
+/// The statements writing the temp table's present rows into `target`, given how `t` (target) and `s` (temp table)
+/// rows match by key. OVERRIDING SYSTEM VALUE: an application's `GENERATED ALWAYS AS IDENTITY` key takes SQLite's
+/// values too.
+fn write_present(target: &str, temp: &str, plan: &TablePlan, layout: Layout, key_match: &str) -> Vec<String> {
+    let gone = quote(GONE_COLUMN);
+    let columns = plan.pg_column_list();
+    let key = plan.pg_key(layout);
+    let set = |from: &str| -> Vec<String> {
+        plan.columns.iter().filter(|c| !key.contains(&c.pg_name)).map(|c| format!("{0} = {from}{0}", quote(&c.pg_name))).collect()
+    };
+    if layout.shares_tables() {
+        // Only plain EXCLUDED columns in DO UPDATE SET: Citus refuses any function there that is not IMMUTABLE.
+        let (source_column, source_value) = layout.source_insert(1);
+        let on_conflict = match set("EXCLUDED.") {
+            set if set.is_empty() => "DO NOTHING".to_string(),
+            set => format!("DO UPDATE SET {}", set.join(", ")),
+        };
+        return vec![format!(
+            "INSERT INTO {target} ({source_column}{columns}) OVERRIDING SYSTEM VALUE SELECT {source_value}{columns} \
+             FROM {temp} WHERE NOT {gone} ON CONFLICT ({}) {on_conflict}",
+            column_list(&key)
+        )];
+    }
+    // The stream is the only writer of a schema of its own, so it updates the rows PostgreSQL has, then inserts the
+    // others: about half the cost of `INSERT … ON CONFLICT`, whose speculative insertion checks and confirms every
+    // row. Shared tables keep the upsert, the statement Citus runs on the one shard holding the source's rows.
+    let update = (!set("s.").is_empty()).then(|| {
+        format!("UPDATE {target} AS t SET {} FROM {temp} AS s WHERE NOT s.{gone} AND {key_match}", set("s.").join(", "))
+    });
+    let insert = format!(
+        "INSERT INTO {target} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} FROM {temp} AS s \
+         WHERE NOT s.{gone} AND NOT EXISTS (SELECT FROM {target} AS t WHERE {key_match})"
+    );
+    update.into_iter().chain([insert]).collect()
+}
+
 /// The plan of a table lite2pg created earlier: SQLite's columns with the PostgreSQL types they have now.
 pub async fn existing_plan(
     client: &impl GenericClient,
@@ -330,14 +349,15 @@ mod tests {
     }
 
     #[test]
-    fn a_simple_key_merges_by_delete_using_then_upsert() {
+    fn a_simple_key_merges_by_delete_using_then_update_and_insert() {
         let merge = TableMerge::new("public", TEMP.to_string(), &users(), &email_unique(OWN), OWN);
         assert_eq!(
             merge.merge,
             [
                 r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE s."__lite2pg_gone" AND t."id" = s."id""#,
                 r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND t."email" = s."email" AND (t."id") IS DISTINCT FROM (s."id")"#,
-                r#"INSERT INTO "public"."users" ("id", "email", "name") OVERRIDING SYSTEM VALUE SELECT "id", "email", "name" FROM "batch_t" WHERE NOT "__lite2pg_gone" ON CONFLICT ("id") DO UPDATE SET "email" = EXCLUDED."email", "name" = EXCLUDED."name""#,
+                r#"UPDATE "public"."users" AS t SET "email" = s."email", "name" = s."name" FROM "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND t."id" = s."id""#,
+                r#"INSERT INTO "public"."users" ("id", "email", "name") OVERRIDING SYSTEM VALUE SELECT "id", "email", "name" FROM "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND NOT EXISTS (SELECT FROM "public"."users" AS t WHERE t."id" = s."id")"#,
             ]
         );
         assert_eq!(merge.delete_gone, merge.merge[0], "--into-existing splits the same statements");
@@ -355,12 +375,15 @@ mod tests {
             merge.merge,
             [
                 r#"DELETE FROM "app"."posts" AS t USING "batch_t" AS s WHERE s."__lite2pg_gone" AND t."user_id" = s."user_id" AND t."n" = s."n""#,
-                r#"INSERT INTO "app"."posts" ("user_id", "n", "body") OVERRIDING SYSTEM VALUE SELECT "user_id", "n", "body" FROM "batch_t" WHERE NOT "__lite2pg_gone" ON CONFLICT ("user_id", "n") DO UPDATE SET "body" = EXCLUDED."body""#,
+                r#"UPDATE "app"."posts" AS t SET "body" = s."body" FROM "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND t."user_id" = s."user_id" AND t."n" = s."n""#,
+                r#"INSERT INTO "app"."posts" ("user_id", "n", "body") OVERRIDING SYSTEM VALUE SELECT "user_id", "n", "body" FROM "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND NOT EXISTS (SELECT FROM "app"."posts" AS t WHERE t."user_id" = s."user_id" AND t."n" = s."n")"#,
             ]
         );
         let all_key = plan("CREATE TABLE pairs(a INT, b INT, PRIMARY KEY (a, b)) WITHOUT ROWID;", "pairs", &[PgType::BigInt; 2]);
         let merge = TableMerge::new("app", TEMP.to_string(), &all_key, &[], OWN);
-        assert!(merge.merge[1].ends_with(r#"ON CONFLICT ("a", "b") DO NOTHING"#), "{}", merge.merge[1]);
+        assert_eq!(merge.merge.len(), 2, "a table of key columns only has nothing to update: {:?}", merge.merge);
+        let shared = TableMerge::new("app", TEMP.to_string(), &all_key, &[], SHARED);
+        assert!(shared.merge[1].ends_with(r#"ON CONFLICT ("source_id", "a", "b") DO NOTHING"#), "{}", shared.merge[1]);
     }
 
     #[test]

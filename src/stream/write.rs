@@ -175,6 +175,14 @@ impl Stream {
         if *schema != self.schema || !self.plans.values().any(|plan| &plan.name == table) {
             return Ok(false);
         }
+        let client: &Client = self.client.as_ref().expect("connected");
+        if let Some(constraint) = &pg.constraint {
+            // The key is what every merge matches rows by: a batch breaking it is a fault of the batch, never SQLite's.
+            let key = crate::pg::catalog::primary_key(client, schema, table).await?;
+            if key.is_some_and(|(name, _)| &name == constraint) {
+                return Ok(false);
+            }
+        }
         let target = crate::ident::qualified(schema, table);
         let (statement, what) = match (pg.code.as_str(), &pg.column, &pg.constraint) {
             ("23502", Some(column), _) => (
@@ -187,7 +195,6 @@ impl Stream {
             ),
             _ => return Ok(false),
         };
-        let client: &Client = self.client.as_ref().expect("connected");
         client.batch_execute(&statement).await.map_err(|failed| {
             Error::from(failed).context(format!("cannot drop {what} of {table:?}, which SQLite's rows break ({err})"))
         })?;

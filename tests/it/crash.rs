@@ -23,7 +23,7 @@ fn run_once(file: &SqliteFile, db: &TestDb, failpoint: Option<&str>) -> std::pro
 
 #[tokio::test]
 async fn a_crash_at_each_narrow_window_loses_and_doubles_nothing() {
-    for failpoint in ["snapshot-after-copy", "batch-before-commit", "batch-after-commit", "prune-between-chunks"] {
+    for failpoint in ["snapshot-after-copy", "batch-before-commit", "batch-after-commit", "prune-midway"] {
         let file = SqliteFile::new(include_str!("../../examples/writer_schema.sql"));
         let db = TestDb::new().await;
         writes(&file, 0);
