@@ -150,7 +150,7 @@ async fn measure_all(scratch: &Scratch, rows: u64, parts: &[Part], progress: &im
     }
     if runs(Part::CatchUp) {
         progress("catch-up of a backlog");
-        measures.push(measure_catch_up(scratch, rows).await?);
+        measures.extend(measure_catch_up(scratch, rows).await?);
     }
     if runs(Part::Latency) {
         progress("commit-to-visible latency");
@@ -164,17 +164,26 @@ async fn measure_all(scratch: &Scratch, rows: u64, parts: &[Part], progress: &im
     Ok(BenchReport { rows, cores, memory_gib, postgres_version, measures })
 }
 
-/// The benchmark table: 10 columns of integers, reals, text, a blob and datetime text.
+/// The benchmark table's columns: integers, reals, text, a blob and datetime text.
+const WIDE_COLUMNS: &str = "(id INTEGER PRIMARY KEY, account INTEGER NOT NULL, big INTEGER, price REAL, ratio REAL, \
+                            name TEXT NOT NULL, note TEXT, payload BLOB, created DATETIME, flag INTEGER)";
+
+/// Inserts rows 1 to `rows` into a table of `WIDE_COLUMNS`.
+fn insert_wide_rows(table: &str, rows: u64) -> String {
+    format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
+         INSERT INTO {table} SELECT i, abs(random()) % 100000, random(), (abs(random()) % 1000000) / 100.0, random() / 3.0,
+                'name-' || hex(randomblob(6)), hex(randomblob(30)), randomblob(48), datetime(1600000000 + i, 'unixepoch'), i % 2
+         FROM n;"
+    )
+}
+
+/// The benchmark table: 10 columns.
 fn make_bench_database(path: &Path, rows: u64) -> Result<()> {
     let conn = Connection::open(path)?;
     conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL;
-         CREATE TABLE bench(id INTEGER PRIMARY KEY, account INTEGER NOT NULL, big INTEGER, price REAL, ratio REAL,
-                            name TEXT NOT NULL, note TEXT, payload BLOB, created DATETIME, flag INTEGER);
-         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
-         INSERT INTO bench SELECT i, abs(random()) % 100000, random(), (abs(random()) % 1000000) / 100.0, random() / 3.0,
-                'name-' || hex(randomblob(6)), hex(randomblob(30)), randomblob(48), datetime(1600000000 + i, 'unixepoch'), i % 2
-         FROM n;"
+        "PRAGMA journal_mode = WAL; CREATE TABLE bench{WIDE_COLUMNS}; {}",
+        insert_wide_rows("bench", rows)
     ))?;
     Ok(())
 }
@@ -204,7 +213,7 @@ async fn measure_snapshot_and_verify(scratch: &Scratch, sqlite: &Path, rows: u64
     let options = scratch.options(sqlite, &scratch.schema, &scratch.source_id);
     let copied = snapshot(&options).await?.seconds;
     let client = scratch.target.connect().await?;
-    let copy_in = plain_copy(&client, scratch, "bench").await?;
+    let copy_in = plain_copy(&client, scratch, "bench", Keyed::No).await?;
     let scan = seconds_of(|| scan_all(sqlite, "bench"))?;
     let both_at_once = scan_and_copy_out(&client, scratch, sqlite, "bench").await?;
     let verified = crate::verify::verify(&options.source).await?;
@@ -254,13 +263,25 @@ async fn copy_out(client: &tokio_postgres::Client, table: &str) -> Result<Bytes>
         .freeze())
 }
 
-/// Copies `table` from the bench schema to the raw schema by binary COPY out, then in; returns the time of COPY in.
-async fn plain_copy(client: &tokio_postgres::Client, scratch: &Scratch, table: &str) -> Result<f64> {
-    let (source, raw_table) = (qualified(&scratch.schema, table), qualified(&scratch.raw_schema, table));
+/// Whether the raw limit's table has the primary key (and the other indexes) of the table it copies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keyed {
+    No,
+    Yes,
+}
+
+/// Copies `table` from the bench schema to a new table in the raw schema by binary COPY out, then in; returns the
+/// time of COPY in.
+async fn plain_copy(client: &tokio_postgres::Client, scratch: &Scratch, table: &str, keyed: Keyed) -> Result<f64> {
+    let (including, raw_name) = match keyed {
+        Keyed::No => ("INCLUDING DEFAULTS", table.to_string()),
+        Keyed::Yes => ("INCLUDING DEFAULTS INCLUDING INDEXES", format!("{table}_keyed")),
+    };
+    let (source, raw_table) = (qualified(&scratch.schema, table), qualified(&scratch.raw_schema, &raw_name));
     let data = copy_out(client, &source).await?;
     client
         .batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {}; CREATE TABLE {raw_table} (LIKE {source} INCLUDING DEFAULTS)",
+            "CREATE SCHEMA IF NOT EXISTS {}; CREATE TABLE {raw_table} (LIKE {source} {including})",
             quote(&scratch.raw_schema)
         ))
         .await?;
@@ -272,63 +293,83 @@ async fn plain_copy(client: &tokio_postgres::Client, scratch: &Scratch, table: &
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// The application's writes with and without capture: one bulk transaction, and single-row transactions.
+/// The narrow table of the capture and catch-up measures.
+const NARROW_TABLE: &str = "CREATE TABLE t(id INTEGER PRIMARY KEY, a INTEGER, b TEXT, c REAL);";
+
+/// The application's writes with and without capture: one bulk transaction into the narrow table and into the
+/// benchmark's 10-column table with two indexes (a table as applications have them), and single-row transactions.
 fn measure_capture(dir: &Path, rows: u64) -> Result<Vec<Measure>> {
     let bulk = rows / 2;
-    let writes = |captured: bool, synchronous: &str, single: bool| -> Result<f64> {
-        let path = dir.join(format!("capture-{captured}-{synchronous}-{single}.db"));
-        let mut conn = Connection::open(&path)?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, a INTEGER, b TEXT, c REAL);")?;
-        if captured {
-            Source::prepare(&path, &Selection::default(), None)?;
-        }
-        conn.pragma_update(None, "synchronous", synchronous)?;
-        let seconds = if single {
-            seconds_of(|| {
-                for i in 0..CAPTURE_SINGLE_ROW_TRANSACTIONS {
-                    conn.execute("INSERT INTO t(a, b, c) VALUES (?1, 'row ' || ?1, ?1 / 3.0)", [i])?;
-                }
-                Ok(())
-            })?
-        } else {
-            seconds_of(|| {
-                let tx = conn.transaction()?;
-                tx.execute(
-                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
-                     INSERT INTO t SELECT i, i * 7, 'row ' || i, i / 3.0 FROM n",
-                    [bulk],
-                )?;
-                Ok(tx.commit()?)
-            })?
+    let wide_table =
+        format!("CREATE TABLE t{WIDE_COLUMNS}; CREATE INDEX t_account ON t(account); CREATE INDEX t_created ON t(created);");
+    let writes =
+        |captured: bool, table: &str, synchronous: &str, insert: &dyn Fn(&mut Connection) -> Result<()>| -> Result<f64> {
+            let path = dir.join(format!("capture-{captured}-{synchronous}.db"));
+            let mut conn = Connection::open(&path)?;
+            conn.execute_batch(&format!("PRAGMA journal_mode = WAL; {table}"))?;
+            if captured {
+                Source::prepare(&path, &Selection::default(), None)?;
+            }
+            conn.pragma_update(None, "synchronous", synchronous)?;
+            let seconds = seconds_of(|| insert(&mut conn))?;
+            drop(conn);
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+            Ok(seconds)
         };
-        drop(conn);
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    let in_one_transaction = |sql: String| {
+        move |conn: &mut Connection| -> Result<()> {
+            let tx = conn.transaction()?;
+            tx.execute_batch(&sql)?;
+            Ok(tx.commit()?)
         }
-        Ok(seconds)
     };
-    let pair = |name: String, synchronous: &str, single: bool| -> Result<Measure> {
-        Ok(Measure::new(
-            name,
-            "s",
-            writes(true, synchronous, single)?,
-            writes(false, synchronous, single)?,
-            "the same writes without capture",
-        ))
+    let narrow_bulk = in_one_transaction(format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {bulk})
+         INSERT INTO t SELECT i, i * 7, 'row ' || i, i / 3.0 FROM n"
+    ));
+    let wide_bulk = in_one_transaction(insert_wide_rows("t", bulk));
+    let single_rows = |conn: &mut Connection| -> Result<()> {
+        for i in 0..CAPTURE_SINGLE_ROW_TRANSACTIONS {
+            conn.execute("INSERT INTO t(a, b, c) VALUES (?1, 'row ' || ?1, ?1 / 3.0)", [i])?;
+        }
+        Ok(())
     };
+    let pair =
+        |name: String, table: &str, synchronous: &str, insert: &dyn Fn(&mut Connection) -> Result<()>| -> Result<Measure> {
+            Ok(Measure::new(
+                name,
+                "s",
+                writes(true, table, synchronous, insert)?,
+                writes(false, table, synchronous, insert)?,
+                "the same writes without capture",
+            ))
+        };
     Ok(vec![
-        pair(format!("{bulk}-row insert, one transaction"), "FULL", false)?,
-        pair(format!("{CAPTURE_SINGLE_ROW_TRANSACTIONS} single-row transactions, WAL, synchronous=FULL"), "FULL", true)?,
-        pair(format!("{CAPTURE_SINGLE_ROW_TRANSACTIONS} single-row transactions, WAL, synchronous=NORMAL"), "NORMAL", true)?,
+        pair(format!("{bulk}-row insert, one transaction"), NARROW_TABLE, "FULL", &narrow_bulk)?,
+        pair(format!("{bulk}-row insert, one transaction, 10 columns, 2 indexes"), &wide_table, "FULL", &wide_bulk)?,
+        pair(
+            format!("{CAPTURE_SINGLE_ROW_TRANSACTIONS} single-row transactions, WAL, synchronous=FULL"),
+            NARROW_TABLE,
+            "FULL",
+            &single_rows,
+        )?,
+        pair(
+            format!("{CAPTURE_SINGLE_ROW_TRANSACTIONS} single-row transactions, WAL, synchronous=NORMAL"),
+            NARROW_TABLE,
+            "NORMAL",
+            &single_rows,
+        )?,
     ])
 }
 
 /// A backlog of `rows` changes (half inserts, 30% updates, 20% deletes) applied by `run --once`, against a plain
 /// COPY of the rows that result.
-async fn measure_catch_up(scratch: &Scratch, rows: u64) -> Result<Measure> {
+async fn measure_catch_up(scratch: &Scratch, rows: u64) -> Result<Vec<Measure>> {
     let path = scratch.dir.join("catch-up.db");
     let conn = Connection::open(&path)?;
-    conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, a INTEGER, b TEXT, c REAL);")?;
+    conn.execute_batch(&format!("PRAGMA journal_mode = WAL; {NARROW_TABLE}"))?;
     let options = scratch.options(&path, &scratch.schema, &format!("{}-catch-up", scratch.source_id));
     snapshot(&options).await?;
     let (inserts, updates, deletes) = (rows / 2, rows * 3 / 10, rows / 5);
@@ -346,14 +387,20 @@ async fn measure_catch_up(scratch: &Scratch, rows: u64) -> Result<Measure> {
     let client = scratch.target.connect().await?;
     let resulting: i64 =
         client.query_one(&format!("SELECT count(*) FROM {}", qualified(&scratch.schema, "t")), &[]).await?.get(0);
-    let copy_in = plain_copy(&client, scratch, "t").await?;
-    Ok(Measure::new(
-        format!("catch-up of {rows} changes"),
-        "rows/s",
-        rows as f64 / applied,
-        resulting as f64 / copy_in,
-        "binary COPY in of the resulting rows",
-    ))
+    let copy_in = plain_copy(&client, scratch, "t", Keyed::No).await?;
+    let keyed_copy_in = plain_copy(&client, scratch, "t", Keyed::Yes).await?;
+    let rate = rows as f64 / applied;
+    let name = format!("catch-up of {rows} changes");
+    Ok(vec![
+        Measure::new(name.clone(), "rows/s", rate, resulting as f64 / copy_in, "binary COPY in of the resulting rows"),
+        Measure::new(
+            name,
+            "rows/s",
+            rate,
+            resulting as f64 / keyed_copy_in,
+            "binary COPY in of the resulting rows, into a table with the primary key",
+        ),
+    ])
 }
 
 /// Commit-to-visible latency of single-row transactions at a steady rate while `run` streams, against a

@@ -20,6 +20,27 @@ const ANALYZE_ROWS: u64 = 10_000;
 /// Extra column of the temp tables: true for keys whose row is gone.
 pub const GONE_COLUMN: &str = "__lite2pg_gone";
 
+/// How a merge writes the temp table's present rows into the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresentRows {
+    /// An UPDATE of the rows PostgreSQL has, then an INSERT of the others: about half the cost of an upsert, whose
+    /// speculative insertion checks and confirms every row. Right where the stream is its table's only writer.
+    UpdateThenInsert,
+    /// One `INSERT … ON CONFLICT`: for tables several sources write, and on Citus, which joins no distributed table
+    /// with a session temp table in an UPDATE or a subquery.
+    Upsert,
+}
+
+impl PresentRows {
+    /// The way for tables of `layout` on the connected server.
+    pub async fn for_target(client: &Client, layout: Layout) -> Result<PresentRows> {
+        Ok(match layout.shares_tables() || crate::pg::citus::is_citus(client).await? {
+            true => PresentRows::Upsert,
+            false => PresentRows::UpdateThenInsert,
+        })
+    }
+}
+
 /// What a batch copied into a table's temp table: how many rows, and whether to empty it by TRUNCATE afterwards.
 #[derive(Debug, Clone, Copy)]
 pub struct Staged {
@@ -62,7 +83,14 @@ impl TableMerge {
     /// Builds the statements for `plan` in `schema`, given the target's unique column sets besides the key,
     /// staging rows in session temp table `temp_table`. In a shared table they touch only the rows of the
     /// source given as parameter `$1`, and write it into the source column.
-    pub fn new(schema: &str, temp_table: String, plan: &TablePlan, unique_sets: &[Vec<String>], layout: Layout) -> TableMerge {
+    pub fn new(
+        schema: &str,
+        temp_table: String,
+        plan: &TablePlan,
+        unique_sets: &[Vec<String>],
+        layout: Layout,
+        present_rows: PresentRows,
+    ) -> TableMerge {
         let own = layout.this_source("t.", 1);
         let target = qualified(schema, &plan.name);
         let columns = plan.pg_column_list();
@@ -88,7 +116,7 @@ impl TableMerge {
             quote(&temp_table)
         );
         let mut upserts: Vec<String> = delete_displaced.collect();
-        upserts.extend(write_present(&target, &quote(&temp_table), plan, layout, &key_match));
+        upserts.extend(write_present(&target, &quote(&temp_table), plan, layout, present_rows, &key_match));
         TableMerge {
             merge: std::iter::once(delete_gone.clone()).chain(upserts.iter().cloned()).collect(),
             delete_gone,
@@ -217,14 +245,22 @@ impl TableMerge {
 /// The statements writing the temp table's present rows into `target`, given how `t` (target) and `s` (temp table)
 /// rows match by key. OVERRIDING SYSTEM VALUE: an application's `GENERATED ALWAYS AS IDENTITY` key takes SQLite's
 /// values too.
-fn write_present(target: &str, temp: &str, plan: &TablePlan, layout: Layout, key_match: &str) -> Vec<String> {
+fn write_present(
+    target: &str,
+    temp: &str,
+    plan: &TablePlan,
+    layout: Layout,
+    present_rows: PresentRows,
+    key_match: &str,
+) -> Vec<String> {
     let gone = quote(GONE_COLUMN);
     let columns = plan.pg_column_list();
     let key = plan.pg_key(layout);
     let set = |from: &str| -> Vec<String> {
         plan.columns.iter().filter(|c| !key.contains(&c.pg_name)).map(|c| format!("{0} = {from}{0}", quote(&c.pg_name))).collect()
     };
-    if layout.shares_tables() {
+    // The UPDATE and INSERT name no source: a shared table's rows are always upserted.
+    if present_rows == PresentRows::Upsert || layout.shares_tables() {
         // Only plain EXCLUDED columns in DO UPDATE SET: Citus refuses any function there that is not IMMUTABLE.
         let (source_column, source_value) = layout.source_insert(1);
         let on_conflict = match set("EXCLUDED.") {
@@ -237,9 +273,6 @@ fn write_present(target: &str, temp: &str, plan: &TablePlan, layout: Layout, key
             column_list(&key)
         )];
     }
-    // The stream is the only writer of a schema of its own, so it updates the rows PostgreSQL has, then inserts the
-    // others: about half the cost of `INSERT … ON CONFLICT`, whose speculative insertion checks and confirms every
-    // row. Shared tables keep the upsert, the statement Citus runs on the one shard holding the source's rows.
     let update = (!set("s.").is_empty()).then(|| {
         format!("UPDATE {target} AS t SET {} FROM {temp} AS s WHERE NOT s.{gone} AND {key_match}", set("s.").join(", "))
     });
@@ -350,7 +383,7 @@ mod tests {
 
     #[test]
     fn a_simple_key_merges_by_delete_using_then_update_and_insert() {
-        let merge = TableMerge::new("public", TEMP.to_string(), &users(), &email_unique(OWN), OWN);
+        let merge = TableMerge::new("public", TEMP.to_string(), &users(), &email_unique(OWN), OWN, PresentRows::UpdateThenInsert);
         assert_eq!(
             merge.merge,
             [
@@ -370,7 +403,7 @@ mod tests {
 
     #[test]
     fn a_composite_key_matches_every_key_column() {
-        let merge = TableMerge::new("app", TEMP.to_string(), &posts(), &[], OWN);
+        let merge = TableMerge::new("app", TEMP.to_string(), &posts(), &[], OWN, PresentRows::UpdateThenInsert);
         assert_eq!(
             merge.merge,
             [
@@ -380,15 +413,15 @@ mod tests {
             ]
         );
         let all_key = plan("CREATE TABLE pairs(a INT, b INT, PRIMARY KEY (a, b)) WITHOUT ROWID;", "pairs", &[PgType::BigInt; 2]);
-        let merge = TableMerge::new("app", TEMP.to_string(), &all_key, &[], OWN);
+        let merge = TableMerge::new("app", TEMP.to_string(), &all_key, &[], OWN, PresentRows::UpdateThenInsert);
         assert_eq!(merge.merge.len(), 2, "a table of key columns only has nothing to update: {:?}", merge.merge);
-        let shared = TableMerge::new("app", TEMP.to_string(), &all_key, &[], SHARED);
+        let shared = TableMerge::new("app", TEMP.to_string(), &all_key, &[], SHARED, PresentRows::Upsert);
         assert!(shared.merge[1].ends_with(r#"ON CONFLICT ("source_id", "a", "b") DO NOTHING"#), "{}", shared.merge[1]);
     }
 
     #[test]
     fn a_shared_table_touches_only_the_source_given_as_parameter() {
-        let merge = TableMerge::new("public", TEMP.to_string(), &users(), &email_unique(SHARED), SHARED);
+        let merge = TableMerge::new("public", TEMP.to_string(), &users(), &email_unique(SHARED), SHARED, PresentRows::Upsert);
         assert_eq!(
             merge.merge,
             [
@@ -440,11 +473,26 @@ mod tests {
     }
 
     /// Makes `plan`'s table in a fresh database, runs `setup` (indexes, rows), stages `staged` in the temp table,
-    /// merges them (as source `a` in a shared table) and returns the table's rows as text, ordered.
+    /// merges them (as source `a` in a shared table) and returns the table's rows as text, ordered. Checks that both
+    /// ways of writing present rows leave the same rows.
     async fn merged(plan: &TablePlan, unique_sets: &[Vec<String>], layout: Layout, setup: &str, staged: &str) -> Vec<String> {
+        let updated_then_inserted = merged_by(PresentRows::UpdateThenInsert, plan, unique_sets, layout, setup, staged).await;
+        let upserted = merged_by(PresentRows::Upsert, plan, unique_sets, layout, setup, staged).await;
+        assert_eq!(updated_then_inserted, upserted, "both ways of writing present rows agree");
+        upserted
+    }
+
+    async fn merged_by(
+        present_rows: PresentRows,
+        plan: &TablePlan,
+        unique_sets: &[Vec<String>],
+        layout: Layout,
+        setup: &str,
+        staged: &str,
+    ) -> Vec<String> {
         let db = ScratchDb::new().await;
         let client = db.client().await;
-        let merge = TableMerge::new("public", TEMP.to_string(), plan, unique_sets, layout);
+        let merge = TableMerge::new("public", TEMP.to_string(), plan, unique_sets, layout, present_rows);
         client.batch_execute(&crate::mapping::ddl::create_table_sql("public", plan, layout)).await.unwrap();
         client.batch_execute(setup).await.unwrap();
         client.batch_execute(&merge.temp_table_statement()).await.unwrap();
@@ -459,7 +507,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn merging_a_simple_key_deletes_gone_and_displaced_rows_and_upserts_present_ones() {
+    async fn merging_a_simple_key_deletes_gone_and_displaced_rows_and_writes_present_ones() {
         let rows = merged(
             &users(),
             &email_unique(OWN),

@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 use crate::error::{Error, ErrorKind, Result};
 use crate::mapping::table::TablePlan;
 use crate::mapping::types::PgType;
-use crate::pg::apply::{existing_plan, loosen_unique_indexes, TableMerge};
+use crate::pg::apply::{existing_plan, loosen_unique_indexes, PresentRows, TableMerge};
 use crate::pg::catalog::{primary_key, unique_sets};
 use crate::pg::state;
 use crate::sqlite::introspect::Table;
@@ -30,6 +30,7 @@ impl Stream {
             self.app_shape = crate::existing::shape(client, &self.schema, &captured_names).await?;
         }
         let (mut plans, mut merges, mut tables) = (HashMap::new(), HashMap::new(), HashMap::new());
+        let present_rows = PresentRows::for_target(client, self.policies.layout).await?;
         for captured in &self.capture.tables {
             let table = schema.table(&captured.name).ok_or_else(|| {
                 Error::new(ErrorKind::Schema, format!("captured table {:?} no longer exists in SQLite", captured.name))
@@ -51,7 +52,7 @@ impl Stream {
             }
             let temp_table = format!("{}{}", self.temp_prefix, captured.id);
             let layout = self.policies.layout;
-            let mut merge = TableMerge::new(&self.schema, temp_table, &plan, &uniques, layout);
+            let mut merge = TableMerge::new(&self.schema, temp_table, &plan, &uniques, layout, present_rows);
             let current = primary_key(client, &self.schema, &table.name).await?;
             if !into_existing && current.as_ref().is_none_or(|(_, columns)| columns != &plan.pg_key(layout)) {
                 if layout.shares_tables() {
