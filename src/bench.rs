@@ -318,18 +318,20 @@ fn measure_capture(dir: &Path, rows: u64) -> Result<Vec<Measure>> {
             }
             Ok(seconds)
         };
-    let in_one_transaction = |sql: String| {
-        move |conn: &mut Connection| -> Result<()> {
-            let tx = conn.transaction()?;
-            tx.execute_batch(&sql)?;
-            Ok(tx.commit()?)
-        }
+    let narrow_bulk = |conn: &mut Connection| -> Result<()> {
+        let tx = conn.transaction()?;
+        tx.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+             INSERT INTO t SELECT i, i * 7, 'row ' || i, i / 3.0 FROM n",
+            [bulk],
+        )?;
+        Ok(tx.commit()?)
     };
-    let narrow_bulk = in_one_transaction(format!(
-        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {bulk})
-         INSERT INTO t SELECT i, i * 7, 'row ' || i, i / 3.0 FROM n"
-    ));
-    let wide_bulk = in_one_transaction(insert_wide_rows("t", bulk));
+    let wide_bulk = |conn: &mut Connection| -> Result<()> {
+        let tx = conn.transaction()?;
+        tx.execute_batch(&insert_wide_rows("t", bulk))?;
+        Ok(tx.commit()?)
+    };
     let single_rows = |conn: &mut Connection| -> Result<()> {
         for i in 0..CAPTURE_SINGLE_ROW_TRANSACTIONS {
             conn.execute("INSERT INTO t(a, b, c) VALUES (?1, 'row ' || ?1, ?1 / 3.0)", [i])?;
