@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
 use crate::constraints::Declared;
-use crate::error::{Error, Result, RetryPolicy};
+use crate::error::{Error, ErrorKind, Result, RetryPolicy};
 use crate::mapping::layout::Layout;
 use crate::pg::apply::Staged;
 use crate::pg::state::{self, Reject};
@@ -35,6 +35,16 @@ enum Attempt {
     TypesMoved,
     /// A value needs a wider column first.
     Widen(Widening),
+}
+
+/// What became of a PostgreSQL constraint a batch broke.
+enum Broken {
+    /// Dropped, as SQLite does not hold it: the batch is tried again at once.
+    Dropped,
+    /// The table's primary key, taken by another session's row at the same time: the batch is tried again later.
+    KeyTaken,
+    /// Kept: the error stands.
+    Kept,
 }
 
 /// What a batch wrote before commit.
@@ -86,13 +96,18 @@ impl Stream {
             Ok(Attempt::TypesMoved) => self.load_plans().await.map(|()| Applied::Adjusted),
             Ok(Attempt::Widen(widening)) => self.widen(&widening).await.map(|()| Applied::Adjusted),
             Err(err) if err.kind().retry_policy() == RetryPolicy::Relax => match self.relax_constraint(&err).await? {
-                true => Ok(Applied::Adjusted),
+                Broken::Dropped => Ok(Applied::Adjusted),
+                Broken::KeyTaken => Err(Error::new(
+                    ErrorKind::PgTransient,
+                    format!("another session wrote, at the same time, a key this batch writes ({err})"),
+                )
+                .with_hint("lite2pg expects to be the only writer of the rows it copies; the batch is tried again")),
                 // The application's constraints are its own: rows it would refuse stop the sync, never the constraint.
-                false if self.policies.into_existing => Err(err.with_hint(
+                Broken::Kept if self.policies.into_existing => Err(err.with_hint(
                     "SQLite holds rows this constraint of the application's refuses; nothing of the batch was applied. \
                      Fix those rows in SQLite (or the constraint in PostgreSQL), then start lite2pg again",
                 )),
-                false => Err(err),
+                Broken::Kept => Err(err),
             },
             Err(err) => Err(err),
         }
@@ -165,23 +180,24 @@ impl Stream {
     /// and its UNIQUE and NOT NULL semantics differ from PostgreSQL's in corner cases. When PostgreSQL refuses a
     /// state SQLite committed, the PostgreSQL constraint is the one that is wrong about this data: drop it
     /// (loudly) so the copy stays equal and the stream does not stall. Only constraints on the tables this stream
-    /// writes are dropped; returns false (the error stands) for any other.
-    async fn relax_constraint(&self, err: &Error) -> Result<bool> {
-        let Some(pg) = err.postgres() else { return Ok(false) };
-        if self.policies.into_existing {
-            return Ok(false);
-        }
-        let (Some(schema), Some(table)) = (&pg.schema, &pg.table) else { return Ok(false) };
+    /// writes are dropped, and never a primary key.
+    async fn relax_constraint(&self, err: &Error) -> Result<Broken> {
+        let Some(pg) = err.postgres() else { return Ok(Broken::Kept) };
+        let (Some(schema), Some(table)) = (&pg.schema, &pg.table) else { return Ok(Broken::Kept) };
         if *schema != self.schema || !self.plans.values().any(|plan| &plan.name == table) {
-            return Ok(false);
+            return Ok(Broken::Kept);
         }
         let client: &Client = self.client.as_ref().expect("connected");
         if let Some(constraint) = &pg.constraint {
-            // The key is what every merge matches rows by: a batch breaking it is a fault of the batch, never SQLite's.
+            // A batch inserts only keys the target lacked when its statement began: another session inserted the
+            // same key meanwhile. Once it committed, the batch updates that row instead.
             let key = crate::pg::catalog::primary_key(client, schema, table).await?;
             if key.is_some_and(|(name, _)| &name == constraint) {
-                return Ok(false);
+                return Ok(Broken::KeyTaken);
             }
+        }
+        if self.policies.into_existing {
+            return Ok(Broken::Kept);
         }
         let target = crate::ident::qualified(schema, table);
         let (statement, what) = match (pg.code.as_str(), &pg.column, &pg.constraint) {
@@ -193,7 +209,7 @@ impl Stream {
                 format!("ALTER TABLE {target} DROP CONSTRAINT IF EXISTS {}", crate::ident::quote(constraint)),
                 format!("constraint {constraint:?}"),
             ),
-            _ => return Ok(false),
+            _ => return Ok(Broken::Kept),
         };
         client.batch_execute(&statement).await.map_err(|failed| {
             Error::from(failed).context(format!("cannot drop {what} of {table:?}, which SQLite's rows break ({err})"))
@@ -203,7 +219,7 @@ impl Stream {
             pg.message,
             pg.code
         );
-        Ok(true)
+        Ok(Broken::Dropped)
     }
 
     /// Copies each changed table into its temp table and merges it, as the reading thread sends it; a table

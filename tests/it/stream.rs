@@ -168,3 +168,31 @@ async fn a_value_that_stops_fitting_is_rejected_then_cleared_when_it_fits_again(
     assert_eq!(db.texts("SELECT count(*)::text FROM lite2pg.rejects").await, [Some("0".to_string())]);
     db.assert_equal(&file.path).await;
 }
+
+/// lite2pg expects to be the only writer of its copy. When another session inserts a key into it at the same time
+/// as a batch does, the batch waits for that session, fails on the primary key, and is tried again: it then updates
+/// the row. The key is never dropped and the daemon never stops.
+#[tokio::test]
+async fn a_key_another_session_inserts_meanwhile_delays_the_batch_and_keeps_the_primary_key() {
+    let file = SqliteFile::new("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'first');");
+    let db = TestDb::new().await;
+    let _daemon = start_daemon(&db, &file);
+    wait_caught_up(&db, &file).await;
+    let by_hand = db.client().await;
+    by_hand.batch_execute("BEGIN; INSERT INTO t VALUES (42, 'by hand')").await.unwrap();
+    file.exec("INSERT INTO t VALUES (42, 'from the app')");
+    let waiting = "SELECT count(*)::text FROM pg_stat_activity
+                   WHERE application_name = 'lite2pg' AND datname = current_database() AND wait_event_type = 'Lock'";
+    crate::support::wait::wait_until("the batch to wait for the other session's row", Duration::from_secs(30), || async {
+        match db.texts(waiting).await.as_slice() {
+            [Some(n)] if n != "0" => Ok(()),
+            seen => Err(format!("{seen:?}")),
+        }
+    })
+    .await;
+    by_hand.batch_execute("COMMIT").await.unwrap();
+    wait_caught_up(&db, &file).await;
+    db.assert_equal(&file.path).await;
+    let key = db.texts("SELECT conname::text FROM pg_constraint WHERE conrelid = 't'::regclass AND contype = 'p'").await;
+    assert_eq!(key.len(), 1, "the primary key stays");
+}
