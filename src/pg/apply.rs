@@ -23,18 +23,20 @@ pub const GONE_COLUMN: &str = "__lite2pg_gone";
 /// How a merge writes the temp table's present rows into the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PresentRows {
-    /// An UPDATE of the rows PostgreSQL has, then an INSERT of the others: about half the cost of an upsert, whose
-    /// speculative insertion checks and confirms every row. Right where the stream is its table's only writer.
+    /// An UPDATE of the rows PostgreSQL has, then an INSERT of the others, in one statement: about half the cost of
+    /// an upsert for new rows, as an upsert's speculative insertion checks and confirms every row. For tables only
+    /// the stream writes.
     UpdateThenInsert,
-    /// One `INSERT … ON CONFLICT`: for tables several sources write, and on Citus, which joins no distributed table
-    /// with a session temp table in an UPDATE or a subquery.
+    /// One `INSERT … ON CONFLICT`: for tables several sources write, the application's own tables
+    /// (`--into-existing`: other sessions may write them, and their BEFORE INSERT triggers see every row), and
+    /// Citus, which joins no distributed table with a session temp table in an UPDATE.
     Upsert,
 }
 
 impl PresentRows {
-    /// The way for tables of `layout` on the connected server.
-    pub async fn for_target(client: &Client, layout: Layout) -> Result<PresentRows> {
-        Ok(match layout.shares_tables() || crate::pg::citus::is_citus(client).await? {
+    /// The way for the stream's tables on the connected server.
+    pub async fn for_target(client: &Client, layout: Layout, into_existing: bool) -> Result<PresentRows> {
+        Ok(match layout.shares_tables() || into_existing || crate::pg::citus::is_citus(client).await? {
             true => PresentRows::Upsert,
             false => PresentRows::UpdateThenInsert,
         })
@@ -60,7 +62,7 @@ pub struct TableMerge {
     delete_temp: String,
     truncate_temp: String,
     pub copy_in: String,
-    /// Deletes gone keys, then rows displaced on each unique key, then upserts present rows: one round trip.
+    /// Deletes gone keys, then rows displaced on each unique key, then writes present rows: one round trip.
     merge: Vec<String>,
     /// The parts of `merge`, for running the tables' upserts parent-first and their deletes child-first
     /// (`--into-existing`, where foreign keys may not be deferrable): deletes of gone keys ...
@@ -116,7 +118,7 @@ impl TableMerge {
             quote(&temp_table)
         );
         let mut upserts: Vec<String> = delete_displaced.collect();
-        upserts.extend(write_present(&target, &quote(&temp_table), plan, layout, present_rows, &key_match));
+        upserts.push(write_present(&target, &quote(&temp_table), plan, layout, present_rows, &key_match));
         TableMerge {
             merge: std::iter::once(delete_gone.clone()).chain(upserts.iter().cloned()).collect(),
             delete_gone,
@@ -166,7 +168,7 @@ impl TableMerge {
     }
 
     /// Merges what was copied into the temp table, inside the caller's open transaction: deletes gone keys and
-    /// rows displaced on a unique key, upserts present rows, and clears rejects of rows that now fit.
+    /// rows displaced on a unique key, writes present rows, and clears rejects of rows that now fit.
     pub async fn merge(
         &self,
         client: &Client,
@@ -185,7 +187,7 @@ impl TableMerge {
     }
 
     /// The first half of `merge`, for a table whose parents were upserted before it: deletes rows displaced on a
-    /// unique key and upserts present rows.
+    /// unique key and writes present rows.
     pub async fn upsert(&self, client: &Client, source_id: &String, rows: u64) -> Result<()> {
         self.analyze(client, rows).await?;
         self.run(client, &self.upserts, source_id).await
@@ -242,7 +244,7 @@ impl TableMerge {
     }
 }
 
-/// The statements writing the temp table's present rows into `target`, given how `t` (target) and `s` (temp table)
+/// The statement writing the temp table's present rows into `target`, given how `t` (target) and `s` (temp table)
 /// rows match by key. OVERRIDING SYSTEM VALUE: an application's `GENERATED ALWAYS AS IDENTITY` key takes SQLite's
 /// values too.
 fn write_present(
@@ -252,35 +254,36 @@ fn write_present(
     layout: Layout,
     present_rows: PresentRows,
     key_match: &str,
-) -> Vec<String> {
+) -> String {
     let gone = quote(GONE_COLUMN);
     let columns = plan.pg_column_list();
     let key = plan.pg_key(layout);
     let set = |from: &str| -> Vec<String> {
         plan.columns.iter().filter(|c| !key.contains(&c.pg_name)).map(|c| format!("{0} = {from}{0}", quote(&c.pg_name))).collect()
     };
-    // The UPDATE and INSERT name no source: a shared table's rows are always upserted.
-    if present_rows == PresentRows::Upsert || layout.shares_tables() {
+    // The UPDATE names no source, so a shared table's rows are always upserted; so are rows of key columns only.
+    if present_rows == PresentRows::Upsert || layout.shares_tables() || set("s.").is_empty() {
         // Only plain EXCLUDED columns in DO UPDATE SET: Citus refuses any function there that is not IMMUTABLE.
         let (source_column, source_value) = layout.source_insert(1);
         let on_conflict = match set("EXCLUDED.") {
             set if set.is_empty() => "DO NOTHING".to_string(),
             set => format!("DO UPDATE SET {}", set.join(", ")),
         };
-        return vec![format!(
+        return format!(
             "INSERT INTO {target} ({source_column}{columns}) OVERRIDING SYSTEM VALUE SELECT {source_value}{columns} \
              FROM {temp} WHERE NOT {gone} ON CONFLICT ({}) {on_conflict}",
             column_list(&key)
-        )];
+        );
     }
-    let update = (!set("s.").is_empty()).then(|| {
-        format!("UPDATE {target} AS t SET {} FROM {temp} AS s WHERE NOT s.{gone} AND {key_match}", set("s.").join(", "))
-    });
-    let insert = format!(
-        "INSERT INTO {target} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} FROM {temp} AS s \
-         WHERE NOT s.{gone} AND NOT EXISTS (SELECT FROM {target} AS t WHERE {key_match})"
-    );
-    update.into_iter().chain([insert]).collect()
+    // One statement, so one snapshot: a row another session inserts meanwhile makes the INSERT fail on the key (and
+    // the batch is tried again), and a row it deletes meanwhile is not updated, so it is inserted.
+    let returning = key.iter().map(|k| format!("t.{}", quote(k))).collect::<Vec<_>>().join(", ");
+    format!(
+        "WITH updated AS (UPDATE {target} AS t SET {} FROM {temp} AS s WHERE NOT s.{gone} AND {key_match} RETURNING {returning}) \
+         INSERT INTO {target} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} FROM {temp} AS s \
+         WHERE NOT s.{gone} AND NOT EXISTS (SELECT FROM updated AS t WHERE {key_match})",
+        set("s.").join(", ")
+    )
 }
 
 /// The plan of a table lite2pg created earlier: SQLite's columns with the PostgreSQL types they have now.
@@ -389,8 +392,7 @@ mod tests {
             [
                 r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE s."__lite2pg_gone" AND t."id" = s."id""#,
                 r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND t."email" = s."email" AND (t."id") IS DISTINCT FROM (s."id")"#,
-                r#"UPDATE "public"."users" AS t SET "email" = s."email", "name" = s."name" FROM "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND t."id" = s."id""#,
-                r#"INSERT INTO "public"."users" ("id", "email", "name") OVERRIDING SYSTEM VALUE SELECT "id", "email", "name" FROM "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND NOT EXISTS (SELECT FROM "public"."users" AS t WHERE t."id" = s."id")"#,
+                r#"WITH updated AS (UPDATE "public"."users" AS t SET "email" = s."email", "name" = s."name" FROM "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND t."id" = s."id" RETURNING t."id") INSERT INTO "public"."users" ("id", "email", "name") OVERRIDING SYSTEM VALUE SELECT "id", "email", "name" FROM "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND NOT EXISTS (SELECT FROM updated AS t WHERE t."id" = s."id")"#,
             ]
         );
         assert_eq!(merge.delete_gone, merge.merge[0], "--into-existing splits the same statements");
@@ -408,13 +410,12 @@ mod tests {
             merge.merge,
             [
                 r#"DELETE FROM "app"."posts" AS t USING "batch_t" AS s WHERE s."__lite2pg_gone" AND t."user_id" = s."user_id" AND t."n" = s."n""#,
-                r#"UPDATE "app"."posts" AS t SET "body" = s."body" FROM "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND t."user_id" = s."user_id" AND t."n" = s."n""#,
-                r#"INSERT INTO "app"."posts" ("user_id", "n", "body") OVERRIDING SYSTEM VALUE SELECT "user_id", "n", "body" FROM "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND NOT EXISTS (SELECT FROM "app"."posts" AS t WHERE t."user_id" = s."user_id" AND t."n" = s."n")"#,
+                r#"WITH updated AS (UPDATE "app"."posts" AS t SET "body" = s."body" FROM "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND t."user_id" = s."user_id" AND t."n" = s."n" RETURNING t."user_id", t."n") INSERT INTO "app"."posts" ("user_id", "n", "body") OVERRIDING SYSTEM VALUE SELECT "user_id", "n", "body" FROM "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND NOT EXISTS (SELECT FROM updated AS t WHERE t."user_id" = s."user_id" AND t."n" = s."n")"#,
             ]
         );
         let all_key = plan("CREATE TABLE pairs(a INT, b INT, PRIMARY KEY (a, b)) WITHOUT ROWID;", "pairs", &[PgType::BigInt; 2]);
         let merge = TableMerge::new("app", TEMP.to_string(), &all_key, &[], OWN, PresentRows::UpdateThenInsert);
-        assert_eq!(merge.merge.len(), 2, "a table of key columns only has nothing to update: {:?}", merge.merge);
+        assert!(merge.merge[1].ends_with(r#"ON CONFLICT ("a", "b") DO NOTHING"#), "nothing to update: {}", merge.merge[1]);
         let shared = TableMerge::new("app", TEMP.to_string(), &all_key, &[], SHARED, PresentRows::Upsert);
         assert!(shared.merge[1].ends_with(r#"ON CONFLICT ("source_id", "a", "b") DO NOTHING"#), "{}", shared.merge[1]);
     }

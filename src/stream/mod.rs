@@ -346,6 +346,8 @@ struct Stream {
     /// When a batch last looked at the application's tables (`--into-existing`).
     last_app_look: Instant,
     known_rejects: bool,
+    /// The position a batch last failed at on a table's primary key, and how many times in a row.
+    key_taken: Option<(i64, u32)>,
     metrics: Arc<SourceMetrics>,
 }
 
@@ -380,6 +382,7 @@ impl Stream {
             applied_mark: None,
             last_app_look: Instant::now(),
             known_rejects: false,
+            key_taken: None,
             metrics: Metrics::new(Default::default()).source(&capture.source_id),
         };
         stream.ready().await?;

@@ -30,7 +30,7 @@ impl Stream {
             self.app_shape = crate::existing::shape(client, &self.schema, &captured_names).await?;
         }
         let (mut plans, mut merges, mut tables) = (HashMap::new(), HashMap::new(), HashMap::new());
-        let present_rows = PresentRows::for_target(client, self.policies.layout).await?;
+        let present_rows = PresentRows::for_target(client, self.policies.layout, into_existing).await?;
         for captured in &self.capture.tables {
             let table = schema.table(&captured.name).ok_or_else(|| {
                 Error::new(ErrorKind::Schema, format!("captured table {:?} no longer exists in SQLite", captured.name))

@@ -37,6 +37,10 @@ enum Attempt {
     Widen(Widening),
 }
 
+/// How many times a batch failing on its primary key at one position is tried (another session's row is
+/// committed by then, and the batch updates it instead); then the failure stands.
+const KEY_TAKEN_TRIES: u32 = 3;
+
 /// What became of a PostgreSQL constraint a batch broke.
 enum Broken {
     /// Dropped, as SQLite does not hold it: the batch is tried again at once.
@@ -97,11 +101,17 @@ impl Stream {
             Ok(Attempt::Widen(widening)) => self.widen(&widening).await.map(|()| Applied::Adjusted),
             Err(err) if err.kind().retry_policy() == RetryPolicy::Relax => match self.relax_constraint(&err).await? {
                 Broken::Dropped => Ok(Applied::Adjusted),
-                Broken::KeyTaken => Err(Error::new(
+                Broken::KeyTaken if self.key_taken_may_retry() => Err(Error::new(
                     ErrorKind::PgTransient,
                     format!("another session wrote, at the same time, a key this batch writes ({err})"),
                 )
                 .with_hint("lite2pg expects to be the only writer of the rows it copies; the batch is tried again")),
+                Broken::KeyTaken => Err(err.with_hint(
+                    "nothing of the batch was applied. Either rows SQLite keeps apart have one key in PostgreSQL (text \
+                     keys differing only in case in a uuid or citext column, one instant written two ways in a timestamp \
+                     key): give the key column a type that tells them apart and run `lite2pg snapshot --replace`; or \
+                     another session keeps writing these keys into the copy: stop it",
+                )),
                 // The application's constraints are its own: rows it would refuse stop the sync, never the constraint.
                 Broken::Kept if self.policies.into_existing => Err(err.with_hint(
                     "SQLite holds rows this constraint of the application's refuses; nothing of the batch was applied. \
@@ -176,6 +186,16 @@ impl Stream {
         Ok(Applied::Batch(stats))
     }
 
+    /// Counts a batch that failed on its table's primary key at the current position; whether it may be tried again.
+    fn key_taken_may_retry(&mut self) -> bool {
+        let tries = match self.key_taken {
+            Some((seq, tries)) if seq == self.applied_seq => tries + 1,
+            _ => 1,
+        };
+        self.key_taken = Some((self.applied_seq, tries));
+        tries <= KEY_TAKEN_TRIES
+    }
+
     /// SQLite enforces foreign keys only when the writer asks, holds no constraint PostgreSQL was given by hand,
     /// and its UNIQUE and NOT NULL semantics differ from PostgreSQL's in corner cases. When PostgreSQL refuses a
     /// state SQLite committed, the PostgreSQL constraint is the one that is wrong about this data: drop it
@@ -189,8 +209,9 @@ impl Stream {
         }
         let client: &Client = self.client.as_ref().expect("connected");
         if let Some(constraint) = &pg.constraint {
-            // A batch inserts only keys the target lacked when its statement began: another session inserted the
-            // same key meanwhile. Once it committed, the batch updates that row instead.
+            // A batch inserts only keys the target lacked when its statement began. Either another session inserted
+            // the same key meanwhile (tried again, the batch updates that row), or rows SQLite keeps apart have one
+            // key here. The key is never dropped: every merge matches rows by it.
             let key = crate::pg::catalog::primary_key(client, schema, table).await?;
             if key.is_some_and(|(name, _)| &name == constraint) {
                 return Ok(Broken::KeyTaken);

@@ -12,6 +12,9 @@ use crate::sqlite::introspect::{Table, OWN_PREFIX};
 
 /// Rows deleted per write transaction when pruning, so the application's writers never wait long.
 const PRUNE_CHUNK: i64 = 5000;
+/// The most entries emptied from the log in one write transaction (about 50 ms here); a longer log is first
+/// pruned in chunks down to this.
+const EMPTY_AT_ONCE_MAX: i64 = 2_000_000;
 
 /// The newest sequence number in the log (0 when it is empty).
 pub fn newest_seq(conn: &Connection) -> Result<i64> {
@@ -91,12 +94,13 @@ pub fn prune(conn: &Connection, applied_seq: i64) -> Result<u64> {
     // The bound is computed first so each DELETE is a short range scan, not a scan of the whole backlog.
     let oldest: Option<i64> = conn.query_row(&format!("SELECT min(seq) FROM {CHANGES_TABLE}"), [], |r| r.get(0))?;
     let Some(oldest) = oldest.filter(|oldest| *oldest < applied_seq) else { return Ok(0) };
-    if applied_seq - oldest > PRUNE_CHUNK && entries_from(conn, applied_seq)? <= PRUNE_CHUNK {
-        return empty_all_but_from(conn, applied_seq);
-    }
+    let few_kept = applied_seq - oldest > PRUNE_CHUNK && entries_from(conn, applied_seq)? <= PRUNE_CHUNK;
     let mut deleted = 0u64;
     let mut below = oldest;
     while below < applied_seq {
+        if few_kept && applied_seq - below <= EMPTY_AT_ONCE_MAX {
+            return Ok(deleted + empty_all_but_from(conn, applied_seq)?);
+        }
         below = applied_seq.min(below.saturating_add(PRUNE_CHUNK));
         deleted += conn.execute(&format!("DELETE FROM {CHANGES_TABLE} WHERE seq < ?1"), [below])? as u64;
         crate::fail_point!("prune-midway");
