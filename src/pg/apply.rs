@@ -14,8 +14,9 @@ use crate::mapping::types::PgType;
 use crate::pg::catalog::{self, table_columns};
 use crate::sqlite::introspect::Table;
 
-/// Batches of a table with at least this many keys get planner statistics on their temp table.
-const ANALYZE_ROWS: u64 = 10_000;
+/// Batches of a table with at least this many keys get planner statistics on their temp table and write present
+/// rows the `PresentRows` way; smaller ones upsert.
+const LARGE_BATCH_ROWS: u64 = 10_000;
 
 /// Extra column of the temp tables: true for keys whose row is gone.
 pub const GONE_COLUMN: &str = "__lite2pg_gone";
@@ -62,8 +63,12 @@ pub struct TableMerge {
     delete_temp: String,
     truncate_temp: String,
     pub copy_in: String,
-    /// Deletes gone keys, then rows displaced on each unique key, then writes present rows: one round trip.
+    /// Deletes gone keys, then rows displaced on each unique key, then upserts present rows: one round trip. The
+    /// upsert reads only the temp table, so a small batch costs the same whatever the target's size.
     merge: Vec<String>,
+    /// `merge` for a large batch, whose temp table has planner statistics: present rows written the
+    /// `PresentRows` way.
+    merge_large: Vec<String>,
     /// The parts of `merge`, for running the tables' upserts parent-first and their deletes child-first
     /// (`--into-existing`, where foreign keys may not be deferrable): deletes of gone keys ...
     delete_gone: String,
@@ -117,12 +122,17 @@ impl TableMerge {
             "DELETE FROM {target} AS t WHERE NOT EXISTS (SELECT FROM {} AS s WHERE {key_match}){own}",
             quote(&temp_table)
         );
-        let mut upserts: Vec<String> = delete_displaced.collect();
-        upserts.push(write_present(&target, &quote(&temp_table), plan, layout, present_rows, &key_match));
+        let displaced: Vec<String> = delete_displaced.collect();
+        let merge_with = |present_rows| {
+            let write = write_present(&target, &quote(&temp_table), plan, layout, present_rows, &key_match);
+            std::iter::once(delete_gone.clone()).chain(displaced.iter().cloned()).chain([write]).collect::<Vec<_>>()
+        };
+        let merge = merge_with(PresentRows::Upsert);
         TableMerge {
-            merge: std::iter::once(delete_gone.clone()).chain(upserts.iter().cloned()).collect(),
+            merge_large: merge_with(present_rows),
+            upserts: merge[1..].to_vec(),
+            merge,
             delete_gone,
-            upserts,
             delete_absent,
             layout,
             create_temp: format!(
@@ -178,11 +188,12 @@ impl TableMerge {
         clear_rejects: bool,
     ) -> Result<()> {
         self.analyze(client, staged.rows).await?;
+        let merge = if staged.rows >= LARGE_BATCH_ROWS { &self.merge_large } else { &self.merge };
         if !clear_rejects && !self.layout.shares_tables() {
-            client.batch_execute(&format!("{}; {}", self.merge.join("; "), self.empty(staged.truncate))).await?;
+            client.batch_execute(&format!("{}; {}", merge.join("; "), self.empty(staged.truncate))).await?;
             return Ok(());
         }
-        self.run(client, &self.merge, source_id).await?;
+        self.run(client, merge, source_id).await?;
         self.finish(client, source_id, table, clear_rejects, staged.truncate).await
     }
 
@@ -221,7 +232,7 @@ impl TableMerge {
     }
 
     async fn analyze(&self, client: &Client, rows: u64) -> Result<()> {
-        if rows >= ANALYZE_ROWS {
+        if rows >= LARGE_BATCH_ROWS {
             // Without statistics the planner takes the fresh temp table for a tiny one and picks nested loops.
             client.batch_execute(&format!("ANALYZE {}", quote(&self.temp_table))).await?;
         }
@@ -385,18 +396,24 @@ mod tests {
     }
 
     #[test]
-    fn a_simple_key_merges_by_delete_using_then_update_and_insert() {
+    fn a_simple_key_merges_by_delete_using_then_upsert_or_update_and_insert() {
         let merge = TableMerge::new("public", TEMP.to_string(), &users(), &email_unique(OWN), OWN, PresentRows::UpdateThenInsert);
         assert_eq!(
             merge.merge,
             [
                 r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE s."__lite2pg_gone" AND t."id" = s."id""#,
                 r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND t."email" = s."email" AND (t."id") IS DISTINCT FROM (s."id")"#,
-                r#"WITH updated AS (UPDATE "public"."users" AS t SET "email" = s."email", "name" = s."name" FROM "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND t."id" = s."id" RETURNING t."id") INSERT INTO "public"."users" ("id", "email", "name") OVERRIDING SYSTEM VALUE SELECT "id", "email", "name" FROM "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND NOT EXISTS (SELECT FROM updated AS t WHERE t."id" = s."id")"#,
+                r#"INSERT INTO "public"."users" ("id", "email", "name") OVERRIDING SYSTEM VALUE SELECT "id", "email", "name" FROM "batch_t" WHERE NOT "__lite2pg_gone" ON CONFLICT ("id") DO UPDATE SET "email" = EXCLUDED."email", "name" = EXCLUDED."name""#,
             ]
         );
+        assert_eq!(merge.merge_large[..2], merge.merge[..2]);
+        assert_eq!(
+            merge.merge_large[2],
+            r#"WITH updated AS (UPDATE "public"."users" AS t SET "email" = s."email", "name" = s."name" FROM "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND t."id" = s."id" RETURNING t."id") INSERT INTO "public"."users" ("id", "email", "name") OVERRIDING SYSTEM VALUE SELECT "id", "email", "name" FROM "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND NOT EXISTS (SELECT FROM updated AS t WHERE t."id" = s."id")"#,
+            "a large batch updates, then inserts"
+        );
         assert_eq!(merge.delete_gone, merge.merge[0], "--into-existing splits the same statements");
-        assert_eq!(merge.upserts, merge.merge[1..]);
+        assert_eq!(merge.upserts, merge.merge[1..], "--into-existing always upserts");
         assert_eq!(
             merge.delete_absent,
             r#"DELETE FROM "public"."users" AS t WHERE NOT EXISTS (SELECT FROM "batch_t" AS s WHERE t."id" = s."id")"#
@@ -410,12 +427,20 @@ mod tests {
             merge.merge,
             [
                 r#"DELETE FROM "app"."posts" AS t USING "batch_t" AS s WHERE s."__lite2pg_gone" AND t."user_id" = s."user_id" AND t."n" = s."n""#,
-                r#"WITH updated AS (UPDATE "app"."posts" AS t SET "body" = s."body" FROM "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND t."user_id" = s."user_id" AND t."n" = s."n" RETURNING t."user_id", t."n") INSERT INTO "app"."posts" ("user_id", "n", "body") OVERRIDING SYSTEM VALUE SELECT "user_id", "n", "body" FROM "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND NOT EXISTS (SELECT FROM updated AS t WHERE t."user_id" = s."user_id" AND t."n" = s."n")"#,
+                r#"INSERT INTO "app"."posts" ("user_id", "n", "body") OVERRIDING SYSTEM VALUE SELECT "user_id", "n", "body" FROM "batch_t" WHERE NOT "__lite2pg_gone" ON CONFLICT ("user_id", "n") DO UPDATE SET "body" = EXCLUDED."body""#,
             ]
+        );
+        assert_eq!(
+            merge.merge_large[1],
+            r#"WITH updated AS (UPDATE "app"."posts" AS t SET "body" = s."body" FROM "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND t."user_id" = s."user_id" AND t."n" = s."n" RETURNING t."user_id", t."n") INSERT INTO "app"."posts" ("user_id", "n", "body") OVERRIDING SYSTEM VALUE SELECT "user_id", "n", "body" FROM "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND NOT EXISTS (SELECT FROM updated AS t WHERE t."user_id" = s."user_id" AND t."n" = s."n")"#
         );
         let all_key = plan("CREATE TABLE pairs(a INT, b INT, PRIMARY KEY (a, b)) WITHOUT ROWID;", "pairs", &[PgType::BigInt; 2]);
         let merge = TableMerge::new("app", TEMP.to_string(), &all_key, &[], OWN, PresentRows::UpdateThenInsert);
-        assert!(merge.merge[1].ends_with(r#"ON CONFLICT ("a", "b") DO NOTHING"#), "nothing to update: {}", merge.merge[1]);
+        assert!(
+            merge.merge_large[1].ends_with(r#"ON CONFLICT ("a", "b") DO NOTHING"#),
+            "nothing to update: {}",
+            merge.merge_large[1]
+        );
         let shared = TableMerge::new("app", TEMP.to_string(), &all_key, &[], SHARED, PresentRows::Upsert);
         assert!(shared.merge[1].ends_with(r#"ON CONFLICT ("source_id", "a", "b") DO NOTHING"#), "{}", shared.merge[1]);
     }
@@ -499,7 +524,9 @@ mod tests {
         client.batch_execute(&merge.temp_table_statement()).await.unwrap();
         client.batch_execute(&format!("INSERT INTO {} VALUES {staged}", quote(TEMP))).await.unwrap();
         client.batch_execute("BEGIN").await.unwrap();
-        merge.merge(&client, &"a".to_string(), &plan.name, Staged { rows: 3, truncate: false }, false).await.unwrap();
+        // Counted as a large batch, so that its present rows are written `present_rows`' way.
+        let staged = Staged { rows: LARGE_BATCH_ROWS, truncate: false };
+        merge.merge(&client, &"a".to_string(), &plan.name, staged, false).await.unwrap();
         client.batch_execute("COMMIT").await.unwrap();
         let left: i64 = client.query_one(&format!("SELECT count(*) FROM {}", quote(TEMP)), &[]).await.unwrap().get(0);
         assert_eq!(left, 0, "the merge empties the temp table");

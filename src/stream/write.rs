@@ -41,6 +41,11 @@ enum Attempt {
 /// committed by then, and the batch updates it instead); then the failure stands.
 const KEY_TAKEN_TRIES: u32 = 3;
 
+/// What to do when rows SQLite keeps apart are one key in PostgreSQL.
+const ONE_KEY_IN_POSTGRES: &str = "nothing of the batch was applied. Rows SQLite keeps apart may have one key in PostgreSQL \
+     (text keys differing only in case in a uuid or citext column, one instant written two ways in a timestamp key): \
+     give the key column a type that tells them apart and run `lite2pg snapshot --replace`";
+
 /// What became of a PostgreSQL constraint a batch broke.
 enum Broken {
     /// Dropped, as SQLite does not hold it: the batch is tried again at once.
@@ -106,12 +111,9 @@ impl Stream {
                     format!("another session wrote, at the same time, a key this batch writes ({err})"),
                 )
                 .with_hint("lite2pg expects to be the only writer of the rows it copies; the batch is tried again")),
-                Broken::KeyTaken => Err(err.with_hint(
-                    "nothing of the batch was applied. Either rows SQLite keeps apart have one key in PostgreSQL (text \
-                     keys differing only in case in a uuid or citext column, one instant written two ways in a timestamp \
-                     key): give the key column a type that tells them apart and run `lite2pg snapshot --replace`; or \
-                     another session keeps writing these keys into the copy: stop it",
-                )),
+                Broken::KeyTaken => Err(err.with_hint(format!(
+                    "{ONE_KEY_IN_POSTGRES}; or another session keeps writing these keys into the copy: stop it"
+                ))),
                 // The application's constraints are its own: rows it would refuse stop the sync, never the constraint.
                 Broken::Kept if self.policies.into_existing => Err(err.with_hint(
                     "SQLite holds rows this constraint of the application's refuses; nothing of the batch was applied. \
@@ -119,6 +121,8 @@ impl Stream {
                 )),
                 Broken::Kept => Err(err),
             },
+            // An upsert meeting one key twice in a batch.
+            Err(err) if err.postgres().is_some_and(|pg| pg.code == "21000") => Err(err.with_hint(ONE_KEY_IN_POSTGRES)),
             Err(err) => Err(err),
         }
     }

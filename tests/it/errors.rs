@@ -300,8 +300,8 @@ async fn a_daemon_waits_while_another_process_locks_the_file_at_start_and_later(
 }
 
 /// Two rows SQLite keeps apart that are one key in PostgreSQL (one instant written two ways, in a timestamp key)
-/// stop the sync with PostgreSQL's message and what to do, after a few quick tries: the primary key is never
-/// dropped and the sync does not retry for ever.
+/// stop the sync with PostgreSQL's message and what to do, small batch or large (after a few quick tries): the
+/// primary key is never dropped and the sync does not retry for ever.
 #[tokio::test]
 async fn rows_sqlite_keeps_apart_under_one_postgres_key_stop_with_what_to_do() {
     let file = SqliteFile::new("CREATE TABLE t(k TIMESTAMP PRIMARY KEY, v); INSERT INTO t VALUES ('2024-01-01 00:00:00', 1);");
@@ -313,8 +313,19 @@ async fn rows_sqlite_keeps_apart_under_one_postgres_key_stop_with_what_to_do() {
     assert!(!output.status.success());
     assert!(started.elapsed() < Duration::from_secs(30), "it stopped after {:?}", started.elapsed());
     let said = stderr(&output);
-    assert!(said.contains("duplicate key value violates unique constraint \"t_pkey\""), "{said}");
-    assert!(said.contains("rows SQLite keeps apart have one key in PostgreSQL"), "{said}");
+    assert!(said.contains("cannot affect row a second time"), "a small batch upserts: {said}");
+    assert!(said.contains("Rows SQLite keeps apart may have one key in PostgreSQL"), "{said}");
+    file.exec(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000)
+         INSERT INTO t SELECT datetime(1800000000 + i, 'unixepoch'), i FROM n;",
+    );
+    let started = Instant::now();
+    let output = run_once(&db, &file);
+    assert!(!output.status.success());
+    assert!(started.elapsed() < Duration::from_secs(30), "it stopped after {:?}", started.elapsed());
+    let said = stderr(&output);
+    assert!(said.contains("duplicate key value violates unique constraint \"t_pkey\""), "a large batch inserts: {said}");
+    assert!(said.contains("Rows SQLite keeps apart may have one key in PostgreSQL"), "{said}");
     let key = db.texts("SELECT conname::text FROM pg_constraint WHERE conrelid = 't'::regclass AND contype = 'p'").await;
     assert_eq!(key, [Some("t_pkey".to_string())]);
 }

@@ -170,8 +170,8 @@ async fn a_value_that_stops_fitting_is_rejected_then_cleared_when_it_fits_again(
 }
 
 /// lite2pg expects to be the only writer of its copy. When another session inserts a key into it at the same time
-/// as a batch does, the batch waits for that session, fails on the primary key, and is tried again: it then updates
-/// the row. The key is never dropped and the daemon never stops.
+/// as a large batch does, the batch waits for that session, fails on the primary key, and is tried again: it then
+/// updates the row. The key is never dropped and the daemon never stops.
 #[tokio::test]
 async fn a_key_another_session_inserts_meanwhile_delays_the_batch_and_keeps_the_primary_key() {
     let file = SqliteFile::new("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'first');");
@@ -180,7 +180,12 @@ async fn a_key_another_session_inserts_meanwhile_delays_the_batch_and_keeps_the_
     wait_caught_up(&db, &file).await;
     let by_hand = db.client().await;
     by_hand.batch_execute("BEGIN; INSERT INTO t VALUES (42, 'by hand')").await.unwrap();
-    file.exec("INSERT INTO t VALUES (42, 'from the app')");
+    // A large batch (10,001 keys): its present rows are written by UPDATE, then INSERT (small ones upsert).
+    file.exec(
+        "BEGIN; INSERT INTO t VALUES (42, 'from the app');
+         WITH RECURSIVE n(i) AS (SELECT 1000 UNION ALL SELECT i + 1 FROM n WHERE i < 10999) INSERT INTO t SELECT i, 'bulk' FROM n;
+         COMMIT;",
+    );
     let waiting = "SELECT count(*)::text FROM pg_stat_activity
                    WHERE application_name = 'lite2pg' AND datname = current_database() AND wait_event_type = 'Lock'";
     crate::support::wait::wait_until("the batch to wait for the other session's row", Duration::from_secs(30), || async {
