@@ -269,16 +269,15 @@ fn write_present(
     let gone = quote(GONE_COLUMN);
     let columns = plan.pg_column_list();
     let key = plan.pg_key(layout);
-    let set = |from: &str| -> Vec<String> {
-        plan.columns.iter().filter(|c| !key.contains(&c.pg_name)).map(|c| format!("{0} = {from}{0}", quote(&c.pg_name))).collect()
-    };
+    let non_key: Vec<String> = plan.columns.iter().filter(|c| !key.contains(&c.pg_name)).map(|c| quote(&c.pg_name)).collect();
+    let assign = |from: &str| non_key.iter().map(|c| format!("{c} = {from}{c}")).collect::<Vec<_>>().join(", ");
     // The UPDATE names no source, so a shared table's rows are always upserted; so are rows of key columns only.
-    if present_rows == PresentRows::Upsert || layout.shares_tables() || set("s.").is_empty() {
+    if present_rows == PresentRows::Upsert || layout.shares_tables() || non_key.is_empty() {
         // Only plain EXCLUDED columns in DO UPDATE SET: Citus refuses any function there that is not IMMUTABLE.
         let (source_column, source_value) = layout.source_insert(1);
-        let on_conflict = match set("EXCLUDED.") {
-            set if set.is_empty() => "DO NOTHING".to_string(),
-            set => format!("DO UPDATE SET {}", set.join(", ")),
+        let on_conflict = match non_key.is_empty() {
+            true => "DO NOTHING".to_string(),
+            false => format!("DO UPDATE SET {}", assign("EXCLUDED.")),
         };
         return format!(
             "INSERT INTO {target} ({source_column}{columns}) OVERRIDING SYSTEM VALUE SELECT {source_value}{columns} \
@@ -293,7 +292,7 @@ fn write_present(
         "WITH updated AS (UPDATE {target} AS t SET {} FROM {temp} AS s WHERE NOT s.{gone} AND {key_match} RETURNING {returning}) \
          INSERT INTO {target} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} FROM {temp} AS s \
          WHERE NOT s.{gone} AND NOT EXISTS (SELECT FROM updated AS t WHERE {key_match})",
-        set("s.").join(", ")
+        assign("s.")
     )
 }
 
