@@ -234,7 +234,7 @@ pub(super) fn print_bench(report: &BenchReport, target: &PgTarget) {
                 format!("{} {}", figure(m.lite2pg), m.unit),
                 format!("{} {}", figure(m.raw_limit), m.unit),
                 format!("{:.2}x", m.ratio),
-                m.raw_limit_is.to_string(),
+                m.raw_limit_is.clone(),
             ]
         })
         .collect();

@@ -236,6 +236,10 @@ async fn bench_reports_every_measure_and_leaves_nothing_behind() {
     for expected in ["snapshot", "verify", "insert, one transaction", "single-row transactions", "catch-up", "p50", "p99"] {
         assert!(names.iter().any(|n| n.contains(expected)), "no {expected:?} measure in {names:?}");
     }
+    let limits: Vec<&str> = measures.iter().map(|m| m["raw_limit_is"].as_str().unwrap()).collect();
+    for expected in ["without capture", "per-row trigger that does nothing", "into a table with the primary key"] {
+        assert!(limits.iter().any(|l| l.contains(expected)), "no raw limit {expected:?} in {limits:?}");
+    }
     for measure in measures {
         for field in ["lite2pg", "raw_limit", "ratio"] {
             assert!(measure[field].as_f64().unwrap() > 0.0, "{measure}");
