@@ -329,3 +329,19 @@ async fn rows_sqlite_keeps_apart_under_one_postgres_key_stop_with_what_to_do() {
     let key = db.texts("SELECT conname::text FROM pg_constraint WHERE conrelid = 't'::regclass AND contype = 'p'").await;
     assert_eq!(key, [Some("t_pkey".to_string())]);
 }
+
+#[tokio::test]
+async fn rows_sqlite_keeps_apart_under_one_postgres_key_in_two_batches_are_a_difference_verify_reports() {
+    let file = SqliteFile::new("CREATE TABLE t(k TIMESTAMP PRIMARY KEY, v); INSERT INTO t VALUES ('2024-01-01 00:00:00', 1);");
+    let db = TestDb::new().await;
+    assert!(run_once(&db, &file).status.success());
+    file.exec("INSERT INTO t VALUES ('2024-01-01T00:00:00', 2);");
+    let second = run_once(&db, &file);
+    let report = lite2pg::verify::verify(&db.source(&file.path)).await.unwrap();
+    let table = report.tables.iter().find(|t| t.table == "t").expect("t was compared");
+    assert!(
+        !table.is_equal(),
+        "two SQLite rows, one PostgreSQL row, and verify saw no difference: {table:?}; {}",
+        stderr(&second)
+    );
+}
