@@ -108,14 +108,20 @@ impl TableMerge {
         let key_json = format!("jsonb_build_array({})", keys.iter().map(|k| format!("s.{k}")).collect::<Vec<_>>().join(", "));
         let delete_gone =
             format!("DELETE FROM {target} AS t USING {} AS s WHERE s.{gone} AND {key_match}{own}", quote(&temp_table));
-        // One per unique constraint: deletes rows an `INSERT OR REPLACE` displaced in SQLite without a trigger.
+        // One per unique constraint: deletes rows of this batch whose unique values another row of it takes now
+        // (their own new values are written next), so that a non-deferrable constraint holds after each row. A row
+        // outside the batch is left alone: SQLite did not change it (a row an `INSERT OR REPLACE` displaced is
+        // logged as gone by the displacement triggers), so if PostgreSQL's constraint refuses the two rows, the
+        // constraint is what disagrees with SQLite, and the batch fails on it instead of deleting a row SQLite has.
+        let in_batch = keys.iter().map(|k| format!("o.{k} = t.{k}")).collect::<Vec<_>>().join(" AND ");
         let delete_displaced = unique_sets.iter().map(|set| {
             let same = layout.unscoped(set).iter().map(|c| format!("t.{0} = s.{0}", quote(c))).collect::<Vec<_>>().join(" AND ");
             format!(
-                "DELETE FROM {target} AS t USING {} AS s WHERE NOT s.{gone} AND {same}{own} AND {} IS DISTINCT FROM {}",
-                quote(&temp_table),
+                "DELETE FROM {target} AS t USING {temp} AS s WHERE NOT s.{gone} AND {same}{own} AND {} IS DISTINCT FROM {} \
+                 AND EXISTS (SELECT FROM {temp} AS o WHERE {in_batch})",
                 key_tuple("t"),
-                key_tuple("s")
+                key_tuple("s"),
+                temp = quote(&temp_table),
             )
         });
         let delete_absent = format!(
@@ -407,7 +413,7 @@ mod tests {
             merge.merge,
             [
                 r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE s."__lite2pg_gone" AND t."id" = s."id""#,
-                r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND t."email" = s."email" AND (t."id") IS DISTINCT FROM (s."id")"#,
+                r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND t."email" = s."email" AND (t."id") IS DISTINCT FROM (s."id") AND EXISTS (SELECT FROM "batch_t" AS o WHERE o."id" = t."id")"#,
                 r#"INSERT INTO "public"."users" ("id", "email", "name") OVERRIDING SYSTEM VALUE SELECT "id", "email", "name" FROM "batch_t" WHERE NOT "__lite2pg_gone" ON CONFLICT ("id") DO UPDATE SET "email" = EXCLUDED."email", "name" = EXCLUDED."name""#,
             ]
         );
@@ -457,7 +463,7 @@ mod tests {
             merge.merge,
             [
                 r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE s."__lite2pg_gone" AND t."id" = s."id" AND t."source_id" = $1"#,
-                r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND t."email" = s."email" AND t."source_id" = $1 AND (t."id") IS DISTINCT FROM (s."id")"#,
+                r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND t."email" = s."email" AND t."source_id" = $1 AND (t."id") IS DISTINCT FROM (s."id") AND EXISTS (SELECT FROM "batch_t" AS o WHERE o."id" = t."id")"#,
                 r#"INSERT INTO "public"."users" ("source_id", "id", "email", "name") OVERRIDING SYSTEM VALUE SELECT $1, "id", "email", "name" FROM "batch_t" WHERE NOT "__lite2pg_gone" ON CONFLICT ("source_id", "id") DO UPDATE SET "email" = EXCLUDED."email", "name" = EXCLUDED."name""#,
             ]
         );
@@ -504,9 +510,15 @@ mod tests {
     }
 
     /// Makes `plan`'s table in a fresh database, runs `setup` (indexes, rows), stages `staged` in the temp table,
-    /// merges them (as source `a` in a shared table) and returns the table's rows as text, ordered. Checks that both
-    /// ways of writing present rows leave the same rows.
-    async fn merged(plan: &TablePlan, unique_sets: &[Vec<String>], layout: Layout, setup: &str, staged: &str) -> Vec<String> {
+    /// merges them (as source `a` in a shared table) and returns the table's rows as text, ordered, or the SQLSTATE
+    /// the merge failed with. Checks that both ways of writing present rows end the same.
+    async fn merged(
+        plan: &TablePlan,
+        unique_sets: &[Vec<String>],
+        layout: Layout,
+        setup: &str,
+        staged: &str,
+    ) -> Result<Vec<String>, String> {
         let updated_then_inserted = merged_by(PresentRows::UpdateThenInsert, plan, unique_sets, layout, setup, staged).await;
         let upserted = merged_by(PresentRows::Upsert, plan, unique_sets, layout, setup, staged).await;
         assert_eq!(updated_then_inserted, upserted, "both ways of writing present rows agree");
@@ -520,7 +532,7 @@ mod tests {
         layout: Layout,
         setup: &str,
         staged: &str,
-    ) -> Vec<String> {
+    ) -> Result<Vec<String>, String> {
         let db = ScratchDb::new().await;
         let client = db.client().await;
         let merge = TableMerge::new("public", TEMP.to_string(), plan, unique_sets, layout, present_rows);
@@ -531,12 +543,14 @@ mod tests {
         client.batch_execute("BEGIN").await.unwrap();
         // Counted as a large batch, so that its present rows are written `present_rows`' way.
         let staged = Staged { rows: LARGE_BATCH_ROWS, truncate: false };
-        merge.merge(&client, &"a".to_string(), &plan.name, staged, false).await.unwrap();
+        if let Err(err) = merge.merge(&client, &"a".to_string(), &plan.name, staged, false).await {
+            return Err(err.postgres().expect("PostgreSQL refused the merge").code.clone());
+        }
         client.batch_execute("COMMIT").await.unwrap();
         let left: i64 = client.query_one(&format!("SELECT count(*) FROM {}", quote(TEMP)), &[]).await.unwrap().get(0);
         assert_eq!(left, 0, "the merge empties the temp table");
         let rows = format!("SELECT t::text FROM {} AS t ORDER BY t::text", qualified("public", &plan.name));
-        client.query(&rows, &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
+        Ok(client.query(&rows, &[]).await.unwrap().iter().map(|r| r.get(0)).collect())
     }
 
     #[tokio::test]
@@ -546,10 +560,27 @@ mod tests {
             &email_unique(OWN),
             OWN,
             "CREATE UNIQUE INDEX ON users (email); INSERT INTO users VALUES (1, 'a@x', 'Ann'), (2, 'b@x', 'Bob'), (3, 'c@x', 'Cy');",
-            "(1, NULL, NULL, true), (4, 'b@x', 'replaces Bob', false), (3, 'c@x', 'Cy again', false)",
+            "(1, NULL, NULL, true), (4, 'b@x', 'replaces Bob', false), (3, 'c@x', 'Cy again', false), (2, 'd@x', 'Bob moves', false)",
         )
         .await;
-        assert_eq!(rows, ["(3,c@x,\"Cy again\")", "(4,b@x,\"replaces Bob\")"]);
+        assert_eq!(
+            rows,
+            Ok(vec!["(2,d@x,\"Bob moves\")".to_string(), "(3,c@x,\"Cy again\")".into(), "(4,b@x,\"replaces Bob\")".into()])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_row_outside_the_batch_is_never_deleted_as_displaced() {
+        // SQLite keeps them apart (5 and '5' in an untyped column): PostgreSQL's constraint refuses the batch.
+        let rows = merged(
+            &users(),
+            &email_unique(OWN),
+            OWN,
+            "CREATE UNIQUE INDEX ON users (email); INSERT INTO users VALUES (1, 'a@x', 'Ann'), (2, '5', 'Bob');",
+            "(3, '5', 'Five', false)",
+        )
+        .await;
+        assert_eq!(rows, Err("23505".to_string()));
     }
 
     #[tokio::test]
@@ -562,7 +593,7 @@ mod tests {
             "(1, 1, NULL, true), (1, 2, 'y2', false), (3, 1, 'new', false)",
         )
         .await;
-        assert_eq!(rows, ["(1,2,y2)", "(2,1,z)", "(3,1,new)"]);
+        assert_eq!(rows.unwrap(), ["(1,2,y2)", "(2,1,z)", "(3,1,new)"]);
     }
 
     #[tokio::test]
@@ -573,9 +604,9 @@ mod tests {
             SHARED,
             "CREATE UNIQUE INDEX ON users (source_id, email);
              INSERT INTO users VALUES ('a', 1, 'a@x', 'Ann'), ('a', 2, 'b@x', 'Bob'), ('b', 1, 'a@x', 'other Ann'), ('b', 2, 'b@x', 'other Bob');",
-            "(1, NULL, NULL, true), (4, 'b@x', 'replaces Bob', false)",
+            "(1, NULL, NULL, true), (2, NULL, NULL, true), (4, 'b@x', 'replaces Bob', false)",
         )
         .await;
-        assert_eq!(rows, ["(a,4,b@x,\"replaces Bob\")", "(b,1,a@x,\"other Ann\")", "(b,2,b@x,\"other Bob\")"]);
+        assert_eq!(rows.unwrap(), ["(a,4,b@x,\"replaces Bob\")", "(b,1,a@x,\"other Ann\")", "(b,2,b@x,\"other Bob\")"]);
     }
 }

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::support::daemon::start_daemon_with;
 use crate::support::wait::settle;
-use crate::support::{lite2pg_output, stderr, SqliteFile, TestDb};
+use crate::support::{lite2pg_output, run_once, stderr, SqliteFile, TestDb};
 
 const APP: &str = "
     CREATE TABLE beat(id INTEGER PRIMARY KEY);
@@ -222,5 +222,24 @@ async fn a_foreign_key_existing_rows_break_stays_missing_and_the_stream_goes_on(
     assert_eq!(missing[0]["waiting_for"], Value::Null);
     file.exec("INSERT INTO users VALUES (3, 'c@x', 'Cy', 3, 99); UPDATE users SET team_id = 7;");
     settle(&db, &file).await;
+    db.assert_equal(&file.path).await;
+}
+
+#[tokio::test]
+async fn values_sqlite_keeps_apart_that_one_unique_constraint_joins_drop_the_constraint_not_a_row() {
+    let file = SqliteFile::new(
+        "CREATE TABLE s(id INTEGER PRIMARY KEY, code UNIQUE, v); INSERT INTO s VALUES (1, 'a', 'x'), (2, 5, 'y');
+         CREATE TABLE d(id INTEGER PRIMARY KEY, at DATETIME UNIQUE); INSERT INTO d VALUES (1, '2024-01-01 00:00:00');",
+    );
+    let db = TestDb::new().await;
+    assert!(run_once(&db, &file).status.success());
+    // An integer and a text, one instant written two ways: two values to SQLite, one to PostgreSQL.
+    file.exec("INSERT INTO s VALUES (3, '5', 'z'); INSERT INTO d VALUES (2, '2024-01-01T00:00:00');");
+    let output = run_once(&db, &file);
+    let said = stderr(&output);
+    assert!(output.status.success(), "{said}");
+    assert!(said.contains("it was dropped in PostgreSQL so the copy stays equal"), "{said}");
+    assert_eq!(db.texts("SELECT count(*)::text FROM s").await, [Some("3".into())]);
+    assert_eq!(db.texts("SELECT count(*)::text FROM d").await, [Some("2".into())]);
     db.assert_equal(&file.path).await;
 }
