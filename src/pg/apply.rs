@@ -116,9 +116,10 @@ impl TableMerge {
         let in_batch = keys.iter().map(|k| format!("o.{k} = t.{k}")).collect::<Vec<_>>().join(" AND ");
         let delete_displaced = unique_sets.iter().map(|set| {
             let same = layout.unscoped(set).iter().map(|c| format!("t.{0} = s.{0}", quote(c))).collect::<Vec<_>>().join(" AND ");
+            // The batch's row is found by a join, not a subquery: Citus refuses a subquery on a local table here.
             format!(
-                "DELETE FROM {target} AS t USING {temp} AS s WHERE NOT s.{gone} AND {same}{own} AND {} IS DISTINCT FROM {} \
-                 AND EXISTS (SELECT FROM {temp} AS o WHERE {in_batch})",
+                "DELETE FROM {target} AS t USING {temp} AS s, {temp} AS o WHERE NOT s.{gone} AND {same}{own} \
+                 AND {} IS DISTINCT FROM {} AND {in_batch}",
                 key_tuple("t"),
                 key_tuple("s"),
                 temp = quote(&temp_table),
@@ -413,7 +414,7 @@ mod tests {
             merge.merge,
             [
                 r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE s."__lite2pg_gone" AND t."id" = s."id""#,
-                r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND t."email" = s."email" AND (t."id") IS DISTINCT FROM (s."id") AND EXISTS (SELECT FROM "batch_t" AS o WHERE o."id" = t."id")"#,
+                r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s, "batch_t" AS o WHERE NOT s."__lite2pg_gone" AND t."email" = s."email" AND (t."id") IS DISTINCT FROM (s."id") AND o."id" = t."id""#,
                 r#"INSERT INTO "public"."users" ("id", "email", "name") OVERRIDING SYSTEM VALUE SELECT "id", "email", "name" FROM "batch_t" WHERE NOT "__lite2pg_gone" ON CONFLICT ("id") DO UPDATE SET "email" = EXCLUDED."email", "name" = EXCLUDED."name""#,
             ]
         );
@@ -463,7 +464,7 @@ mod tests {
             merge.merge,
             [
                 r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE s."__lite2pg_gone" AND t."id" = s."id" AND t."source_id" = $1"#,
-                r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE NOT s."__lite2pg_gone" AND t."email" = s."email" AND t."source_id" = $1 AND (t."id") IS DISTINCT FROM (s."id") AND EXISTS (SELECT FROM "batch_t" AS o WHERE o."id" = t."id")"#,
+                r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s, "batch_t" AS o WHERE NOT s."__lite2pg_gone" AND t."email" = s."email" AND t."source_id" = $1 AND (t."id") IS DISTINCT FROM (s."id") AND o."id" = t."id""#,
                 r#"INSERT INTO "public"."users" ("source_id", "id", "email", "name") OVERRIDING SYSTEM VALUE SELECT $1, "id", "email", "name" FROM "batch_t" WHERE NOT "__lite2pg_gone" ON CONFLICT ("source_id", "id") DO UPDATE SET "email" = EXCLUDED."email", "name" = EXCLUDED."name""#,
             ]
         );

@@ -171,6 +171,7 @@ impl Stream {
                 .into_iter()
                 .map(|(t, column)| crate::evolve::ColumnWidening { table: tables[t], column, to: widening.to })
                 .collect();
+        let widened: Vec<String> = columns.iter().map(|c| c.table.name.clone()).collect();
         let client: &mut Client = self.client.as_mut().expect("connected");
         let exact = crate::evolve::widen_column(client, &self.schema, &self.capture.source_id, &columns).await?;
         tracing::info!(
@@ -182,6 +183,25 @@ impl Stream {
             serde_json::Value::Array(widening.key.iter().map(SqlValue::to_json).collect()),
             if exact { "" } else { "; the table is copied again so every value is exact" }
         );
-        self.load_plans().await
+        self.load_plans().await?;
+        self.log_rejects_again(&widened).await
+    }
+
+    /// Logs the keys of the rows rejected in `tables` again, after a widening: a value that did not fit may fit
+    /// the wider column, and the next batch applies the row (or records it as rejected again).
+    async fn log_rejects_again(&mut self, tables: &[String]) -> Result<()> {
+        let client: &Client = self.client.as_ref().expect("connected");
+        let rejects = state::rejects(client, &self.capture.source_id).await?;
+        for captured in self.capture.tables.iter().filter(|c| tables.contains(&c.name)) {
+            let wanted: Vec<serde_json::Value> =
+                rejects.iter().filter(|r| r.table == captured.name).filter_map(|r| serde_json::from_str(&r.key).ok()).collect();
+            let Some(table) = self.tables.get(&captured.id).filter(|_| !wanted.is_empty()) else { continue };
+            let keys = capture::keys_with_json(self.file.reader(), table, captured, &wanted)?;
+            if !keys.is_empty() {
+                capture::log_keys(&mut self.file.pruner(), captured.id, &keys)?;
+                tracing::info!("{} rejected row(s) of table {:?} are tried again in the wider column", keys.len(), captured.name);
+            }
+        }
+        Ok(())
     }
 }

@@ -17,6 +17,7 @@ use crate::ident::{qualified, quote};
 use crate::mapping::layout::Layout;
 use crate::mapping::table::TablePlan;
 use crate::mapping::types::SqlValue;
+use crate::pg::copy::CopyEncoder;
 use crate::sqlite::scan::read_values;
 
 /// The SQLite connection holding verify's read transaction, lent to blocking threads one scan at a time.
@@ -106,14 +107,16 @@ impl<'a> Compared<'a> {
                     None => DiffKind::Missing,
                 };
                 if !pending.pending.contains(key) {
-                    found.push((kind, plan.key_of(values)));
+                    found.push((kind, plan.key_of(values), misfits(&plan, values)));
                 }
             })?;
             Ok((found, postgres))
         })
         .await?;
-        for (kind, key) in found {
-            match known.is_reject(&key) {
+        for (kind, key, misfits) in found {
+            // A recorded reject excuses the row only while it still does not fit: once its column was widened, the
+            // row belongs in PostgreSQL, and its absence is a difference to repair.
+            match misfits && known.is_reject(&key) {
                 true => diff.known_rejects += 1,
                 false => diff.record(kind, key),
             }
@@ -233,4 +236,9 @@ fn scan_sqlite(
         each(bucket_of(&key_fields, buckets), &key_fields, &row_fields, &values);
     }
     Ok(())
+}
+
+/// Whether a SQLite row holds a value its PostgreSQL column cannot hold as it is now.
+fn misfits(plan: &TablePlan, values: &[SqlValue]) -> bool {
+    CopyEncoder::default().push_table_row(plan, values).is_err()
 }
