@@ -30,10 +30,14 @@ pub fn pg_name(name: &str) -> String {
     shortened(name)
 }
 
-/// The PostgreSQL name of a SQLite column: `pg_name`, and shortened too when it is `reserved` (lite2pg's own
+/// The columns every PostgreSQL table has: no other column may take their names.
+const SYSTEM_COLUMNS: [&str; 6] = ["tableoid", "xmin", "cmin", "xmax", "cmax", "ctid"];
+
+/// The PostgreSQL name of a SQLite column: `pg_name`, and shortened too when PostgreSQL refuses the name for a
+/// column (a system column's, such as a bounding box's `xmin`, or the empty name) or it is `reserved` (lite2pg's own
 /// rowid column name), so that a user's column never meets lite2pg's.
 pub fn pg_column_name(name: &str, reserved: &str) -> String {
-    match name.eq_ignore_ascii_case(reserved) {
+    match name.eq_ignore_ascii_case(reserved) || SYSTEM_COLUMNS.contains(&name) || name.is_empty() {
         true => shortened(name),
         false => pg_name(name),
     }

@@ -115,3 +115,24 @@ async fn constraints_on_long_names_are_kept_through_a_rebuild() {
     assert_eq!(db.texts(not_null).await, [Some("1".to_string())]);
     db.assert_equal(&file.path).await;
 }
+
+#[tokio::test]
+async fn columns_named_like_postgres_system_columns_are_renamed_the_same_way_everywhere() {
+    let file = SqliteFile::new(
+        r#"CREATE TABLE tiles(id INTEGER PRIMARY KEY, xmin REAL, ymin REAL, xmax REAL, ymax REAL, "" TEXT, "Ctid" TEXT);
+           CREATE INDEX tiles_box ON tiles(xmin, xmax);
+           INSERT INTO tiles VALUES (1, 0.5, 1.5, 2.5, 3.5, 'unnamed', 'case differs');"#,
+    );
+    let db = TestDb::new().await;
+    sync(&db, &file).await;
+    let columns = pg_columns(&db).await;
+    assert!(columns.contains(&"tiles.ymin".to_string()) && columns.contains(&"tiles.Ctid".to_string()), "{columns:?}");
+    assert!(columns.iter().any(|c| c.starts_with("tiles.xmin_")) && columns.iter().any(|c| c.starts_with("tiles.xmax_")));
+    file.exec(
+        r#"UPDATE tiles SET xmin = -1, "" = 'still unnamed' WHERE id = 1; INSERT INTO tiles VALUES (2, 1, 2, 3, 4, NULL, NULL);
+           ALTER TABLE tiles ADD COLUMN cmax TEXT; UPDATE tiles SET cmax = 'added later';"#,
+    );
+    sync(&db, &file).await;
+    assert!(pg_columns(&db).await.iter().any(|c| c.starts_with("tiles.cmax_")));
+    db.assert_equal(&file.path).await;
+}
