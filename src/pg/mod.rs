@@ -273,6 +273,8 @@ pub fn classify(err: tokio_postgres::Error) -> Error {
         "42501" => ErrorKind::PgPermission,
         c if c.starts_with("28") => ErrorKind::PgAuth,
         c if c.starts_with("23") => ErrorKind::PgConstraint,
+        // A value too long for a btree index (over 2,704 bytes): SQLite's indexes hold it, so the index is relaxed.
+        "54000" if details.constraint.is_some() => ErrorKind::PgConstraint,
         _ => ErrorKind::PgQuery,
     };
     let error = Error::new(kind, describe_refusal(&details));

@@ -218,7 +218,8 @@ impl Stream {
             // key here. The key is never dropped: every merge matches rows by it.
             let key = crate::pg::catalog::primary_key(client, schema, table).await?;
             if key.is_some_and(|(name, _)| &name == constraint) {
-                return Ok(Broken::KeyTaken);
+                // A key value too long for the key's index has no way into PostgreSQL: the error stands.
+                return Ok(if pg.code == "54000" { Broken::Kept } else { Broken::KeyTaken });
             }
         }
         if self.policies.into_existing {
@@ -230,8 +231,13 @@ impl Stream {
                 format!("ALTER TABLE {target} ALTER COLUMN {} DROP NOT NULL", crate::ident::quote(column)),
                 format!("NOT NULL on column {column:?}"),
             ),
+            // A unique index SQLite declares may be a constraint or an index in PostgreSQL: whichever it is goes.
             (_, _, Some(constraint)) => (
-                format!("ALTER TABLE {target} DROP CONSTRAINT IF EXISTS {}", crate::ident::quote(constraint)),
+                format!(
+                    "ALTER TABLE {target} DROP CONSTRAINT IF EXISTS {0}; DROP INDEX IF EXISTS {1}.{0}",
+                    crate::ident::quote(constraint),
+                    crate::ident::quote(schema)
+                ),
                 format!("constraint {constraint:?}"),
             ),
             _ => return Ok(Broken::Kept),

@@ -243,3 +243,27 @@ async fn values_sqlite_keeps_apart_that_one_unique_constraint_joins_drop_the_con
     assert_eq!(db.texts("SELECT count(*)::text FROM d").await, [Some("2".into())]);
     db.assert_equal(&file.path).await;
 }
+
+#[tokio::test]
+async fn a_value_too_long_for_a_postgres_index_drops_the_index_not_the_row() {
+    let file = SqliteFile::new(
+        "CREATE TABLE posts(id INTEGER PRIMARY KEY, url TEXT); CREATE INDEX posts_url ON posts(url);
+         CREATE TABLE links(id INTEGER PRIMARY KEY, url TEXT UNIQUE);
+         INSERT INTO posts VALUES (1, 'https://example.com/'); INSERT INTO links VALUES (1, 'https://example.com/');",
+    );
+    let db = TestDb::new().await;
+    assert!(run_once(&db, &file).status.success());
+    assert_eq!(unique_indexes(&db, "links").await.len(), 1);
+    // 8,000 hex digits hold 4,000 random bytes: no compression brings them under btree's 2,704-byte rows.
+    file.exec(
+        "INSERT INTO posts VALUES (2, 'https://x/?q=' || hex(randomblob(4000))), (3, 'https://after/');
+         INSERT INTO links VALUES (2, 'https://x/?q=' || hex(randomblob(4000)));",
+    );
+    let output = run_once(&db, &file);
+    let said = stderr(&output);
+    assert!(output.status.success(), "{said}");
+    assert!(said.contains("\"posts_url\"") && said.contains("dropped in PostgreSQL"), "{said}");
+    assert_eq!(db.texts("SELECT indexname::text FROM pg_indexes WHERE tablename = 'posts'").await, [Some("posts_pkey".into())]);
+    assert_eq!(unique_indexes(&db, "links").await, Vec::<String>::new());
+    db.assert_equal(&file.path).await;
+}
