@@ -61,6 +61,12 @@ pub(super) fn print_verify(report: &VerifyReport) {
             println!("DIFFERENT: {} row(s) differ; `lite2pg verify --repair` re-applies them from SQLite", report.differences())
         }
     }
+    if let Some(error) = &report.sync_error {
+        let pending: u64 = report.tables.iter().map(|t| t.pending).sum();
+        println!(
+            "WARNING: the sync stopped on an error and has applied nothing since; {pending} pending key(s) wait on it: {error}"
+        );
+    }
 }
 
 pub(super) fn print_status(status: &Status) {

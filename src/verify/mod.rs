@@ -106,6 +106,8 @@ pub struct VerifyReport {
     pub applied_seq: i64,
     pub tables: Vec<TableDiff>,
     pub seconds: f64,
+    /// The error the sync last stopped on, when no batch was applied since: the pending keys wait on it.
+    pub sync_error: Option<String>,
 }
 
 impl VerifyReport {
@@ -148,7 +150,14 @@ pub async fn verify(options: &SourceOptions) -> Result<VerifyReport> {
     let result = compare_all(&sqlite, &snapshot_client, &capture.source_id, target, &plans, applied_seq).await;
     compare::lock(&sqlite).execute_batch("COMMIT")?;
     snapshot_client.batch_execute("COMMIT").await?;
-    Ok(VerifyReport { source_id: capture.source_id, applied_seq, tables: result?, seconds: started.elapsed().as_secs_f64() })
+    let sync_error = state::source_status(&lock_client, &capture.source_id).await?.and_then(|s| s.last_error);
+    Ok(VerifyReport {
+        source_id: capture.source_id,
+        applied_seq,
+        tables: result?,
+        seconds: started.elapsed().as_secs_f64(),
+        sync_error,
+    })
 }
 
 /// The plans of the chosen captured tables, with their registry ids. Into existing tables: the columns both

@@ -345,3 +345,20 @@ async fn rows_sqlite_keeps_apart_under_one_postgres_key_in_two_batches_are_a_dif
         stderr(&second)
     );
 }
+
+#[tokio::test]
+async fn a_key_too_long_for_postgres_stops_the_sync_and_verify_says_what_the_pending_rows_wait_on() {
+    let file =
+        SqliteFile::new("CREATE TABLE pages(url TEXT PRIMARY KEY, title TEXT); INSERT INTO pages VALUES ('https://a/', 'a');");
+    let db = TestDb::new().await;
+    assert!(run_once(&db, &file).status.success());
+    // 8,000 hex digits of random bytes: too long for the primary key's btree index, whatever compression does.
+    file.exec("INSERT INTO pages VALUES ('https://x/?q=' || hex(randomblob(4000)), 'long');");
+    let stopped = run_once(&db, &file);
+    assert!(!stopped.status.success());
+    assert!(stderr(&stopped).contains("exceeds btree"), "{}", stderr(&stopped));
+    let output = lite2pg_output(&["verify", "--sqlite", file.path.to_str().unwrap(), "--postgres", &db.url()]);
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(said.contains("WARNING: the sync stopped on an error") && said.contains("1 pending key(s)"), "{said}");
+    assert!(said.contains("exceeds btree"), "{said}");
+}
