@@ -138,7 +138,16 @@ fn read_schema_in_transaction(conn: &Connection) -> Result<SourceSchema> {
             continue;
         }
         match kind.as_str() {
-            "table" => schema.tables.push(read_table(conn, name, without_rowid, strict)?),
+            "table" => {
+                let table = read_table(conn, name, without_rowid, strict)?;
+                match table.primary_key.is_empty() && !without_rowid && table.rowid_name().is_none() {
+                    // Columns named rowid, _rowid_ and oid hide the rowid, and no key names the rows instead.
+                    true => schema
+                        .skipped
+                        .push(Skipped { kind: "table without a key whose columns hide the rowid", name: table.name }),
+                    false => schema.tables.push(table),
+                }
+            }
             "view" => schema.skipped.push(Skipped { kind: "view", name }),
             "virtual" => schema.skipped.push(Skipped { kind: "virtual table", name }),
             "shadow" => schema.skipped.push(Skipped { kind: "virtual table storage", name }),
@@ -283,6 +292,21 @@ mod tests {
         assert_eq!(loose.indexes[0].collations, ["BINARY"]);
         assert_eq!(parent.columns[1].generated, None);
         assert_eq!(schema.skipped, [Skipped { kind: "view", name: "v".into() }, Skipped { kind: "trigger", name: "t".into() }]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_table_without_a_key_whose_columns_hide_the_rowid_is_skipped() -> Result<()> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(
+            "CREATE TABLE imported(rowid, _rowid_, oid, v); CREATE TABLE keyed(rowid, _rowid_, oid PRIMARY KEY, v);",
+        )?;
+        let schema = read_schema(&conn)?;
+        assert_eq!(schema.tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["keyed"]);
+        assert_eq!(
+            schema.skipped,
+            [Skipped { kind: "table without a key whose columns hide the rowid", name: "imported".into() }]
+        );
         Ok(())
     }
 

@@ -92,6 +92,13 @@ fn register(conn: &Connection, table: &Table) -> Result<Vec<String>> {
         }
     }
     let key = if primary_key_has_nulls(conn, table)? { Vec::new() } else { table.primary_key.clone() };
+    if key.is_empty() && table.rowid_name().is_none() {
+        return Err(Error::new(
+            ErrorKind::Schema,
+            format!("table {:?}: its primary key holds NULLs and its columns rowid, _rowid_ and oid hide the rowid, so no key tells its rows apart", table.name),
+        )
+        .with_hint("leave it out with --exclude, or rename one of those columns in SQLite"));
+    }
     conn.execute(
         &format!("INSERT INTO {TABLES_TABLE} (name, key_columns) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET key_columns = excluded.key_columns"),
         rusqlite::params![table.name, serde_json::to_string(&key).expect("strings serialize")],
