@@ -35,6 +35,8 @@ pub(super) struct TableCounts {
     pub(super) upserts: u64,
     pub(super) deletes: u64,
     pub(super) rejects: Vec<Reject>,
+    /// Gone keys PostgreSQL's key column cannot hold (so no row to delete): their rejects are forgotten.
+    pub(super) gone_unheld: Vec<Vec<SqlValue>>,
 }
 
 /// What the reading thread found.
@@ -201,7 +203,10 @@ impl TableRead<'_> {
                         }
                     }
                 }
-                Change::Gone(key) => counts.deletes += u64::from(push_key(&mut encoder, key, &gone)),
+                Change::Gone(key) => match push_key(&mut encoder, key, &gone) {
+                    true => counts.deletes += 1,
+                    false => counts.gone_unheld.push(key.to_vec()),
+                },
             }
             if encoder.len() >= CHUNK_BYTES {
                 self.send_message(Message::Data { id: self.id, chunk: encoder.take() })?;

@@ -65,6 +65,8 @@ struct Written {
     upserts: u64,
     deletes: u64,
     rejects: Vec<Reject>,
+    /// Per table: gone keys PostgreSQL cannot hold, whose rejects go.
+    gone_unheld: Vec<(String, Vec<Vec<crate::mapping::types::SqlValue>>)>,
 }
 
 impl Stream {
@@ -299,6 +301,9 @@ impl Stream {
                     written.upserts += counts.upserts;
                     written.deletes += counts.deletes;
                     written.rejects.extend(counts.rejects);
+                    if !counts.gone_unheld.is_empty() {
+                        written.gone_unheld.push((table.clone(), counts.gone_unheld));
+                    }
                 }
             }
         }
@@ -347,6 +352,9 @@ impl Stream {
         if !written.rejects.is_empty() {
             // Skipped when empty: its statement's preparing alone is a round trip every small batch would wait on.
             state::store_rejects(client, &self.capture.source_id, &written.rejects).await?;
+        }
+        for (table, keys) in &written.gone_unheld {
+            state::forget_rejects(client, &self.capture.source_id, table, keys).await?;
         }
         let advance = self.client.as_ref().expect("connected above").prepared(state::ADVANCE).await?;
         state::advance(client, &advance, &self.capture.source_id, range.after, range.up_to, mark).await?;

@@ -191,3 +191,32 @@ async fn verify_counts_a_reject_as_known_only_while_its_row_does_not_fit() {
     let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), stderr(&output));
     assert!(!output.status.success() && said.contains("missing"), "{said}");
 }
+
+#[tokio::test]
+async fn text_keys_postgres_cannot_hold_are_listed_as_rejects_each_by_its_bytes() {
+    let file = SqliteFile::new(
+        "CREATE TABLE w(k TEXT PRIMARY KEY, v) WITHOUT ROWID;
+         INSERT INTO w VALUES ('ok', 1), (CAST(X'410042' AS TEXT), 2);",
+    );
+    let db = TestDb::new().await;
+    sync(&db, &file, MisfitPolicy::Auto).await.unwrap();
+    // A NUL inside, and two byte strings that are not UTF-8 and that a lossy decoding would make one.
+    file.exec(
+        "INSERT INTO w VALUES (CAST(X'6100' AS TEXT), 3), (CAST(X'FF41' AS TEXT), 4), (CAST(X'FE41' AS TEXT), 5), ('b', 6);",
+    );
+    sync(&db, &file, MisfitPolicy::Auto).await.unwrap();
+    assert_eq!(
+        reject_keys(&db).await,
+        [
+            r#"[{"text_hex": "410042"}] k"#,
+            r#"[{"text_hex": "6100"}] k"#,
+            r#"[{"text_hex": "fe41"}] k"#,
+            r#"[{"text_hex": "ff41"}] k"#
+        ]
+    );
+    assert_eq!(db.texts("SELECT k FROM w ORDER BY k").await, [Some("b".into()), Some("ok".into())]);
+    db.assert_equal(&file.path).await;
+    file.exec("DELETE FROM w WHERE v IN (2, 4);");
+    sync(&db, &file, MisfitPolicy::Auto).await.unwrap();
+    assert_eq!(reject_keys(&db).await.len(), 2, "a deleted row's reject goes: {:?}", reject_keys(&db).await);
+}

@@ -55,7 +55,8 @@ impl SqlValue {
         }
     }
 
-    /// The value as JSON, for reject records and key lists: numbers stay numbers, blobs become `\x…` hex.
+    /// The value as JSON, for reject records and key lists: numbers stay numbers, blobs become `\x…` hex, and a
+    /// text holding NUL or bytes that are not UTF-8 becomes `{"text_hex": …}`.
     pub fn to_json(&self) -> serde_json::Value {
         match self {
             SqlValue::Null => serde_json::Value::Null,
@@ -63,7 +64,11 @@ impl SqlValue {
             SqlValue::Real(f) => {
                 serde_json::Number::from_f64(*f).map(serde_json::Value::Number).unwrap_or_else(|| real_to_text(*f).into())
             }
-            SqlValue::Text(t) => String::from_utf8_lossy(t).into_owned().into(),
+            // jsonb holds no NUL, and a lossy decoding would make two texts one: those texts go as their bytes.
+            SqlValue::Text(t) => match std::str::from_utf8(t) {
+                Ok(text) if !text.contains('\0') => text.into(),
+                _ => serde_json::json!({ "text_hex": hex(t) }),
+            },
             SqlValue::Blob(b) => format!("\\x{}", hex(b)).into(),
         }
     }

@@ -69,6 +69,19 @@ pub async fn store_rejects(client: &impl GenericClient, source_id: &str, rejects
     Ok(())
 }
 
+/// Forgets the rejects of rows of `table` that are gone from SQLite, by their keys.
+pub async fn forget_rejects(client: &impl GenericClient, source_id: &str, table: &str, keys: &[Vec<SqlValue>]) -> Result<()> {
+    let keys: Vec<serde_json::Value> =
+        keys.iter().map(|key| serde_json::Value::Array(key.iter().map(SqlValue::to_json).collect())).collect();
+    client
+        .execute(
+            "DELETE FROM lite2pg.rejects WHERE source_id = $1 AND table_name = $2 AND key = ANY($3)",
+            &[&source_id, &table, &keys],
+        )
+        .await?;
+    Ok(())
+}
+
 /// A row of `lite2pg.rejects` as stored, for listing.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StoredReject {
