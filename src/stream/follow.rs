@@ -47,7 +47,13 @@ impl Stream {
         self.applied_seq = row.applied_seq;
         self.applied_mark = row.applied_mark;
         self.known_rejects = known_rejects;
-        self.follow_schema().await
+        self.follow_schema().await?;
+        if known_rejects {
+            // A column may have been widened since they were rejected (by another source of a shared table, or
+            // by a batch that failed before it retried them).
+            self.log_fitting_rejects_again().await?;
+        }
+        Ok(())
     }
 
     /// Another file was renamed over the path: reads that one, to be checked as at a start before the next batch.
@@ -171,7 +177,6 @@ impl Stream {
                 .into_iter()
                 .map(|(t, column)| crate::evolve::ColumnWidening { table: tables[t], column, to: widening.to })
                 .collect();
-        let widened: Vec<String> = columns.iter().map(|c| c.table.name.clone()).collect();
         let client: &mut Client = self.client.as_mut().expect("connected");
         let exact = crate::evolve::widen_column(client, &self.schema, &self.capture.source_id, &columns).await?;
         tracing::info!(
@@ -184,22 +189,29 @@ impl Stream {
             if exact { "" } else { "; the table is copied again so every value is exact" }
         );
         self.load_plans().await?;
-        self.log_rejects_again(&widened).await
+        self.log_fitting_rejects_again().await
     }
 
-    /// Logs the keys of the rows rejected in `tables` again, after a widening: a value that did not fit may fit
-    /// the wider column, and the next batch applies the row (or records it as rejected again).
-    async fn log_rejects_again(&mut self, tables: &[String]) -> Result<()> {
+    /// Logs again the keys of rejected rows that fit the columns as they are now, so that the next batch applies
+    /// them: after a widening (this source's or, in a shared table, another's) a value that did not fit may fit.
+    pub(super) async fn log_fitting_rejects_again(&mut self) -> Result<()> {
         let client: &Client = self.client.as_ref().expect("connected");
         let rejects = state::rejects(client, &self.capture.source_id).await?;
-        for captured in self.capture.tables.iter().filter(|c| tables.contains(&c.name)) {
+        for captured in &self.capture.tables {
             let wanted: Vec<serde_json::Value> =
                 rejects.iter().filter(|r| r.table == captured.name).filter_map(|r| serde_json::from_str(&r.key).ok()).collect();
-            let Some(table) = self.tables.get(&captured.id).filter(|_| !wanted.is_empty()) else { continue };
-            let keys = capture::keys_with_json(self.file.reader(), table, captured, &wanted)?;
+            let (Some(table), Some(plan)) = (self.tables.get(&captured.id), self.plans.get(&captured.id)) else { continue };
+            if wanted.is_empty() {
+                continue;
+            }
+            let keys = capture::fitting_rows_with_json(self.file.reader(), table, captured, plan, &wanted)?;
             if !keys.is_empty() {
                 capture::log_keys(&mut self.file.pruner(), captured.id, &keys)?;
-                tracing::info!("{} rejected row(s) of table {:?} are tried again in the wider column", keys.len(), captured.name);
+                tracing::info!(
+                    "{} rejected row(s) of table {:?} fit their columns now: applying them",
+                    keys.len(),
+                    captured.name
+                );
             }
         }
         Ok(())

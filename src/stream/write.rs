@@ -104,7 +104,11 @@ impl Stream {
             Ok(Attempt::Nothing) => Ok(Applied::Nothing),
             Ok(Attempt::SchemaMoved) => Ok(Applied::Adjusted),
             Ok(Attempt::Vacuumed) => self.copy_rowid_tables_again().await.map(|()| Applied::Adjusted),
-            Ok(Attempt::TypesMoved) => self.load_plans().await.map(|()| Applied::Adjusted),
+            Ok(Attempt::TypesMoved) => {
+                // Another source widened a shared column: this source's rejected rows may fit it now.
+                self.load_plans().await?;
+                self.log_fitting_rejects_again().await.map(|()| Applied::Adjusted)
+            }
             Ok(Attempt::Widen(widening)) => self.widen(&widening).await.map(|()| Applied::Adjusted),
             Err(err) if err.kind().retry_policy() == RetryPolicy::Relax => match self.relax_constraint(&err).await? {
                 Broken::Dropped => Ok(Applied::Adjusted),

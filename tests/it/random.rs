@@ -359,3 +359,25 @@ proptest! {
         });
     }
 }
+
+/// Found by `shared_tables_follow_one_sources_migrations_and_keep_the_others`: the other source's text was
+/// rejected by the shared column while it awaited its first type, and stayed out after this source widened it.
+#[tokio::test]
+async fn a_shared_column_another_source_widens_takes_the_rows_it_rejected_before() {
+    let (mine, theirs) = (SqliteFile::new(MIGRATING), SqliteFile::new(MIGRATING));
+    theirs.exec("INSERT INTO t0(v) VALUES ('theirs');");
+    let db = TestDb::new().await;
+    let (my_options, their_options) = (shared_source(&db, &mine, "mine"), shared_source(&db, &theirs, "theirs"));
+    let sync = |options| async move {
+        let metrics = lite2pg::metrics::Metrics::new(Default::default());
+        lite2pg::stream::run(options, lite2pg::stream::StopWhen::CaughtUp, metrics, |_| {}).await.unwrap();
+    };
+    sync(&my_options).await;
+    sync(&their_options).await;
+    mine.exec("INSERT INTO t0(v) VALUES (1), ('two');");
+    sync(&my_options).await;
+    sync(&their_options).await;
+    assert_source_equal(&my_options.source).await;
+    assert_source_equal(&their_options.source).await;
+    assert_eq!(db.texts("SELECT count(*)::text FROM lite2pg.rejects").await, [Some("0".into())]);
+}

@@ -88,6 +88,34 @@ pub fn keys_with_json(
     Ok(found)
 }
 
+/// The keys of the rows of a captured table whose key's JSON form is in `wanted` and whose values all fit `plan`'s
+/// columns as they are now.
+pub fn fitting_rows_with_json(
+    conn: &Connection,
+    table: &Table,
+    captured: &CapturedTable,
+    plan: &crate::mapping::table::TablePlan,
+    wanted: &[serde_json::Value],
+) -> Result<Vec<Vec<SqlValue>>> {
+    let key = key_expressions(table, &captured.key_columns);
+    let sql = format!("SELECT {}, {} FROM {} AS t", key.join(", "), plan.select_list("t"), quote(&table.name));
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query([])?;
+    let (mut found, mut values) = (Vec::new(), Vec::new());
+    while let Some(row) = rows.next()? {
+        let mut key_values = Vec::with_capacity(key.len());
+        crate::sqlite::scan::read_values(row, 0, key.len(), &mut key_values)?;
+        if !wanted.contains(&serde_json::Value::Array(key_values.iter().map(SqlValue::to_json).collect())) {
+            continue;
+        }
+        crate::sqlite::scan::read_values(row, key.len(), plan.columns.len(), &mut values)?;
+        if crate::pg::copy::CopyEncoder::default().push_table_row(plan, &values).is_ok() {
+            found.push(key_values);
+        }
+    }
+    Ok(found)
+}
+
 /// Deletes log entries below `applied_seq`. The entry at `applied_seq` itself stays, so the log's largest seq never
 /// falls and SQLite never hands out a used seq again.
 pub fn prune(conn: &Connection, applied_seq: i64) -> Result<u64> {

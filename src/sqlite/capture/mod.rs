@@ -39,7 +39,7 @@ pub use identity::{arm_canary, check_position, entry_mark, mark_position, vacuum
 #[cfg(test)]
 pub(crate) use install::install;
 pub use install::{remove_objects, uninstall};
-pub use log::{keys_with_json, log_keys, newest_seq, pending, prune};
+pub use log::{fitting_rows_with_json, keys_with_json, log_keys, newest_seq, pending, prune};
 
 /// Version of the objects lite2pg installs; a newer lite2pg upgrades older files in place.
 pub const FORMAT_VERSION: i64 = 2;
