@@ -38,6 +38,15 @@ pub fn open(path: &Path, access: Access) -> Result<Connection> {
         return Err(Error::new(ErrorKind::SqliteOpen, format!("{shown} is a directory, not a SQLite file"))
             .with_hint("give the path of the database file itself"));
     }
+    // SQLite would make a new database in it; and a file copied into place (`cp backup app.db`) is empty first.
+    let wal_written = std::fs::metadata(format!("{shown}-wal")).is_ok_and(|wal| wal.len() > 0);
+    if metadata.len() == 0 && !wal_written {
+        return Err(Error::new(
+            ErrorKind::SqliteOpen,
+            format!("{shown} is empty (0 bytes): no database yet, or one being copied into place"),
+        )
+        .with_hint("lite2pg never writes into an empty file: start it again once the database is in place"));
+    }
     let flags = match access {
         Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
         Access::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE,

@@ -362,3 +362,24 @@ async fn a_key_too_long_for_postgres_stops_the_sync_and_verify_says_what_the_pen
     assert!(said.contains("WARNING: the sync stopped on an error") && said.contains("1 pending key(s)"), "{said}");
     assert!(said.contains("exceeds btree"), "{said}");
 }
+
+#[tokio::test]
+async fn an_empty_file_is_never_written_into() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    std::fs::write(&path, b"").unwrap();
+    let db = TestDb::new().await;
+    for command in [&["snapshot"][..], &["run", "--once"], &["init"]] {
+        let mut args = command.to_vec();
+        let path = path.to_str().unwrap();
+        let url = db.url();
+        args.extend(["--sqlite", path]);
+        if command[0] != "init" {
+            args.extend(["--postgres", &url]);
+        }
+        let output = lite2pg_output(&args);
+        assert!(!output.status.success(), "{command:?} succeeded");
+        assert!(stderr(&output).contains("is empty (0 bytes)"), "{command:?}: {}", stderr(&output));
+        assert_eq!(std::fs::metadata(dir.path().join("app.db")).unwrap().len(), 0, "{command:?} wrote into the file");
+    }
+}
