@@ -50,6 +50,13 @@ impl CopyEncoder {
         self.push_row(values.iter().zip(plan.columns.iter().map(|c| c.pg_type)))
     }
 
+    /// Whether PostgreSQL can hold `values`, a row of `plan`'s table, as it is now: every value fits its column and
+    /// the key holds no NULL.
+    pub fn fits(plan: &TablePlan, values: &[SqlValue]) -> bool {
+        !plan.key_indexes().iter().any(|i| values[*i] == SqlValue::Null)
+            && CopyEncoder::default().push_table_row(plan, values).is_ok()
+    }
+
     /// Bytes written so far.
     pub fn len(&self) -> usize {
         self.buf.len()

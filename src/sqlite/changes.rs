@@ -25,6 +25,8 @@ pub enum Change<'a> {
     Present(&'a [SqlValue]),
     /// No row has this key any more: the key values, in key order.
     Gone(&'a [SqlValue]),
+    /// A row whose key holds NULL (SQLite's rowid tables allow it), which no PostgreSQL key can hold.
+    NullKeyed(&'a [SqlValue]),
 }
 
 /// Registry ids of the tables with entries in `range`.
@@ -67,11 +69,33 @@ pub fn read_changes(
         let found_same_key = key_indexes.iter().zip(&logged_key).all(|(i, k)| row[*i] != SqlValue::Null && &row[*i] == k);
         if found_same_key {
             on_change(Change::Present(&row))?;
-        } else {
+        } else if !logged_key.contains(&SqlValue::Null) || !read_null_keyed(conn, plan, &logged_key, &mut on_change)? {
             on_change(Change::Gone(&logged_key))?;
         }
     }
     Ok(())
+}
+
+/// Calls `on_change` with each row whose key is `key`, which holds NULL (a join never matches NULL); returns whether
+/// there was one.
+fn read_null_keyed(
+    conn: &Connection,
+    plan: &TablePlan,
+    key: &[SqlValue],
+    on_change: &mut impl FnMut(Change<'_>) -> Result<()>,
+) -> Result<bool> {
+    let same: Vec<String> =
+        plan.key_select_list("t").iter().enumerate().map(|(i, expr)| format!("{expr} IS ?{}", i + 1)).collect();
+    let sql = format!("SELECT {} FROM {} AS t WHERE {}", plan.select_list("t"), quote(&plan.name), same.join(" AND "));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(key))?;
+    let (mut row, mut found) = (Vec::with_capacity(plan.columns.len()), false);
+    while let Some(result) = rows.next()? {
+        read_values(result, 0, plan.columns.len(), &mut row)?;
+        on_change(Change::NullKeyed(&row))?;
+        found = true;
+    }
+    Ok(found)
 }
 
 /// Calls `on_change` with every row of the table, for copying a table again inside a batch.
@@ -133,6 +157,7 @@ mod tests {
             seen.push(match change {
                 Change::Present(row) => format!("present {}", shown(row)),
                 Change::Gone(key) => format!("gone {}", shown(key)),
+                Change::NullKeyed(row) => format!("null-keyed {}", shown(row)),
             });
             Ok(())
         })?;
@@ -187,6 +212,20 @@ mod tests {
         let start = newest_seq(&conn)?;
         conn.execute_batch("UPDATE n SET v = 'y'; INSERT INTO n VALUES (NULL, NULL, 'z'); DELETE FROM n WHERE v = 'z';")?;
         assert_eq!(changes_after(&conn, &state, "n", start)?, ["gone 2", "present 1,NULL,'y',1"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_declared_key_taking_null_later_is_read_as_null_keyed_rows() -> Result<()> {
+        let (conn, state) = setup("CREATE TABLE n(a, b, v, PRIMARY KEY (a, b)); INSERT INTO n VALUES (1, 2, 'x');")?;
+        assert_eq!(state.table("n").unwrap().key_columns, ["a", "b"]);
+        let start = newest_seq(&conn)?;
+        conn.execute_batch("INSERT INTO n VALUES (1, NULL, 'y'), (1, NULL, 'z'), (NULL, 3, 'w'); DELETE FROM n WHERE v = 'w';")?;
+        assert_eq!(
+            changes_after(&conn, &state, "n", start)?,
+            ["gone NULL,3", "null-keyed 1,NULL,'y'", "null-keyed 1,NULL,'z'"],
+            "the NULL key, logged twice, is read once and finds both rows"
+        );
         Ok(())
     }
 

@@ -204,7 +204,8 @@ impl Stream {
             if wanted.is_empty() {
                 continue;
             }
-            let keys = capture::fitting_rows_with_json(self.file.reader(), table, captured, plan, &wanted)?;
+            let fits = |values: &[SqlValue]| crate::pg::copy::CopyEncoder::fits(plan, values);
+            let keys = capture::fitting_rows_with_json(self.file.reader(), table, captured, plan, &wanted, fits)?;
             if !keys.is_empty() {
                 capture::log_keys(&mut self.file.pruner(), captured.id, &keys)?;
                 tracing::info!(

@@ -238,7 +238,7 @@ fn scan_sqlite(
     Ok(())
 }
 
-/// Whether a SQLite row holds a value its PostgreSQL column cannot hold as it is now.
+/// Whether a SQLite row holds a value its PostgreSQL column cannot hold as it is now, or NULL in its key.
 fn misfits(plan: &TablePlan, values: &[SqlValue]) -> bool {
-    CopyEncoder::default().push_table_row(plan, values).is_err()
+    !CopyEncoder::fits(plan, values)
 }

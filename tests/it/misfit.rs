@@ -220,3 +220,23 @@ async fn text_keys_postgres_cannot_hold_are_listed_as_rejects_each_by_its_bytes(
     sync(&db, &file, MisfitPolicy::Auto).await.unwrap();
     assert_eq!(reject_keys(&db).await.len(), 2, "a deleted row's reject goes: {:?}", reject_keys(&db).await);
 }
+
+#[tokio::test]
+async fn rows_whose_key_holds_null_are_listed_as_rejects_until_they_go() {
+    let file = SqliteFile::new(
+        "CREATE TABLE doc(k TEXT PRIMARY KEY, v); INSERT INTO doc VALUES ('x', 1), ('y', 2);
+         CREATE TABLE pair(a INT, b TEXT, v, PRIMARY KEY (a, b)); INSERT INTO pair VALUES (1, 'x', 1);",
+    );
+    let db = TestDb::new().await;
+    sync(&db, &file, MisfitPolicy::Auto).await.unwrap();
+    // SQLite takes NULL in a declared key of a rowid table; PostgreSQL's key cannot hold it.
+    file.exec("INSERT INTO doc VALUES (NULL, 'a'); UPDATE doc SET k = NULL WHERE k = 'x'; INSERT INTO pair VALUES (1, NULL, 2);");
+    sync(&db, &file, MisfitPolicy::Auto).await.unwrap();
+    assert_eq!(reject_keys(&db).await, ["[null] k", "[1, null] b"]);
+    assert_eq!(db.texts("SELECT k FROM doc").await, [Some("y".into())], "x took the NULL key: it is gone from PostgreSQL");
+    db.assert_equal(&file.path).await;
+    file.exec("DELETE FROM doc WHERE k IS NULL; DELETE FROM pair WHERE b IS NULL;");
+    sync(&db, &file, MisfitPolicy::Auto).await.unwrap();
+    assert_eq!(reject_keys(&db).await, Vec::<String>::new());
+    db.assert_equal(&file.path).await;
+}

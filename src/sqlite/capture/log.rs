@@ -88,14 +88,15 @@ pub fn keys_with_json(
     Ok(found)
 }
 
-/// The keys of the rows of a captured table whose key's JSON form is in `wanted` and whose values all fit `plan`'s
-/// columns as they are now.
+/// The keys of the rows of a captured table whose key's JSON form is in `wanted` and whose values (read in `plan`'s
+/// column order) `fit`.
 pub fn fitting_rows_with_json(
     conn: &Connection,
     table: &Table,
     captured: &CapturedTable,
     plan: &crate::mapping::table::TablePlan,
     wanted: &[serde_json::Value],
+    fit: impl Fn(&[SqlValue]) -> bool,
 ) -> Result<Vec<Vec<SqlValue>>> {
     let key = key_expressions(table, &captured.key_columns);
     let sql = format!("SELECT {}, {} FROM {} AS t", key.join(", "), plan.select_list("t"), quote(&table.name));
@@ -109,7 +110,7 @@ pub fn fitting_rows_with_json(
             continue;
         }
         crate::sqlite::scan::read_values(row, key.len(), plan.columns.len(), &mut values)?;
-        if crate::pg::copy::CopyEncoder::default().push_table_row(plan, &values).is_ok() {
+        if fit(&values) {
             found.push(key_values);
         }
     }
