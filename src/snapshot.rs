@@ -524,6 +524,10 @@ fn read_rows(
     let closed = || Error::new(ErrorKind::PgConnect, "the COPY to PostgreSQL stopped early");
     while let Some(row) = rows.next()? {
         read_values(row, 0, plan.columns.len(), &mut values)?;
+        if let Some(reject) = Reject::of_null_key(plan, &values) {
+            rejects.push(reject);
+            continue;
+        }
         match encoder.push_table_row(plan, &values) {
             Ok(()) => chunk_rows += 1,
             Err((column, misfit)) => rejects.push(Reject {

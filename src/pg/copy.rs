@@ -10,6 +10,10 @@ pub const CHUNK_BYTES: usize = 1 << 20;
 const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 const TRAILER: &[u8] = &(-1i16).to_be_bytes();
 
+/// Why a row whose key holds NULL is rejected.
+pub const NULL_IN_KEY: &str = "the primary key holds NULL here, which SQLite allows in a rowid table and no PostgreSQL \
+     key can hold; give the row a key in SQLite";
+
 /// A buffer of binary COPY rows; `take` hands out what was written so far.
 #[derive(Debug)]
 pub struct CopyEncoder {

@@ -102,10 +102,13 @@ fn read_null_keyed(
 pub fn read_all(conn: &Connection, plan: &TablePlan, mut on_change: impl FnMut(Change<'_>) -> Result<()>) -> Result<()> {
     let mut stmt = conn.prepare(&format!("SELECT {} FROM {} AS t", plan.select_list("t"), quote(&plan.name)))?;
     let mut rows = stmt.query([])?;
-    let mut row = Vec::with_capacity(plan.columns.len());
+    let (mut row, key_indexes) = (Vec::with_capacity(plan.columns.len()), plan.key_indexes());
     while let Some(result) = rows.next()? {
         read_values(result, 0, plan.columns.len(), &mut row)?;
-        on_change(Change::Present(&row))?;
+        match key_indexes.iter().any(|i| row[*i] == SqlValue::Null) {
+            true => on_change(Change::NullKeyed(&row))?,
+            false => on_change(Change::Present(&row))?,
+        }
     }
     Ok(())
 }

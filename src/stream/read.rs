@@ -20,10 +20,6 @@ use crate::sqlite::capture;
 use crate::sqlite::changes::{changed_tables, read_all, read_changes, Change, SeqRange};
 use crate::sqlite::scan::column_stats_of;
 
-/// Why a row whose key holds NULL is rejected.
-const NULL_IN_KEY: &str = "the primary key holds NULL here, which SQLite allows in a rowid table and no PostgreSQL \
-     key can hold; give the row a key in SQLite";
-
 /// Added to a reject's reason when the column's policy asked to widen it but no type holds the value with the rest.
 const NO_WIDER_TYPE: &str = "; no PostgreSQL type holds it together with the column's other values as themselves";
 
@@ -213,16 +209,7 @@ impl TableRead<'_> {
                     true => counts.deletes += 1,
                     false => counts.gone_unheld.push(key.to_vec()),
                 },
-                Change::NullKeyed(row) => {
-                    let column = key_indexes.iter().copied().find(|i| row[*i] == SqlValue::Null).expect("its key holds NULL");
-                    counts.rejects.push(Reject {
-                        table: plan.name.clone(),
-                        key: plan.key_of(row),
-                        column: plan.columns[column].name.clone(),
-                        reason: NULL_IN_KEY.to_string(),
-                        value: SqlValue::Null,
-                    });
-                }
+                Change::NullKeyed(row) => counts.rejects.extend(Reject::of_null_key(plan, row)),
             }
             if encoder.len() >= CHUNK_BYTES {
                 self.send_message(Message::Data { id: self.id, chunk: encoder.take() })?;

@@ -235,6 +235,13 @@ async fn rows_whose_key_holds_null_are_listed_as_rejects_until_they_go() {
     assert_eq!(reject_keys(&db).await, ["[null] k", "[1, null] b"]);
     assert_eq!(db.texts("SELECT k FROM doc").await, [Some("y".into())], "x took the NULL key: it is gone from PostgreSQL");
     db.assert_equal(&file.path).await;
+    // A fresh copy keeps the declared keys and rejects the same rows.
+    let (path, url) = (file.path.to_str().unwrap(), db.url());
+    let output = lite2pg_output(&["snapshot", "--replace", "--sqlite", path, "--postgres", &url]);
+    assert_eq!(output.status.code(), Some(1), "a copy with rejects exits 1: {}", stderr(&output));
+    assert!(stderr(&output).contains("3 row(s) hold values PostgreSQL cannot hold"), "{}", stderr(&output));
+    assert_eq!(reject_keys(&db).await, ["[null] k", "[1, null] b"]);
+    db.assert_equal(&file.path).await;
     file.exec("DELETE FROM doc WHERE k IS NULL; DELETE FROM pair WHERE b IS NULL;");
     sync(&db, &file, MisfitPolicy::Auto).await.unwrap();
     assert_eq!(reject_keys(&db).await, Vec::<String>::new());

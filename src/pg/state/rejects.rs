@@ -18,6 +18,19 @@ pub struct Reject {
 }
 
 impl Reject {
+    /// The reject of a row of `plan`'s table whose key holds NULL, which no PostgreSQL key can hold; `None` when
+    /// its key holds none.
+    pub fn of_null_key(plan: &crate::mapping::table::TablePlan, values: &[SqlValue]) -> Option<Reject> {
+        let column = plan.key_indexes().into_iter().find(|i| values[*i] == SqlValue::Null)?;
+        Some(Reject {
+            table: plan.name.clone(),
+            key: plan.key_of(values),
+            column: plan.columns[column].name.clone(),
+            reason: crate::pg::copy::NULL_IN_KEY.to_string(),
+            value: SqlValue::Null,
+        })
+    }
+
     /// The error of the `stop` policy: which row, which value, and the ways on.
     pub fn stop_error(&self) -> Error {
         let key = serde_json::Value::Array(self.key.iter().map(SqlValue::to_json).collect());
