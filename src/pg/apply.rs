@@ -166,10 +166,21 @@ impl TableMerge {
         format!("DROP TABLE IF EXISTS pg_temp.{}; {}", quote(&self.temp_table), self.create_temp)
     }
 
-    /// Makes the primary key `key` (its constraint now being `current`, if any) when a whole-table copy runs.
-    pub fn rekey(&mut self, schema: &str, table: &str, current: Option<&str>, key: &[String]) {
+    /// Makes the primary key `key` (its constraint now being `current`, with its columns, if any) when a
+    /// whole-table copy runs. The old key's other columns lose the NOT NULL the key gave them (PostgreSQL keeps it
+    /// when the key goes): SQLite may hold NULL there now, and the constraints SQLite declares are made again later.
+    pub fn rekey(&mut self, schema: &str, table: &str, current: Option<(&str, &[String])>, key: &[String]) {
         let target = qualified(schema, table);
-        let drop = current.map(|name| format!("ALTER TABLE {target} DROP CONSTRAINT {}; ", quote(name))).unwrap_or_default();
+        let drop = current
+            .map(|(name, columns)| {
+                let loosen: String = columns
+                    .iter()
+                    .filter(|c| !key.contains(c))
+                    .map(|c| format!("ALTER TABLE {target} ALTER COLUMN {} DROP NOT NULL; ", quote(c)))
+                    .collect();
+                format!("ALTER TABLE {target} DROP CONSTRAINT {}; {loosen}", quote(name))
+            })
+            .unwrap_or_default();
         let key = key.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
         self.rekey = Some(format!("{drop}ALTER TABLE {target} ADD PRIMARY KEY ({key})"));
     }

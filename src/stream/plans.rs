@@ -66,7 +66,8 @@ impl Stream {
                     .with_hint("every source's copy of a shared table must have the same primary key"));
                 }
                 // A rebuild moved the key: the next batch empties the table, moves the key and copies it whole.
-                merge.rekey(&self.schema, &table.name, current.as_ref().map(|(name, _)| name.as_str()), &plan.pg_key(layout));
+                let current = current.as_ref().map(|(name, columns)| (name.as_str(), columns.as_slice()));
+                merge.rekey(&self.schema, &table.name, current, &plan.pg_key(layout));
                 state::set_resync(client, &self.capture.source_id, &table.name, true).await?;
             }
             merges.insert(captured.id, merge);

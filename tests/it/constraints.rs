@@ -267,3 +267,18 @@ async fn a_value_too_long_for_a_postgres_index_drops_the_index_not_the_row() {
     assert_eq!(unique_indexes(&db, "links").await, Vec::<String>::new());
     db.assert_equal(&file.path).await;
 }
+
+#[tokio::test]
+async fn a_rebuild_that_drops_the_key_lets_the_old_key_column_take_null() {
+    let file = SqliteFile::new("CREATE TABLE y(code TEXT PRIMARY KEY, v); INSERT INTO y VALUES ('a', 1), ('b', 2);");
+    let db = TestDb::new().await;
+    assert!(run_once(&db, &file).status.success());
+    file.exec(
+        "BEGIN; CREATE TABLE new_y(code TEXT, v); INSERT INTO new_y SELECT * FROM y; DROP TABLE y;
+         ALTER TABLE new_y RENAME TO y; COMMIT; INSERT INTO y VALUES (NULL, 3);",
+    );
+    let output = run_once(&db, &file);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(not_null_columns(&db, "y").await, ["__lite2pg_rowid"], "keyed by rowid now; code takes NULL");
+    db.assert_equal(&file.path).await;
+}
