@@ -113,7 +113,13 @@ impl TableMerge {
         // outside the batch is left alone: SQLite did not change it (a row an `INSERT OR REPLACE` displaced is
         // logged as gone by the displacement triggers), so if PostgreSQL's constraint refuses the two rows, the
         // constraint is what disagrees with SQLite, and the batch fails on it instead of deleting a row SQLite has.
-        let in_batch = keys.iter().map(|k| format!("o.{k} = t.{k}")).collect::<Vec<_>>().join(" AND ");
+        // A row kept as PostgreSQL has it (gone flag NULL: its new values were rejected) is not written again.
+        let in_batch = keys
+            .iter()
+            .map(|k| format!("o.{k} = t.{k}"))
+            .chain([format!("o.{gone} IS NOT NULL")])
+            .collect::<Vec<_>>()
+            .join(" AND ");
         let delete_displaced = unique_sets.iter().map(|set| {
             let same = layout.unscoped(set).iter().map(|c| format!("t.{0} = s.{0}", quote(c))).collect::<Vec<_>>().join(" AND ");
             // The batch's row is found by a join, not a subquery: Citus refuses a subquery on a local table here.
@@ -425,7 +431,7 @@ mod tests {
             merge.merge,
             [
                 r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE s."__lite2pg_gone" AND t."id" = s."id""#,
-                r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s, "batch_t" AS o WHERE NOT s."__lite2pg_gone" AND t."email" = s."email" AND (t."id") IS DISTINCT FROM (s."id") AND o."id" = t."id""#,
+                r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s, "batch_t" AS o WHERE NOT s."__lite2pg_gone" AND t."email" = s."email" AND (t."id") IS DISTINCT FROM (s."id") AND o."id" = t."id" AND o."__lite2pg_gone" IS NOT NULL"#,
                 r#"INSERT INTO "public"."users" ("id", "email", "name") OVERRIDING SYSTEM VALUE SELECT "id", "email", "name" FROM "batch_t" WHERE NOT "__lite2pg_gone" ON CONFLICT ("id") DO UPDATE SET "email" = EXCLUDED."email", "name" = EXCLUDED."name""#,
             ]
         );
@@ -475,7 +481,7 @@ mod tests {
             merge.merge,
             [
                 r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s WHERE s."__lite2pg_gone" AND t."id" = s."id" AND t."source_id" = $1"#,
-                r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s, "batch_t" AS o WHERE NOT s."__lite2pg_gone" AND t."email" = s."email" AND t."source_id" = $1 AND (t."id") IS DISTINCT FROM (s."id") AND o."id" = t."id""#,
+                r#"DELETE FROM "public"."users" AS t USING "batch_t" AS s, "batch_t" AS o WHERE NOT s."__lite2pg_gone" AND t."email" = s."email" AND t."source_id" = $1 AND (t."id") IS DISTINCT FROM (s."id") AND o."id" = t."id" AND o."__lite2pg_gone" IS NOT NULL"#,
                 r#"INSERT INTO "public"."users" ("source_id", "id", "email", "name") OVERRIDING SYSTEM VALUE SELECT $1, "id", "email", "name" FROM "batch_t" WHERE NOT "__lite2pg_gone" ON CONFLICT ("source_id", "id") DO UPDATE SET "email" = EXCLUDED."email", "name" = EXCLUDED."name""#,
             ]
         );

@@ -89,11 +89,14 @@ fn read_null_keyed(
     let sql = format!("SELECT {} FROM {} AS t WHERE {}", plan.select_list("t"), quote(&plan.name), same.join(" AND "));
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(key))?;
-    let (mut row, mut found) = (Vec::with_capacity(plan.columns.len()), false);
+    let (mut row, mut found, key_indexes) = (Vec::with_capacity(plan.columns.len()), false, plan.key_indexes());
     while let Some(result) = rows.next()? {
         read_values(result, 0, plan.columns.len(), &mut row)?;
-        on_change(Change::NullKeyed(&row))?;
-        found = true;
+        // `IS` compares under the column's collation and across numeric kinds; the key must be the logged one.
+        if key_indexes.iter().zip(key).all(|(i, k)| &row[*i] == k) {
+            on_change(Change::NullKeyed(&row))?;
+            found = true;
+        }
     }
     Ok(found)
 }

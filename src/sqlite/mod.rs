@@ -39,7 +39,9 @@ pub fn open(path: &Path, access: Access) -> Result<Connection> {
             .with_hint("give the path of the database file itself"));
     }
     // SQLite would make a new database in it; and a file copied into place (`cp backup app.db`) is empty first.
-    let wal_written = std::fs::metadata(format!("{shown}-wal")).is_ok_and(|wal| wal.len() > 0);
+    let mut wal = path.as_os_str().to_os_string();
+    wal.push("-wal");
+    let wal_written = std::fs::metadata(&wal).is_ok_and(|wal| wal.len() > 0);
     if metadata.len() == 0 && !wal_written {
         return Err(Error::new(
             ErrorKind::SqliteOpen,

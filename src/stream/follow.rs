@@ -207,6 +207,9 @@ impl Stream {
             let fits = |values: &[SqlValue]| crate::pg::copy::CopyEncoder::fits(plan, values);
             let keys = capture::fitting_rows_with_json(self.file.reader(), table, captured, plan, &wanted, fits)?;
             if !keys.is_empty() {
+                // They are no longer values PostgreSQL cannot hold; should applying them fail, verify says so.
+                let client: &Client = self.client.as_ref().expect("connected");
+                state::forget_rejects(client, &self.capture.source_id, &captured.name, &keys).await?;
                 capture::log_keys(&mut self.file.pruner(), captured.id, &keys)?;
                 tracing::info!(
                     "{} rejected row(s) of table {:?} fit their columns now: applying them",

@@ -106,7 +106,7 @@ pub struct VerifyReport {
     pub applied_seq: i64,
     pub tables: Vec<TableDiff>,
     pub seconds: f64,
-    /// The error the sync last stopped on, when no batch was applied since: the pending keys wait on it.
+    /// The error the sync last stopped on, when no batch was applied since and keys are pending: they wait on it.
     pub sync_error: Option<String>,
 }
 
@@ -150,14 +150,11 @@ pub async fn verify(options: &SourceOptions) -> Result<VerifyReport> {
     let result = compare_all(&sqlite, &snapshot_client, &capture.source_id, target, &plans, applied_seq).await;
     compare::lock(&sqlite).execute_batch("COMMIT")?;
     snapshot_client.batch_execute("COMMIT").await?;
-    let sync_error = state::source_status(&lock_client, &capture.source_id).await?.and_then(|s| s.last_error);
-    Ok(VerifyReport {
-        source_id: capture.source_id,
-        applied_seq,
-        tables: result?,
-        seconds: started.elapsed().as_secs_f64(),
-        sync_error,
-    })
+    let tables = result?;
+    // An error is the sync's state only while keys wait on it; one it recovered from stays recorded until a batch.
+    let pending = tables.iter().any(|t| t.pending > 0);
+    let sync_error = state::source_status(&lock_client, &capture.source_id).await?.and_then(|s| s.last_error).filter(|_| pending);
+    Ok(VerifyReport { source_id: capture.source_id, applied_seq, tables, seconds: started.elapsed().as_secs_f64(), sync_error })
 }
 
 /// The plans of the chosen captured tables, with their registry ids. Into existing tables: the columns both

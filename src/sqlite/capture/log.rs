@@ -98,6 +98,7 @@ pub fn fitting_rows_with_json(
     wanted: &[serde_json::Value],
     fit: impl Fn(&[SqlValue]) -> bool,
 ) -> Result<Vec<Vec<SqlValue>>> {
+    let wanted: std::collections::HashSet<String> = wanted.iter().map(serde_json::Value::to_string).collect();
     let key = key_expressions(table, &captured.key_columns);
     let sql = format!("SELECT {}, {} FROM {} AS t", key.join(", "), plan.select_list("t"), quote(&table.name));
     let mut stmt = conn.prepare(&sql)?;
@@ -106,7 +107,7 @@ pub fn fitting_rows_with_json(
     while let Some(row) = rows.next()? {
         let mut key_values = Vec::with_capacity(key.len());
         crate::sqlite::scan::read_values(row, 0, key.len(), &mut key_values)?;
-        if !wanted.contains(&serde_json::Value::Array(key_values.iter().map(SqlValue::to_json).collect())) {
+        if !wanted.contains(&serde_json::Value::Array(key_values.iter().map(SqlValue::to_json).collect()).to_string()) {
             continue;
         }
         crate::sqlite::scan::read_values(row, key.len(), plan.columns.len(), &mut values)?;
