@@ -383,3 +383,47 @@ async fn an_empty_file_is_never_written_into() {
         assert_eq!(std::fs::metadata(dir.path().join("app.db")).unwrap().len(), 0, "{command:?} wrote into the file");
     }
 }
+
+#[tokio::test]
+async fn a_file_emptied_under_a_running_daemon_is_never_written_into() {
+    let file = SqliteFile::new(
+        "PRAGMA journal_mode = DELETE; CREATE TABLE beat(id INTEGER PRIMARY KEY); CREATE TABLE t(id INTEGER PRIMARY KEY, v);",
+    );
+    let db = TestDb::new().await;
+    let mut daemon = crate::support::daemon::start_daemon(&db, &file);
+    crate::support::wait::settle(&db, &file).await;
+    // The first step of `cp backup app.db`: the file is truncated, then written.
+    std::fs::File::create(&file.path).unwrap();
+    let status = daemon.exited_within(Duration::from_secs(30));
+    assert!(!status.success());
+    assert!(daemon.log().contains("no longer holds lite2pg's capture"), "{}", daemon.log());
+    assert_eq!(std::fs::metadata(&file.path).unwrap().len(), 0, "the daemon wrote into the emptied file");
+}
+
+#[tokio::test]
+async fn a_file_whose_tables_the_application_emptied_is_copied_again_by_snapshot_replace() {
+    let file = SqliteFile::new("CREATE TABLE t(id INTEGER PRIMARY KEY, v); INSERT INTO t VALUES (1, 'a'), (2, 'b');");
+    let db = TestDb::new().await;
+    assert!(run_once(&db, &file).status.success());
+    // A "reset" helper of the application's that empties every table, lite2pg's included.
+    let conn = file.conn();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for table in tables {
+        conn.execute_batch(&format!("DELETE FROM \"{table}\"")).unwrap();
+    }
+    conn.execute_batch("INSERT INTO t VALUES (3, 'after the reset')").unwrap();
+    let stopped = run_once(&db, &file);
+    assert!(!stopped.status.success());
+    assert!(stderr(&stopped).contains("--replace"), "{}", stderr(&stopped));
+    let (path, url) = (file.path.to_str().unwrap(), db.url());
+    let replaced = lite2pg_output(&["snapshot", "--replace", "--sqlite", path, "--postgres", &url]);
+    assert!(replaced.status.success(), "{}", stderr(&replaced));
+    db.assert_equal(&file.path).await;
+    assert!(run_once(&db, &file).status.success());
+}

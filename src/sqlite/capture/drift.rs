@@ -7,7 +7,7 @@ use super::identity::append_marker;
 use super::install::install_in;
 use super::triggers::capture_trigger_names;
 use super::{read_state, CaptureState, META_TABLE, TABLES_TABLE};
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 use crate::sqlite::introspect::{SourceSchema, Table};
 
 /// How the file's schema moved away from its capture: seen from the registry and where the capture triggers
@@ -66,7 +66,8 @@ pub fn drift(conn: &Connection, schema: &SourceSchema, wanted: impl Fn(&str) -> 
 }
 
 /// Brings capture along with `drift` in one write transaction: renames and drops in the registry, then
-/// triggers on `tables`, and (`mark`) a marker entry in the log. Returns the state and the schema version that
+/// triggers on `tables`, and (`mark`: for a stream, which requires capture to be there still) a marker entry in
+/// the log. Returns the state and the schema version that
 /// includes these triggers, or `None`, changing nothing, when the schema changed again since `schema_version`.
 pub fn follow(
     conn: &mut Connection,
@@ -79,6 +80,15 @@ pub fn follow(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     if crate::sqlite::schema_version(&tx)? != schema_version {
         return Ok(None);
+    }
+    if mark && read_state(&tx)?.is_none() {
+        // A stream follows a file it synced: one without capture was emptied (a copy into place) or replaced, and
+        // installing capture again would write lite2pg's tables into the application's file.
+        return Err(Error::new(
+            ErrorKind::State,
+            "the SQLite file no longer holds lite2pg's capture: it was emptied or replaced while lite2pg ran",
+        )
+        .with_hint("if the file was restored on purpose, copy it again with `lite2pg snapshot --replace`"));
     }
     // Drops first: a table may be renamed to the name of one dropped.
     for name in &drift.dropped {

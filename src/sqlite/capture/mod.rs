@@ -95,9 +95,11 @@ pub fn read_state(conn: &Connection) -> Result<Option<CaptureState>> {
     if !installed {
         return Ok(None);
     }
-    let meta = |key: &str| -> Result<String> {
-        Ok(conn.query_row(&format!("SELECT value FROM {META_TABLE} WHERE key = ?1"), [key], |r| r.get(0))?)
+    let meta = |key: &str| -> Result<Option<String>> {
+        Ok(conn.query_row(&format!("SELECT value FROM {META_TABLE} WHERE key = ?1"), [key], |r| r.get(0)).optional()?)
     };
+    // An application that empties every table empties lite2pg's too: what is left is not capture any more.
+    let (Some(database_id), Some(source_id)) = (meta("database_id")?, meta("source_id")?) else { return Ok(None) };
     let mut stmt = conn.prepare(&format!("SELECT id, name, key_columns FROM {TABLES_TABLE} ORDER BY id"))?;
     let tables = stmt
         .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?
@@ -110,14 +112,16 @@ pub fn read_state(conn: &Connection) -> Result<Option<CaptureState>> {
             Ok(CapturedTable { id, name, key_columns })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(Some(CaptureState { database_id: meta("database_id")?, source_id: meta("source_id")?, tables }))
+    Ok(Some(CaptureState { database_id, source_id, tables }))
 }
 
 /// The capture state of a file commands expect to be synced already; an error saying so when it is not.
 pub fn require_state(conn: &Connection, path: &std::path::Path) -> Result<CaptureState> {
     read_state(conn)?.ok_or_else(|| {
-        Error::new(ErrorKind::State, format!("{} has no lite2pg capture installed", path.display()))
-            .with_hint("nothing was synced from it yet: start with `lite2pg run`")
+        Error::new(ErrorKind::State, format!("{} has no lite2pg capture installed", path.display())).with_hint(
+            "if nothing was synced from it yet, start with `lite2pg run`; if it replaced a file that was, copy it \
+                 again with `lite2pg snapshot --replace`",
+        )
     })
 }
 
