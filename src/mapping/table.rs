@@ -102,6 +102,15 @@ impl TablePlan {
         }
     }
 
+    /// Whether `row` (in plan column order) holds NULL in a key column, as SQLite allows in rowid tables and no
+    /// PostgreSQL key does. Checked per row, so it reads the key's indexes in place.
+    pub fn key_holds_null(&self, row: &[SqlValue]) -> bool {
+        match &self.key {
+            KeyPlan::Columns(indexes) => indexes.iter().any(|i| row[*i] == SqlValue::Null),
+            KeyPlan::Rowid => row[self.columns.len() - 1] == SqlValue::Null,
+        }
+    }
+
     /// The key columns, in key order.
     pub fn key_columns(&self) -> impl ExactSizeIterator<Item = &ColumnPlan> + '_ {
         self.key_indexes().into_iter().map(move |i| &self.columns[i])

@@ -57,8 +57,7 @@ impl CopyEncoder {
     /// Whether PostgreSQL can hold `values`, a row of `plan`'s table, as it is now: every value fits its column and
     /// the key holds no NULL.
     pub fn fits(plan: &TablePlan, values: &[SqlValue]) -> bool {
-        !plan.key_indexes().iter().any(|i| values[*i] == SqlValue::Null)
-            && CopyEncoder::default().push_table_row(plan, values).is_ok()
+        !plan.key_holds_null(values) && CopyEncoder::default().push_table_row(plan, values).is_ok()
     }
 
     /// Bytes written so far.

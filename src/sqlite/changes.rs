@@ -105,10 +105,10 @@ fn read_null_keyed(
 pub fn read_all(conn: &Connection, plan: &TablePlan, mut on_change: impl FnMut(Change<'_>) -> Result<()>) -> Result<()> {
     let mut stmt = conn.prepare(&format!("SELECT {} FROM {} AS t", plan.select_list("t"), quote(&plan.name)))?;
     let mut rows = stmt.query([])?;
-    let (mut row, key_indexes) = (Vec::with_capacity(plan.columns.len()), plan.key_indexes());
+    let mut row = Vec::with_capacity(plan.columns.len());
     while let Some(result) = rows.next()? {
         read_values(result, 0, plan.columns.len(), &mut row)?;
-        match key_indexes.iter().any(|i| row[*i] == SqlValue::Null) {
+        match plan.key_holds_null(&row) {
             true => on_change(Change::NullKeyed(&row))?,
             false => on_change(Change::Present(&row))?,
         }

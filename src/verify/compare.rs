@@ -107,7 +107,7 @@ impl<'a> Compared<'a> {
                     None => DiffKind::Missing,
                 };
                 if !pending.pending.contains(key) {
-                    found.push((kind, plan.key_of(values), misfits(&plan, values)));
+                    found.push((kind, plan.key_of(values), !CopyEncoder::fits(&plan, values)));
                 }
             })?;
             Ok((found, postgres))
@@ -236,9 +236,4 @@ fn scan_sqlite(
         each(bucket_of(&key_fields, buckets), &key_fields, &row_fields, &values);
     }
     Ok(())
-}
-
-/// Whether a SQLite row holds a value its PostgreSQL column cannot hold as it is now, or NULL in its key.
-fn misfits(plan: &TablePlan, values: &[SqlValue]) -> bool {
-    !CopyEncoder::fits(plan, values)
 }

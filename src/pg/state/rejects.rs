@@ -21,6 +21,9 @@ impl Reject {
     /// The reject of a row of `plan`'s table whose key holds NULL, which no PostgreSQL key can hold; `None` when
     /// its key holds none.
     pub fn of_null_key(plan: &crate::mapping::table::TablePlan, values: &[SqlValue]) -> Option<Reject> {
+        if !plan.key_holds_null(values) {
+            return None;
+        }
         let column = plan.key_indexes().into_iter().find(|i| values[*i] == SqlValue::Null)?;
         Some(Reject {
             table: plan.name.clone(),

@@ -73,23 +73,10 @@ pub fn keys_with_json(
     captured: &CapturedTable,
     wanted: &[serde_json::Value],
 ) -> Result<Vec<Vec<SqlValue>>> {
-    let key = key_expressions(table, &captured.key_columns);
-    let mut stmt = conn.prepare(&format!("SELECT {} FROM {}", key.join(", "), quote(&table.name)))?;
-    let mut rows = stmt.query([])?;
-    let mut found = Vec::new();
-    while let Some(row) = rows.next()? {
-        let mut values = Vec::with_capacity(key.len());
-        crate::sqlite::scan::read_values(row, 0, key.len(), &mut values)?;
-        let json = serde_json::Value::Array(values.iter().map(SqlValue::to_json).collect());
-        if wanted.contains(&json) {
-            found.push(values);
-        }
-    }
-    Ok(found)
+    scan_for_keys(conn, table, captured, wanted, None, |_| true)
 }
 
-/// The keys of the rows of a captured table whose key's JSON form is in `wanted` and whose values (read in `plan`'s
-/// column order) `fit`.
+/// `keys_with_json`, of the rows whose values (read in `plan`'s column order) `fit`.
 pub fn fitting_rows_with_json(
     conn: &Connection,
     table: &Table,
@@ -98,9 +85,23 @@ pub fn fitting_rows_with_json(
     wanted: &[serde_json::Value],
     fit: impl Fn(&[SqlValue]) -> bool,
 ) -> Result<Vec<Vec<SqlValue>>> {
+    scan_for_keys(conn, table, captured, wanted, Some(plan), fit)
+}
+
+/// One scan of the table for the keys in `wanted`; with `plan`, each found row's values are read too and `keep`
+/// decides.
+fn scan_for_keys(
+    conn: &Connection,
+    table: &Table,
+    captured: &CapturedTable,
+    wanted: &[serde_json::Value],
+    plan: Option<&crate::mapping::table::TablePlan>,
+    keep: impl Fn(&[SqlValue]) -> bool,
+) -> Result<Vec<Vec<SqlValue>>> {
     let wanted: std::collections::HashSet<String> = wanted.iter().map(serde_json::Value::to_string).collect();
     let key = key_expressions(table, &captured.key_columns);
-    let sql = format!("SELECT {}, {} FROM {} AS t", key.join(", "), plan.select_list("t"), quote(&table.name));
+    let values_list = plan.map(|plan| format!(", {}", plan.select_list("t"))).unwrap_or_default();
+    let sql = format!("SELECT {}{values_list} FROM {} AS t", key.join(", "), quote(&table.name));
     let mut stmt = conn.prepare(&sql)?;
     let mut rows = stmt.query([])?;
     let (mut found, mut values) = (Vec::new(), Vec::new());
@@ -110,8 +111,10 @@ pub fn fitting_rows_with_json(
         if !wanted.contains(&serde_json::Value::Array(key_values.iter().map(SqlValue::to_json).collect()).to_string()) {
             continue;
         }
-        crate::sqlite::scan::read_values(row, key.len(), plan.columns.len(), &mut values)?;
-        if fit(&values) {
+        if let Some(plan) = plan {
+            crate::sqlite::scan::read_values(row, key.len(), plan.columns.len(), &mut values)?;
+        }
+        if keep(&values) {
             found.push(key_values);
         }
     }
