@@ -155,7 +155,19 @@ pub(crate) async fn run_in(
     summary.applied_seq = stream.applied_seq;
     drop(stream);
     pool.unlock_source(&source_id).await;
-    result.map(|()| summary)
+    result.map(|()| summary).map_err(|err| explained_by_lost_capture(&options.source.sqlite, err))
+}
+
+/// A stream's error, or what explains it: the file lost its capture, emptied in place (`cp backup app.db`
+/// truncates first) or replaced by one without. Whichever query tripped over that first is beside the point.
+fn explained_by_lost_capture(sqlite: &std::path::Path, err: Error) -> Error {
+    let lost = std::fs::metadata(sqlite).is_ok_and(|file| file.len() == 0)
+        || crate::sqlite::open(sqlite, crate::sqlite::Access::ReadOnly)
+            .is_ok_and(|conn| matches!(crate::sqlite::capture::read_state(&conn), Ok(None)));
+    match lost {
+        true => crate::sqlite::capture::capture_lost(),
+        false => err,
+    }
 }
 
 /// `source_identity`, waiting out what waiting can fix as the start does: another process holding the file's lock

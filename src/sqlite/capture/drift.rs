@@ -7,7 +7,7 @@ use super::identity::append_marker;
 use super::install::install_in;
 use super::triggers::capture_trigger_names;
 use super::{read_state, CaptureState, META_TABLE, TABLES_TABLE};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::sqlite::introspect::{SourceSchema, Table};
 
 /// How the file's schema moved away from its capture: seen from the registry and where the capture triggers
@@ -84,11 +84,7 @@ pub fn follow(
     if mark && read_state(&tx)?.is_none() {
         // A stream follows a file it synced: one without capture was emptied (a copy into place) or replaced, and
         // installing capture again would write lite2pg's tables into the application's file.
-        return Err(Error::new(
-            ErrorKind::State,
-            "the SQLite file no longer holds lite2pg's capture: it was emptied or replaced while lite2pg ran",
-        )
-        .with_hint("if the file was restored on purpose, copy it again with `lite2pg snapshot --replace`"));
+        return Err(super::capture_lost());
     }
     // Drops first: a table may be renamed to the name of one dropped.
     for name in &drift.dropped {

@@ -115,6 +115,15 @@ pub fn read_state(conn: &Connection) -> Result<Option<CaptureState>> {
     Ok(Some(CaptureState { database_id, source_id, tables }))
 }
 
+/// What a stream says of the file it syncs when capture is no longer in it: emptied (a copy into place) or replaced.
+pub fn capture_lost() -> Error {
+    Error::new(
+        ErrorKind::State,
+        "the SQLite file no longer holds lite2pg's capture: it was emptied or replaced while lite2pg ran",
+    )
+    .with_hint("if the file was restored on purpose, copy it again with `lite2pg snapshot --replace`")
+}
+
 /// The capture state of a file commands expect to be synced already; an error saying so when it is not.
 pub fn require_state(conn: &Connection, path: &std::path::Path) -> Result<CaptureState> {
     read_state(conn)?.ok_or_else(|| {
